@@ -1,0 +1,84 @@
+"""Instance creep: a service runs more instances than its load explains.
+
+The expected instance count for a request rate is learned from a reference period (the previous
+revision while it served, or else the revision's own first hours after warm-up) with a load model,
+so traffic growth, diurnal swings and batch days move the expectation with them. The excess
+(actual − expected) must be both relatively and absolutely large, and last; its onset is where the
+hourly excess series shifts up, and it is attributed to the revision serving then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analyzer.analysis import load_model, stats
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, reference_totals
+from analyzer.config import DetectionConfig
+
+
+@dataclass(frozen=True, slots=True)
+class CreepEvidence:
+    revision: str
+    onset: pd.Timestamp
+    expected: float  # median expected instances over the excess period
+    actual: float  # median actual instances over the excess period
+    excess_fraction: float
+    hours: float
+    reference: str  # what the expectation was learned from
+    excess_instance_hours: float
+    excess: pd.Series  # hourly excess (for charts)
+
+
+def _instances(frame: pd.DataFrame) -> pd.Series:
+    return frame["inst_active"].fillna(0.0) + frame["inst_idle"].fillna(0.0)
+
+
+def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> CreepEvidence | None:
+    cfg = config.creep
+    reference, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours)
+    model = load_model.fit(reference["req_rate"].to_numpy(), _instances(reference).to_numpy())
+    if model is None:
+        return None
+    totals = view.totals
+    warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
+    mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= warm) & totals["inst_active"].notna()]
+    if len(mine) * view.step_seconds < cfg.min_duration_hours * 3600:
+        return None
+    expected = pd.Series(model.predict(mine["req_rate"].to_numpy()), index=mine.index)
+    actual = _instances(mine)
+    excess = (actual - expected).resample("1h").median().dropna()
+    expected_h = expected.resample("1h").median().reindex(excess.index)
+    if len(excess) < max(3, cfg.min_duration_hours):
+        return None
+    values = excess.to_numpy(dtype=np.float64)
+    shift = stats.mean_shift(values, min_size=max(2, int(cfg.min_duration_hours // 2)))
+    start = 0
+    if shift is not None and shift.after > shift.before and shift.before < cfg.min_excess_instances:
+        start = shift.index
+    tail = values[start:]
+    tail_expected = expected_h.to_numpy(dtype=np.float64)[start:]
+    hours = len(tail)
+    median_excess = float(np.median(tail))
+    median_expected = float(np.median(tail_expected))
+    fraction = median_excess / max(median_expected, 1.0)
+    sustained = float(np.mean(tail >= cfg.min_excess_instances))
+    if (hours < cfg.min_duration_hours or median_excess < cfg.min_excess_instances
+            or fraction < cfg.min_excess_fraction or sustained < 0.6):
+        return None
+    onset = pd.Timestamp(excess.index[start])
+    if start == 0 or onset <= span.deploy_time + pd.Timedelta(hours=2):
+        onset = span.deploy_time
+    return CreepEvidence(
+        revision=span.name,
+        onset=onset,
+        expected=median_expected,
+        actual=median_expected + median_excess,
+        excess_fraction=fraction,
+        hours=float(hours),
+        reference=described,
+        excess_instance_hours=float(np.clip(tail, 0, None).sum()),
+        excess=excess,
+    )

@@ -1,0 +1,191 @@
+"""Run every detector over one service and turn their evidence into Findings a person can act on:
+onset, attributed revision with a confidence, severity, a likely cause, time to the memory limit,
+and dollars (per window and per month, and what a fixing revision saved).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from analyzer.analysis import cost as cost_model
+from analyzer.analysis.creep import CreepEvidence, detect_creep
+from analyzer.analysis.memory import LeakEvidence, detect_leak, hours_to_limit
+from analyzer.analysis.pricing import PriceTable
+from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, hours_between
+from analyzer.config import AnalysisConfig
+from analyzer.model import Finding, FindingKind, Severity
+
+PER_REQUEST_LEAK = (
+    "a per-request resource or connection leak: memory troughs climb, instances creep and CPU/latency rise "
+    "right after one deploy (e.g. a new HTTP client or connection pool created per request; share one client "
+    "with a tuned transport)"
+)
+
+
+@dataclass(slots=True)
+class RevisionEvidence:
+    """Everything the detectors found about one revision (kept for charts and the fix check)."""
+
+    span: RevisionSpan
+    leak: LeakEvidence | None = None
+    creep: CreepEvidence | None = None
+    latency: RegressionEvidence | None = None
+    cpu: RegressionEvidence | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable) -> list[RevisionEvidence]:
+    detection = config.detection
+    evidence: list[RevisionEvidence] = []
+    for span in view.spans:
+        item = RevisionEvidence(
+            span,
+            leak=detect_leak(view, span, detection),
+            creep=detect_creep(view, span, detection),
+            latency=detect_latency(view, span, detection),
+            cpu=detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu),
+        )
+        item.findings = _findings(view, item, config, table)
+        evidence.append(item)
+    _mark_resolution(view, evidence)
+    return evidence
+
+
+def _attribution(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp) -> tuple[str, float]:
+    """The revision serving at the onset, and how sure we are that its deploy caused it."""
+    serving = view.serving_at(onset) or span
+    lag = hours_between(serving.deploy_time, onset)
+    if not serving.deploy_time_known:
+        return serving.name, 0.5  # deployed before the data starts: we only know it was serving
+    if lag <= 2.0:
+        return serving.name, 0.95
+    if lag <= 12.0:
+        return serving.name, 0.75
+    return serving.name, 0.55
+
+
+def _base(view: ServiceView, span: RevisionSpan, kind: FindingKind, onset: pd.Timestamp, summary: str,
+          confidence: float) -> Finding:
+    revision, attribution = _attribution(view, span, onset)
+    return Finding(
+        kind=kind, project=view.key.project, region=view.key.region, service=view.key.service,
+        revision=revision, onset=onset.to_pydatetime(), severity=Severity.WARNING,
+        confidence=round(confidence, 3), summary=summary, attribution_confidence=attribution,
+        deploy_time=span.deploy_time.to_pydatetime() if span.deploy_time_known else None,
+    )
+
+
+def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> Finding:
+    limit = span.info.memory_limit_gib
+    to_limit = hours_to_limit(leak)
+    summary = (f"Memory troughs of {span.name} climb {leak.slope_per_day:.1%} of the limit per day "
+               f"({leak.trough_start:.0%} → {leak.trough_end:.0%} over {leak.hours:.0f} h)")
+    if to_limit is not None and to_limit < 24 * 14:
+        summary += f"; the worst instance reaches its limit in about {_duration(to_limit)}"
+    finding = _base(view, span, FindingKind.MEMORY_BASELINE_RISE, leak.onset, summary,
+                    min(0.99, 1.0 - leak.p_value) * min(1.0, 0.6 + leak.rise))
+    finding.time_to_limit_hours = round(to_limit, 1) if to_limit is not None else None
+    finding.evidence = {
+        "trough_slope_pct_of_limit_per_day": round(leak.slope_per_day * 100, 2),
+        "trough_start_pct_of_limit": round(leak.trough_start * 100, 1),
+        "trough_end_pct_of_limit": round(leak.trough_end * 100, 1),
+        "worst_instance_end_pct_of_limit": round(leak.peak_end * 100, 1) if math.isfinite(leak.peak_end) else "n/a",
+        "rise_pct_of_limit": round(leak.rise * 100, 1),
+        "climb_hours": round(leak.hours, 1),
+        "trend_p_value": float(f"{leak.p_value:.2g}"),
+        "segments_between_resets": leak.segments,
+        "memory_limit": f"{limit:g} GiB" if limit else "unknown",
+    }
+    return finding
+
+
+def _creep_finding(view: ServiceView, span: RevisionSpan, creep: CreepEvidence) -> Finding:
+    summary = (f"{span.name} runs {creep.actual:.1f} instances where its load needs about {creep.expected:.1f} "
+               f"(+{creep.excess_fraction:.0%}, judged against {creep.reference})")
+    finding = _base(view, span, FindingKind.INSTANCE_CREEP, creep.onset, summary,
+                    min(0.99, 0.5 + creep.excess_fraction / 2))
+    finding.evidence = {
+        "expected_instances": round(creep.expected, 2),
+        "actual_instances": round(creep.actual, 2),
+        "excess_pct": round(creep.excess_fraction * 100, 1),
+        "excess_instance_hours": round(creep.excess_instance_hours, 1),
+        "hours": creep.hours,
+        "reference": creep.reference,
+    }
+    return finding
+
+
+def _regression_finding(view: ServiceView, span: RevisionSpan, reg: RegressionEvidence) -> Finding:
+    what = "slower" if reg.kind is FindingKind.LATENCY_REGRESSION else "more CPU-hungry"
+    summary = (f"{span.name} is {what} than {reg.previous}: {reg.metric} {reg.before:.3g} → {reg.after:.3g} "
+               f"(+{reg.increase:.0%})")
+    evidence: dict[str, float | str] = {
+        "metric": reg.metric, "before": round(reg.before, 6), "after": round(reg.after, 6),
+        "increase_pct": round(reg.increase * 100, 1), "previous_revision": reg.previous,
+        "p_value": float(f"{reg.p_value:.2g}"),
+    }
+    if math.isfinite(reg.low_traffic_after) and math.isfinite(reg.low_traffic_before):
+        evidence["cpu_at_low_traffic_before_pct"] = round(reg.low_traffic_before * 100, 1)
+        evidence["cpu_at_low_traffic_after_pct"] = round(reg.low_traffic_after * 100, 1)
+        summary += f"; CPU at low traffic {reg.low_traffic_before:.0%} → {reg.low_traffic_after:.0%}"
+    finding = _base(view, span, reg.kind, reg.onset, summary, min(0.99, 1.0 - reg.p_value))
+    finding.evidence = evidence
+    return finding
+
+
+def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig, table: PriceTable) -> list[Finding]:
+    span = item.span
+    found: list[Finding] = []
+    if item.leak:
+        found.append(_leak_finding(view, span, item.leak))
+    if item.creep:
+        found.append(_creep_finding(view, span, item.creep))
+    for reg in (item.latency, item.cpu):
+        if reg:
+            found.append(_regression_finding(view, span, reg))
+    kinds = {f.kind for f in found}
+    leak_signature = FindingKind.MEMORY_BASELINE_RISE in kinds and (
+        FindingKind.INSTANCE_CREEP in kinds or FindingKind.CPU_REGRESSION in kinds
+        or FindingKind.LATENCY_REGRESSION in kinds)
+    for finding in found:
+        if leak_signature and (item.leak is None or item.leak.onset_at_deploy):
+            finding.likely_cause = PER_REQUEST_LEAK
+        excess = cost_model.excess_cost(view, span, pd.Timestamp(finding.onset), table, config)
+        if excess is not None:
+            finding.excess_cost_usd_window = round(excess.window_usd, 2)
+            finding.excess_cost_usd_per_month = round(excess.per_month_usd, 2)
+            finding.evidence["cost_reference"] = excess.reference
+        finding.severity = _severity(finding)
+    return found
+
+
+def _severity(finding: Finding) -> Severity:
+    if finding.time_to_limit_hours is not None and finding.time_to_limit_hours < 24:
+        return Severity.CRITICAL
+    if finding.excess_cost_usd_per_month >= 100 or finding.kind is FindingKind.MEMORY_BASELINE_RISE:
+        return Severity.CRITICAL if finding.excess_cost_usd_per_month >= 1000 else Severity.WARNING
+    return Severity.WARNING if finding.excess_cost_usd_per_month >= 1 or finding.confidence >= 0.9 else Severity.INFO
+
+
+def _mark_resolution(view: ServiceView, evidence: list[RevisionEvidence]) -> None:
+    """A finding is resolved when a later revision without the same kind of finding took over."""
+    last = view.spans[-1].name if view.spans else ""
+    for index, item in enumerate(evidence):
+        for finding in item.findings:
+            later = [e for e in evidence[index + 1:] if all(f.kind != finding.kind for f in e.findings)]
+            if item.span.name != last and later:
+                finding.ongoing = False
+                finding.resolved_by = later[0].span.name
+                finding.savings_usd_per_month = finding.excess_cost_usd_per_month
+
+
+def _duration(hours: float) -> str:
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    if hours < 48:
+        return f"{hours:.0f} h"
+    return f"{hours / 24:.1f} days"

@@ -1,0 +1,152 @@
+"""Latency and CPU regressions: a revision is slower, or burns more CPU per request, than the one
+it replaced.
+
+Hourly values of the revision after its warm-up are compared with the previous revision's last
+hours before the deploy (the same number of hours on each side, so both cover the same part of the
+day where the data allow). A finding needs a relative increase above a floor and a one-sided
+Mann–Whitney test below the significance level. CPU is measured per request (utilization × instances
+× vCPU limit ÷ requests), so more traffic is not more CPU, and also at the quietest hours, where the
+incident's signature (CPU high at low traffic) shows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analyzer.analysis.timeline import RevisionSpan, ServiceView
+from analyzer.config import DetectionConfig, RegressionDetection
+from analyzer.model import FloatArray, FindingKind
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionEvidence:
+    kind: FindingKind
+    revision: str
+    previous: str
+    onset: pd.Timestamp
+    metric: str  # what was compared, e.g. "p95 latency (ms)"
+    before: float
+    after: float
+    increase: float  # relative
+    p_value: float
+    low_traffic_before: float = float("nan")
+    low_traffic_after: float = float("nan")
+
+
+def mann_whitney_greater(after: FloatArray, before: FloatArray) -> float:
+    """One-sided p-value that ``after`` tends to exceed ``before`` (normal approximation, ties mid-ranked)."""
+    n1, n2 = len(after), len(before)
+    if n1 < 2 or n2 < 2:
+        return 1.0
+    combined = np.concatenate([after, before])
+    order = combined.argsort(kind="stable")
+    ranks = np.empty(len(combined))
+    ranks[order] = np.arange(1, len(combined) + 1)
+    # average ranks of ties
+    values, inverse, counts = np.unique(combined, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    ranks = (sums / counts)[inverse]
+    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    tie_term = ((counts**3 - counts).sum()) / ((n1 + n2) * (n1 + n2 - 1))
+    sigma = math.sqrt(n1 * n2 / 12.0 * ((n1 + n2 + 1) - tie_term))
+    if sigma == 0:
+        return 1.0
+    z = (u - n1 * n2 / 2 - 0.5) / sigma
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def _sides(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
+           warmup_minutes: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    warm = pd.Timedelta(minutes=warmup_minutes)
+    horizon = pd.Timedelta(hours=cfg.compare_hours)
+    before = view.revision_rows(previous.name)
+    before = before.loc[(before["ts"] < span.first_seen) & (before["ts"] >= previous.first_seen + warm)
+                        & (before["ts"] >= span.first_seen - horizon)]
+    after = view.revision_rows(span.name)
+    after = after.loc[(after["ts"] >= span.first_seen + warm) & (after["ts"] < span.first_seen + warm + horizon)]
+    need = cfg.min_hours * 3600 / view.step_seconds
+    if len(before) < need or len(after) < need:
+        return None
+    return before, after
+
+
+def _hourly_weighted(rows: pd.DataFrame, column: str) -> pd.Series:
+    weights = rows["requests"].clip(lower=0.0)
+    frame = pd.DataFrame({"v": rows[column] * weights, "w": weights.where(rows[column].notna(), 0.0)})
+    frame.index = rows["ts"]
+    summed = frame.resample("1h").sum()
+    return (summed["v"] / summed["w"]).replace([np.inf, -np.inf], np.nan).dropna()
+
+
+def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> RegressionEvidence | None:
+    previous = view.previous(span.name)
+    if previous is None:
+        return None
+    cfg = config.latency
+    sides = _sides(view, span, previous, cfg, config.warmup_minutes)
+    if sides is None:
+        return None
+    best: RegressionEvidence | None = None
+    for column, label in (("lat_p50", "p50 latency (ms)"), ("lat_p95", "p95 latency (ms)")):
+        before = _hourly_weighted(sides[0], column).to_numpy()
+        after = _hourly_weighted(sides[1], column).to_numpy()
+        if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
+            continue
+        b, a = float(np.median(before)), float(np.median(after))
+        if b <= 0:
+            continue
+        evidence = RegressionEvidence(FindingKind.LATENCY_REGRESSION, span.name, previous.name, span.deploy_time,
+                                      label, b, a, a / b - 1.0, mann_whitney_greater(after, before))
+        if best is None or evidence.increase > best.increase:
+            best = evidence
+    if best is None or best.increase < cfg.min_increase or best.p_value > cfg.significance:
+        return None
+    return best
+
+
+def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> pd.Series:
+    frame = pd.DataFrame({
+        "cpu_s": rows["cpu_mean"] * rows["inst_active"] * cpu_limit,
+        "req": rows["req_rate"],
+    })
+    frame.index = rows["ts"]
+    hourly = frame.resample("1h").sum(min_count=1)
+    return (hourly["cpu_s"] / hourly["req"]).replace([np.inf, -np.inf], np.nan).dropna()
+
+
+def _quiet_cpu(rows: pd.DataFrame) -> float:
+    """Median CPU utilization in the quietest quarter of steps (the incident's 'high when idle')."""
+    usable = rows.loc[rows["cpu_mean"].notna() & rows["req_rate"].notna()]
+    if len(usable) < 8:
+        return float("nan")
+    quiet = usable["req_rate"] <= usable["req_rate"].quantile(0.25)
+    return float(usable.loc[quiet, "cpu_mean"].median())
+
+
+def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *, default_cpu: float) -> RegressionEvidence | None:
+    previous = view.previous(span.name)
+    if previous is None:
+        return None
+    cfg = config.cpu
+    sides = _sides(view, span, previous, cfg, config.warmup_minutes)
+    if sides is None:
+        return None
+    before_rows, after_rows = sides
+    before = _cpu_per_request(before_rows, previous.info.cpu_limit or default_cpu).to_numpy()
+    after = _cpu_per_request(after_rows, span.info.cpu_limit or default_cpu).to_numpy()
+    if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
+        return None
+    b, a = float(np.median(before)), float(np.median(after))
+    if b <= 0:
+        return None
+    increase = a / b - 1.0
+    p_value = mann_whitney_greater(after, before)
+    if increase < cfg.min_increase or p_value > cfg.significance:
+        return None
+    return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, span.deploy_time,
+                              "CPU seconds per request", b, a, increase, p_value,
+                              _quiet_cpu(before_rows), _quiet_cpu(after_rows))

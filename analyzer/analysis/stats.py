@@ -1,0 +1,135 @@
+"""Small robust statistics used by the detectors: Theil–Sen slope, an autocorrelation-aware
+Mann–Kendall trend test, and least-squares change points (mean shift and hinge).
+
+All functions take plain float arrays without NaN (callers drop them) and are pure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzer.model import FloatArray
+
+
+def theil_sen(x: FloatArray, y: FloatArray) -> tuple[float, float]:
+    """Median of pairwise slopes, and the matching intercept. Robust to ~29 % outliers."""
+    n = len(x)
+    if n < 2:
+        return 0.0, float(y[0]) if n else 0.0
+    i, j = np.triu_indices(n, k=1)
+    dx = x[j] - x[i]
+    keep = dx != 0
+    if not keep.any():
+        return 0.0, float(np.median(y))
+    slope = float(np.median((y[j] - y[i])[keep] / dx[keep]))
+    intercept = float(np.median(y - slope * x))
+    return slope, intercept
+
+
+def _normal_sf(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    slope: float  # per unit of x
+    intercept: float
+    p_value: float  # one-sided, for an increasing trend
+    n_effective: float
+
+
+def mann_kendall(x: FloatArray, y: FloatArray) -> Trend:
+    """Theil–Sen slope with a one-sided Mann–Kendall test for an upward trend.
+
+    The variance of S is inflated for the lag-1 autocorrelation of the detrended series
+    (Yue & Wang's effective sample size), so a smooth wandering series is not mistaken for a trend.
+    """
+    n = len(y)
+    slope, intercept = theil_sen(x, y)
+    if n < 4:
+        return Trend(slope, intercept, 1.0, float(n))
+    i, j = np.triu_indices(n, k=1)
+    s = float(np.sign(y[j] - y[i]).sum())
+    variance = n * (n - 1) * (2 * n + 5) / 18.0
+    residual = y - (intercept + slope * x)
+    r1 = _lag1(residual)
+    factor = 1.0 + 2.0 * r1 / (1.0 - r1) if r1 > 0 else 1.0
+    factor = min(factor, float(n))
+    variance *= factor
+    z = (s - 1.0) / math.sqrt(variance) if s > 0 else 0.0
+    return Trend(slope, intercept, _normal_sf(z), n / factor)
+
+
+def _lag1(values: FloatArray) -> float:
+    centered = values - values.mean()
+    denominator = float((centered**2).sum())
+    if denominator <= 0:
+        return 0.0
+    return float(np.clip((centered[1:] * centered[:-1]).sum() / denominator, -0.99, 0.95))
+
+
+@dataclass(frozen=True, slots=True)
+class MeanShift:
+    index: int  # first index of the second segment
+    before: float
+    after: float
+    sse_gain: float  # fraction of the total sum of squares explained by the split
+
+
+def mean_shift(y: FloatArray, *, min_size: int = 3) -> MeanShift | None:
+    """The single split of ``y`` into two constant segments that minimises squared error."""
+    n = len(y)
+    if n < 2 * min_size:
+        return None
+    cumulative = np.cumsum(y)
+    cumulative_sq = np.cumsum(y**2)
+    total_sse = cumulative_sq[-1] - cumulative[-1] ** 2 / n
+    k = np.arange(min_size, n - min_size + 1)
+    left_sse = cumulative_sq[k - 1] - cumulative[k - 1] ** 2 / k
+    right_sum = cumulative[-1] - cumulative[k - 1]
+    right_sse = (cumulative_sq[-1] - cumulative_sq[k - 1]) - right_sum**2 / (n - k)
+    sse = left_sse + right_sse
+    best = int(np.argmin(sse))
+    split = int(k[best])
+    gain = float(1.0 - sse[best] / total_sse) if total_sse > 0 else 0.0
+    return MeanShift(split, float(y[:split].mean()), float(y[split:].mean()), gain)
+
+
+@dataclass(frozen=True, slots=True)
+class Hinge:
+    index: int  # where the slope starts
+    level: float  # flat level before the hinge
+    slope: float  # slope after the hinge, per unit of x
+    sse: float
+
+
+def hinge(x: FloatArray, y: FloatArray, *, min_after: int = 3) -> Hinge:
+    """Fit y = level (before x[k]) then level + slope·(x − x[k]); the k with least squared error."""
+    n = len(y)
+    best = Hinge(0, float(y.mean()), 0.0, math.inf)
+    for k in range(0, max(1, n - min_after + 1)):
+        ramp = np.maximum(x - x[k], 0.0)
+        design = np.column_stack([np.ones(n), ramp])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        sse = float(((design @ coef - y) ** 2).sum())
+        if sse < best.sse - 1e-12:
+            best = Hinge(k, float(coef[0]), float(coef[1]), sse)
+    return best
+
+
+def linear_sse(x: FloatArray, y: FloatArray) -> float:
+    if len(y) < 2:
+        return 0.0
+    design = np.column_stack([np.ones(len(x)), x])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(((design @ coef - y) ** 2).sum())
+
+
+def step_sse(y: FloatArray) -> float:
+    shift = mean_shift(y, min_size=2)
+    if shift is None:
+        return float(((y - y.mean()) ** 2).sum())
+    return float(((y[: shift.index] - shift.before) ** 2).sum() + ((y[shift.index :] - shift.after) ** 2).sum())

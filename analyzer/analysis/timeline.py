@@ -1,0 +1,128 @@
+"""One service's timeline: its revisions in deploy order, which one served when, and its rows.
+
+Every detector starts from a ServiceView, so "the revision serving at time t" and "the previous
+revision" mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from analyzer.frames import Frames
+from analyzer.model import RevisionInfo, ServiceKey
+
+SUMMED = ["req_rate", "err_rate", "requests", "inst_active", "inst_idle", "billable_s", "cpu_alloc_s",
+          "mem_alloc_gibs"]
+
+
+@dataclass(slots=True)
+class RevisionSpan:
+    info: RevisionInfo
+    deploy_time: pd.Timestamp  # create_time when known, else the first step with data
+    first_seen: pd.Timestamp
+    last_seen: pd.Timestamp
+    deploy_time_known: bool
+
+    @property
+    def name(self) -> str:
+        return self.info.revision
+
+
+@dataclass(slots=True)
+class ServiceView:
+    key: ServiceKey
+    rows: pd.DataFrame  # the service's rows of the frames table, all revisions
+    totals: pd.DataFrame  # per step: summed load/instances/cost columns + "serving" revision
+    spans: list[RevisionSpan]  # revisions with data, in deploy order
+    step_seconds: int
+
+    def revision_rows(self, revision: str) -> pd.DataFrame:
+        return self.rows.loc[self.rows["revision"] == revision]
+
+    def span(self, revision: str) -> RevisionSpan:
+        return next(s for s in self.spans if s.name == revision)
+
+    def previous(self, revision: str) -> RevisionSpan | None:
+        names = [s.name for s in self.spans]
+        index = names.index(revision)
+        return self.spans[index - 1] if index > 0 else None
+
+    def serving_at(self, when: pd.Timestamp) -> RevisionSpan | None:
+        """The revision taking most traffic at ``when`` (or the latest deployed before it)."""
+        totals = self.totals
+        if len(totals):
+            position = totals.index.searchsorted(when, side="right") - 1
+            if 0 <= position < len(totals):
+                serving = totals["serving"].iloc[position]
+                if isinstance(serving, str) and serving:
+                    return self.span(serving)
+        deployed = [s for s in self.spans if s.deploy_time <= when]
+        return deployed[-1] if deployed else (self.spans[0] if self.spans else None)
+
+
+def build_view(frames: Frames, key: ServiceKey) -> ServiceView:
+    rows = frames.service_metrics(key)
+    spans = _spans(frames, key, rows)
+    totals = _totals(rows)
+    return ServiceView(key, rows, totals, spans, frames.step_seconds)
+
+
+def _spans(frames: Frames, key: ServiceKey, rows: pd.DataFrame) -> list[RevisionSpan]:
+    spans: list[RevisionSpan] = []
+    for info in frames.revisions_of(key):
+        mine = rows.loc[rows["revision"] == info.revision, "ts"]
+        if mine.empty:
+            continue
+        first, last = mine.min(), mine.max()
+        deploy = pd.Timestamp(info.create_time) if info.create_time else first
+        # A create_time after the first data point is not a deploy time we can trust.
+        known = info.create_time is not None and deploy <= first + pd.Timedelta(minutes=30)
+        spans.append(RevisionSpan(info, deploy if known else first, first, last, known))
+    spans.sort(key=lambda s: (s.deploy_time, s.first_seen, s.name))
+    return spans
+
+
+def _totals(rows: pd.DataFrame) -> pd.DataFrame:
+    if rows.empty:
+        return pd.DataFrame(columns=[*SUMMED, "serving"])
+    present = [c for c in SUMMED if c in rows]
+    totals = rows.groupby("ts")[present].sum(min_count=1)
+    weight = rows["requests"].fillna(0.0) + 1e-6 * rows["inst_active"].fillna(0.0)
+    serving = rows.assign(_w=weight).sort_values("_w").groupby("ts")["revision"].last()
+    totals["serving"] = serving
+    return totals
+
+
+def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
+                     reference_hours: float) -> tuple[pd.DataFrame, str]:
+    """Service-level steps that show how the service behaved before ``span``: the previous
+    revision's serving steps just before the deploy (up to 3 × ``reference_hours``), or, without
+    enough of them, the revision's own first ``reference_hours`` after warm-up. Returns the steps
+    and a description for the report."""
+    totals = view.totals.loc[view.totals["inst_active"].notna()]
+    warm = pd.Timedelta(minutes=warmup_minutes)
+    previous = view.previous(span.name)
+    if previous is not None:
+        window = pd.Timedelta(hours=reference_hours * 3)
+        mask = ((totals["serving"] == previous.name) & (totals.index >= previous.first_seen + warm)
+                & (totals.index < span.first_seen) & (totals.index >= span.first_seen - window))
+        if mask.sum() * view.step_seconds >= reference_hours * 3600 / 2:
+            return totals.loc[mask], f"revision {previous.name}"
+    start = span.first_seen + warm
+    end = start + pd.Timedelta(hours=reference_hours)
+    mask = (totals["serving"] == span.name) & (totals.index >= start) & (totals.index < end)
+    return totals.loc[mask], f"the first {reference_hours:g} h of {span.name}"
+
+
+def hours_between(a: pd.Timestamp | datetime, b: pd.Timestamp | datetime) -> float:
+    return float((pd.Timestamp(b) - pd.Timestamp(a)) / pd.Timedelta(hours=1))
+
+
+def hourly(rows: pd.DataFrame, column: str, how: str = "median", freq: str = "1h") -> pd.Series:
+    """A column resampled to ``freq`` bins (NaN bins dropped), indexed by bin start."""
+    series = rows.set_index("ts")[column].astype(np.float64)
+    return series.resample(freq).agg(how).dropna()

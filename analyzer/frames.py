@@ -1,0 +1,309 @@
+"""Turn raw series into one tidy table: a row per (project, region, service, revision, time step).
+
+Columns (NaN where a metric had no data in that step):
+
+==================  ==============================================================================
+mem_mean, mem_p50,  memory utilization across the revision's instances, fraction of the limit
+mem_p95, mem_p99,   (from ``container/memory/utilizations``; from ``container/memory/usage`` divided
+mem_max             by the revision's memory limit when utilizations are absent)
+cpu_mean, cpu_p50,  CPU utilization across instances, fraction of the limit
+cpu_p95, cpu_p99
+lat_p50, lat_p95,   request latency percentiles, ms (all response codes and routes merged)
+lat_p99
+req_rate, err_rate  requests per second; 5xx responses per second
+inst_active,        mean instance count in the step, by state
+inst_idle
+billable_s          billable instance-seconds in the step
+cpu_alloc_s         allocated vCPU-seconds in the step
+mem_alloc_gibs      allocated GiB-seconds in the step
+requests            requests in the step
+==================  ==============================================================================
+
+Semantics of the input: a DELTA point is an amount over [startTime, endTime]; a GAUGE point of a
+natively-DELTA metric is a per-second rate (what ALIGN_RATE returns); distributions falling in the
+same step are merged by adding bucket counts, then percentiles are read from the merged buckets.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from analyzer.distributions import percentiles
+from analyzer.model import Distribution, Problem, RawData, RawSeries, RevisionInfo, ServiceKey
+
+KEY_COLUMNS = ["project", "region", "service", "revision"]
+METRIC_COLUMNS = [
+    "mem_mean", "mem_p50", "mem_p95", "mem_p99", "mem_max",
+    "cpu_mean", "cpu_p50", "cpu_p95", "cpu_p99",
+    "lat_p50", "lat_p95", "lat_p99",
+    "req_rate", "err_rate", "requests",
+    "inst_active", "inst_idle",
+    "billable_s", "cpu_alloc_s", "mem_alloc_gibs",
+]  # fmt: skip
+NATIVELY_DELTA = frozenset(
+    {
+        "request_count",
+        "container/billable_instance_time",
+        "container/cpu/allocation_time",
+        "container/memory/allocation_time",
+    }
+)
+AMOUNT_COLUMNS = {
+    "container/billable_instance_time": "billable_s",
+    "container/cpu/allocation_time": "cpu_alloc_s",
+    "container/memory/allocation_time": "mem_alloc_gibs",
+}
+DISTRIBUTION_PREFIX = {
+    "container/memory/utilizations": "mem",
+    "container/cpu/utilizations": "cpu",
+    "request_latencies": "lat",
+    "container/memory/usage": "memusage",
+}
+QUANTILES = (0.5, 0.95, 0.99, 1.0)
+
+
+@dataclass(slots=True)
+class Frames:
+    """The analysis input: the tidy metrics table plus what is known about each revision."""
+
+    metrics: pd.DataFrame
+    revisions: dict[tuple[ServiceKey, str], RevisionInfo]
+    step_seconds: int
+    window_start: datetime
+    window_end: datetime
+    services: list[ServiceKey] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def service_metrics(self, key: ServiceKey) -> pd.DataFrame:
+        m = self.metrics
+        mask = (m["project"] == key.project) & (m["region"] == key.region) & (m["service"] == key.service)
+        return m.loc[mask]
+
+    def revisions_of(self, key: ServiceKey) -> list[RevisionInfo]:
+        """The service's revisions, oldest deploy first."""
+        found = [info for (k, _), info in self.revisions.items() if k == key]
+        far = datetime.max.replace(tzinfo=UTC)
+        return sorted(found, key=lambda r: (r.create_time or far, r.revision))
+
+
+def _input_spacing(series: list[RawSeries]) -> int:
+    """The typical spacing of points in the input (60 s raw, or the query's alignment period)."""
+    spacings = [int(np.median(np.diff(s.end_times))) for s in series if len(s.end_times) > 2]
+    return int(np.median(spacings)) if spacings else 60
+
+
+def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
+    """Build the tidy table. ``step_seconds`` is raised to the input's own spacing if coarser."""
+    problems = list(raw.problems)
+    step = max(step_seconds, _input_spacing(raw.series))
+    keys: dict[tuple[str, str, str, str], int] = {}
+    for s in raw.series:
+        keys.setdefault((s.project, s.region, s.service, s.revision), len(keys))
+    columns: list[pd.Series] = []
+    by_metric: dict[str, list[RawSeries]] = defaultdict(list)
+    for s in raw.series:
+        by_metric[s.metric].append(s)
+    for metric, group in by_metric.items():
+        kind = "scalar" if group[0].distributions is None else "distribution"
+        if metric in DISTRIBUTION_PREFIX and kind == "distribution":
+            columns.extend(_distribution_columns(group, keys, step, DISTRIBUTION_PREFIX[metric]))
+        elif metric == "container/instance_count":
+            columns.extend(_instance_columns(group, keys, step))
+        elif metric == "request_count":
+            columns.extend(_request_columns(group, keys, step))
+        elif metric in AMOUNT_COLUMNS:
+            columns.append(_amounts(group, keys, step).rename(AMOUNT_COLUMNS[metric]))
+        # other known metrics (startup latencies, concurrency) are read but not yet used
+    revisions = _revision_table(raw, keys)
+    metrics = _assemble(columns, keys, step)
+    metrics = _usage_to_utilization(metrics, revisions)
+    if raw.window_start and raw.window_end:
+        start, end = raw.window_start, raw.window_end
+    elif len(metrics):
+        start = metrics["ts"].min().to_pydatetime()
+        end = metrics["ts"].max().to_pydatetime() + pd.Timedelta(seconds=step)
+    else:
+        start = end = datetime.fromtimestamp(0, UTC)
+    services = sorted(
+        set(raw.services) | {ServiceKey(p, r, s) for p, r, s, _ in keys},
+        key=lambda k: (k.project, k.region, k.service),
+    )
+    return Frames(metrics, revisions, step, start, end, services, problems)
+
+
+def _bucket(times: np.ndarray, step: int) -> np.ndarray:
+    # A point ending at 10:05:00 covers the minute before it, so it belongs to the 10:00 step.
+    return ((times - 1) // step) * step
+
+
+def _index(key_ids: np.ndarray, buckets: np.ndarray) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays([key_ids, buckets], names=["key", "t"])
+
+
+def _point_amounts(s: RawSeries) -> np.ndarray:
+    """Each point as an amount over its interval (rates from ALIGN_RATE times the spacing)."""
+    assert s.values is not None
+    if s.metric_kind == "DELTA" or s.metric not in NATIVELY_DELTA:
+        return s.values
+    spacing = np.diff(s.end_times, prepend=s.end_times[0] - (np.median(np.diff(s.end_times)) if len(s.end_times) > 1 else 60))
+    return s.values * spacing
+
+
+def _concat(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
+            values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    key_ids = np.concatenate([np.full(len(s.end_times), keys[(s.project, s.region, s.service, s.revision)]) for s in group])
+    buckets = np.concatenate([_bucket(s.end_times, step) for s in group])
+    return key_ids, buckets, np.concatenate(values) if values else np.empty(0)
+
+
+def _amounts(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.Series:
+    key_ids, buckets, amounts = _concat(group, keys, step, [_point_amounts(s) for s in group])
+    return pd.Series(amounts, index=_index(key_ids, buckets)).groupby(level=[0, 1]).sum()
+
+
+def _request_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int) -> list[pd.Series]:
+    requests = _amounts(group, keys, step)
+    errors_group = [s for s in group if s.metric_labels.get("response_code_class") == "5xx"
+                    or s.metric_labels.get("response_code", "").startswith("5")]
+    errors = _amounts(errors_group, keys, step) if errors_group else requests * 0.0
+    errors = errors.reindex(requests.index, fill_value=0.0)
+    return [requests.rename("requests"), (requests / step).rename("req_rate"), (errors / step).rename("err_rate")]
+
+
+def _instance_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int) -> list[pd.Series]:
+    out = []
+    for state in ("active", "idle"):
+        chosen = [s for s in group if s.metric_labels.get("state", "active") == state]
+        if not chosen:
+            continue
+        key_ids, _, values = _concat(chosen, keys, step, [s.values for s in chosen if s.values is not None])
+        frame = pd.DataFrame({
+            "key": key_ids,
+            "end": np.concatenate([s.end_times for s in chosen]),
+            "container": np.concatenate([np.full(len(s.end_times), s.metric_labels.get("container_name", "")) for s in chosen]),
+            "value": values,
+        })
+        # Series of one container at one instant add up; containers of one instance are not extra
+        # instances, so take the largest container's count; then average over the step.
+        per_instant = frame.groupby(["key", "end", "container"], sort=False)["value"].sum()
+        per_instant = per_instant.groupby(level=[0, 1]).max().reset_index()
+        per_instant["t"] = _bucket(per_instant["end"].to_numpy(), step)
+        column = per_instant.groupby(["key", "t"])["value"].mean()
+        column.index = column.index.set_names(["key", "t"])
+        out.append(column.rename(f"inst_{state}"))
+    return out
+
+
+def _distribution_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
+                          prefix: str) -> list[pd.Series]:
+    """Merge distributions per (revision, step) by bucket layout, then read percentiles."""
+    layouts: dict[bytes, list[tuple[int, int, Distribution]]] = defaultdict(list)
+    for s in group:
+        key_id = keys[(s.project, s.region, s.service, s.revision)]
+        assert s.distributions is not None
+        for t, d in zip(_bucket(s.end_times, step), s.distributions, strict=True):
+            if d.count > 0:
+                layouts[d.bounds.tobytes()].append((key_id, int(t), d))
+    parts: list[pd.DataFrame] = []
+    for entries in layouts.values():
+        parts.append(_merge_layout(entries))
+    if not parts:
+        return []
+    merged = pd.concat(parts)
+    # Different bucket layouts for the same step (rare): average their percentiles by sample count.
+    weights = merged["count"]
+    stats = merged.drop(columns="count").mul(weights, axis=0).groupby(level=[0, 1]).sum()
+    stats = stats.div(weights.groupby(level=[0, 1]).sum(), axis=0)
+    names = {"mean": f"{prefix}_mean", "q0": f"{prefix}_p50", "q1": f"{prefix}_p95", "q2": f"{prefix}_p99",
+             "q3": f"{prefix}_max"}
+    return [stats[col].rename(name) for col, name in names.items() if not (prefix == "lat" and col == "q3")]
+
+
+def _merge_layout(entries: list[tuple[int, int, Distribution]]) -> pd.DataFrame:
+    dists = [d for _, _, d in entries]
+    pairs = np.asarray([(k, t) for k, t, _ in entries], dtype=np.int64)
+    groups, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    counts = np.zeros((len(groups), len(dists[0].counts)))
+    np.add.at(counts, inverse, np.stack([d.counts for d in dists]))
+    n = np.asarray([d.count for d in dists], dtype=np.float64)
+    total = np.bincount(inverse, weights=n, minlength=len(groups))
+    mean = np.bincount(inverse, weights=n * np.asarray([d.mean for d in dists]), minlength=len(groups)) / total
+    lows = np.asarray([np.nan if d.range_min is None else d.range_min for d in dists])
+    highs = np.asarray([np.nan if d.range_max is None else d.range_max for d in dists])
+    lower = np.full(len(groups), np.inf)
+    upper = np.full(len(groups), -np.inf)
+    np.minimum.at(lower, inverse, np.where(np.isnan(lows), np.inf, lows))
+    np.maximum.at(upper, inverse, np.where(np.isnan(highs), -np.inf, highs))
+    if len(dists[0].bounds) == 0:  # no buckets: only the mean is known
+        q = np.repeat(mean[:, None], len(QUANTILES), axis=1)
+    else:
+        q = percentiles(counts, dists[0].bounds, QUANTILES,
+                        lower=np.where(np.isfinite(lower), lower, np.nan),
+                        upper=np.where(np.isfinite(upper), upper, np.nan))
+    frame = pd.DataFrame({"count": total, "mean": mean, **{f"q{i}": q[:, i] for i in range(len(QUANTILES))}},
+                         index=_index(groups[:, 0], groups[:, 1]))
+    return frame
+
+
+def _assemble(columns: list[pd.Series], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.DataFrame:
+    if not columns:
+        return pd.DataFrame(columns=[*KEY_COLUMNS, "ts", *METRIC_COLUMNS])
+    table = pd.concat(columns, axis=1).sort_index()
+    table = table.reindex(columns=[c for c in [*METRIC_COLUMNS, *(c.name for c in columns)] if c is not None])
+    table = table.loc[:, ~table.columns.duplicated()]
+    key_table = np.asarray(list(keys), dtype=object).reshape(-1, len(KEY_COLUMNS))
+    key_ids = table.index.get_level_values(0).to_numpy()
+    out = pd.DataFrame({name: key_table[key_ids, i] for i, name in enumerate(KEY_COLUMNS)})
+    out["ts"] = pd.to_datetime(table.index.get_level_values(1).to_numpy(), unit="s", utc=True)
+    for name in table.columns:
+        out[name] = table[name].to_numpy(dtype=np.float64)
+    # Amounts absent in a step were zero (Cloud Monitoring writes no DELTA point for an idle minute).
+    for name in ("requests", "req_rate", "err_rate", "billable_s", "cpu_alloc_s", "mem_alloc_gibs"):
+        if name in out:
+            out[name] = out[name].fillna(0.0)
+    return out.sort_values([*KEY_COLUMNS, "ts"], kind="stable").reset_index(drop=True)
+
+
+def _revision_table(raw: RawData, keys: dict[tuple[str, str, str, str], int]) -> dict[tuple[ServiceKey, str], RevisionInfo]:
+    """Every revision seen in metrics or the Admin API, matched on (region, service, revision).
+
+    The Admin API may name the project by number where Monitoring uses the ID, so the project of
+    the metrics wins when both are present.
+    """
+    by_name = {(r.region, r.service, r.revision): r for r in raw.revisions}
+    table: dict[tuple[ServiceKey, str], RevisionInfo] = {}
+    for project, region, service, revision in keys:
+        info = by_name.pop((region, service, revision), None)
+        if info is None:
+            info = RevisionInfo(project, region, service, revision)
+        elif info.project != project:
+            info = replace(info, project=project)
+        table[(ServiceKey(project, region, service), revision)] = info
+    for info in by_name.values():
+        table[(info.key, info.revision)] = info
+    return table
+
+
+def _usage_to_utilization(metrics: pd.DataFrame, revisions: dict[tuple[ServiceKey, str], RevisionInfo]) -> pd.DataFrame:
+    """Fill mem_* from memory usage bytes / the revision's limit where utilizations were absent."""
+    usage_cols = [c for c in metrics.columns if c.startswith("memusage_")]
+    if not usage_cols:
+        return metrics
+    limits = np.asarray([
+        (revisions.get((ServiceKey(p, r, s), v)) or RevisionInfo(p, r, s, v)).memory_limit_gib or np.nan
+        for p, r, s, v in metrics[KEY_COLUMNS].itertuples(index=False)
+    ]) * 2**30
+    for col in usage_cols:
+        target = col.replace("memusage_", "mem_")
+        fraction = metrics[col].to_numpy() / limits
+        if target in metrics:
+            metrics[target] = metrics[target].fillna(pd.Series(fraction, index=metrics.index))
+        else:
+            metrics[target] = fraction
+    return metrics.drop(columns=usage_cols)

@@ -1,0 +1,160 @@
+"""Plain data shared by every layer: revisions, raw series, findings and recorded problems.
+
+Nothing here knows where data came from (a live API, a snapshot, the demo) or how it is shown.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceKey:
+    """One Cloud Run service: the unit the report is organised by."""
+
+    project: str
+    region: str
+    service: str
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.region}/{self.service}"
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionInfo:
+    """What the Cloud Run Admin API says about one revision (all optional but its identity)."""
+
+    project: str
+    region: str
+    service: str
+    revision: str
+    create_time: datetime | None = None
+    cpu_limit: float | None = None  # vCPU
+    memory_limit_gib: float | None = None
+    request_based_billing: bool | None = None  # containers[].resources.cpu_idle
+    min_instances: int = 0
+    max_instances: int | None = None
+    max_concurrency: int | None = None
+    image: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> ServiceKey:
+        return ServiceKey(self.project, self.region, self.service)
+
+    @property
+    def commit(self) -> str:
+        """A source commit if the deploy recorded one (common labels and annotations)."""
+        for source in (self.labels, self.annotations):
+            for name in ("commit-sha", "commit_sha", "commit", "git-commit", "gcb-build-id"):
+                if source.get(name):
+                    return source[name]
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """One Cloud Monitoring distribution value, with its buckets resolved to finite bounds."""
+
+    count: int
+    mean: float
+    bounds: FloatArray  # the len(counts) - 1 boundaries between buckets (underflow first)
+    counts: IntArray
+    range_min: float | None = None
+    range_max: float | None = None
+
+
+@dataclass(slots=True)
+class RawSeries:
+    """One time series as read from Cloud Monitoring, points oldest first.
+
+    ``values`` holds numbers for INT64/DOUBLE series; ``distributions`` holds one Distribution per
+    point for DISTRIBUTION series. Times are epoch seconds (UTC).
+    """
+
+    metric: str  # without the "run.googleapis.com/" prefix
+    metric_kind: str  # GAUGE or DELTA, as returned (ALIGN_RATE turns DELTA into GAUGE)
+    value_type: str  # INT64, DOUBLE or DISTRIBUTION
+    project: str
+    region: str
+    service: str
+    revision: str
+    metric_labels: dict[str, str]
+    start_times: IntArray
+    end_times: IntArray
+    values: FloatArray | None = None
+    distributions: list[Distribution] | None = None
+    source: str = ""  # the file or API call it came from, for error messages
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something that could not be read or analyzed; always shown in the report, never dropped."""
+
+    subject: str  # a file, a project, a service
+    message: str
+    hint: str = ""
+
+
+class FindingKind(enum.StrEnum):
+    MEMORY_BASELINE_RISE = "memory_baseline_rise"
+    INSTANCE_CREEP = "instance_creep"
+    LATENCY_REGRESSION = "latency_regression"
+    CPU_REGRESSION = "cpu_regression"
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(slots=True)
+class Finding:
+    """One anomaly: what, where, since when, caused by which revision, why we think so, what it costs."""
+
+    kind: FindingKind
+    project: str
+    region: str
+    service: str
+    revision: str  # the revision serving at the onset (the one that introduced it)
+    onset: datetime
+    severity: Severity
+    confidence: float  # 0..1, how sure the detector is that this is real
+    summary: str  # one sentence a person reads first
+    evidence: dict[str, float | str] = field(default_factory=dict)
+    attribution_confidence: float = 0.0  # 0..1, how sure we are that `revision` caused it
+    deploy_time: datetime | None = None
+    ongoing: bool = True  # still present at the end of the window
+    resolved_by: str = ""  # the revision after which it went away, if any
+    time_to_limit_hours: float | None = None
+    likely_cause: str = ""
+    excess_cost_usd_window: float = 0.0
+    excess_cost_usd_per_month: float = 0.0
+    savings_usd_per_month: float = 0.0  # what the resolving revision saves, if resolved
+
+    @property
+    def key(self) -> ServiceKey:
+        return ServiceKey(self.project, self.region, self.service)
+
+
+@dataclass(slots=True)
+class RawData:
+    """Everything a source produced, before any analysis: the input of ``frames.build``."""
+
+    series: list[RawSeries] = field(default_factory=list)
+    revisions: list[RevisionInfo] = field(default_factory=list)
+    services: list[ServiceKey] = field(default_factory=list)  # known services, even without data
+    problems: list[Problem] = field(default_factory=list)
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    origin: str = ""  # "demo", "snapshot DIR", "live projects a, b"

@@ -1,0 +1,41 @@
+"""The pipeline's spine: a source gives RawData → frames → analysis. Rendering and delivery take the
+Analysis from here; nothing in this module formats or sends anything.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from analyzer.analysis import Analysis, analyze_frames
+from analyzer.config import AnalysisConfig
+from analyzer.errors import NoDataError
+from analyzer.frames import build
+from analyzer.model import RawData
+from analyzer.sources.snapshot import read_snapshot, write_snapshot
+
+
+def load_demo() -> RawData:
+    """The bundled incident scenario, written as a snapshot and read back by the snapshot reader."""
+    from analyzer.simulate import demo_documents
+
+    documents, manifest = demo_documents()
+    with tempfile.TemporaryDirectory(prefix="cloudrun-analyzer-demo-") as folder:
+        write_snapshot(Path(folder), documents, manifest=manifest)
+        raw = read_snapshot(Path(folder))
+    raw.origin = "bundled demo (the incident of docs/incident.md, simulated)"
+    return raw
+
+
+def analyze(raw: RawData, config: AnalysisConfig | None = None) -> Analysis:
+    """Analyze what a source produced. Raises NoDataError only when nothing at all can be analyzed."""
+    config = config or AnalysisConfig()
+    if not raw.series:
+        detail = "; ".join(f"{p.subject}: {p.message}" for p in raw.problems[:5])
+        raise NoDataError(
+            f"no usable Cloud Run metrics in {raw.origin or 'the input'}" + (f" ({detail})" if detail else ""),
+            hint="check the window (--days/--start/--end), the project and service names, and that the "
+                 "snapshot holds run.googleapis.com/ time series",
+        )
+    frames = build(raw, step_seconds=config.step_seconds)
+    return analyze_frames(frames, config, origin=raw.origin)

@@ -1,0 +1,27 @@
+"""The terminal summary: what a person reads first after running the CLI."""
+
+from __future__ import annotations
+
+from analyzer.analysis import Analysis
+from analyzer.render.html import usd
+
+
+def summary_text(analysis: Analysis) -> str:
+    lines = [
+        f"Cloud Run analysis {analysis.window_start:%Y-%m-%d %H:%M} → {analysis.window_end:%Y-%m-%d %H:%M} UTC, "
+        f"{len(analysis.services)} services, source: {analysis.origin}",
+        f"  spent {usd(analysis.total_cost_usd)} in the window · {usd(analysis.monthly_projection_usd)}/month "
+        f"projected · {usd(analysis.at_risk_usd_per_month)}/month at risk from ongoing findings",
+    ]
+    if not analysis.findings:
+        lines.append("  no findings")
+    for f in analysis.findings:
+        state = "ongoing" if f.ongoing else f"resolved by {f.resolved_by}"
+        lines.append(
+            f"  [{f.severity.value:8}] {f.service}: {f.kind.value} since {f.onset:%Y-%m-%d %H:%M} UTC in {f.revision} "
+            f"({state}) {usd(f.excess_cost_usd_per_month)}/month"
+        )
+        lines.append(f"             {f.summary}")
+    for p in analysis.problems:
+        lines.append(f"  problem: {p.subject}: {p.message}" + (f" (fix: {p.hint})" if p.hint else ""))
+    return "\n".join(lines)

@@ -1,0 +1,275 @@
+"""Parse Google's REST JSON (proto3 JSON mapping) bodies into plain data.
+
+Reads the body of a Cloud Monitoring v3 ``projects.timeSeries.list`` response and of a Cloud Run
+Admin API v2 ``revisions.list`` / ``services.list`` response, exactly as curl returns them: camelCase
+keys, INT64 as strings, default values omitted. snake_case keys (``preserving_proto_field_name``) are
+accepted too, as proto3 JSON parsers must.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from analyzer.errors import InputError
+from analyzer.model import Distribution, RawSeries, RevisionInfo
+
+METRIC_PREFIX = "run.googleapis.com/"
+REVISION_NAME = re.compile(
+    r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/services/(?P<service>[^/]+)"
+    r"/revisions/(?P<revision>[^/]+)$"
+)
+SERVICE_NAME = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/services/(?P<service>[^/]+)$")
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def field(message: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """A proto3 JSON field by its camelCase name, falling back to the snake_case spelling."""
+    if name in message:
+        return message[name]
+    return message.get(_snake(name), default)
+
+
+def parse_time(text: str) -> datetime:
+    """RFC 3339 with any number of fractional digits, as Google emits (``...:00.123456789Z``)."""
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text.strip())
+    if not match:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    base, frac, zone = match.groups()
+    micros = f"{(frac or '.0')[1:7]:0<6}"
+    stamp = datetime.fromisoformat(f"{base}.{micros}{'+00:00' if zone == 'Z' else zone}")
+    return stamp.astimezone(UTC)
+
+
+def format_time(stamp: datetime) -> str:
+    return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(text: str) -> int:
+    return int(parse_time(text).timestamp())
+
+
+def bucket_bounds(options: Mapping[str, Any]) -> np.ndarray:
+    """The finite boundaries between buckets (bucket 0 is underflow, the last overflow)."""
+    if (linear := field(options, "linearBuckets")) is not None:
+        n = int(field(linear, "numFiniteBuckets", 0))
+        width = float(field(linear, "width", 0.0))
+        offset = float(field(linear, "offset", 0.0))
+        return offset + width * np.arange(n + 1, dtype=np.float64)
+    if (expo := field(options, "exponentialBuckets")) is not None:
+        n = int(field(expo, "numFiniteBuckets", 0))
+        growth = float(field(expo, "growthFactor", 0.0))
+        scale = float(field(expo, "scale", 0.0))
+        return scale * growth ** np.arange(n + 1, dtype=np.float64)
+    if (explicit := field(options, "explicitBuckets")) is not None:
+        return np.asarray([float(b) for b in field(explicit, "bounds", [])], dtype=np.float64)
+    raise ValueError(f"unknown bucketOptions {sorted(options)}")
+
+
+def parse_distribution(value: Mapping[str, Any]) -> Distribution:
+    count = int(field(value, "count", 0))
+    mean = float(field(value, "mean", 0.0))
+    options = field(value, "bucketOptions")
+    raw_counts = [int(c) for c in field(value, "bucketCounts", [])]
+    if options is None or not raw_counts:
+        bounds = np.empty(0, dtype=np.float64)
+        counts = np.asarray([count], dtype=np.int64)
+    else:
+        bounds = bucket_bounds(options)
+        total = len(bounds) + 1
+        if len(raw_counts) > total:
+            raise ValueError(f"{len(raw_counts)} bucketCounts for {total} buckets")
+        counts = np.zeros(total, dtype=np.int64)
+        counts[: len(raw_counts)] = raw_counts  # missing trailing counts are zero
+    value_range = field(value, "range")
+    return Distribution(
+        count=count,
+        mean=mean,
+        bounds=bounds,
+        counts=counts,
+        range_min=float(field(value_range, "min", 0.0)) if value_range else None,
+        range_max=float(field(value_range, "max", 0.0)) if value_range else None,
+    )
+
+
+def _scalar(value: Mapping[str, Any]) -> float:
+    for name in ("doubleValue", "int64Value", "boolValue"):
+        raw = field(value, name)
+        if raw is not None:
+            return float(raw)
+    if not value:  # proto3 JSON omits zero values entirely
+        return 0.0
+    raise ValueError(f"unsupported point value {sorted(value)}")
+
+
+def parse_time_series(series: Mapping[str, Any], *, source: str) -> RawSeries:
+    """One ``TimeSeries`` message. Raises ValueError on anything malformed."""
+    metric = field(series, "metric") or {}
+    resource = field(series, "resource") or {}
+    metric_type = str(field(metric, "type", ""))
+    labels = field(resource, "labels") or {}
+    value_type = str(field(series, "valueType", ""))
+    points = field(series, "points") or []
+    starts: list[int] = []
+    ends: list[int] = []
+    values: list[float] = []
+    dists: list[Distribution] = []
+    for point in reversed(points):  # the API returns newest first
+        interval = field(point, "interval") or {}
+        end = _epoch(field(interval, "endTime"))
+        start_text = field(interval, "startTime")
+        ends.append(end)
+        starts.append(_epoch(start_text) if start_text else end)
+        value = field(point, "value") or {}
+        dist = field(value, "distributionValue")
+        if dist is not None or value_type == "DISTRIBUTION":
+            dists.append(parse_distribution(dist or {}))
+            value_type = "DISTRIBUTION"
+        else:
+            values.append(_scalar(value))
+    order = np.argsort(np.asarray(ends, dtype=np.int64), kind="stable")
+    return RawSeries(
+        metric=metric_type.removeprefix(METRIC_PREFIX),
+        metric_kind=str(field(series, "metricKind", "GAUGE")),
+        value_type=value_type or "DOUBLE",
+        project=str(labels.get("project_id", "")),
+        region=str(labels.get("location", "")),
+        service=str(labels.get("service_name", "")),
+        revision=str(labels.get("revision_name", "")),
+        metric_labels={str(k): str(v) for k, v in (field(metric, "labels") or {}).items()},
+        start_times=np.asarray(starts, dtype=np.int64)[order],
+        end_times=np.asarray(ends, dtype=np.int64)[order],
+        values=np.asarray(values, dtype=np.float64)[order] if not dists else None,
+        distributions=[dists[i] for i in order] if dists else None,
+        source=source,
+    )
+
+
+def time_series_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:
+    """The ``timeSeries`` messages of one response body (or of a JSON array of pages)."""
+    pages = body if isinstance(body, list) else [body]
+    found: list[Mapping[str, Any]] = []
+    for page in pages:
+        if not isinstance(page, Mapping):
+            raise InputError(f"{source}: expected a timeSeries.list response object, got {type(page).__name__}")
+        if field(page, "executionErrors"):
+            raise InputError(
+                f"{source}: the response reports executionErrors (partial data): {field(page, 'executionErrors')}",
+                hint="re-run the query; Cloud Monitoring returned an incomplete result",
+            )
+        series = field(page, "timeSeries", [])
+        if not isinstance(series, list):
+            raise InputError(f"{source}: 'timeSeries' is not a list")
+        found.extend(series)
+    return found
+
+
+def _cpu(text: str | None) -> float | None:
+    if not text:
+        return None
+    text = str(text).strip()
+    return float(text[:-1]) / 1000.0 if text.endswith("m") else float(text)
+
+
+_MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def memory_gib(text: str | None) -> float | None:
+    """A Kubernetes-style quantity ("512Mi", "1Gi", "2G", "536870912") in GiB."""
+    if not text:
+        return None
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?|k)?\s*", str(text))
+    if not match:
+        raise ValueError(f"not a memory quantity: {text!r}")
+    number, unit = match.groups()
+    return float(number) * (_MEMORY_UNITS[unit] if unit else 1.0) / 2**30
+
+
+def _billing_mode(annotations: Mapping[str, str], resources: Mapping[str, Any] | None) -> bool | None:
+    """True for request-based billing (CPU only during requests), False for instance-based."""
+    throttling = annotations.get("run.googleapis.com/cpu-throttling")
+    if throttling is not None:
+        return throttling.strip().lower() != "false"
+    if resources is None:
+        return None
+    cpu_idle = field(resources, "cpuIdle")
+    # proto3 JSON omits a false bool: resources present without cpuIdle means instance-based.
+    return bool(cpu_idle) if cpu_idle is not None else False
+
+
+def parse_revision(message: Mapping[str, Any]) -> RevisionInfo:
+    name = str(field(message, "name", ""))
+    match = REVISION_NAME.match(name)
+    if not match:
+        raise ValueError(f"revision name {name!r} is not projects/P/locations/L/services/S/revisions/R")
+    containers = field(message, "containers") or []
+    ingress = containers[0] if containers else {}
+    # The ingress container is the one with ports; the first otherwise.
+    for container in containers:
+        if field(container, "ports"):
+            ingress = container
+            break
+    resources = field(ingress, "resources")
+    limits = (field(resources, "limits") if resources else None) or {}
+    scaling = field(message, "scaling") or {}
+    annotations = {str(k): str(v) for k, v in (field(message, "annotations") or {}).items()}
+    create = field(message, "createTime")
+    max_instances = field(scaling, "maxInstanceCount")
+    concurrency = field(message, "maxInstanceRequestConcurrency")
+    return RevisionInfo(
+        project=match["project"],
+        region=match["region"],
+        service=match["service"],
+        revision=match["revision"],
+        create_time=parse_time(create) if create else None,
+        cpu_limit=_cpu(limits.get("cpu")),
+        memory_limit_gib=memory_gib(limits.get("memory")),
+        request_based_billing=_billing_mode(annotations, resources),
+        min_instances=int(field(scaling, "minInstanceCount", 0) or 0),
+        max_instances=int(max_instances) if max_instances is not None else None,
+        max_concurrency=int(concurrency) if concurrency is not None else None,
+        image=str(field(ingress, "image", "")),
+        labels={str(k): str(v) for k, v in (field(message, "labels") or {}).items()},
+        annotations=annotations,
+    )
+
+
+def revisions_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:
+    pages = body if isinstance(body, list) else [body]
+    found: list[Mapping[str, Any]] = []
+    for page in pages:
+        if not isinstance(page, Mapping):
+            raise InputError(f"{source}: expected a revisions.list response object")
+        revisions = field(page, "revisions", [])
+        if not isinstance(revisions, list):
+            raise InputError(f"{source}: 'revisions' is not a list")
+        found.extend(revisions)
+    return found
+
+
+def services_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:
+    pages = body if isinstance(body, list) else [body]
+    found: list[Mapping[str, Any]] = []
+    for page in pages:
+        if not isinstance(page, Mapping):
+            raise InputError(f"{source}: expected a services.list response object")
+        if "services" in page:
+            found.extend(page["services"] or [])
+        elif "name" in page:  # a single Service resource (services.get)
+            found.append(page)
+    return found
+
+
+def service_identity(message: Mapping[str, Any]) -> tuple[str, str, str]:
+    name = str(field(message, "name", ""))
+    match = SERVICE_NAME.match(name)
+    if not match:
+        raise ValueError(f"service name {name!r} is not projects/P/locations/L/services/S")
+    return match["project"], match["region"], match["service"]

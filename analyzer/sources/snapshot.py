@@ -1,0 +1,168 @@
+"""Snapshot directories: Google's own REST JSON response bodies on disk, read and written.
+
+Layout (see docs/snapshot-format.md)::
+
+    DIR/timeSeries/*.json   bodies of Cloud Monitoring v3 projects.timeSeries.list responses
+    DIR/revisions/*.json    bodies of Cloud Run Admin v2 revisions.list responses
+    DIR/services/*.json     (optional) bodies of services.list responses or single Service resources
+    DIR/manifest.json       (optional) {"window": {"start": T, "end": T}, ...} written by `fetch`
+
+A file that cannot be read is recorded as a Problem naming the file; every other file is still read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import InputError
+from analyzer.model import Problem, RawData, ServiceKey
+from analyzer.sources import restjson
+
+KNOWN_METRICS = frozenset(
+    {
+        "container/memory/utilizations",
+        "container/memory/usage",
+        "container/cpu/utilizations",
+        "container/instance_count",
+        "request_count",
+        "request_latencies",
+        "container/billable_instance_time",
+        "container/cpu/allocation_time",
+        "container/memory/allocation_time",
+        "container/max_request_concurrencies",
+        "container/startup_latencies",
+    }
+)
+SUBDIRS = ("timeSeries", "revisions", "services")
+
+
+def _load(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read ({exc})") from exc
+
+
+def _files(directory: Path, sub: str) -> list[Path]:
+    folder = directory / sub
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def read_snapshot(directory: Path) -> RawData:
+    """Read every file of a snapshot; unreadable files and unknown metrics become Problems."""
+    if not directory.is_dir():
+        raise InputError(
+            f"snapshot directory {directory} does not exist",
+            hint="pass a directory holding timeSeries/*.json and revisions/*.json (docs/snapshot-format.md)",
+        )
+    data = RawData(origin=f"snapshot {directory}")
+    if not any(_files(directory, sub) for sub in SUBDIRS):
+        raise InputError(
+            f"{directory} holds no timeSeries/*.json, revisions/*.json or services/*.json",
+            hint="see docs/snapshot-format.md for the layout, or run `cloudrun-analyzer fetch` to make one",
+        )
+    _read_manifest(directory, data)
+    for sub in SUBDIRS:
+        for path in _files(directory, sub):
+            try:
+                body = _load(path)
+            except InputError as exc:
+                data.problems.append(Problem(str(path), exc.message, exc.hint or "fix or remove the file"))
+                continue
+            ingest(data, sub, str(path), body)
+    return data
+
+
+def ingest(data: RawData, sub: str, source: str, body: Any) -> None:
+    """Add one response body (of kind ``sub``: timeSeries, revisions or services) to ``data``.
+
+    Shared by the snapshot reader, the demo and the live source, so all three read alike.
+    """
+    consume = {"timeSeries": _add_series, "revisions": _add_revisions, "services": _add_services}[sub]
+    try:
+        consume(data, body, source)
+    except InputError as exc:
+        data.problems.append(Problem(source, exc.message, exc.hint or "fix or remove the file"))
+
+
+def _read_manifest(directory: Path, data: RawData) -> None:
+    path = directory / "manifest.json"
+    if not path.exists():
+        return
+    try:
+        window = _load(path).get("window") or {}
+        if window.get("start"):
+            data.window_start = restjson.parse_time(window["start"])
+        if window.get("end"):
+            data.window_end = restjson.parse_time(window["end"])
+    except (InputError, ValueError, AttributeError) as exc:
+        data.problems.append(Problem(str(path), f"manifest ignored: {exc}", "fix or remove manifest.json"))
+
+
+def _add_series(data: RawData, body: Any, path: str) -> None:
+    unknown: dict[str, int] = {}
+    for index, message in enumerate(restjson.time_series_of(body, source=path)):
+        try:
+            series = restjson.parse_time_series(message, source=path)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            data.problems.append(Problem(f"{path} timeSeries[{index}]", f"malformed series skipped: {exc}"))
+            continue
+        if series.metric not in KNOWN_METRICS:
+            unknown[series.metric or "(no metric.type)"] = unknown.get(series.metric, 0) + 1
+            continue
+        if not series.service:
+            data.problems.append(
+                Problem(f"{path} timeSeries[{index}]", "series has no resource.labels.service_name: skipped",
+                        "query resource.type = \"cloud_run_revision\" without reducing away service_name")
+            )
+            continue
+        data.series.append(series)
+    for metric, count in sorted(unknown.items()):
+        data.problems.append(
+            Problem(path, f"unknown metric {metric!r} ({count} series) ignored",
+                    f"the analyzer reads only run.googleapis.com/ metrics: {', '.join(sorted(KNOWN_METRICS))}")
+        )
+
+
+def _add_revisions(data: RawData, body: Any, path: str) -> None:
+    for index, message in enumerate(restjson.revisions_of(body, source=path)):
+        try:
+            data.revisions.append(restjson.parse_revision(message))
+        except (ValueError, TypeError, AttributeError) as exc:
+            data.problems.append(Problem(f"{path} revisions[{index}]", f"malformed revision skipped: {exc}"))
+
+
+def _add_services(data: RawData, body: Any, path: str) -> None:
+    for index, message in enumerate(restjson.services_of(body, source=path)):
+        try:
+            data.services.append(ServiceKey(*restjson.service_identity(message)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            data.problems.append(Problem(f"{path} services[{index}]", f"malformed service skipped: {exc}"))
+
+
+def write_snapshot(
+    directory: Path,
+    documents: Iterable[tuple[str, str, Any]],
+    *,
+    manifest: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Write (subdir, file stem, body) documents as a snapshot; returns the files written."""
+    written: list[Path] = []
+    for sub, stem, body in documents:
+        if sub not in SUBDIRS:
+            raise ValueError(f"unknown snapshot subdirectory {sub!r}")
+        folder = directory / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stem}.json"
+        path.write_text(json.dumps(body, separators=(",", ":")), encoding="utf-8")
+        written.append(path)
+    if manifest is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return written
