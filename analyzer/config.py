@@ -27,7 +27,7 @@ class MemoryDetection(_Section):
 
     trough_window_minutes: int = Field(120, ge=15, le=1440, description="window of the rolling minimum that finds troughs")
     min_slope_per_day: float = Field(0.02, gt=0, le=1, description="smallest trough slope reported, fraction of the limit per day")
-    min_rise: float = Field(0.03, gt=0, le=1, description="smallest total trough rise reported, fraction of the limit")
+    min_rise: float = Field(0.02, gt=0, le=1, description="smallest total trough rise reported, fraction of the limit")
     min_duration_hours: float = Field(6.0, ge=1, le=168, description="shortest climb reported")
     significance: float = Field(0.01, gt=0, lt=0.5, description="p-value of the trend test (autocorrelation-corrected)")
 

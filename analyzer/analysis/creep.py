@@ -54,22 +54,20 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig)
     if len(excess) < max(3, cfg.min_duration_hours):
         return None
     values = excess.to_numpy(dtype=np.float64)
-    shift = stats.mean_shift(values, min_size=max(2, int(cfg.min_duration_hours // 2)))
-    start = 0
-    if shift is not None and shift.after > shift.before and shift.before < cfg.min_excess_instances:
-        start = shift.index
+    start = _excess_start(values, cfg.min_excess_instances)
     tail = values[start:]
     tail_expected = expected_h.to_numpy(dtype=np.float64)[start:]
     hours = len(tail)
+    if hours < cfg.min_duration_hours:
+        return None
     median_excess = float(np.median(tail))
     median_expected = float(np.median(tail_expected))
     fraction = median_excess / max(median_expected, 1.0)
     sustained = float(np.mean(tail >= cfg.min_excess_instances))
-    if (hours < cfg.min_duration_hours or median_excess < cfg.min_excess_instances
-            or fraction < cfg.min_excess_fraction or sustained < 0.6):
+    if (median_excess < cfg.min_excess_instances or fraction < cfg.min_excess_fraction or sustained < 0.6):
         return None
     onset = pd.Timestamp(excess.index[start])
-    if start == 0 or onset <= span.deploy_time + pd.Timedelta(hours=2):
+    if start == 0 or onset <= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes + 60):
         onset = span.deploy_time
     return CreepEvidence(
         revision=span.name,
@@ -82,3 +80,14 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig)
         excess_instance_hours=float(np.clip(tail, 0, None).sum()),
         excess=excess,
     )
+
+
+def _excess_start(values: np.ndarray, min_excess: float) -> int:
+    """The earliest hour from which the excess is mostly (60 % of hours, and in median) above the
+    threshold; a creep that is there from the first hour after warm-up starts at 0."""
+    above = values >= min_excess
+    for start in np.flatnonzero(above):
+        tail = values[start:]
+        if np.median(tail) >= min_excess and above[start:].mean() >= 0.6:
+            return int(start)
+    return len(values)

@@ -55,26 +55,22 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
     return evidence
 
 
-def _attribution(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp) -> tuple[str, float]:
-    """The revision serving at the onset, and how sure we are that its deploy caused it."""
-    serving = view.serving_at(onset) or span
-    lag = hours_between(serving.deploy_time, onset)
-    if not serving.deploy_time_known:
-        return serving.name, 0.5  # deployed before the data starts: we only know it was serving
+def _attribution(span: RevisionSpan, onset: pd.Timestamp) -> float:
+    """How sure we are that deploying ``span`` (the revision serving at the onset) caused it."""
+    if not span.deploy_time_known:
+        return 0.5  # deployed before the data starts: we only know it was serving
+    lag = hours_between(span.deploy_time, onset)
     if lag <= 2.0:
-        return serving.name, 0.95
-    if lag <= 12.0:
-        return serving.name, 0.75
-    return serving.name, 0.55
+        return 0.95
+    return 0.75 if lag <= 12.0 else 0.55
 
 
 def _base(view: ServiceView, span: RevisionSpan, kind: FindingKind, onset: pd.Timestamp, summary: str,
           confidence: float) -> Finding:
-    revision, attribution = _attribution(view, span, onset)
     return Finding(
         kind=kind, project=view.key.project, region=view.key.region, service=view.key.service,
-        revision=revision, onset=onset.to_pydatetime(), severity=Severity.WARNING,
-        confidence=round(confidence, 3), summary=summary, attribution_confidence=attribution,
+        revision=span.name, onset=onset.to_pydatetime(), severity=Severity.WARNING,
+        confidence=round(confidence, 3), summary=summary, attribution_confidence=_attribution(span, onset),
         deploy_time=span.deploy_time.to_pydatetime() if span.deploy_time_known else None,
     )
 

@@ -62,13 +62,22 @@ def troughs(rows: pd.DataFrame, bin_minutes: int) -> pd.DataFrame:
 
 
 def _split_points(y: FloatArray, min_jump: float) -> list[int]:
-    """Indices where a new segment starts: jumps far beyond the trough's own bin-to-bin noise."""
+    """Indices where a new segment starts: resets and steps, judged against the troughs' own
+    bin-to-bin noise around their typical change.
+
+    A leak's troughs rise in many small steps and fall in a few large ones (an OOM kill or the
+    replacement of old instances), so drops are split at a lower threshold than rises; a rise far
+    above the typical change is a level step, not part of a climb.
+    """
     if len(y) < 3:
         return []
     diffs = np.diff(y)
-    noise = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs))))
-    threshold = max(6.0 * noise, min_jump)
-    return [i + 1 for i in np.flatnonzero(np.abs(diffs) > threshold)]
+    typical = float(np.median(diffs))
+    noise = 1.4826 * float(np.median(np.abs(diffs - typical)))
+    drop = max(3.0 * noise, min_jump)
+    jump = max(6.0 * noise, min_jump)
+    deviation = diffs - typical
+    return [i + 1 for i in np.flatnonzero((deviation < -drop) | (deviation > jump))]
 
 
 def _segments(n: int, splits: list[int], min_len: int) -> list[tuple[int, int]]:
@@ -127,7 +136,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
         return None
     hours = ((bins.index - bins.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
     y = bins["trough"].to_numpy(dtype=np.float64)
-    segs = _segments(len(y), _split_points(y, cfg.min_rise), min_len=4)
+    segs = _segments(len(y), _split_points(y, max(cfg.min_rise, 0.02)), min_len=4)
     if not segs:
         return None
     adjusted = _load_adjusted(hours, y, bins["load"].to_numpy(dtype=np.float64), segs)
@@ -136,6 +145,11 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
     rise = slope * covered
     if (p_value > cfg.significance or slope * 24 < cfg.min_slope_per_day or rise < cfg.min_rise
             or covered < cfg.min_duration_hours):
+        return None
+    # A warm-up or cache fill rises and then levels off; a leak keeps climbing. Ask the later half
+    # of each segment to climb too.
+    later = [((a + b) // 2, b) for a, b in segs if b - (a + b) // 2 >= 3]
+    if later and _pooled_trend(hours, adjusted, later)[0] < slope / 3:
         return None
     first_a, first_b = segs[0]
     fit = stats.hinge(hours[first_a:first_b], adjusted[first_a:first_b], min_after=max(3, min_points // 2))

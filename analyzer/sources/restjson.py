@@ -9,6 +9,7 @@ accepted too, as proto3 JSON parsers must.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ REVISION_NAME = re.compile(
 SERVICE_NAME = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/services/(?P<service>[^/]+)$")
 
 
+@lru_cache(maxsize=256)
 def _snake(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
@@ -52,7 +54,9 @@ def format_time(stamp: datetime) -> str:
     return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@lru_cache(maxsize=1 << 16)
 def _epoch(text: str) -> int:
+    # The same minute stamps recur in every series of a response, so parsing each once pays.
     return int(parse_time(text).timestamp())
 
 
@@ -73,6 +77,20 @@ def bucket_bounds(options: Mapping[str, Any]) -> np.ndarray:
     raise ValueError(f"unknown bucketOptions {sorted(options)}")
 
 
+_BOUNDS: dict[str, np.ndarray] = {}
+
+
+def _cached_bounds(key: str, options: Mapping[str, Any]) -> np.ndarray:
+    """Every point of a series repeats the same bucketOptions: compute its bounds once."""
+    bounds = _BOUNDS.get(key)
+    if bounds is None:
+        if len(_BOUNDS) > 1024:
+            _BOUNDS.clear()
+        bounds = _BOUNDS[key] = bucket_bounds(options)
+        bounds.setflags(write=False)
+    return bounds
+
+
 def parse_distribution(value: Mapping[str, Any]) -> Distribution:
     count = int(field(value, "count", 0))
     mean = float(field(value, "mean", 0.0))
@@ -82,7 +100,7 @@ def parse_distribution(value: Mapping[str, Any]) -> Distribution:
         bounds = np.empty(0, dtype=np.float64)
         counts = np.asarray([count], dtype=np.int64)
     else:
-        bounds = bucket_bounds(options)
+        bounds = _cached_bounds(repr(options), options)
         total = len(bounds) + 1
         if len(raw_counts) > total:
             raise ValueError(f"{len(raw_counts)} bucketCounts for {total} buckets")
