@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.distributions import percentiles
-from analyzer.model import Distribution, Problem, RawData, RawSeries, RevisionInfo, ServiceKey
+from analyzer.model import Problem, RawData, RawSeries, RevisionInfo, ServiceKey
 
 KEY_COLUMNS = ["project", "region", "service", "revision"]
 METRIC_COLUMNS = [
@@ -109,7 +109,7 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
     for s in raw.series:
         by_metric[s.metric].append(s)
     for metric, group in by_metric.items():
-        kind = "scalar" if group[0].distributions is None else "distribution"
+        kind = "scalar" if group[0].histograms is None else "distribution"
         if metric in DISTRIBUTION_PREFIX and kind == "distribution":
             columns.extend(_distribution_columns(group, keys, step, DISTRIBUTION_PREFIX[metric]))
         elif metric == "container/instance_count":
@@ -121,7 +121,7 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         # other known metrics (startup latencies, concurrency) are read but not yet used
     revisions = _revision_table(raw, keys)
     metrics = _assemble(columns, keys, step)
-    metrics = _usage_to_utilization(metrics, revisions)
+    metrics = _usage_to_utilization(metrics, revisions, problems)
     if raw.window_start and raw.window_end:
         start, end = raw.window_start, raw.window_end
     elif len(metrics):
@@ -202,53 +202,58 @@ def _instance_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, st
 def _distribution_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
                           prefix: str) -> list[pd.Series]:
     """Merge distributions per (revision, step) by bucket layout, then read percentiles."""
-    layouts: dict[bytes, list[tuple[int, int, Distribution]]] = defaultdict(list)
+    layouts: dict[bytes, list[RawSeries]] = defaultdict(list)
     for s in group:
-        key_id = keys[(s.project, s.region, s.service, s.revision)]
-        assert s.distributions is not None
-        for t, d in zip(_bucket(s.end_times, step), s.distributions, strict=True):
-            if d.count > 0:
-                layouts[d.bounds.tobytes()].append((key_id, int(t), d))
-    parts: list[pd.DataFrame] = []
-    for entries in layouts.values():
-        parts.append(_merge_layout(entries))
+        if s.histograms is not None and len(s.end_times):
+            layouts[s.histograms.bounds.tobytes()].append(s)
+    parts = [_merge_layout(members, keys, step) for members in layouts.values()]
+    parts = [p for p in parts if len(p)]
     if not parts:
         return []
-    merged = pd.concat(parts)
-    # Different bucket layouts for the same step (rare): average their percentiles by sample count.
-    weights = merged["count"]
-    stats = merged.drop(columns="count").mul(weights, axis=0).groupby(level=[0, 1]).sum()
-    stats = stats.div(weights.groupby(level=[0, 1]).sum(), axis=0)
+    merged = pd.concat(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        # Different bucket layouts in one step (rare): average their percentiles by sample count.
+        weights = merged["count"]
+        stats = merged.drop(columns="count").mul(weights, axis=0).groupby(level=[0, 1]).sum()
+        merged = stats.div(weights.groupby(level=[0, 1]).sum(), axis=0)
     names = {"mean": f"{prefix}_mean", "q0": f"{prefix}_p50", "q1": f"{prefix}_p95", "q2": f"{prefix}_p99",
              "q3": f"{prefix}_max"}
-    return [stats[col].rename(name) for col, name in names.items() if not (prefix == "lat" and col == "q3")]
+    return [merged[col].rename(name) for col, name in names.items() if not (prefix == "lat" and col == "q3")]
 
 
-def _merge_layout(entries: list[tuple[int, int, Distribution]]) -> pd.DataFrame:
-    dists = [d for _, _, d in entries]
-    pairs = np.asarray([(k, t) for k, t, _ in entries], dtype=np.int64)
+def _merge_layout(members: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.DataFrame:
+    hists = [s.histograms for s in members if s.histograms is not None]
+    key_ids = np.concatenate([np.full(len(s.end_times), keys[(s.project, s.region, s.service, s.revision)])
+                              for s in members])
+    buckets = np.concatenate([_bucket(s.end_times, step) for s in members])
+    n = np.concatenate([h.count for h in hists])
+    keep = n > 0
+    pairs = np.column_stack([key_ids, buckets])[keep]
+    if not len(pairs):
+        return pd.DataFrame()
     groups, inverse = np.unique(pairs, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    counts = np.zeros((len(groups), len(dists[0].counts)))
-    np.add.at(counts, inverse, np.stack([d.counts for d in dists]))
-    n = np.asarray([d.count for d in dists], dtype=np.float64)
-    total = np.bincount(inverse, weights=n, minlength=len(groups))
-    mean = np.bincount(inverse, weights=n * np.asarray([d.mean for d in dists]), minlength=len(groups)) / total
-    lows = np.asarray([np.nan if d.range_min is None else d.range_min for d in dists])
-    highs = np.asarray([np.nan if d.range_max is None else d.range_max for d in dists])
-    lower = np.full(len(groups), np.inf)
-    upper = np.full(len(groups), -np.inf)
+    size = len(groups)
+    counts = np.zeros((size, hists[0].counts.shape[1]))
+    np.add.at(counts, inverse, np.concatenate([h.counts for h in hists])[keep])
+    n = n[keep]
+    means = np.concatenate([h.mean for h in hists])[keep]
+    total = np.bincount(inverse, weights=n, minlength=size)
+    mean = np.bincount(inverse, weights=n * means, minlength=size) / total
+    lows = np.concatenate([h.range_min for h in hists])[keep]
+    highs = np.concatenate([h.range_max for h in hists])[keep]
+    lower = np.full(size, np.inf)
+    upper = np.full(size, -np.inf)
     np.minimum.at(lower, inverse, np.where(np.isnan(lows), np.inf, lows))
     np.maximum.at(upper, inverse, np.where(np.isnan(highs), -np.inf, highs))
-    if len(dists[0].bounds) == 0:  # no buckets: only the mean is known
+    if len(hists[0].bounds) == 0:  # no buckets: only the mean is known
         q = np.repeat(mean[:, None], len(QUANTILES), axis=1)
     else:
-        q = percentiles(counts, dists[0].bounds, QUANTILES,
+        q = percentiles(counts, hists[0].bounds, QUANTILES,
                         lower=np.where(np.isfinite(lower), lower, np.nan),
                         upper=np.where(np.isfinite(upper), upper, np.nan))
-    frame = pd.DataFrame({"count": total, "mean": mean, **{f"q{i}": q[:, i] for i in range(len(QUANTILES))}},
-                         index=_index(groups[:, 0], groups[:, 1]))
-    return frame
+    return pd.DataFrame({"count": total, "mean": mean, **{f"q{i}": q[:, i] for i in range(len(QUANTILES))}},
+                        index=_index(groups[:, 0], groups[:, 1]))
 
 
 def _assemble(columns: list[pd.Series], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.DataFrame:
@@ -290,15 +295,26 @@ def _revision_table(raw: RawData, keys: dict[tuple[str, str, str, str], int]) ->
     return table
 
 
-def _usage_to_utilization(metrics: pd.DataFrame, revisions: dict[tuple[ServiceKey, str], RevisionInfo]) -> pd.DataFrame:
-    """Fill mem_* from memory usage bytes / the revision's limit where utilizations were absent."""
+def _usage_to_utilization(metrics: pd.DataFrame, revisions: dict[tuple[ServiceKey, str], RevisionInfo],
+                          problems: list[Problem]) -> pd.DataFrame:
+    """Fill mem_* from memory usage where utilizations were absent: bytes ÷ the revision's limit, or,
+    when the limit is unknown, ÷ the highest usage the service showed (so the analysis stays unit-free)."""
     usage_cols = [c for c in metrics.columns if c.startswith("memusage_")]
     if not usage_cols:
         return metrics
+    keys = metrics[KEY_COLUMNS].itertuples(index=False)
     limits = np.asarray([
         (revisions.get((ServiceKey(p, r, s), v)) or RevisionInfo(p, r, s, v)).memory_limit_gib or np.nan
-        for p, r, s, v in metrics[KEY_COLUMNS].itertuples(index=False)
+        for p, r, s, v in keys
     ]) * 2**30
+    unknown = np.isnan(limits) & metrics["memusage_max"].notna().to_numpy()
+    if unknown.any():
+        service_peak = metrics.groupby(["project", "region", "service"])["memusage_max"].transform("max")
+        limits = np.where(unknown, service_peak.to_numpy(), limits)
+        for revision in sorted(set(metrics.loc[unknown, "revision"])):
+            problems.append(Problem(revision, "memory limit unknown: memory is read relative to the highest "
+                                    "usage the service showed, so time-to-limit is not estimated",
+                                    "include revisions/*.json (Cloud Run Admin API) in the snapshot"))
     for col in usage_cols:
         target = col.replace("memusage_", "mem_")
         fraction = metrics[col].to_numpy() / limits

@@ -74,11 +74,27 @@ class Distribution:
 
 
 @dataclass(slots=True)
+class Histograms:
+    """The DISTRIBUTION points of one series, column-wise: one row per point, one bucket layout.
+
+    Kept as arrays rather than per-point objects because a week of raw data is ~10,000 points per
+    series and a fleet has thousands of series.
+    """
+
+    bounds: FloatArray  # boundaries between buckets, shared by every point (empty: no buckets sent)
+    counts: FloatArray  # (points, len(bounds) + 1) bucket counts, underflow first
+    count: FloatArray  # (points,) samples in each point
+    mean: FloatArray  # (points,)
+    range_min: FloatArray  # (points,) NaN where the point has no range
+    range_max: FloatArray
+
+
+@dataclass(slots=True)
 class RawSeries:
     """One time series as read from Cloud Monitoring, points oldest first.
 
-    ``values`` holds numbers for INT64/DOUBLE series; ``distributions`` holds one Distribution per
-    point for DISTRIBUTION series. Times are epoch seconds (UTC).
+    ``values`` holds numbers for INT64/DOUBLE series; ``histograms`` holds the points of a
+    DISTRIBUTION series. Times are epoch seconds (UTC).
     """
 
     metric: str  # without the "run.googleapis.com/" prefix
@@ -92,7 +108,7 @@ class RawSeries:
     start_times: IntArray
     end_times: IntArray
     values: FloatArray | None = None
-    distributions: list[Distribution] | None = None
+    histograms: Histograms | None = None
     source: str = ""  # the file or API call it came from, for error messages
 
 

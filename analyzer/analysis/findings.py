@@ -19,6 +19,7 @@ from analyzer.analysis.timeline import RevisionSpan, ServiceView, hours_between
 from analyzer.config import AnalysisConfig
 from analyzer.model import Finding, FindingKind, Severity
 
+OOM_LEVEL = 0.97  # a worst instance this close to its limit is being OOM-killed or about to be
 PER_REQUEST_LEAK = (
     "a per-request resource or connection leak: memory troughs climb, instances creep and CPU/latency rise "
     "right after one deploy (e.g. a new HTTP client or connection pool created per request; share one client "
@@ -77,10 +78,13 @@ def _base(view: ServiceView, span: RevisionSpan, kind: FindingKind, onset: pd.Ti
 
 def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> Finding:
     limit = span.info.memory_limit_gib
-    to_limit = hours_to_limit(leak)
+    # Without the revision's limit (no Admin API data) the level is not known well enough to forecast.
+    to_limit = hours_to_limit(leak) if limit else None
     summary = (f"Memory troughs of {span.name} climb {leak.slope_per_day:.1%} of the limit per day "
-               f"({leak.trough_start:.0%} → {leak.trough_end:.0%} over {leak.hours:.0f} h)")
-    if to_limit is not None and to_limit < 24 * 14:
+               f"(from {leak.trough_start:.0%} to {leak.trough_high:.0%} over {leak.hours:.0f} h)")
+    if leak.peak_max >= OOM_LEVEL:
+        summary += f"; instances already reach their limit ({leak.peak_max:.0%}) and are replaced (OOM kills)"
+    elif to_limit is not None and to_limit < 24 * 14:
         summary += f"; the worst instance reaches its limit in about {_duration(to_limit)}"
     finding = _base(view, span, FindingKind.MEMORY_BASELINE_RISE, leak.onset, summary,
                     min(0.99, 1.0 - leak.p_value) * min(1.0, 0.6 + leak.rise))
@@ -89,6 +93,8 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> 
         "trough_slope_pct_of_limit_per_day": round(leak.slope_per_day * 100, 2),
         "trough_start_pct_of_limit": round(leak.trough_start * 100, 1),
         "trough_end_pct_of_limit": round(leak.trough_end * 100, 1),
+        "trough_highest_pct_of_limit": round(leak.trough_high * 100, 1),
+        "worst_instance_highest_pct_of_limit": round(leak.peak_max * 100, 1) if math.isfinite(leak.peak_max) else "n/a",
         "worst_instance_end_pct_of_limit": round(leak.peak_end * 100, 1) if math.isfinite(leak.peak_end) else "n/a",
         "rise_pct_of_limit": round(leak.rise * 100, 1),
         "climb_hours": round(leak.hours, 1),

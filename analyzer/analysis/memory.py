@@ -39,7 +39,9 @@ class LeakEvidence:
     hours: float
     trough_start: float
     trough_end: float
+    trough_high: float  # the highest trough (before any reset)
     peak_end: float  # worst instance at the end (mem_max)
+    peak_max: float  # worst instance at any time (≈ 1.0 means OOM kills)
     segments: int
     onset_at_deploy: bool
     troughs: pd.Series  # the adjusted trough series (for charts)
@@ -165,13 +167,20 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
         hours=covered,
         trough_start=float(np.median(y[:3])),
         trough_end=float(np.median(y[-3:])),
-        peak_end=float(np.nanmax(bins["peak"].to_numpy()[-3:])) if bins["peak"].notna().any() else float("nan"),
+        trough_high=float(np.max(y)),
+        peak_end=_nanmax(bins["peak"].to_numpy()[-3:]),
+        peak_max=_nanmax(bins["peak"].to_numpy()),
         segments=len(segs),
         onset_at_deploy=bool(onset_at_deploy),
         troughs=pd.Series(adjusted, index=bins.index),
         fit_start=float(fit.level),
         fit_slope_per_hour=slope,
     )
+
+
+def _nanmax(values: FloatArray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else float("nan")
 
 
 def hours_to_limit(evidence: LeakEvidence, *, limit: float = 1.0) -> float | None:

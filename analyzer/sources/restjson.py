@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.errors import InputError
-from analyzer.model import Distribution, RawSeries, RevisionInfo
+from analyzer.model import Distribution, Histograms, RawSeries, RevisionInfo
 
 METRIC_PREFIX = "run.googleapis.com/"
 REVISION_NAME = re.compile(
@@ -92,28 +92,16 @@ def _cached_bounds(key: str, options: Mapping[str, Any]) -> np.ndarray:
 
 
 def parse_distribution(value: Mapping[str, Any]) -> Distribution:
-    count = int(field(value, "count", 0))
-    mean = float(field(value, "mean", 0.0))
-    options = field(value, "bucketOptions")
-    raw_counts = [int(c) for c in field(value, "bucketCounts", [])]
-    if options is None or not raw_counts:
-        bounds = np.empty(0, dtype=np.float64)
-        counts = np.asarray([count], dtype=np.int64)
-    else:
-        bounds = _cached_bounds(repr(options), options)
-        total = len(bounds) + 1
-        if len(raw_counts) > total:
-            raise ValueError(f"{len(raw_counts)} bucketCounts for {total} buckets")
-        counts = np.zeros(total, dtype=np.int64)
-        counts[: len(raw_counts)] = raw_counts  # missing trailing counts are zero
-    value_range = field(value, "range")
+    """One distribution value on its own (series are parsed column-wise by ``parse_time_series``)."""
+    ((_, hist),) = _histograms([value])
+    low, high = float(hist.range_min[0]), float(hist.range_max[0])
     return Distribution(
-        count=count,
-        mean=mean,
-        bounds=bounds,
-        counts=counts,
-        range_min=float(field(value_range, "min", 0.0)) if value_range else None,
-        range_max=float(field(value_range, "max", 0.0)) if value_range else None,
+        count=int(hist.count[0]),
+        mean=float(hist.mean[0]),
+        bounds=hist.bounds,
+        counts=hist.counts[0].astype(np.int64),
+        range_min=None if np.isnan(low) else low,
+        range_max=None if np.isnan(high) else high,
     )
 
 
@@ -127,47 +115,91 @@ def _scalar(value: Mapping[str, Any]) -> float:
     raise ValueError(f"unsupported point value {sorted(value)}")
 
 
-def parse_time_series(series: Mapping[str, Any], *, source: str) -> RawSeries:
-    """One ``TimeSeries`` message. Raises ValueError on anything malformed."""
+def _times(points: list[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    starts = np.empty(len(points), dtype=np.int64)
+    ends = np.empty(len(points), dtype=np.int64)
+    for i, point in enumerate(points):
+        interval = field(point, "interval") or {}
+        ends[i] = _epoch(field(interval, "endTime"))
+        start_text = field(interval, "startTime")
+        starts[i] = _epoch(start_text) if start_text else ends[i]
+    return starts, ends
+
+
+def _histograms(dists: list[Mapping[str, Any]]) -> list[tuple[np.ndarray, Histograms]]:
+    """Distribution values as column arrays, one Histograms per bucket layout met (usually one);
+    returns (point indices, histograms) pairs."""
+    layouts: dict[str, list[int]] = {}
+    for i, dist in enumerate(dists):
+        options = field(dist, "bucketOptions")
+        has_buckets = options is not None and bool(field(dist, "bucketCounts"))
+        layouts.setdefault(repr(options) if has_buckets else "", []).append(i)
+    out = []
+    for key, members in layouts.items():
+        first = dists[members[0]]
+        bounds = _cached_bounds(key, field(first, "bucketOptions")) if key else np.empty(0)
+        n, width = len(members), len(bounds) + 1
+        counts = np.zeros((n, width))
+        count = np.empty(n)
+        mean = np.empty(n)
+        low = np.full(n, np.nan)
+        high = np.full(n, np.nan)
+        for row, i in enumerate(members):
+            dist = dists[i]
+            count[row] = float(field(dist, "count", 0))
+            mean[row] = float(field(dist, "mean", 0.0))
+            if key:
+                raw = field(dist, "bucketCounts")
+                if len(raw) > width:
+                    raise ValueError(f"{len(raw)} bucketCounts for {width} buckets")
+                counts[row, : len(raw)] = np.asarray(raw, dtype=np.float64)  # missing trailing counts are 0
+            else:
+                counts[row, 0] = count[row]
+            value_range = field(dist, "range")
+            if value_range:
+                low[row] = float(field(value_range, "min", 0.0))
+                high[row] = float(field(value_range, "max", 0.0))
+        out.append((np.asarray(members), Histograms(bounds, counts, count, mean, low, high)))
+    return out
+
+
+def parse_time_series(series: Mapping[str, Any], *, source: str) -> list[RawSeries]:
+    """One ``TimeSeries`` message (one RawSeries per bucket layout in it). Raises ValueError on
+    anything malformed."""
     metric = field(series, "metric") or {}
     resource = field(series, "resource") or {}
-    metric_type = str(field(metric, "type", ""))
     labels = field(resource, "labels") or {}
     value_type = str(field(series, "valueType", ""))
-    points = field(series, "points") or []
-    starts: list[int] = []
-    ends: list[int] = []
-    values: list[float] = []
-    dists: list[Distribution] = []
-    for point in reversed(points):  # the API returns newest first
-        interval = field(point, "interval") or {}
-        end = _epoch(field(interval, "endTime"))
-        start_text = field(interval, "startTime")
-        ends.append(end)
-        starts.append(_epoch(start_text) if start_text else end)
-        value = field(point, "value") or {}
-        dist = field(value, "distributionValue")
-        if dist is not None or value_type == "DISTRIBUTION":
-            dists.append(parse_distribution(dist or {}))
-            value_type = "DISTRIBUTION"
-        else:
-            values.append(_scalar(value))
-    order = np.argsort(np.asarray(ends, dtype=np.int64), kind="stable")
-    return RawSeries(
-        metric=metric_type.removeprefix(METRIC_PREFIX),
-        metric_kind=str(field(series, "metricKind", "GAUGE")),
-        value_type=value_type or "DOUBLE",
-        project=str(labels.get("project_id", "")),
-        region=str(labels.get("location", "")),
-        service=str(labels.get("service_name", "")),
-        revision=str(labels.get("revision_name", "")),
-        metric_labels={str(k): str(v) for k, v in (field(metric, "labels") or {}).items()},
-        start_times=np.asarray(starts, dtype=np.int64)[order],
-        end_times=np.asarray(ends, dtype=np.int64)[order],
-        values=np.asarray(values, dtype=np.float64)[order] if not dists else None,
-        distributions=[dists[i] for i in order] if dists else None,
-        source=source,
-    )
+    points = list(reversed(field(series, "points") or []))  # the API returns newest first
+    starts, ends = _times(points)
+    values = [field(p, "value") or {} for p in points]
+    is_distribution = value_type == "DISTRIBUTION" or any(field(v, "distributionValue") is not None for v in values)
+
+    def make(index: np.ndarray, *, scalars: np.ndarray | None = None, hist: Histograms | None = None) -> RawSeries:
+        order = np.argsort(ends[index], kind="stable")
+        if hist is not None:
+            hist = Histograms(hist.bounds, hist.counts[order], hist.count[order], hist.mean[order],
+                              hist.range_min[order], hist.range_max[order])
+        return RawSeries(
+            metric=str(field(metric, "type", "")).removeprefix(METRIC_PREFIX),
+            metric_kind=str(field(series, "metricKind", "GAUGE")),
+            value_type="DISTRIBUTION" if is_distribution else (value_type or "DOUBLE"),
+            project=str(labels.get("project_id", "")),
+            region=str(labels.get("location", "")),
+            service=str(labels.get("service_name", "")),
+            revision=str(labels.get("revision_name", "")),
+            metric_labels={str(k): str(v) for k, v in (field(metric, "labels") or {}).items()},
+            start_times=starts[index][order],
+            end_times=ends[index][order],
+            values=scalars[order] if scalars is not None else None,
+            histograms=hist,
+            source=source,
+        )
+
+    if not is_distribution:
+        return [make(np.arange(len(points)), scalars=np.asarray([_scalar(v) for v in values], dtype=np.float64))]
+    dists = [field(v, "distributionValue") or {} for v in values]
+    return [make(index, hist=hist) for index, hist in _histograms(dists)]
 
 
 def time_series_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:

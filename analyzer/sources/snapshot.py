@@ -109,10 +109,13 @@ def _add_series(data: RawData, body: Any, path: str) -> None:
     unknown: dict[str, int] = {}
     for index, message in enumerate(restjson.time_series_of(body, source=path)):
         try:
-            series = restjson.parse_time_series(message, source=path)
+            parsed = restjson.parse_time_series(message, source=path)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             data.problems.append(Problem(f"{path} timeSeries[{index}]", f"malformed series skipped: {exc}"))
             continue
+        if not parsed:
+            continue
+        series = parsed[0]
         if series.metric not in KNOWN_METRICS:
             unknown[series.metric or "(no metric.type)"] = unknown.get(series.metric, 0) + 1
             continue
@@ -122,7 +125,7 @@ def _add_series(data: RawData, body: Any, path: str) -> None:
                         "query resource.type = \"cloud_run_revision\" without reducing away service_name")
             )
             continue
-        data.series.append(series)
+        data.series.extend(parsed)
     for metric, count in sorted(unknown.items()):
         data.problems.append(
             Problem(path, f"unknown metric {metric!r} ({count} series) ignored",
