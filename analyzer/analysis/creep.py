@@ -39,15 +39,19 @@ def _instances(frame: pd.DataFrame) -> pd.Series:
 def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> CreepEvidence | None:
     cfg = config.creep
     reference, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours)
-    model = load_model.fit(reference["req_rate"].to_numpy(), _instances(reference).to_numpy())
-    if model is None:
-        return None
     totals = view.totals
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= warm) & totals["inst_active"].notna()]
     if len(mine) * view.step_seconds < cfg.min_duration_hours * 3600:
         return None
-    expected = pd.Series(model.predict(mine["req_rate"].to_numpy()), index=mine.index)
+    # Load is the concurrency the instances must hold (in-flight requests, by Little's law), so
+    # slower requests needing more instances are explained by their latency; request rate where
+    # latency is not reported.
+    load = "inflight" if _covered(reference, "inflight") and _covered(mine, "inflight") else "req_rate"
+    model = load_model.fit(reference[load].to_numpy(), _instances(reference).to_numpy())
+    if model is None:
+        return None
+    expected = pd.Series(model.predict(mine[load].fillna(0.0).to_numpy()), index=mine.index)
     actual = _instances(mine)
     excess = (actual - expected).resample("1h").median().dropna()
     expected_h = expected.resample("1h").median().reindex(excess.index)
@@ -80,6 +84,14 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig)
         excess_instance_hours=float(np.clip(tail, 0, None).sum()),
         excess=excess,
     )
+
+
+def _covered(frame: pd.DataFrame, column: str) -> bool:
+    """The column is there for most steps that had traffic."""
+    if column not in frame or frame.empty:
+        return False
+    busy = frame["req_rate"] > 0
+    return bool(busy.any() and frame.loc[busy, column].notna().mean() >= 0.8)
 
 
 def _excess_start(values: np.ndarray, min_excess: float) -> int:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from analyzer.analysis import stats
 from analyzer.analysis.timeline import RevisionSpan, ServiceView
-from analyzer.config import DetectionConfig
+from analyzer.config import DetectionConfig, MemoryDetection
 from analyzer.model import FloatArray
 
 
@@ -33,6 +33,7 @@ from analyzer.model import FloatArray
 class LeakEvidence:
     revision: str
     onset: pd.Timestamp
+    signal: str  # which signal climbs: "typical instance" (mean) or "worst instance" (max)
     slope_per_day: float  # fraction of the limit per day
     rise: float  # fraction of the limit over the climb
     p_value: float
@@ -44,26 +45,27 @@ class LeakEvidence:
     peak_max: float  # worst instance at any time (≈ 1.0 means OOM kills)
     segments: int
     onset_at_deploy: bool
-    troughs: pd.Series  # the adjusted trough series (for charts)
-    fit_start: float
+    troughs: pd.Series  # the typical-instance troughs (for charts)
     fit_slope_per_hour: float
 
 
 def troughs(rows: pd.DataFrame, bin_minutes: int) -> pd.DataFrame:
-    """Per bin: the lowest typical memory, the mean load per instance, the highest worst instance."""
+    """Per bin: the lowest typical memory (mean across instances), the lowest worst-instance memory
+    (max across instances), the mean load per instance, and the highest worst-instance memory."""
     signal = rows["mem_mean"].where(rows["mem_mean"].notna(), rows["mem_p50"])
     inst = rows["inst_active"].where(rows["inst_active"] > 0)
     frame = pd.DataFrame({
         "ts": rows["ts"].to_numpy(),
         "trough": signal.to_numpy(),
+        "worst": rows["mem_max"].to_numpy(),
         "load": (rows["req_rate"] / inst).to_numpy(),
         "peak": rows["mem_max"].to_numpy(),
     }).set_index("ts")
-    binned = frame.resample(f"{bin_minutes}min").agg({"trough": "min", "load": "mean", "peak": "max"})
+    binned = frame.resample(f"{bin_minutes}min").agg({"trough": "min", "worst": "min", "load": "mean", "peak": "max"})
     return binned.dropna(subset=["trough"])
 
 
-def _split_points(y: FloatArray, min_jump: float) -> list[int]:
+def _split_points(y: FloatArray, drop_floor: float, jump_floor: float) -> list[int]:
     """Indices where a new segment starts: resets and steps, judged against the troughs' own
     bin-to-bin noise around their typical change.
 
@@ -76,10 +78,10 @@ def _split_points(y: FloatArray, min_jump: float) -> list[int]:
     diffs = np.diff(y)
     typical = float(np.median(diffs))
     noise = 1.4826 * float(np.median(np.abs(diffs - typical)))
-    drop = max(3.0 * noise, min_jump)
-    jump = max(6.0 * noise, min_jump)
     deviation = diffs - typical
-    return [i + 1 for i in np.flatnonzero((deviation < -drop) | (deviation > jump))]
+    drops = deviation < -max(3.0 * noise, drop_floor)
+    jumps = deviation > max(6.0 * noise, jump_floor)
+    return [i + 1 for i in np.flatnonzero(drops | jumps)]
 
 
 def _segments(n: int, splits: list[int], min_len: int) -> list[tuple[int, int]]:
@@ -89,8 +91,8 @@ def _segments(n: int, splits: list[int], min_len: int) -> list[tuple[int, int]]:
 
 def _load_adjusted(hours: FloatArray, y: FloatArray, load: FloatArray, segs: list[tuple[int, int]]) -> FloatArray:
     """Remove the part of the troughs explained by load per instance (fit jointly with time)."""
-    if not np.isfinite(load).all() or np.nanstd(load) <= 0 or len(y) < 8:
-        return y
+    if not np.isfinite(load).all() or np.nanstd(load) <= 0 or len(y) < 24:
+        return y  # too few bins to tell a load effect from the trend
     columns = [hours, (load - load.mean()) / load.std()]
     for a, b in segs[1:]:
         indicator = np.zeros(len(y))
@@ -126,6 +128,106 @@ def _pooled_trend(hours: FloatArray, y: FloatArray, segs: list[tuple[int, int]])
     return slope, 0.5 * math.erfc(z / math.sqrt(2.0)), n_eff
 
 
+@dataclass(frozen=True, slots=True)
+class _SignalTrend:
+    name: str  # "typical instance" or "worst instance"
+    slope: float  # per hour, fraction of the limit
+    p_value: float
+    covered: float  # hours inside segments
+    positions: np.ndarray  # which bins the signal had values for
+    segments: list[tuple[int, int]]  # over ``positions``
+    adjusted: FloatArray  # over ``positions``
+    keeps_climbing: bool  # not a warm-up or cache fill that levels off
+    resets_explained: bool  # the splits are resets we believe (OOM kills), or the climb shows without them
+    onset_offset: int  # where the climb starts, over ``positions``
+
+    @property
+    def rise(self) -> float:
+        return self.slope * self.covered
+
+    def passes(self, cfg: MemoryDetection) -> bool:
+        return (self.p_value <= cfg.significance and self.slope * 24 >= cfg.min_slope_per_day
+                and self.rise >= cfg.min_rise and self.covered >= cfg.min_duration_hours
+                and self.keeps_climbing and self.resets_explained)
+
+
+OOM_RESET_LEVEL = 0.9  # a drop from this close to the limit is an OOM kill (or the replacement it forces)
+
+
+def _levels_off(hours: FloatArray, y: FloatArray) -> bool:
+    """A rise followed by a plateau below the limit (warm-up, cache fill) fits a slope-then-flat
+    model much better than a straight line, with the flat part covering at least 40 % of the time.
+    A plateau at the limit is a leak pinned there by GC thrash, not a warm-up."""
+    n = len(y)
+    if n < 6:
+        return False
+    reverse = stats.hinge(hours[-1] - hours[::-1], y[::-1], min_after=3)
+    flat_share = (reverse.index + 1) / n
+    linear = max(stats.linear_sse(hours, y), 1e-12)
+    better = n * math.log(linear / max(reverse.sse, 1e-12)) > 2 * math.log(n)
+    return bool(flat_share >= 0.4 and better and reverse.slope < 0 and reverse.level < OOM_RESET_LEVEL)
+
+
+def _signal_trend(name: str, hours: FloatArray, y: FloatArray, load: FloatArray, peak: FloatArray,
+                  cfg: MemoryDetection, drop_floor: float, jump_floor: float) -> _SignalTrend | None:
+    positions = np.flatnonzero(np.isfinite(y))
+    if len(positions) < 6:
+        return None
+    trend = _trend_over(name, positions, hours, y, load, peak, cfg, drop_floor, jump_floor)
+    if trend is None or trend.onset_offset == 0:
+        return trend
+    # The climb starts later than the data (a flag flipped, a slow start): test it from its start.
+    later = positions[trend.onset_offset:]
+    if len(later) < 6:
+        return trend
+    from_onset = _trend_over(name, later, hours, y, load, peak, cfg, drop_floor, jump_floor)
+    if from_onset is None or from_onset.p_value > trend.p_value:
+        return trend
+    return from_onset
+
+
+def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArray, load: FloatArray,
+                peak: FloatArray, cfg: MemoryDetection, drop_floor: float, jump_floor: float) -> _SignalTrend | None:
+    hours, y, load, peak = hours[positions], y[positions], load[positions], peak[positions]
+    splits = _split_points(y, drop_floor, jump_floor)
+    segs = _segments(len(y), splits, min_len=4)
+    if not segs:
+        return None
+    adjusted = _load_adjusted(hours, y, load, segs)
+    slope, p_value, _ = _pooled_trend(hours, adjusted, segs)
+    covered = float(sum(hours[b - 1] - hours[a] for a, b in segs))
+    # A warm-up or cache fill rises and then levels off; a leak keeps climbing.
+    later = [((a + b) // 2, b) for a, b in segs if b - (a + b) // 2 >= 3]
+    keeps = not later or _pooled_trend(hours, adjusted, later)[0] >= slope / 3
+    level_off = sum(b - a for a, b in segs if b - a >= 6 and _levels_off(hours[a:b], adjusted[a:b]))
+    keeps = keeps and level_off < 0.5 * sum(b - a for a, b in segs)
+    # Splitting at drops removes the falls of any sawtooth, so a bounded sawtooth would look like a
+    # climb. Trust the splits when most drops come from near the limit (OOM kills), or when the
+    # climb shows over the whole revision without them.
+    near_limit = np.nan_to_num(peak, nan=0.0) >= OOM_RESET_LEVEL
+    drops = [i for i in splits if y[i] < y[i - 1]]
+    explained = not drops or np.mean([near_limit[max(0, i - 3): i + 1].any() for i in drops]) >= 0.5
+    if not explained:
+        whole = stats.mann_kendall(hours, adjusted)
+        explained = whole.p_value <= 0.05 and whole.slope * 24 >= cfg.min_slope_per_day / 2
+    first_a, first_b = segs[0]
+    onset = first_a + _onset_index(hours[first_a:first_b], adjusted[first_a:first_b], 3)
+    return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, keeps, explained, onset)
+
+
+def _onset_index(hours: FloatArray, y: FloatArray, min_after: int) -> int:
+    """Where the climb starts: a flat-then-rising hinge, kept only when it beats a straight line by
+    more than its two extra parameters are worth (BIC); otherwise the climb starts with the data."""
+    n = len(y)
+    if n < 6:
+        return 0
+    fit = stats.hinge(hours, y, min_after=min_after)
+    linear = max(stats.linear_sse(hours, y), 1e-12)
+    if n * math.log(linear / max(fit.sse, 1e-12)) > 2 * math.log(n):
+        return fit.index
+    return 0
+
+
 def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> LeakEvidence | None:
     cfg = config.memory
     rows = view.revision_rows(span.name)
@@ -137,44 +239,43 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
     if len(bins) < min_points:
         return None
     hours = ((bins.index - bins.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
+    load = bins["load"].to_numpy(dtype=np.float64)
+    peak = bins["peak"].to_numpy(dtype=np.float64)
+    typical = _signal_trend("typical instance", hours, bins["trough"].to_numpy(dtype=np.float64), load, peak, cfg,
+                            0.02, max(cfg.min_rise, 0.02))
+    # The worst instance is the oldest one: its memory keeps climbing under a leak even where new
+    # instances keep the fleet's typical level down. It is read from the distribution's top bucket,
+    # so it moves in bucket-sized steps: only large drops (a reset) and large jumps split it.
+    worst = _signal_trend("worst instance", hours, bins["worst"].to_numpy(dtype=np.float64), load, peak, cfg,
+                          0.05, 0.10)
+    chosen = None
+    if worst is not None and worst.passes(cfg):
+        chosen = worst
+    elif typical is not None and typical.passes(cfg) and (worst is None or worst.slope >= typical.slope / 2):
+        chosen = typical
+    if chosen is None:
+        return None
+    index = int(chosen.positions[chosen.onset_offset])
+    onset_at_deploy = hours[index] <= max(2.0, config.warmup_minutes / 60 + 1.0)
+    onset = span.deploy_time if onset_at_deploy else pd.Timestamp(bins.index[index])
     y = bins["trough"].to_numpy(dtype=np.float64)
-    segs = _segments(len(y), _split_points(y, max(cfg.min_rise, 0.02)), min_len=4)
-    if not segs:
-        return None
-    adjusted = _load_adjusted(hours, y, bins["load"].to_numpy(dtype=np.float64), segs)
-    slope, p_value, _ = _pooled_trend(hours, adjusted, segs)
-    covered = sum(hours[b - 1] - hours[a] for a, b in segs)
-    rise = slope * covered
-    if (p_value > cfg.significance or slope * 24 < cfg.min_slope_per_day or rise < cfg.min_rise
-            or covered < cfg.min_duration_hours):
-        return None
-    # A warm-up or cache fill rises and then levels off; a leak keeps climbing. Ask the later half
-    # of each segment to climb too.
-    later = [((a + b) // 2, b) for a, b in segs if b - (a + b) // 2 >= 3]
-    if later and _pooled_trend(hours, adjusted, later)[0] < slope / 3:
-        return None
-    first_a, first_b = segs[0]
-    fit = stats.hinge(hours[first_a:first_b], adjusted[first_a:first_b], min_after=max(3, min_points // 2))
-    onset_index = first_a + fit.index
-    onset_at_deploy = hours[onset_index] <= max(2.0, config.warmup_minutes / 60 + 1.0)
-    onset = span.deploy_time if onset_at_deploy else pd.Timestamp(bins.index[onset_index])
     return LeakEvidence(
         revision=span.name,
         onset=onset,
-        slope_per_day=slope * 24,
-        rise=rise,
-        p_value=p_value,
-        hours=covered,
+        signal=chosen.name,
+        slope_per_day=chosen.slope * 24,
+        rise=chosen.rise,
+        p_value=chosen.p_value,
+        hours=chosen.covered,
         trough_start=float(np.median(y[:3])),
         trough_end=float(np.median(y[-3:])),
         trough_high=float(np.max(y)),
         peak_end=_nanmax(bins["peak"].to_numpy()[-3:]),
         peak_max=_nanmax(bins["peak"].to_numpy()),
-        segments=len(segs),
+        segments=len(chosen.segments),
         onset_at_deploy=bool(onset_at_deploy),
-        troughs=pd.Series(adjusted, index=bins.index),
-        fit_start=float(fit.level),
-        fit_slope_per_hour=slope,
+        troughs=pd.Series(bins["trough"].to_numpy(), index=bins.index),
+        fit_slope_per_hour=chosen.slope,
     )
 
 
