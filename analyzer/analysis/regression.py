@@ -71,7 +71,29 @@ def _sides(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: R
     need = cfg.min_hours * 3600 / view.step_seconds
     if len(before) < need or len(after) < need:
         return None
-    return before, after
+    return _matched_load(before, after, need)
+
+
+def _matched_load(before: pd.DataFrame, after: pd.DataFrame, need: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep the hours whose traffic both sides saw, so a revision that served only the night is not
+    compared with one that served the day (latency and CPU per request both move with load)."""
+    def hourly_load(rows: pd.DataFrame) -> pd.Series:
+        return rows.set_index("ts")["req_rate"].resample("1h").mean()
+
+    load_before, load_after = hourly_load(before), hourly_load(after)
+    low = max(load_before.quantile(0.1), load_after.quantile(0.1))
+    high = min(load_before.quantile(0.9), load_after.quantile(0.9))
+    if not high > low:
+        return before, after
+
+    def within(rows: pd.DataFrame, load: pd.Series) -> pd.DataFrame:
+        hours = load.index[(load >= low) & (load <= high)]
+        return rows.loc[rows["ts"].dt.floor("1h").isin(hours)]
+
+    matched_before, matched_after = within(before, load_before), within(after, load_after)
+    if len(matched_before) < need or len(matched_after) < need:
+        return before, after
+    return matched_before, matched_after
 
 
 def _hourly_weighted(rows: pd.DataFrame, column: str) -> pd.Series:
@@ -110,7 +132,8 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
 
 def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> pd.Series:
     frame = pd.DataFrame({
-        "cpu_s": rows["cpu_mean"] * rows["inst_active"] * cpu_limit,
+        # The utilization distribution covers every instance, idle ones included.
+        "cpu_s": rows["cpu_mean"] * (rows["inst_active"].fillna(0.0) + rows["inst_idle"].fillna(0.0)) * cpu_limit,
         "req": rows["req_rate"],
     })
     frame.index = rows["ts"]
