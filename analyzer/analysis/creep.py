@@ -44,10 +44,9 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig)
     mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= warm) & totals["inst_active"].notna()]
     if len(mine) * view.step_seconds < cfg.min_duration_hours * 3600:
         return None
-    # Load is the concurrency the instances must hold (in-flight requests, by Little's law), so
-    # slower requests needing more instances are explained by their latency; request rate where
-    # latency is not reported.
-    load = "inflight" if _covered(reference, "inflight") and _covered(mine, "inflight") else "req_rate"
+    # Load is the request rate: "more instances than the previous revision needed for the same
+    # traffic" is what the user pays for, whatever the cause (slower requests, a leak, a config change).
+    load = "req_rate"
     model = load_model.fit(reference[load].to_numpy(), _instances(reference).to_numpy())
     if model is None:
         return None
@@ -84,14 +83,6 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig)
         excess_instance_hours=float(np.clip(tail, 0, None).sum()),
         excess=excess,
     )
-
-
-def _covered(frame: pd.DataFrame, column: str) -> bool:
-    """The column is there for most steps that had traffic."""
-    if column not in frame or frame.empty:
-        return False
-    busy = frame["req_rate"] > 0
-    return bool(busy.any() and frame.loc[busy, column].notna().mean() >= 0.8)
 
 
 def _excess_start(values: np.ndarray, min_excess: float) -> int:

@@ -2,7 +2,7 @@
 
 Used to ask "how many instances (or dollars) would the previous revision have needed for this
 traffic?": binned medians of the quantity against request rate, interpolated between bins and
-extrapolated proportionally beyond the busiest bin, so traffic growth alone is never an anomaly.
+extrapolated in proportion to load beyond the busiest bin, so traffic growth alone is not an anomaly.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ class LoadModel:
         load = np.asarray(load, dtype=np.float64)
         inside = np.interp(load, self.load_points, self.values)
         top_load, top_value = self.load_points[-1], self.values[-1]
-        ratio = (top_value - self.floor) / top_load if top_load > 0 else 0.0
-        beyond = self.floor + ratio * load
+        # Beyond the busiest load seen, assume the quantity grows in proportion to load: a reference
+        # that sat on its min-instance floor says nothing about what more traffic needs, and
+        # assuming too much is safer than calling traffic growth an anomaly.
+        beyond = top_value * load / top_load if top_load > 0 else np.full_like(load, top_value)
         return np.where(load > top_load, np.maximum(beyond, top_value), inside)
 
 

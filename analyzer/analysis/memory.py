@@ -251,7 +251,12 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
     chosen = None
     if worst is not None and worst.passes(cfg):
         chosen = worst
-    elif typical is not None and typical.passes(cfg) and (worst is None or worst.slope >= typical.slope / 2):
+    elif typical is not None and typical.passes(cfg) and (worst is None or (
+            worst.slope >= typical.slope / 2
+            and (worst.keeps_climbing or typical.covered >= 2 * cfg.min_duration_hours))):
+        # Under a leak the oldest instance climbs too. Over a short span, a fleet rise whose oldest
+        # instance levels off is new instances warming up; over a longer one, the top bucket's
+        # coarse steps can look level, so the fleet's climb is trusted.
         chosen = typical
     if chosen is None:
         return None

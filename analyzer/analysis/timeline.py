@@ -16,7 +16,7 @@ from analyzer.frames import Frames
 from analyzer.model import RevisionInfo, ServiceKey
 
 SUMMED = ["req_rate", "err_rate", "requests", "inst_active", "inst_idle", "billable_s", "cpu_alloc_s",
-          "mem_alloc_gibs", "inflight"]
+          "mem_alloc_gibs"]
 
 
 @dataclass(slots=True)
@@ -89,9 +89,6 @@ def _spans(frames: Frames, key: ServiceKey, rows: pd.DataFrame) -> list[Revision
 def _totals(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame(columns=[*SUMMED, "serving"])
-    if "lat_mean" in rows:
-        # Little's law: requests in flight = arrival rate × mean time in the system.
-        rows = rows.assign(inflight=rows["req_rate"] * rows["lat_mean"] / 1000.0)
     present = [c for c in SUMMED if c in rows]
     totals = rows.groupby("ts")[present].sum(min_count=1)
     weight = rows["requests"].fillna(0.0) + 1e-6 * rows["inst_active"].fillna(0.0)
