@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
@@ -22,6 +22,12 @@ from analyzer.analysis import Analysis
 from analyzer.config import AnalysisConfig, load_yaml, parse_config
 from analyzer.errors import AnalyzerError, ConfigError
 from analyzer.model import RawData
+
+if TYPE_CHECKING:
+    from analyzer.config import DigestConfig, JobConfig, SmtpConfig, StoreConfig
+    from analyzer.job import Job, RunOutcome
+    from analyzer.sharding import TaskSlot
+    from analyzer.sources.live import LiveQuery
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,6 +79,8 @@ def cli() -> None:
       cloudrun-analyzer report --demo --out report.html --json findings.json
     Analyze saved API responses (docs/snapshot-format.md):
       cloudrun-analyzer report --snapshot DIR --out report.html
+    Read live with Application Default Credentials (docs/live-data.md):
+      cloudrun-analyzer report --project PROJECT_ID --days 7 --out report.html
     """
 
 
@@ -124,8 +132,76 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def live_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a live read: projects, region, services and the window (docs/live-data.md)."""
+    options = (
+        click.option("--project", "projects", multiple=True, metavar="PROJECT_ID",
+                     help="Read this project live (repeatable) with Application Default Credentials, or the "
+                          "emulators named by MONITORING_EMULATOR_HOST / RUN_EMULATOR_HOST."),
+        click.option("--region", help="Only this Cloud Run region (default: every region with data)."),
+        click.option("--service", "services", multiple=True, metavar="NAME",
+                     help="Only this service (repeatable; default: every service with data in the window)."),
+        click.option("--days", type=click.IntRange(1, 42), help="Window: N days before --end (default 7)."),
+        click.option("--start", metavar="TIME", help="Window start, RFC 3339 (e.g. 2026-11-16T00:00:00Z)."),
+        click.option("--end", metavar="TIME", help="Window end, RFC 3339 (default: now)."),
+    )
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _when(text: str, option: str) -> datetime:
+    from analyzer.sources.restjson import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a time; use RFC 3339, e.g. 2026-11-16T00:00:00Z",
+                                 param_hint=option) from None
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def live_query(projects: tuple[str, ...], region: str | None, services: tuple[str, ...], days: int | None,
+               start: str | None, end: str | None, *, step_seconds: int) -> LiveQuery | None:
+    """The live query the options ask for, or None when no --project was given."""
+    if not projects:
+        if region or services or days or start or end:
+            raise click.UsageError("--region, --service, --days, --start and --end need --project")
+        return None
+    if days is not None and start is not None:
+        raise click.UsageError("give either --days or --start, not both")
+    from analyzer.sources.live import LiveQuery
+
+    until = _when(end, "--end") if end else datetime.now(UTC)
+    since = _when(start, "--start") if start else until - timedelta(days=days or 7)
+    return LiveQuery(projects=projects, start=since, end=until, region=region, services=services,
+                     alignment_period_s=step_seconds)
+
+
+def _progress() -> Callable[[int, int, str], None] | None:
+    """A one-line progress display on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int, label: str) -> None:
+        click.echo(f"\r  read {done}/{total} {label[:60]:<60}", err=True, nl=done == total)
+
+    return show
+
+
+def _read_live(query: LiveQuery) -> RawData:
+    from analyzer.sources.live import fetch_live
+
+    return fetch_live(query, progress=_progress())
+
+
 @cli.command()
 @source_options
+@live_options
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="YAML config (thresholds, pricing); see configs/default.yaml.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the HTML report here.")
@@ -135,19 +211,23 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
               help="What to print on stdout.")
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when there are ongoing findings (for CI gates).")
 @edge
-def report(demo: bool, snapshot: Path | None, config_path: Path | None, out: Path | None,
-           json_path: Path | None, fmt: str, fail_on_findings: bool) -> None:
+def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region: str | None,
+           services: tuple[str, ...], days: int | None, start: str | None, end: str | None,
+           config_path: Path | None, out: Path | None, json_path: Path | None, fmt: str,
+           fail_on_findings: bool) -> None:
     """Analyze one window and report findings, costs and fix checks.
 
     \b
     Examples:
       cloudrun-analyzer report --demo --out report.html --json findings.json
       cloudrun-analyzer report --snapshot ./snap --format json > findings.json
+      cloudrun-analyzer report --project my-project --region europe-west1 --days 7 --out report.html
     """
     from analyzer.pipeline import analyze
 
     config = load_analysis_config(config_path)
-    raw = _read_source(demo, snapshot, None)
+    query = live_query(projects, region, services, days, start, end, step_seconds=config.step_seconds)
+    raw = _read_source(demo, snapshot, None if query is None else lambda: _read_live(query))
     analysis = analyze(raw, config)
     now = datetime.now(UTC)
     write_outputs(analysis, out=out, json_path=json_path, now=now)
@@ -157,6 +237,40 @@ def report(demo: bool, snapshot: Path | None, config_path: Path | None, out: Pat
             click.echo(f"wrote {what}: {path}", err=True)
     if fail_on_findings and any(f.ongoing for f in analysis.findings):
         sys.exit(EXIT_FINDINGS)
+
+
+@cli.command()
+@live_options
+@click.option("--snapshot", "directory", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Write every response read here, as a snapshot directory (must be new or empty).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="YAML config; its analysis.step_seconds is the alignment period read.")
+@edge
+def fetch(projects: tuple[str, ...], region: str | None, services: tuple[str, ...], days: int | None,
+          start: str | None, end: str | None, directory: Path, config_path: Path | None) -> None:
+    """Read live and save exactly what was read as a snapshot DIR (Google's REST JSON).
+
+    `report --snapshot DIR` on it gives the same findings as the live run.
+
+    \b
+    Example:
+      cloudrun-analyzer fetch --project my-project --days 7 --snapshot ./snap
+    """
+    from analyzer.sources.live import fetch_to_snapshot
+
+    config = load_analysis_config(config_path)
+    query = live_query(projects, region, services, days, start, end, step_seconds=config.step_seconds)
+    if query is None:
+        raise click.UsageError("fetch needs --project")
+    if directory.exists() and any(directory.iterdir()):
+        raise ConfigError(f"{directory} is not empty", hint="choose a new directory so snapshots do not mix")
+    data, written = fetch_to_snapshot(query, directory, progress=_progress())
+    for problem in data.problems:
+        click.echo(f"problem: {problem.subject}: {problem.message}", err=True)
+        if problem.hint:
+            click.echo(f"  fix: {problem.hint}", err=True)
+    click.echo(f"wrote {len(written)} files to {directory}: {len(data.series)} series, "
+               f"{len(data.revisions)} revisions, {len(data.problems)} problems")
 
 
 @cli.command("demo-snapshot")
@@ -174,3 +288,289 @@ def demo_snapshot(directory: Path) -> None:
 
 def main() -> None:
     cli(prog_name="cloudrun-analyzer")
+
+
+# ---------------------------------------------------------------------------------------------
+# The scheduled job: run, merge, check-config, serve (docs/deploy.md, docs/operations.md)
+
+DIGEST_CHOICE = click.Choice(["auto", "now", "skip"])
+
+
+def _job_setup(config_path: Path, verbose: bool) -> JobConfig:
+    from analyzer import logs
+    from analyzer.config import load_config
+
+    logs.setup(verbose=verbose)
+    return load_config(config_path)
+
+
+def _job(config: JobConfig, slot: TaskSlot) -> Job:
+    from analyzer.delivery.store import open_store
+    from analyzer.job import Job, digest_for
+
+    store = open_store(config.store.url)
+    return Job(config, store, slot, digest=digest_for(config, store))
+
+
+def _finish(outcome: RunOutcome) -> None:
+    from analyzer import logs
+
+    logs.get("job").info("task %s: %s; fleet report: %s; digest: %s", outcome.shard, outcome.analyzed,
+                         outcome.merged, outcome.digest, extra={"outcome": outcome.as_dict()})
+    click.echo(json.dumps(outcome.as_dict()))
+
+
+@cli.command("run")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Job config (YAML); see configs/example-job.yaml.")
+@click.option("--digest", "digest_mode", type=DIGEST_CHOICE, default="auto", show_default=True,
+              help="auto: send the digest when it is due (digest.day); now: send this period's if not sent; "
+                   "skip: do not send.")
+@click.option("--force", is_flag=True, help="Analyze and merge again even if this window's shard or report "
+                                            "exists (the digest is still sent at most once).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@edge
+def run_command(config_path: Path, digest_mode: str, force: bool, verbose: bool) -> None:
+    """The job entry point: analyze this task's share, write it to the store, assemble the fleet
+    report when every task is done, and send the digest when due. Safe to retry.
+
+    \b
+    On Cloud Run Jobs each task reads CLOUD_RUN_TASK_INDEX and CLOUD_RUN_TASK_COUNT and takes a
+    stable share of the services. Locally, with neither set, one process does everything:
+      cloudrun-analyzer run --config configs/example-job.yaml
+    """
+    from analyzer import logs
+    from analyzer.sharding import TaskSlot
+
+    config = _job_setup(config_path, verbose)
+    job = _job(config, TaskSlot.from_env())
+    with logs.progress("reading Cloud Monitoring") as progress:
+        outcome = job.run(now=datetime.now(UTC), digest_mode=digest_mode, force=force, progress=progress)
+    _finish(outcome)
+
+
+@cli.command("merge")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Job config (YAML).")
+@click.option("--tasks", type=click.IntRange(1, 10_000), required=True,
+              help="How many tasks wrote shards (the job's --tasks).")
+@click.option("--digest", "digest_mode", type=DIGEST_CHOICE, default="auto", show_default=True,
+              help="As for run.")
+@click.option("--force", is_flag=True, help="Assemble again even if the fleet report exists.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@edge
+def merge_command(config_path: Path, tasks: int, digest_mode: str, force: bool, verbose: bool) -> None:
+    """Assemble this window's fleet report from the tasks' shards (and send the digest when due).
+
+    Normally the last task does this by itself; run it by hand when that task could not.
+    Exits 5 when a shard is missing.
+    """
+    from analyzer.errors import NoDataError
+    from analyzer.job import Layout, RunOutcome
+    from analyzer.sharding import TaskSlot
+
+    config = _job_setup(config_path, verbose)
+    job = _job(config, TaskSlot(0, tasks))
+    now = datetime.now(UTC)
+    layout = Layout(config.window.resolve(now)[1])
+    outcome = RunOutcome(window=layout.key, shard="merge", analyzed="skipped")
+    report = job.merge(layout, outcome, now=now, force=force)
+    if outcome.missing_shards:
+        raise NoDataError(f"window {layout.key}: {len(outcome.missing_shards)} of {tasks} shards missing: "
+                          + ", ".join(outcome.missing_shards[:10]),
+                          hint="run the job (or the missing tasks) for this window first, and pass the "
+                               "job's task count as --tasks")
+    if report is not None:
+        outcome.digest = job.send_digest(report, now=now, mode=digest_mode)
+    _finish(outcome)
+
+
+@cli.command("check-config")
+@click.argument("config_path", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@edge
+def check_config(config_path: Path) -> None:
+    """Validate a job config FILE and summarize it; exit 2 naming each bad key and its fix."""
+    from analyzer.config import load_config
+    from analyzer.job import describe_config
+
+    config = load_config(config_path)
+    click.echo(f"{config_path}: valid")
+    for line in describe_config(config, now=datetime.now(UTC)):
+        click.echo(f"  {line}")
+
+
+@cli.command("serve")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Job config (YAML) with a serve: section.")
+@click.option("--host", default=None,
+              help="Address to listen on (default 0.0.0.0 on Cloud Run, else 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), envvar="PORT", default=8080, show_default=True,
+              help="Port (Cloud Run sets PORT).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@edge
+def serve_command(config_path: Path, host: str | None, port: int, verbose: bool) -> None:
+    """Serve POST /run for Cloud Scheduler: check its OIDC token, then run the whole fleet.
+
+    \b
+    serve.mode iam (behind Cloud Run IAM) or public (the token is verified here); see
+    docs/operations.md for both.
+    """
+    import signal
+    import threading
+
+    from analyzer import logs
+    from analyzer.oidc import TokenPolicy
+    from analyzer.serve import TriggerServer
+    from analyzer.sharding import TaskSlot
+
+    config = _job_setup(config_path, verbose)
+    serve = config.serve
+    if not serve.allowed_service_accounts:
+        raise ConfigError(f"{config_path}: serve.allowed_service_accounts is empty, so no caller could run",
+                          hint="list the Cloud Scheduler job's service account, e.g. "
+                               "[analyzer-scheduler@my-project.iam.gserviceaccount.com]")
+    policy = TokenPolicy(mode=serve.mode, allowed_accounts=frozenset(serve.allowed_service_accounts),
+                         audience=serve.audience, issuers=tuple(serve.issuers), certs_url=serve.certs_url,
+                         clock_skew_s=serve.clock_skew_seconds)
+
+    def run_once(mode: str) -> dict[str, Any]:
+        return _job(config, TaskSlot()).run(now=datetime.now(UTC), digest_mode=mode).as_dict()
+
+    address = host or ("0.0.0.0" if logs.on_cloud_run() else "127.0.0.1")
+    server = TriggerServer((address, port), policy=policy, runner=run_once)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    logs.get("serve").info("listening on %s (mode %s)", server.url, serve.mode)
+    click.echo(f"listening on {server.url}", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The weekly digest of one process (docs/reports.md); a sharded job sends it from `run`/`merge`
+
+
+def _delivery_sections(path: Path | None) -> tuple[SmtpConfig, DigestConfig, StoreConfig]:
+    """The ``smtp``, ``digest`` and ``store`` sections of a config file (defaults without one)."""
+    from analyzer.config import DigestConfig, SmtpConfig, StoreConfig
+
+    data = (load_yaml(path) or {}) if path is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys", hint="see configs/default.yaml")
+    return (parse_config(SmtpConfig, data.get("smtp"), source=f"{path} (smtp)"),
+            parse_config(DigestConfig, data.get("digest"), source=f"{path} (digest)"),
+            parse_config(StoreConfig, data.get("store"), source=f"{path} (store)"))
+
+
+@cli.command()
+@source_options
+@live_options
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="YAML config: analysis, smtp, digest and store sections (configs/default.yaml).")
+@click.option("--store", "store_url", metavar="DIR|gs://BUCKET/PREFIX",
+              help="History and report store (overrides store.url).")
+@click.option("--to", "recipients", multiple=True, metavar="ADDRESS",
+              help="Send to this address instead of digest.recipients (repeatable).")
+@click.option("--dry-run", "dry_run", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.eml",
+              help="Write the email to FILE.eml instead of sending it; the store is only read.")
+@click.option("--resend", is_flag=True, help="Send even if this window's digest was already sent.")
+@edge
+def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region: str | None,
+           services: tuple[str, ...], days: int | None, start: str | None, end: str | None,
+           config_path: Path | None, store_url: str | None, recipients: tuple[str, ...], dry_run: Path | None,
+           resend: bool) -> None:
+    """Email the weekly digest: what is new, ongoing and resolved since last week, in dollars.
+
+    SMTP credentials come from the variables named by smtp.username_env and smtp.password_env
+    (CLOUDRUN_ANALYZER_SMTP_USER / CLOUDRUN_ANALYZER_SMTP_PASSWORD by default).
+
+    \b
+    Examples:
+      cloudrun-analyzer digest --demo --dry-run digest.eml
+      cloudrun-analyzer digest --project my-project --days 7 --config analyzer.yaml
+      cloudrun-analyzer digest --snapshot ./snap --store gs://my-bucket/cloudrun --to oncall@example.com
+    """
+    from analyzer.config import DigestConfig, StoreConfig
+    from analyzer.delivery.store import open_store
+    from analyzer.delivery.weekly import run_digest
+    from analyzer.pipeline import analyze
+
+    config = load_analysis_config(config_path)
+    smtp, digest_config, store_config = _delivery_sections(config_path)
+    if store_url is not None:
+        store_config = parse_config(StoreConfig, {"url": store_url}, source="--store")
+    if recipients:
+        digest_config = parse_config(DigestConfig, {**digest_config.model_dump(), "recipients": recipients},
+                                     source="--to")
+    query = live_query(projects, region, services, days, start, end, step_seconds=config.step_seconds)
+    raw = _read_source(demo, snapshot, None if query is None else lambda: _read_live(query))
+    analysis = analyze(raw, config)
+    outcome = run_digest(analysis, store=open_store(store_config.url), smtp=smtp, config=digest_config,
+                         generated_at=datetime.now(UTC), dry_run=dry_run, resend=resend)
+    sent = outcome.digest
+    click.echo(f"subject: {sent.subject}")
+    changes = sent.changes
+    click.echo(f"  {len(changes.new)} new, {len(changes.ongoing)} ongoing, {len(changes.resolved)} resolved"
+               f" · HTML {sent.html_bytes / 1024:.1f} KB · {len(sent.images)} charts "
+               f"({sum(len(i.data) for i in sent.images) / 1024:.1f} KB)")
+    if outcome.eml is not None:
+        click.echo(f"wrote {outcome.eml} (not sent; nothing written to the store)", err=True)
+        return
+    click.echo(f"full report: {outcome.report_location}", err=True)
+    if outcome.already_sent:
+        click.echo(f"already sent for the window ending {analysis.window_end:%Y-%m-%d %H:%M} UTC; "
+                   "nothing sent (--resend sends again)", err=True)
+    else:
+        count = len(outcome.recipients)
+        click.echo(f"sent to {count} recipient{'s' if count != 1 else ''} via {smtp.host}:{smtp.port} "
+                   f"({smtp.security})", err=True)
+
+
+@cli.command("prices")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="YAML config whose pricing section (table, discounts, overrides) is used.")
+@click.option("--refresh", is_flag=True,
+              help="Fetch current list prices from the Cloud Billing Catalog API "
+                   "(BILLING_EMULATOR_HOST honoured).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the table here; point pricing.table at the file to use it.")
+@edge
+def prices_command(config_path: Path | None, refresh: bool, out: Path | None) -> None:
+    """Print the price table in use, or refresh it from the Cloud Billing Catalog API.
+
+    \b
+    Examples:
+      cloudrun-analyzer prices
+      cloudrun-analyzer prices --refresh --out configs/prices-live.yaml
+    """
+    from analyzer.analysis.pricing import dump_table, load_table, settings_summary
+    from analyzer.errors import DeliveryError
+
+    config = load_analysis_config(config_path)
+    table = load_table(config.pricing.table)
+    if refresh:
+        from analyzer.sources.billing import refresh_prices
+        from analyzer.sources.google_clients import build_catalog_client
+
+        client = build_catalog_client()
+        try:
+            refreshed = refresh_prices(client, base=table, as_of=datetime.now(UTC).date().isoformat())
+        finally:
+            client.transport.close()
+        table = refreshed.table
+        matched = len({m.sku_id for m in refreshed.matched})
+        click.echo(f"{matched} of {refreshed.skus_seen} Cloud Run SKUs matched; "
+                   f"{len(refreshed.unmatched)} not matched (listed under unmatched_skus)", err=True)
+        for line in [*refreshed.notes, *(f"kept from the base table: {n}" for n in refreshed.not_refreshed)]:
+            click.echo(f"  {line}", err=True)
+    text = "".join(f"# {line}\n" for line in settings_summary(config.pricing)) + dump_table(table)
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise DeliveryError(f"cannot write the price table: {exc}",
+                                hint="check the path and its permissions") from exc
+        click.echo(f"wrote {out}", err=True)
+    click.echo(text, nl=False)

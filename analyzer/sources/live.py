@@ -1,0 +1,738 @@
+"""Read Cloud Run metrics and revisions live from Google's APIs with a query plan built for fleets.
+
+The plan per project is one ListTimeSeries per metric, aligned and reduced server-side and grouped
+by project, region, service and revision (plus the metric labels the analysis needs), so the number
+of calls does not grow with the number of services; paging adds calls only when one metric's answer
+exceeds a page (100,000 points). Revisions and services are then listed once per (project, region)
+that has data (``services/-`` lists a region's revisions; the Admin API refuses ``locations/-``).
+
+Every response page is converted to Google's REST JSON (the proto3 JSON mapping, exactly what curl
+returns) and fed through ``snapshot.ingest``: live, snapshot and demo data go through one parser, and
+``capture`` receives the same bodies, so ``fetch --snapshot DIR`` replays to the same findings.
+
+Faults: UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are retried with exponential backoff
+inside a per-call and an overall deadline. A failing project (no permission, API disabled, quota)
+becomes a Problem naming the fix while the other projects are read; only when nothing at all could
+be read, or credentials are missing, is the error raised.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import Retry, if_exception_type
+from google.auth import exceptions as auth_exceptions
+from google.cloud import monitoring_v3, run_v2
+from google.protobuf import json_format
+
+from analyzer.errors import (
+    AnalyzerError,
+    ApiDisabledError,
+    ConfigError,
+    CredentialsError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    SourceError,
+)
+from analyzer.model import Problem, RawData
+from analyzer.sources import restjson, snapshot
+from analyzer.sources.google_clients import LOGIN_HINT, GoogleClients, build_clients
+
+METRIC_PREFIX = "run.googleapis.com/"
+RESOURCE_FIELDS = (
+    "resource.labels.project_id",
+    "resource.labels.location",
+    "resource.labels.service_name",
+    "resource.labels.revision_name",
+)
+MAX_ONE_OF = 100  # services named in one filter; more are split over several queries
+RETRYABLE = (
+    api_exceptions.ServiceUnavailable,
+    api_exceptions.DeadlineExceeded,
+    api_exceptions.ResourceExhausted,
+)
+Progress = Callable[[int, int, str], None]
+Document = tuple[str, str, Any]  # (snapshot subdirectory, file stem, REST JSON body)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricQuery:
+    """One ListTimeSeries per project: a metric, its aligner and reducer, and the extra labels kept."""
+
+    metric: str  # without the run.googleapis.com/ prefix
+    aligner: str  # an Aggregation.Aligner name
+    reducer: str = "REDUCE_SUM"
+    extra_group_by: tuple[str, ...] = ()
+
+    @property
+    def group_by(self) -> tuple[str, ...]:
+        return RESOURCE_FIELDS + self.extra_group_by
+
+
+# DELTA + SUM keeps amounts as amounts and merges distributions by adding bucket counts; instance
+# counts are a GAUGE, so their mean per period is summed over what is not grouped.
+DEFAULT_PLAN: tuple[MetricQuery, ...] = (
+    MetricQuery("container/memory/utilizations", "ALIGN_DELTA"),
+    MetricQuery("container/cpu/utilizations", "ALIGN_DELTA"),
+    MetricQuery("request_latencies", "ALIGN_DELTA"),
+    MetricQuery("request_count", "ALIGN_DELTA", extra_group_by=("metric.labels.response_code_class",)),
+    # container_name is kept so sidecars are not counted as extra instances (frames takes the largest).
+    MetricQuery(
+        "container/instance_count",
+        "ALIGN_MEAN",
+        extra_group_by=("metric.labels.state", "metric.labels.container_name"),
+    ),
+    MetricQuery("container/billable_instance_time", "ALIGN_DELTA"),
+    MetricQuery("container/cpu/allocation_time", "ALIGN_DELTA"),
+    MetricQuery("container/memory/allocation_time", "ALIGN_DELTA"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff for UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED, and the deadlines around it."""
+
+    initial_s: float = 0.5
+    maximum_s: float = 30.0
+    multiplier: float = 2.0
+    call_deadline_s: float = 60.0  # one page request, all its attempts (the read quota is per minute)
+    overall_deadline_s: float = 300.0  # the whole fetch
+
+
+@dataclass(frozen=True, slots=True)
+class LiveQuery:
+    """What to read: projects, window, optional region and services, and how to read it."""
+
+    projects: tuple[str, ...]
+    start: datetime
+    end: datetime
+    region: str | None = None
+    services: tuple[str, ...] = ()
+    alignment_period_s: int = 300
+    freshness_lag_s: int = 300  # the newest minutes are incomplete (points arrive 1-4 min late)
+    max_concurrency: int = 8
+    page_size: int = 100_000  # points per page, the API's maximum
+    admin_page_size: int = 1000  # revisions/services per page (servers coerce it to their maximum)
+    max_queries_per_minute: int = 3000  # per project; Monitoring's read quota is 6,000
+    plan: tuple[MetricQuery, ...] = DEFAULT_PLAN
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if not self.projects:
+            raise ConfigError("no project to read", hint="pass --project PROJECT_ID (repeat it for several)")
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ConfigError(
+                "the window's start and end must carry a time zone", hint="e.g. 2026-01-05T00:00:00Z"
+            )
+        if self.start >= self.end:
+            raise ConfigError(
+                f"window start {self.start:%Y-%m-%dT%H:%M:%SZ} is not before its end",
+                hint="pass --start earlier than --end",
+            )
+        if self.alignment_period_s < 60:
+            raise ConfigError(
+                f"alignment period {self.alignment_period_s}s is under 60 s",
+                hint="Cloud Monitoring aligns to 60 s or more; use 60 or 300",
+            )
+        if min(self.max_concurrency, self.page_size, self.admin_page_size, self.max_queries_per_minute) < 1:
+            raise ConfigError("max_concurrency, page sizes and max_queries_per_minute must be positive")
+
+
+# ---------------------------------------------------------------------------------------------
+# The query plan (pure)
+
+
+def effective_window(query: LiveQuery, now: datetime) -> tuple[datetime, datetime]:
+    """The window actually read: the end leaves out the incomplete newest minutes; both on the period grid."""
+    period = query.alignment_period_s
+    end = min(query.end, now - timedelta(seconds=query.freshness_lag_s))
+    end_s = int(end.timestamp()) // period * period
+    start_s = int(query.start.timestamp()) // period * period
+    if start_s >= end_s:
+        raise ConfigError(
+            f"nothing to read: the window ends within the newest {query.freshness_lag_s // 60} minutes, "
+            "which are left out because Cloud Monitoring has not written them yet",
+            hint="widen the window (--days, or an earlier --start)",
+        )
+    return datetime.fromtimestamp(start_s, UTC), datetime.fromtimestamp(end_s, UTC)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def time_series_filter(metric: str, *, region: str | None = None, services: Iterable[str] = ()) -> str:
+    """The Monitoring filter for one metric, narrowed to a region and services when given."""
+    terms = [f"metric.type = {_quote(METRIC_PREFIX + metric)}", 'resource.type = "cloud_run_revision"']
+    if region:
+        terms.append(f"resource.labels.location = {_quote(region)}")
+    names = list(services)
+    if names:
+        terms.append(f"resource.labels.service_name = one_of({', '.join(_quote(s) for s in names)})")
+    return " AND ".join(terms)
+
+
+def time_series_requests(
+    query: LiveQuery,
+    project: str,
+    window: tuple[datetime, datetime],
+) -> list[tuple[MetricQuery, int, monitoring_v3.ListTimeSeriesRequest]]:
+    """(metric, chunk, request) for every ListTimeSeries of one project."""
+    chunks = [query.services[i : i + MAX_ONE_OF] for i in range(0, len(query.services), MAX_ONE_OF)] or [()]
+    interval = monitoring_v3.TimeInterval(start_time=window[0], end_time=window[1])
+    requests = []
+    for metric in query.plan:
+        for index, chunk in enumerate(chunks):
+            request = monitoring_v3.ListTimeSeriesRequest(
+                name=f"projects/{project}",
+                filter=time_series_filter(metric.metric, region=query.region, services=chunk),
+                interval=interval,
+                aggregation=monitoring_v3.Aggregation(
+                    alignment_period={"seconds": query.alignment_period_s},
+                    per_series_aligner=getattr(monitoring_v3.Aggregation.Aligner, metric.aligner),
+                    cross_series_reducer=getattr(monitoring_v3.Aggregation.Reducer, metric.reducer),
+                    group_by_fields=list(metric.group_by),
+                ),
+                view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+                page_size=query.page_size,
+            )
+            requests.append((metric, index, request))
+    return requests
+
+
+def manifest(query: LiveQuery, data: RawData) -> dict[str, Any]:
+    """What ``fetch`` writes next to the bodies: the window read and the query that read it."""
+    return {
+        "window": {
+            "start": restjson.format_time(data.window_start) if data.window_start else None,
+            "end": restjson.format_time(data.window_end) if data.window_end else None,
+        },
+        "projects": list(query.projects),
+        "query": {
+            "region": query.region,
+            "services": list(query.services),
+            "alignmentPeriodSeconds": query.alignment_period_s,
+            "plan": [
+                {
+                    "metric": METRIC_PREFIX + m.metric,
+                    "aligner": m.aligner,
+                    "reducer": m.reducer,
+                    "groupByFields": list(m.group_by),
+                }
+                for m in query.plan
+            ],
+        },
+        "problems": [{"subject": p.subject, "message": p.message, "hint": p.hint} for p in data.problems],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+API_TITLES = {"monitoring": "Cloud Monitoring API", "run": "Cloud Run Admin API"}
+API_SERVICES = {"monitoring": "monitoring.googleapis.com", "run": "run.googleapis.com"}
+ROLES = {"monitoring": "roles/monitoring.viewer", "run": "roles/run.viewer"}
+
+
+def _is_disabled(exc: api_exceptions.GoogleAPICallError) -> bool:
+    text = exc.message or ""
+    return (
+        exc.reason == "SERVICE_DISABLED" or "has not been used in project" in text or "it is disabled" in text
+    )
+
+
+def map_error(exc: Exception, *, api: str, project: str, what: str) -> AnalyzerError:
+    """Turn a client-library exception into the analyzer's error, with the fix in its hint."""
+    title = API_TITLES[api]
+    retried = ""
+    if isinstance(exc, api_exceptions.RetryError):
+        retried = " (retried until the deadline)"
+        if isinstance(exc.cause, Exception):
+            exc = exc.cause
+        else:
+            return SourceError(
+                f"{title}: {what} in project {project} failed{retried}: {exc}",
+                hint="re-run later, or raise the retry deadline",
+            )
+    if isinstance(exc, auth_exceptions.GoogleAuthError | api_exceptions.Unauthenticated):
+        return CredentialsError(f"{title}: the credentials were refused: {exc}", hint=LOGIN_HINT)
+    if isinstance(exc, api_exceptions.PermissionDenied):
+        if _is_disabled(exc):
+            service = API_SERVICES[api]
+            return ApiDisabledError(
+                f"{title} is not enabled in project {project}",
+                hint=f"enable it: gcloud services enable {service} --project {project} "
+                f"(or https://console.cloud.google.com/apis/library/{service}?project={project})",
+            )
+        role = ROLES[api]
+        return PermissionDeniedError(
+            f"permission denied by the {title} in project {project}: {exc.message}",
+            hint=f"grant {role} on project {project} to the account running the analyzer: gcloud projects "
+            f"add-iam-policy-binding {project} --member=user:YOU@example.com --role={role}",
+        )
+    if isinstance(exc, api_exceptions.ResourceExhausted):
+        return QuotaExhaustedError(
+            f"{title}: read quota exhausted in project {project} while reading {what}{retried}",
+            hint="wait a minute and re-run; lower the concurrency, or request a higher 'Time series queries "
+            "per minute' quota for monitoring.googleapis.com",
+        )
+    if isinstance(exc, api_exceptions.NotFound):
+        return SourceError(
+            f"{title}: {what} not found in project {project}: {exc.message}",
+            hint="check the project ID (not its number or name) and --region",
+        )
+    if isinstance(exc, api_exceptions.ServiceUnavailable | api_exceptions.DeadlineExceeded):
+        return SourceError(
+            f"{title} did not answer for {what} in project {project}{retried}: {exc.message}",
+            hint="re-run later, or raise the retry deadline",
+        )
+    if isinstance(exc, api_exceptions.InvalidArgument):
+        return SourceError(
+            f"{title} rejected the query for {what} in project {project}: {exc.message}",
+            hint="check --region and --service values; otherwise report this as a bug",
+        )
+    if isinstance(exc, api_exceptions.GoogleAPICallError):
+        return SourceError(f"{title}: {what} in project {project} failed{retried}: {exc.message}")
+    return SourceError(f"{title}: {what} in project {project} failed: {exc}")
+
+
+# ---------------------------------------------------------------------------------------------
+# REST JSON of a response page
+
+
+class RestJson:
+    """``json_format.MessageToDict`` of response pages (camelCase, INT64 as strings, enums by name).
+
+    A ListTimeSeries page holds up to 100,000 points, and reflection-driven MessageToDict costs
+    ~20 µs a point, so points and their values are written here directly; everything else (and
+    any point value outside the common shapes) still goes through MessageToDict, so the output is
+    the same dict. ``tests/test_live.py`` checks the equality on generated messages.
+    """
+
+    def __init__(self) -> None:
+        self._times: dict[tuple[int, int], str] = {}
+        self._options: dict[bytes, dict[str, Any]] = {}
+
+    def page(self, message: Any) -> dict[str, Any]:
+        """One response page (a raw protobuf message) as its REST JSON body."""
+        if message.DESCRIPTOR.full_name != "google.monitoring.v3.ListTimeSeriesResponse":
+            return dict(json_format.MessageToDict(message))
+        rest = type(message)()
+        rest.CopyFrom(message)
+        rest.ClearField("time_series")
+        body: dict[str, Any] = json_format.MessageToDict(rest)
+        if len(message.time_series):
+            body = {"timeSeries": [self.series(ts) for ts in message.time_series], **body}
+        return body
+
+    def series(self, ts: Any) -> dict[str, Any]:
+        header = type(ts)()
+        header.CopyFrom(ts)
+        header.ClearField("points")
+        out: dict[str, Any] = json_format.MessageToDict(header)
+        if len(ts.points):
+            out["points"] = [self.point(p) for p in ts.points]
+        return out
+
+    def _time(self, stamp: Any) -> str:
+        key = (stamp.seconds, stamp.nanos)
+        text = self._times.get(key)
+        if text is None:
+            text = self._times[key] = stamp.ToJsonString()
+        return text
+
+    def point(self, point: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if point.HasField("interval"):
+            interval = point.interval
+            span: dict[str, str] = {}
+            if interval.HasField("start_time"):
+                span["startTime"] = self._time(interval.start_time)
+            if interval.HasField("end_time"):
+                span["endTime"] = self._time(interval.end_time)
+            out["interval"] = span
+        if point.HasField("value"):
+            out["value"] = self.value(point.value)
+        return out
+
+    def value(self, value: Any) -> dict[str, Any]:
+        kind = value.WhichOneof("value")
+        if kind == "int64_value":
+            return {"int64Value": str(value.int64_value)}
+        if kind == "double_value" and math.isfinite(value.double_value):
+            return {"doubleValue": value.double_value}
+        if kind == "bool_value":
+            return {"boolValue": value.bool_value}
+        if kind == "distribution_value":
+            dist = self.distribution(value.distribution_value)
+            if dist is not None:
+                return {"distributionValue": dist}
+        return dict(json_format.MessageToDict(value))
+
+    def distribution(self, dist: Any) -> dict[str, Any] | None:
+        """The common shape (no range, no exemplars, finite numbers); None for MessageToDict to handle."""
+        out: dict[str, Any] = {}
+        for descriptor, item in dist.ListFields():
+            name = descriptor.name
+            if name == "count":
+                out["count"] = str(item)
+            elif name in ("mean", "sum_of_squared_deviation") and math.isfinite(item):
+                out[descriptor.json_name] = item
+            elif name == "bucket_options":
+                raw = item.SerializeToString(deterministic=True)
+                options = self._options.get(raw)
+                if options is None:
+                    options = self._options[raw] = json_format.MessageToDict(item)
+                out["bucketOptions"] = options
+            elif name == "bucket_counts":
+                out["bucketCounts"] = [str(c) for c in item]
+            else:
+                return None
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the plan
+
+
+class _QueryRate:
+    """At most ``per_minute`` page requests per project in any rolling minute (quota is per project)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._per_minute = per_minute
+        self._sent: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, project: str) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                sent = self._sent.setdefault(project, deque())
+                while sent and sent[0] <= now - 60.0:
+                    sent.popleft()
+                if len(sent) < self._per_minute:
+                    sent.append(now)
+                    return
+                pause = sent[0] + 60.0 - now
+            time.sleep(pause)
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    api: str  # "monitoring" | "run"
+    project: str
+    what: str  # for messages and progress: a metric, "revisions in R", "services in R"
+    stem: str  # snapshot file stem; pages add .000, .001, ...
+    sub: str  # snapshot subdirectory / ingest kind
+    request: Callable[[Retry, float], Iterable[Any]]  # (retry, timeout) -> the pager's pages
+
+
+@dataclass(slots=True)
+class _Outcome:
+    task: _Task
+    documents: list[Document] = field(default_factory=list)
+    error: AnalyzerError | None = None
+    skipped: bool = False
+
+
+class _Runner:
+    """Runs tasks on a bounded pool: rate limit, retries, deadlines, and one Problem per failing API."""
+
+    def __init__(self, query: LiveQuery, pool: ThreadPoolExecutor) -> None:
+        self.query = query
+        self.pool = pool
+        self.rate = _QueryRate(query.max_queries_per_minute)
+        self.deadline = time.monotonic() + query.retry.overall_deadline_s
+        self.blocked: set[tuple[str, str]] = set()  # (project, api) known to be refused
+        self.lock = threading.Lock()
+        policy = query.retry
+        self.retry = Retry(
+            predicate=if_exception_type(*RETRYABLE),
+            initial=policy.initial_s,
+            maximum=policy.maximum_s,
+            multiplier=policy.multiplier,
+        )
+
+    def submit(self, task: _Task) -> Future[_Outcome]:
+        return self.pool.submit(self._run, task)
+
+    def _check_deadline(self, task: _Task) -> float:
+        """Seconds left for the next call; SourceError once the overall deadline has passed."""
+        remaining = min(self.query.retry.call_deadline_s, self.deadline - time.monotonic())
+        if remaining <= 0:
+            raise SourceError(
+                f"{API_TITLES[task.api]}: the overall deadline passed before reading "
+                f"{task.what} in project {task.project}",
+                hint="raise the overall deadline or read fewer projects at once",
+            )
+        return remaining
+
+    def _run(self, task: _Task) -> _Outcome:
+        outcome = _Outcome(task)
+        with self.lock:
+            if (task.project, task.api) in self.blocked:
+                outcome.skipped = True
+                return outcome
+        try:
+            self.rate.acquire(task.project)
+            remaining = self._check_deadline(task)
+            pages = iter(task.request(self.retry.with_timeout(remaining), remaining))
+            to_json = RestJson()
+            index = 0
+            while True:
+                if index:  # the pager asks for the next page inside next()
+                    self.rate.acquire(task.project)
+                    self._check_deadline(task)
+                page = next(pages, None)
+                if page is None:
+                    break
+                body = to_json.page(type(page).pb(page))
+                outcome.documents.append((task.sub, f"{task.stem}.{index:03d}", body))
+                index += 1
+        except AnalyzerError as exc:
+            outcome.error = exc
+        except (
+            api_exceptions.GoogleAPICallError,
+            api_exceptions.RetryError,
+            auth_exceptions.GoogleAuthError,
+        ) as exc:
+            outcome.error = map_error(exc, api=task.api, project=task.project, what=task.what)
+            if isinstance(outcome.error, PermissionDeniedError | ApiDisabledError | CredentialsError):
+                with self.lock:
+                    self.blocked.add((task.project, task.api))
+        return outcome
+
+
+def _slug(metric: str) -> str:
+    return metric.replace("/", "_")
+
+
+def _pages(method: Callable[..., Any], request: Any, retry: Retry, timeout: float) -> Iterable[Any]:
+    """Call a paged list method: its pager fetches the first page now and the others when iterated."""
+    return method(request=request, retry=retry, timeout=timeout).pages  # type: ignore[no-any-return]
+
+
+def _metric_tasks(query: LiveQuery, clients: GoogleClients, window: tuple[datetime, datetime]) -> list[_Task]:
+    tasks = []
+    for project in query.projects:
+        for metric, chunk, request in time_series_requests(query, project, window):
+            suffix = f".{chunk}" if len(query.services) > MAX_ONE_OF else ""
+            stem = f"{project}.{_slug(metric.metric)}{suffix}"
+            call = partial(_pages, clients.monitoring.list_time_series, request)
+            tasks.append(_Task("monitoring", project, metric.metric, stem, "timeSeries", call))
+    return tasks
+
+
+def _admin_tasks(query: LiveQuery, clients: GoogleClients, pairs: Iterable[tuple[str, str]]) -> list[_Task]:
+    """List revisions (``services/-``: all of a region) and services once per (project, region)."""
+    tasks = []
+    for project, region in sorted(pairs):
+        location = f"projects/{project}/locations/{region}"
+        revisions = run_v2.ListRevisionsRequest(
+            parent=f"{location}/services/-", page_size=query.admin_page_size
+        )
+        services = run_v2.ListServicesRequest(parent=location, page_size=query.admin_page_size)
+        stem = f"{project}.{region}"
+        tasks.append(
+            _Task(
+                "run",
+                project,
+                f"revisions in {region}",
+                stem,
+                "revisions",
+                partial(_pages, clients.revisions.list_revisions, revisions),
+            )
+        )
+        tasks.append(
+            _Task(
+                "run",
+                project,
+                f"services in {region}",
+                stem,
+                "services",
+                partial(_pages, clients.services.list_services, services),
+            )
+        )
+    return tasks
+
+
+def _keep_services(body: Mapping[str, Any], key: str, services: frozenset[str]) -> dict[str, Any]:
+    """The body without the revisions/services of services that were not asked for."""
+    kept = dict(body)
+    if key in kept:
+        kept[key] = [
+            item
+            for item in kept[key]
+            if str(item.get("name", "")).split("/services/")[-1].split("/")[0] in services
+        ]
+    return kept
+
+
+class _Collector:
+    """Ingests outcomes in plan order, records failures as Problems, reports progress."""
+
+    def __init__(
+        self, query: LiveQuery, data: RawData, capture: list[Document] | None, progress: Progress | None
+    ) -> None:
+        self.query = query
+        self.data = data
+        self.capture = capture
+        self.progress = progress
+        self.done = 0
+        self.total = 0
+        self.failures: dict[tuple[str, str, type[AnalyzerError]], tuple[AnalyzerError, list[str]]] = {}
+        self.succeeded: set[tuple[str, str]] = set()  # (project, api) with at least one answer
+        self.wanted = frozenset(query.services)
+
+    def run(self, runner: _Runner, tasks: list[_Task]) -> None:
+        """Run ``tasks`` and absorb their outcomes in plan order, so the result does not depend on
+        timing; each is absorbed as soon as every earlier one is (parsing overlaps the waiting), and
+        skipped ones last, once their project's failure is known."""
+        self.total += len(tasks)
+        futures = {runner.submit(task): index for index, task in enumerate(tasks)}
+        results: dict[int, _Outcome] = {}
+        skipped: list[_Outcome] = []
+        next_index = 0
+        pending = set(futures)
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    outcome = future.result()
+                    results[futures[future]] = outcome
+                    self.done += 1
+                    if self.progress is not None:
+                        self.progress(self.done, self.total, f"{outcome.task.project} {outcome.task.what}")
+                while next_index in results:
+                    outcome = results.pop(next_index)
+                    next_index += 1
+                    if outcome.skipped:
+                        skipped.append(outcome)
+                    else:
+                        self._absorb(outcome)
+        except BaseException:  # Ctrl-C or a bug: do not start what is still queued
+            for future in pending:
+                future.cancel()
+            raise
+        for outcome in skipped:
+            self._absorb(outcome)
+
+    def _absorb(self, outcome: _Outcome) -> None:
+        task = outcome.task
+        if outcome.skipped:
+            for (project, api, _), (_, failed) in self.failures.items():
+                if (project, api) == (task.project, task.api):
+                    failed.append(task.what)
+                    break
+            return
+        if outcome.error is not None:
+            key = (task.project, task.api, type(outcome.error))
+            self.failures.setdefault(key, (outcome.error, []))[1].append(task.what)
+            return
+        self.succeeded.add((task.project, task.api))
+        for sub, stem, body in outcome.documents:
+            if self.wanted and sub in ("revisions", "services"):
+                body = _keep_services(body, sub, self.wanted)
+            if self.capture is not None:
+                self.capture.append((sub, stem, body))
+            snapshot.ingest(
+                self.data, sub, f"live projects/{task.project} {task.sub} {task.what} ({stem})", body
+            )
+
+    def problems(self) -> list[Problem]:
+        found = []
+        for (project, _api, _kind), (error, failed) in self.failures.items():
+            shown = ", ".join(failed[:4]) + (f" and {len(failed) - 4} more" if len(failed) > 4 else "")
+            found.append(Problem(f"project {project}", f"{error.message} — not read: {shown}", error.hint))
+        return found
+
+
+def fetch_live(
+    query: LiveQuery,
+    *,
+    clients: GoogleClients | None = None,
+    progress: Progress | None = None,
+    capture: list[Document] | None = None,
+    now: datetime | None = None,
+) -> RawData:
+    """Read the query's metrics, revisions and services; ``capture`` receives every body read.
+
+    Raises CredentialsError when credentials are missing or refused, and the first project's error
+    when nothing at all could be read; any other failure is a Problem in the returned RawData.
+    """
+    window = effective_window(query, now or datetime.now(UTC))
+    own_clients = clients is None
+    clients = clients or build_clients()
+    data = RawData(
+        window_start=window[0], window_end=window[1], origin=f"live projects {', '.join(query.projects)}"
+    )
+    collector = _Collector(query, data, capture, progress)
+    try:
+        with ThreadPoolExecutor(max_workers=query.max_concurrency, thread_name_prefix="live-fetch") as pool:
+            runner = _Runner(query, pool)
+            asked = {(project, query.region) for project in query.projects} if query.region else set()
+            collector.run(runner, _metric_tasks(query, clients, window) + _admin_tasks(query, clients, asked))
+            seen = {(s.project, s.region) for s in data.series if s.project and s.region}
+            collector.run(runner, _admin_tasks(query, clients, seen - asked))
+    finally:
+        if own_clients:
+            clients.close()
+    _raise_if_unusable(collector)
+    data.problems.extend(collector.problems())
+    data.problems.extend(_missing_services(query, data))
+    return data
+
+
+def _raise_if_unusable(collector: _Collector) -> None:
+    # Monitoring's errors first: without metrics there is nothing to analyze, so they are the cause.
+    failures = sorted(collector.failures.items(), key=lambda item: item[0][1] != "monitoring")
+    errors = [error for _, (error, _) in failures]
+    for error in errors:
+        if isinstance(error, CredentialsError):
+            raise error
+    if errors and not any(api == "monitoring" for _, api in collector.succeeded):
+        first = errors[0]
+        if len({type(e) for e in errors}) == 1 and len(errors) == 1:
+            raise first
+        lines = "\n  ".join(f"{p.subject}: {p.message}" for p in collector.problems())
+        raise type(first)(f"nothing could be read from Cloud Monitoring:\n  {lines}", hint=first.hint)
+
+
+def _missing_services(query: LiveQuery, data: RawData) -> list[Problem]:
+    seen = {s.service for s in data.series}
+    where = f" in {query.region}" if query.region else ""
+    return [
+        Problem(
+            f"service {name}",
+            f"no Cloud Run metrics{where} in projects {', '.join(query.projects)} during the window",
+            "check the service name and --region, and that it served traffic in the window",
+        )
+        for name in query.services
+        if name not in seen
+    ]
+
+
+def fetch_to_snapshot(
+    query: LiveQuery,
+    directory: Path,
+    *,
+    clients: GoogleClients | None = None,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> tuple[RawData, list[Path]]:
+    """Read live and write exactly the bodies read as a snapshot directory, with its manifest."""
+    documents: list[Document] = []
+    data = fetch_live(query, clients=clients, progress=progress, capture=documents, now=now)
+    written = snapshot.write_snapshot(directory, documents, manifest=manifest(query, data))
+    return data, written
