@@ -112,6 +112,11 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         kind = "scalar" if group[0].histograms is None else "distribution"
         if metric in DISTRIBUTION_PREFIX and kind == "distribution":
             columns.extend(_distribution_columns(group, keys, step, DISTRIBUTION_PREFIX[metric]))
+        elif metric in DISTRIBUTION_PREFIX:
+            columns.extend(_reduced_distribution_columns(group, keys, step, DISTRIBUTION_PREFIX[metric]))
+            problems.append(Problem(metric, "came as numbers, not distributions (an aligner such as "
+                                    "ALIGN_PERCENTILE_99 or ALIGN_MEAN reduced it): read as the level of every "
+                                    "percentile", "query it with ALIGN_DELTA to keep the distribution"))
         elif metric == "container/instance_count":
             columns.extend(_instance_columns(group, keys, step))
         elif metric == "request_count":
@@ -219,6 +224,16 @@ def _distribution_columns(group: list[RawSeries], keys: dict[tuple[str, str, str
     names = {"mean": f"{prefix}_mean", "q0": f"{prefix}_p50", "q1": f"{prefix}_p95", "q2": f"{prefix}_p99",
              "q3": f"{prefix}_max"}
     return [merged[col].rename(name) for col, name in names.items() if not (prefix == "lat" and col == "q3")]
+
+
+def _reduced_distribution_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
+                                  prefix: str) -> list[pd.Series]:
+    """A distribution metric already reduced to one number per point: that number for every column."""
+    chosen = [s for s in group if s.values is not None]
+    key_ids, buckets, values = _concat(chosen, keys, step, [s.values for s in chosen if s.values is not None])
+    level = pd.Series(values, index=_index(key_ids, buckets)).groupby(level=[0, 1]).mean()
+    names = ["mean", "p50", "p95", "p99"] + ([] if prefix == "lat" else ["max"])
+    return [level.rename(f"{prefix}_{name}") for name in names]
 
 
 def _merge_layout(members: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.DataFrame:

@@ -148,3 +148,38 @@ def test_a_paged_response_saved_as_a_json_array_is_read(tmp_path: Path) -> None:
 
 def test_nanosecond_timestamps_parse() -> None:
     assert restjson.parse_time("2026-11-16T10:00:00.123456789Z").microsecond == 123456
+
+
+def test_other_tools_shapes_are_read_single_series_and_single_revisions(tmp_path: Path) -> None:
+    """Tools that save one TimeSeries or one Revision per file, or arrays of them, are read too."""
+    one = series("request_count", [(T0 + timedelta(minutes=1), {"int64Value": "5"})], value_type="INT64")
+    write_snapshot(tmp_path, [("timeSeries", "one", one), ("timeSeries", "many", [one, one]),
+                              ("revisions", "single", revision("svc-00001-abc"))])
+    data = read_snapshot(tmp_path)
+    assert len(data.series) == 3
+    assert [r.revision for r in data.revisions] == ["svc-00001-abc"]
+    assert data.problems == []
+
+
+def test_execution_errors_keep_the_data_and_say_it_may_be_partial() -> None:
+    body = {"timeSeries": [series("request_count", [(T0 + timedelta(minutes=1), {"int64Value": "5"})],
+                                  value_type="INT64")],
+            "executionErrors": [{"code": 4, "message": "deadline"}]}
+    data = _raw(body)
+    assert len(data.series) == 1
+    assert any("partial" in p.message for p in data.problems)
+
+
+def test_a_body_that_is_not_a_response_is_reported() -> None:
+    data = _raw({"kind": "something/else", "items": []})
+    assert data.series == []
+    assert any("not a timeSeries.list response" in p.message for p in data.problems)
+
+
+def test_distribution_metrics_reduced_by_an_aligner_are_read_as_levels() -> None:
+    points = [(T0 + timedelta(minutes=m + 1), {"doubleValue": 0.42}) for m in range(5)]
+    raw = _raw({"timeSeries": [series("container/memory/utilizations", points, kind="GAUGE", value_type="DOUBLE")]})
+    frames = build(raw)
+    assert frames.metrics["mem_p99"].iloc[0] == pytest.approx(0.42)
+    assert frames.metrics["mem_max"].iloc[0] == pytest.approx(0.42)
+    assert any("came as numbers" in p.message for p in frames.problems)

@@ -202,23 +202,35 @@ def parse_time_series(series: Mapping[str, Any], *, source: str) -> list[RawSeri
     return [make(index, hist=hist) for index, hist in _histograms(dists)]
 
 
-def time_series_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:
-    """The ``timeSeries`` messages of one response body (or of a JSON array of pages)."""
+def time_series_of(body: Any, *, source: str) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """The ``TimeSeries`` messages of one file, and warnings about it.
+
+    Accepts a ``timeSeries.list`` response body, a JSON array of such pages, a single ``TimeSeries``
+    message, or an array of them (what other tools write when they save series one by one).
+    A response that reports ``executionErrors`` still has its series read: the warning says the data
+    may be partial.
+    """
     pages = body if isinstance(body, list) else [body]
     found: list[Mapping[str, Any]] = []
+    warnings: list[str] = []
     for page in pages:
         if not isinstance(page, Mapping):
             raise InputError(f"{source}: expected a timeSeries.list response object, got {type(page).__name__}")
+        if field(page, "points") is not None or (field(page, "metric") is not None and "timeSeries" not in page):
+            found.append(page)  # a bare TimeSeries message
+            continue
         if field(page, "executionErrors"):
-            raise InputError(
-                f"{source}: the response reports executionErrors (partial data): {field(page, 'executionErrors')}",
-                hint="re-run the query; Cloud Monitoring returned an incomplete result",
-            )
+            warnings.append(f"the response reports executionErrors, so its data may be partial: "
+                            f"{field(page, 'executionErrors')}")
         series = field(page, "timeSeries", [])
         if not isinstance(series, list):
             raise InputError(f"{source}: 'timeSeries' is not a list")
+        if not series and page and not set(page) <= {"timeSeries", "nextPageToken", "executionErrors", "unit",
+                                                      "next_page_token", "time_series", "execution_errors"}:
+            raise InputError(f"{source}: not a timeSeries.list response (keys: {', '.join(sorted(page)[:6])})",
+                             hint="put Cloud Monitoring projects.timeSeries.list response bodies in timeSeries/")
         found.extend(series)
-    return found
+    return found, warnings
 
 
 def _cpu(text: str | None) -> float | None:
@@ -292,11 +304,15 @@ def parse_revision(message: Mapping[str, Any]) -> RevisionInfo:
 
 
 def revisions_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:
+    """Revision resources of a revisions.list body, an array of pages, or single Revision resources."""
     pages = body if isinstance(body, list) else [body]
     found: list[Mapping[str, Any]] = []
     for page in pages:
         if not isinstance(page, Mapping):
             raise InputError(f"{source}: expected a revisions.list response object")
+        if "/revisions/" in str(field(page, "name", "")):
+            found.append(page)  # a single Revision (revisions.get)
+            continue
         revisions = field(page, "revisions", [])
         if not isinstance(revisions, list):
             raise InputError(f"{source}: 'revisions' is not a list")

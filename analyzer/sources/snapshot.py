@@ -107,7 +107,9 @@ def _read_manifest(directory: Path, data: RawData) -> None:
 
 def _add_series(data: RawData, body: Any, path: str) -> None:
     unknown: dict[str, int] = {}
-    for index, message in enumerate(restjson.time_series_of(body, source=path)):
+    messages, warnings = restjson.time_series_of(body, source=path)
+    data.problems.extend(Problem(path, warning, "re-run the query for this window") for warning in warnings)
+    for index, message in enumerate(messages):
         try:
             parsed = restjson.parse_time_series(message, source=path)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
