@@ -1,0 +1,206 @@
+"""The weekly digest of a sharded run, built from the merged fleet report (JSON) instead of an Analysis.
+
+The tasks of a sharded job each hold the Analysis of their share only; the task that assembles the
+fleet report has the merged JSON. This module turns that JSON (and the chart PNGs the tasks stored
+for their services with findings) into the same ``Digest`` the single-process digest builds, through
+the same templates (``digest.html.j2``/``digest.txt.j2``), history comparison and size limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from analyzer.config import DigestConfig
+from analyzer.delivery.history import FindingRecord, ServiceRecord, WindowRecord, compare
+from analyzer.model import Problem, ServiceKey
+from analyzer.render.digest import MAX_HTML_BYTES, Digest, InlineImage, report_link
+from analyzer.render.html import environment, kind_name, usd
+from analyzer.render.links import revision_url, service_url
+from analyzer.sources.restjson import parse_time
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTotals:
+    """What the digest templates read from ``analysis``, taken from the merged report."""
+
+    window_start: datetime
+    window_end: datetime
+    total_cost_usd: float
+    monthly_projection_usd: float
+    at_risk_usd_per_month: float
+    services: list[ServiceKey]
+    problems: list[Problem]
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    key: ServiceKey
+
+
+@dataclass(frozen=True, slots=True)
+class FleetLine:
+    """One row of the digest's services table (the templates read ``result.key``)."""
+
+    result: _Result
+    cost_usd: float | None
+    last_week_usd: float | None
+    state: str
+    anchor_url: str | None
+
+    @property
+    def change(self) -> float | None:
+        if self.cost_usd is None or not self.last_week_usd:
+            return None
+        return self.cost_usd / self.last_week_usd - 1.0
+
+
+def record_from_report(
+    report: Mapping[str, Any], *, generated_at: datetime, location: str = ""
+) -> WindowRecord:
+    """The history record of a merged report (same content as ``history.record_from_analysis``)."""
+    raw = [dict(f) for f in report["findings"]]
+    services = [
+        ServiceRecord(
+            s["project"], s["region"], s["service"], s.get("cost_usd"), s.get("monthly_projection_usd")
+        )
+        for s in report["services"]
+    ]
+    return WindowRecord(
+        parse_time(report["window"]["start"]),
+        parse_time(report["window"]["end"]),
+        generated_at,
+        [FindingRecord.from_json(f) for f in raw],
+        services,
+        location,
+        raw,
+    )
+
+
+def _state(service: Mapping[str, Any], findings: Sequence[FindingRecord]) -> str:
+    if service.get("status") != "analyzed":
+        return str(service.get("status") or "no data")
+    if any(f.ongoing for f in findings):
+        return "ongoing"
+    return "fixed" if findings else "healthy"
+
+
+def fleet_headline(findings: Sequence[FindingRecord], *, at_risk: float) -> str:
+    """One sentence: the costliest ongoing revision, or that nothing is ongoing."""
+    ongoing = [f for f in findings if f.ongoing]
+    if ongoing:
+        top = max(ongoing, key=lambda f: f.per_month_usd)
+        text = f"{top.service}: {kind_name(top.kind)} since {top.revision}, {usd(top.per_month_usd)}/month"
+        if top.time_to_limit_hours is not None and top.time_to_limit_hours < 72:
+            text += f", memory limit in ~{top.time_to_limit_hours:.0f} h"
+        revisions = {(f.service, f.revision) for f in ongoing}
+        others = len(revisions) - 1
+        more = f" (+{others} more revision{'s' if others > 1 else ''}, {usd(at_risk)}/month at risk in all)"
+        return text + (more if others else "")
+    if findings:
+        fixed = len({(f.service, f.revision) for f in findings})
+        return f"Nothing ongoing; {fixed} revisions with findings fixed"
+    return "Nothing ongoing: no leaks, creep or regressions found"
+
+
+def fleet_digest(
+    report: Mapping[str, Any],
+    *,
+    previous: WindowRecord | None,
+    config: DigestConfig,
+    generated_at: datetime,
+    images: Mapping[ServiceKey, bytes],
+    report_location: str = "",
+    max_html_bytes: int = MAX_HTML_BYTES,
+) -> Digest:
+    """The digest of a merged fleet report against last week's record (None: no history yet)."""
+    current = record_from_report(report, generated_at=generated_at)
+    changes = compare(current.findings, previous)
+    summary = report["summary"]
+    totals = FleetTotals(
+        current.window_start,
+        current.window_end,
+        float(summary.get("total_cost_usd") or 0.0),
+        float(summary.get("monthly_projection_usd") or 0.0),
+        float(summary.get("at_risk_usd_per_month") or 0.0),
+        [ServiceKey(s["project"], s["region"], s["service"]) for s in report["services"]],
+        [Problem(p["subject"], p["message"], p.get("hint") or "") for p in report["problems"]],
+        str(report.get("source") or ""),
+    )
+    link = report_link(config, current.window_end)
+    last_costs = {s.key: s.cost_usd for s in previous.services} if previous else {}
+    by_service: dict[tuple[str, str, str], list[FindingRecord]] = {}
+    for f in current.findings:
+        by_service.setdefault((f.project, f.region, f.service), []).append(f)
+    lines = []
+    for s in report["services"]:
+        key = (s["project"], s["region"], s["service"])
+        lines.append(
+            FleetLine(
+                _Result(ServiceKey(*key)),
+                s.get("cost_usd"),
+                last_costs.get(key),
+                _state(s, by_service.get(key, [])),
+                f"{link}#service-{s['service']}" if link else None,
+            )
+        )
+    order = {"ongoing": 0, "failed": 1, "no data": 2, "fixed": 3, "healthy": 4}
+    lines.sort(key=lambda line: (order.get(line.state, 5), -(line.cost_usd or 0.0), line.result.key.service))
+    charted = [line.result.key for line in lines if line.result.key in images][: config.max_charts]
+    inline = [
+        InlineImage(
+            f"chart-{i}-{key.service}@cloudrun-analyzer",
+            f"{key.service}.png",
+            images[key],
+            f"{key.service}: memory as % of the limit and instances against load over the week",
+        )
+        for i, key in enumerate(charted)
+    ]
+    head = fleet_headline(current.findings, at_risk=totals.at_risk_usd_per_month)
+    context: dict[str, Any] = {
+        "analysis": totals,
+        "changes": changes,
+        "headline": head,
+        "report_url": link,
+        "report_location": report_location,
+        "generated_at": generated_at,
+        "previous": previous,
+        "last_week_total": previous.total_cost_usd if previous else None,
+        "images": inline,
+        "image_of": dict(zip(charted, inline, strict=True)),
+        "saved_usd_per_month": sum(f.savings_usd_per_month for f in current.findings if not f.ongoing),
+        "link_of": lambda f: revision_url(f.project, f.region, f.service, f.revision),
+        "service_url": service_url,
+    }
+    env = environment()
+    shown = len(lines)
+    while True:
+        context.update(services=lines[:shown], hidden=len(lines) - shown)
+        html = env.get_template("digest.html.j2").render(context)
+        if len(html.encode("utf-8")) <= max_html_bytes or shown == 0:
+            break
+        shown //= 2  # a fleet too large for one email: list the most urgent services, link the rest
+    text = env.get_template("digest.txt.j2").render(context)
+    counts = [
+        f"{len(group)} {name}"
+        for group, name in (
+            (changes.new, "new"),
+            (changes.ongoing, "ongoing"),
+            (changes.resolved, "resolved"),
+        )
+        if group
+    ]
+    subject = " ".join(
+        p
+        for p in (
+            config.subject_prefix,
+            f"week to {current.window_end:%d %b}:",
+            head,
+            f"({', '.join(counts)})" if counts else "",
+        )
+        if p
+    )
+    return Digest(subject, head, html, text, inline, changes, shown, len(lines))
