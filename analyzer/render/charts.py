@@ -1,10 +1,15 @@
-"""Chart geometry for the HTML report: series scaled into SVG coordinates, ticks and deploy markers.
+"""Chart data and geometry for the reports.
 
-Only numbers and labels are produced here; the SVG markup lives in ``templates/chart.svg.j2``.
+``chart_specs`` picks what each chart of a service shows (series, the memory limit, deploys, the
+periods a revision with findings served); it is shared by the HTML report and the email digest.
+``svg_chart`` scales a spec into SVG coordinates, ticks and labelled deploy markers: only numbers and
+labels, the SVG markup lives in ``templates/partials/chart.svg.j2``. The digest draws the same specs
+as PNG (``analyzer.render.digest``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -12,16 +17,76 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import ServiceResult
+from analyzer.analysis.memory import LeakEvidence
+from analyzer.model import FindingKind
 
 WIDTH, HEIGHT = 720, 220
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 30
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 30, 30
 MAX_POINTS = 360
+LABEL_WIDTH = 86  # px a deploy label needs before the next one must move to another row
+LABEL_ROWS = 2
+
+# One palette for the SVG (CSS variables in report.css) and the PNG charts of the digest.
+PALETTE: dict[str, str] = {
+    "s1": "#0969da",
+    "s2": "#bc4c00",
+    "s3": "#8250df",
+    "trough": "#1a7f37",
+    "trend": "#cf222e",
+    "load": "#6e7781",
+    "limit": "#b3261e",
+    "deploy": "#57606a",
+    "band": "#fff1ef",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSpec:
+    label: str
+    css: str  # a palette key: s1..s3, trough, trend, load
+    values: pd.Series  # indexed by UTC timestamps
+    width: float = 1.6
+    dashed: bool = False
+    how: str = "mean"  # how points are merged when there are too many: mean, max (worst instance), min
+    split_at_nan: bool = False  # a NaN separates pieces that must not be joined (the trend of each climb)
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    when: pd.Timestamp
+    revision: str
+    short: str  # the revision without the service prefix, for the marker label
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    start: pd.Timestamp
+    end: pd.Timestamp
+    label: str
+
+
+@dataclass(slots=True)
+class ChartSpec:
+    """What one chart shows, before any scaling."""
+
+    chart_id: str
+    title: str
+    unit: str
+    description: str  # alt text: what the chart shows, in words
+    start: pd.Timestamp
+    end: pd.Timestamp
+    series: list[SeriesSpec] = field(default_factory=list)
+    reference: tuple[float, str] | None = None  # a horizontal line (value, label), e.g. the memory limit
+    deploys: list[Deploy] = field(default_factory=list)
+    bands: list[Band] = field(default_factory=list)
+    floor_zero: bool = True
+    fixed_high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Line:
     label: str
-    css: str  # a class from the stylesheet: s1..s3, trough, trend, load
+    css: str
     segments: tuple[str, ...]  # "x,y x,y …" per polyline (a data gap starts a new one)
 
 
@@ -36,18 +101,35 @@ class Marker:
     x: float
     label: str
     title: str
+    label_y: float
+    anchor: str  # "start" or "end" (near the right edge)
+
+
+@dataclass(frozen=True, slots=True)
+class BandBox:
+    x: float
+    width: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceLine:
+    y: float
+    label: str
 
 
 @dataclass(slots=True)
 class Chart:
     chart_id: str
     title: str
-    description: str  # alt text: what the chart shows, in words
+    description: str
     unit: str
     lines: list[Line] = field(default_factory=list)
     y_ticks: list[Tick] = field(default_factory=list)
     x_ticks: list[Tick] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
+    bands: list[BandBox] = field(default_factory=list)
+    reference: ReferenceLine | None = None
     width: int = WIDTH
     height: int = HEIGHT
     left: int = LEFT
@@ -60,33 +142,61 @@ class Chart:
         return not any(line.segments for line in self.lines)
 
 
+def epoch_ns(index: pd.DatetimeIndex) -> np.ndarray:
+    """Nanoseconds since the epoch whatever the index's resolution (pandas keeps s, ms, us or ns)."""
+    return np.asarray(index.as_unit("ns").asi8, dtype=np.float64)
+
+
 class _Scale:
     def __init__(self, start: pd.Timestamp, end: pd.Timestamp, low: float, high: float) -> None:
-        self.t0 = start.value
-        self.span = max(end.value - start.value, 1)
+        self.t0 = float(start.value)  # Timestamp.value is always nanoseconds
+        self.span = max(float(end.value - start.value), 1.0)
         self.low = low
         self.high = high if high > low else low + 1.0
 
-    def x(self, ts: np.ndarray) -> np.ndarray:
-        return LEFT + (ts - self.t0) / self.span * (WIDTH - RIGHT - LEFT)
+    def x(self, ns: np.ndarray) -> np.ndarray:
+        return LEFT + (ns - self.t0) / self.span * (WIDTH - RIGHT - LEFT)
+
+    def x_at(self, stamp: pd.Timestamp) -> float:
+        return float(self.x(np.asarray([stamp.value], dtype=np.float64))[0])
 
     def y(self, v: np.ndarray) -> np.ndarray:
         return HEIGHT - BOTTOM - (v - self.low) / (self.high - self.low) * (HEIGHT - BOTTOM - TOP)
 
+    def y_at(self, value: float) -> float:
+        return float(self.y(np.asarray([value], dtype=np.float64))[0])
 
-def _downsample(series: pd.Series, step: pd.Timedelta) -> pd.Series:
-    if len(series) <= MAX_POINTS:
+
+def downsample(
+    series: pd.Series, step: pd.Timedelta, how: str = "mean", max_points: int = MAX_POINTS
+) -> pd.Series:
+    if len(series) <= max_points:
         return series
-    return series.resample(step).mean()
+    return series.resample(step).agg(how)
 
 
-def _segments(series: pd.Series, scale: _Scale, gap: pd.Timedelta) -> tuple[str, ...]:
+def spacing(series: pd.Series) -> pd.Timedelta:
+    """The typical distance between a series' points (a 2 h trough series is not a data gap)."""
+    if len(series) < 2:
+        return pd.Timedelta(0)
+    return pd.Timedelta(np.median(np.diff(epoch_ns(pd.DatetimeIndex(series.index)))), unit="ns")
+
+
+def _segments(
+    series: pd.Series, scale: _Scale, gap: pd.Timedelta, *, split_at_nan: bool = False
+) -> tuple[str, ...]:
+    """Polyline point lists; a line breaks at a gap in time longer than ``gap`` (and at NaN if asked)."""
+    if split_at_nan:
+        run_id = series.isna().cumsum().to_numpy()
+        pieces = [series[(run_id == i)].dropna() for i in np.unique(run_id)]
+        return tuple(p for piece in pieces if len(piece) for p in _segments(piece, scale, gap))
     series = series.dropna()
     if series.empty:
         return ()
-    xs = scale.x(series.index.asi8.astype(np.float64))
+    ns = epoch_ns(pd.DatetimeIndex(series.index))
+    xs = scale.x(ns)
     ys = scale.y(series.to_numpy(dtype=np.float64))
-    breaks = np.flatnonzero(np.diff(series.index.asi8) > gap.value) + 1
+    breaks = np.flatnonzero(np.diff(ns) > gap.value) + 1
     parts = []
     for a, b in zip([0, *breaks], [*breaks, len(xs)], strict=True):
         parts.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs[a:b], ys[a:b], strict=True)))
@@ -103,41 +213,75 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [round(first + i * step, 10) for i in range(int((high - first) / step) + 1)]
 
 
-def _time_ticks(start: pd.Timestamp, end: pd.Timestamp, scale: _Scale) -> list[Tick]:
+def time_ticks(start: pd.Timestamp, end: pd.Timestamp) -> tuple[list[pd.Timestamp], str]:
+    """Tick times and their strftime format for a window (at most eight ticks)."""
     days = (end - start) / pd.Timedelta(days=1)
     freq = "1D" if days > 2 else "6h" if days > 0.5 else "1h"
-    stamps = pd.date_range(start.ceil(freq), end, freq=freq)
+    stamps = list(pd.date_range(start.ceil(freq), end, freq=freq))
     if len(stamps) > 8:
         stamps = stamps[:: math.ceil(len(stamps) / 8)]
-    fmt = "%a %d %b" if freq == "1D" else "%d %b %H:%M"
-    return [Tick(float(scale.x(np.asarray([s.value], dtype=np.float64))[0]), s.strftime(fmt)) for s in stamps]
+    return stamps, "%a %d %b" if freq == "1D" else "%d %b %H:%M"
 
 
-def _chart(result: ServiceResult, chart_id: str, title: str, unit: str, description: str,
-           series: list[tuple[str, str, pd.Series]], *, floor_zero: bool = True,
-           fixed_high: float | None = None, step_seconds: int = 300) -> Chart:
-    view = result.view
-    start, end = view.rows["ts"].min(), view.rows["ts"].max()
-    values = [s.dropna().to_numpy(dtype=np.float64) for _, _, s in series]
+def value_range(spec: ChartSpec) -> tuple[float, float]:
+    """The y range a chart needs: its data, the reference line and ``fixed_high``."""
+    values = [s.values.dropna().to_numpy(dtype=np.float64) for s in spec.series]
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.empty(0)
     high = float(finite.max()) if finite.size else 1.0
-    low = 0.0 if floor_zero or not finite.size else float(finite.min())
-    if fixed_high is not None:
-        high = max(high, fixed_high)
+    low = 0.0 if spec.floor_zero or not finite.size else float(finite.min())
+    for extra in (spec.fixed_high, spec.reference[0] if spec.reference else None):
+        if extra is not None:
+            high = max(high, extra)
+    return low, high
+
+
+def _markers(spec: ChartSpec, scale: _Scale) -> list[Marker]:
+    """Deploy markers with their labels spread over rows so that neighbours do not overlap."""
+    markers: list[Marker] = []
+    row_end = [-math.inf] * LABEL_ROWS
+    for deploy in spec.deploys:
+        x = scale.x_at(deploy.when)
+        anchor = "end" if x > WIDTH - RIGHT - LABEL_WIDTH else "start"
+        span = (x - LABEL_WIDTH, x) if anchor == "end" else (x, x + LABEL_WIDTH)
+        row = next((i for i, end in enumerate(row_end) if span[0] >= end), LABEL_ROWS - 1)
+        row_end[row] = span[1]
+        markers.append(
+            Marker(
+                x,
+                deploy.short,
+                f"{deploy.revision} deployed {deploy.when:%Y-%m-%d %H:%M} UTC",
+                TOP - 18 + 11 * row,
+                anchor,
+            )
+        )
+    return markers
+
+
+def svg_chart(spec: ChartSpec, *, step_seconds: int = 300) -> Chart:
+    """Scale a spec into the SVG coordinates of ``templates/partials/chart.svg.j2``."""
+    start, end = spec.start, spec.end
+    low, high = value_range(spec)
     ticks = nice_ticks(low, high * 1.05 if high > 0 else 1.0)
     scale = _Scale(start, end, min(low, ticks[0]), max(ticks[-1], high))
     bucket = pd.Timedelta(seconds=max(step_seconds, int((end - start).total_seconds() / MAX_POINTS) or 1))
     gap = max(bucket * 3, pd.Timedelta(seconds=step_seconds * 3))
-    chart = Chart(chart_id, title, description, unit)
-    for label, css, s in series:
-        segs = _segments(_downsample(s, bucket), scale, gap)
-        chart.lines.append(Line(label, css, segs))
-    chart.y_ticks = [Tick(float(scale.y(np.asarray([t]))[0]), f"{t:g}") for t in ticks]
-    chart.x_ticks = _time_ticks(start, end, scale)
-    for span in view.spans:
-        if start <= span.deploy_time <= end and span.deploy_time_known:
-            x = float(scale.x(np.asarray([span.deploy_time.value], dtype=np.float64))[0])
-            chart.markers.append(Marker(x, span.name, f"{span.name} deployed {span.deploy_time:%Y-%m-%d %H:%M} UTC"))
+    chart = Chart(spec.chart_id, spec.title, spec.description, spec.unit)
+    for s in spec.series:
+        values = s.values if s.split_at_nan else downsample(s.values.dropna(), bucket, s.how)
+        own_gap = max(gap, spacing(values.dropna()) * 2.5)
+        chart.lines.append(
+            Line(s.label, s.css, _segments(values, scale, own_gap, split_at_nan=s.split_at_nan))
+        )
+    chart.y_ticks = [Tick(scale.y_at(t), f"{t:g}") for t in ticks]
+    stamps, fmt = time_ticks(start, end)
+    chart.x_ticks = [Tick(scale.x_at(s), s.strftime(fmt)) for s in stamps]
+    chart.markers = _markers(spec, scale)
+    for band in spec.bands:
+        x0, x1 = scale.x_at(max(band.start, start)), scale.x_at(min(band.end, end))
+        if x1 > x0:
+            chart.bands.append(BandBox(x0, x1 - x0, band.label))
+    if spec.reference is not None:
+        chart.reference = ReferenceLine(scale.y_at(spec.reference[0]), spec.reference[1])
     return chart
 
 
@@ -145,43 +289,170 @@ def _by_ts(rows: pd.DataFrame, column: str, how: str = "mean") -> pd.Series:
     return rows.groupby("ts")[column].agg(how)
 
 
-def service_charts(result: ServiceResult, step_seconds: int) -> list[Chart]:
-    """Memory, instances vs load, latency and CPU charts for one service."""
+def trend_runs(troughs: pd.Series, min_drop: float = 0.02) -> list[pd.Series]:
+    """The troughs split where they fall (an OOM kill or new instances reset memory), for drawing the
+    fitted slope through each climb; runs shorter than three bins are left out. Display only: the
+    detector's own segmentation decides the finding."""
+    values = troughs.to_numpy(dtype=np.float64)
+    starts = [0, *(np.flatnonzero(np.diff(values) < -min_drop) + 1).tolist(), len(values)]
+    return [troughs.iloc[a:b] for a, b in itertools.pairwise(starts) if b - a >= 3]
+
+
+def _trend(leak: LeakEvidence) -> pd.Series:
+    """The fitted slope drawn through each climb (one shared slope, each run at its own level)."""
+    pieces: list[pd.Series] = []
+    for run in trend_runs(leak.troughs):
+        hours = ((run.index - run.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
+        level = float(np.median(run.to_numpy() - leak.fit_slope_per_hour * hours))
+        pieces.append(pd.Series(level + leak.fit_slope_per_hour * hours, index=run.index))
+        # A NaN just after each run keeps the polylines of two climbs apart.
+        pieces.append(pd.Series([np.nan], index=[run.index[-1] + pd.Timedelta(seconds=1)]))
+    return pd.concat(pieces) if pieces else pd.Series(dtype=np.float64)
+
+
+def _short(revision: str, service: str) -> str:
+    prefix = f"{service}-"
+    return (
+        revision[len(prefix) :] if revision.startswith(prefix) and len(revision) > len(prefix) else revision
+    )
+
+
+def _memory_limit_label(result: ServiceResult) -> str:
+    limits = [s.info.memory_limit_gib for s in result.view.spans]
+    known = sorted({gib for gib in limits if gib})
+    if not all(limits):
+        return "100 % = memory limit (or the highest usage seen, where the limit is unknown)"
+    sizes = ", ".join(f"{gib * 1024:.0f} MiB" if gib < 1 else f"{gib:g} GiB" for gib in known)
+    return f"memory limit ({sizes})"
+
+
+def chart_specs(result: ServiceResult) -> list[ChartSpec]:
+    """Memory (with troughs, their fitted trend and the limit), instances against load, latency and CPU."""
     view = result.view
     rows = view.rows
     if rows.empty:
         return []
-    charts: list[Chart] = []
-    memory = [("typical instance (mean)", "s1", _by_ts(rows, "mem_mean") * 100),
-              ("worst instance (max)", "s2", _by_ts(rows, "mem_max", "max") * 100)]
+    start, end = rows["ts"].min(), rows["ts"].max()
+    service = view.key.service
+    deploys = [
+        Deploy(s.deploy_time, s.name, _short(s.name, service))
+        for s in view.spans
+        if s.deploy_time_known and start <= s.deploy_time <= end
+    ]
+    flagged = {f.revision for f in result.findings}
+    bands = [Band(s.first_seen, s.last_seen, f"{s.name} (findings)") for s in view.spans if s.name in flagged]
+
+    def spec(
+        chart_id: str,
+        title: str,
+        unit: str,
+        description: str,
+        series: list[SeriesSpec],
+        *,
+        reference: tuple[float, str] | None = None,
+        fixed_high: float | None = None,
+    ) -> ChartSpec:
+        return ChartSpec(
+            chart_id,
+            title,
+            unit,
+            description,
+            start,
+            end,
+            series,
+            reference=reference,
+            deploys=deploys,
+            bands=bands,
+            fixed_high=fixed_high,
+        )
+
+    def said(kind: FindingKind) -> str:
+        return "; ".join(f.summary for f in result.findings if f.kind is kind)
+
+    memory = [
+        SeriesSpec("typical instance (mean)", "s1", _by_ts(rows, "mem_mean") * 100, 1.2),
+        SeriesSpec("worst instance (max)", "s2", _by_ts(rows, "mem_max", "max") * 100, 1.0, how="max"),
+    ]
     for item in result.evidence:
         if item.leak is not None:
-            leak = item.leak
-            memory.append((f"troughs of {item.span.name}", "trough", leak.troughs * 100))
-            hours = (leak.troughs.index - leak.troughs.index[0]) / pd.Timedelta(hours=1)
-            fitted = leak.troughs.median() + leak.fit_slope_per_hour * (hours - np.median(hours))
-            memory.append((f"trend of {item.span.name}", "trend", pd.Series(fitted * 100, index=leak.troughs.index)))
-    leak_text = "; ".join(f.summary for f in result.findings if f.kind.value == "memory_baseline_rise")
-    charts.append(_chart(result, "mem", "Memory utilization", "% of limit",
-                         "Memory as a percentage of the limit, typical and worst instance, with deploys marked. "
-                         + (leak_text or "No rising baseline found."),
-                         memory, fixed_high=100.0, step_seconds=step_seconds))
+            memory.append(
+                SeriesSpec(
+                    f"troughs of {_short(item.span.name, service)} ({item.leak.signal})",
+                    "trough",
+                    item.leak.troughs * 100,
+                    2.2,
+                )
+            )
+            memory.append(
+                SeriesSpec(
+                    "fitted trend of the troughs",
+                    "trend",
+                    _trend(item.leak) * 100,
+                    2.0,
+                    True,
+                    split_at_nan=True,
+                )
+            )
+    specs = [
+        spec(
+            "mem",
+            "Memory utilization",
+            "% of limit",
+            "Memory as a percentage of the limit for the typical and the worst instance, the limit at "
+            "100 %, deploys marked. "
+            + (said(FindingKind.MEMORY_BASELINE_RISE) or "No rising baseline found."),
+            memory,
+            reference=(100.0, _memory_limit_label(result)),
+            fixed_high=100.0,
+        )
+    ]
     totals = view.totals
     instances = totals["inst_active"] + totals["inst_idle"].fillna(0.0)
     load = totals["req_rate"]
-    load_scaled = load / max(float(load.max()), 1e-9) * max(float(instances.max()), 1.0)
-    creep_text = "; ".join(f.summary for f in result.findings if f.kind.value == "instance_creep")
-    charts.append(_chart(result, "inst", "Instances against load", "instances",
-                         "Instance count (active and idle) and request rate scaled to the same height. "
-                         + (creep_text or "Instances follow the load."),
-                         [("instances", "s1", instances), ("request rate (scaled)", "load", load_scaled)],
-                         step_seconds=step_seconds))
-    charts.append(_chart(result, "lat", "Request latency", "ms",
-                         "Request latency percentiles p50, p95 and p99 in milliseconds.",
-                         [("p50", "s1", _by_ts(rows, "lat_p50")), ("p95", "s2", _by_ts(rows, "lat_p95")),
-                          ("p99", "s3", _by_ts(rows, "lat_p99"))], step_seconds=step_seconds))
-    charts.append(_chart(result, "cpu", "CPU utilization", "% of limit",
-                         "CPU utilization of the typical instance as a percentage of its limit.",
-                         [("typical instance (mean)", "s1", _by_ts(rows, "cpu_mean") * 100)],
-                         fixed_high=None, step_seconds=step_seconds))
-    return charts
+    peak_load = float(load.max()) if load.notna().any() else 0.0
+    load_scaled = load / max(peak_load, 1e-9) * max(float(instances.max()), 1.0)
+    specs.append(
+        spec(
+            "inst",
+            "Instances against load",
+            "instances",
+            "Instance count (active and idle) and the request rate scaled to the same height. "
+            + (said(FindingKind.INSTANCE_CREEP) or "Instances follow the load."),
+            [
+                SeriesSpec("instances", "s1", instances),
+                SeriesSpec(
+                    f"request rate (scaled; peak {peak_load:,.1f} req/s)", "load", load_scaled, 1.2, True
+                ),
+            ],
+        )
+    )
+    specs.append(
+        spec(
+            "lat",
+            "Request latency",
+            "ms",
+            "Request latency percentiles p50, p95 and p99 in milliseconds. "
+            + (said(FindingKind.LATENCY_REGRESSION) or "No latency regression found."),
+            [
+                SeriesSpec("p50", "s1", _by_ts(rows, "lat_p50")),
+                SeriesSpec("p95", "s2", _by_ts(rows, "lat_p95"), 1.2),
+                SeriesSpec("p99", "s3", _by_ts(rows, "lat_p99"), 1.0),
+            ],
+        )
+    )
+    specs.append(
+        spec(
+            "cpu",
+            "CPU utilization",
+            "% of limit",
+            "CPU utilization of the typical instance as a percentage of its limit. "
+            + (said(FindingKind.CPU_REGRESSION) or "No CPU regression found."),
+            [SeriesSpec("typical instance (mean)", "s1", _by_ts(rows, "cpu_mean") * 100)],
+        )
+    )
+    return specs
+
+
+def service_charts(result: ServiceResult, step_seconds: int) -> list[Chart]:
+    """The SVG charts of one service, in report order."""
+    return [svg_chart(s, step_seconds=step_seconds) for s in chart_specs(result)]

@@ -1,20 +1,50 @@
 """The HTML report: one jinja Environment (autoescape on, StrictUndefined), formatting as filters,
 all markup in ``templates/``.
+
+``report_context`` shapes an Analysis for reading: findings grouped by the revision that caused them
+(they share its dollars), a one-line headline, and per service its charts and revision facts.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
 import jinja2
+import pandas as pd
 
-from analyzer.analysis import Analysis
-from analyzer.render.charts import service_charts
+from analyzer.analysis import Analysis, ServiceResult
+from analyzer.analysis.findings import OOM_LEVEL
+from analyzer.analysis.memory import LeakEvidence
+from analyzer.model import Finding, FindingKind, RevisionInfo, ServiceKey, Severity
+from analyzer.render.charts import PALETTE, service_charts
 from analyzer.render.links import revision_url, service_url
 from analyzer.resources import templates_dir
+
+KIND_NAMES = {
+    FindingKind.MEMORY_BASELINE_RISE: "memory leak (rising baseline)",
+    FindingKind.INSTANCE_CREEP: "instance creep",
+    FindingKind.LATENCY_REGRESSION: "latency regression",
+    FindingKind.CPU_REGRESSION: "CPU regression",
+}
+KIND_ORDER = {
+    kind: rank for rank, kind in enumerate(KIND_NAMES)
+}  # the incident's story: leak, creep, slower, CPU
+SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+# Labels and annotations Cloud Run or its deploy tools set on every revision: not worth a reader's time.
+COMMIT_KEYS = ("commit-sha", "commit_sha", "commit", "git-commit", "gcb-build-id")  # as RevisionInfo.commit
+SYSTEM_METADATA = (
+    "run.googleapis.com/",
+    "serving.knative.dev/",
+    "autoscaling.knative.dev/",
+    "client.knative.dev/",
+    "cloud.googleapis.com/",
+    "goog-",
+)
 
 
 def usd(value: float | None, digits: int | None = None) -> str:
@@ -51,41 +81,275 @@ def duration(hours: float | None) -> str:
     return f"{hours / 24:.1f} days"
 
 
+def figure(value: object) -> str:
+    """An evidence value for reading: 5,686 rather than 5686.441166, 0.04569 rather than 0.045689."""
+    if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+        return str(value)
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def humanize(key: str) -> str:
     return key.replace("_", " ").replace(" pct", " %").replace(" usd", " $")
+
+
+def kind_name(kind: FindingKind | str) -> str:
+    return KIND_NAMES.get(FindingKind(kind), humanize(str(kind)))
+
+
+def first_upper(text: str) -> str:
+    """``CPU regression`` stays as it is, ``memory leak`` becomes ``Memory leak``."""
+    return text[:1].upper() + text[1:]
+
+
+def plural(count: int, word: str, many: str = "") -> str:
+    """``3 findings``, ``1 finding``."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def short_image(image: str) -> str:
+    """An image reference short enough to read: the repository's last part and a short digest or tag."""
+    name, _, digest = image.partition("@")
+    tail = name.rsplit("/", 1)[-1]
+    if digest:
+        return f"{tail}@{digest.split(':', 1)[-1][:12]}"
+    return tail
+
+
+def _autoescape(name: str | None) -> bool:
+    """Every template is escaped as HTML except the plain-text ones (``*.txt.j2``: the digest's text part)."""
+    return not (name or "").endswith(".txt.j2")
 
 
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
-        autoescape=jinja2.select_autoescape(["html", "j2", "svg"], default=True),
+        autoescape=_autoescape,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(usd=usd, pct=pct, num=num, when=when, duration=duration, humanize=humanize)
-    env.globals.update(revision_url=revision_url, service_url=service_url)
+    env.filters.update(
+        usd=usd,
+        pct=pct,
+        num=num,
+        when=when,
+        duration=duration,
+        humanize=humanize,
+        figure=figure,
+        kind_name=kind_name,
+        first_upper=first_upper,
+        plural=plural,
+        short_image=short_image,
+    )
+    env.globals.update(revision_url=revision_url, service_url=service_url, palette=PALETTE)
     return env
 
 
-def report_context(analysis: Analysis, *, generated_at: datetime) -> dict[str, Any]:
-    services = []
-    for result in analysis.services:
-        services.append({
-            "result": result,
-            "charts": service_charts(result, analysis.step_seconds) if result.status == "analyzed" else [],
-            "findings": sorted(result.findings, key=lambda f: -f.excess_cost_usd_per_month),
-        })
-    services.sort(key=lambda s: (-sum(f.excess_cost_usd_per_month for f in s["findings"]),
-                                 -len(s["findings"]), s["result"].key.service))
+@dataclass(slots=True)
+class MemoryState:
+    """What a leak means for the instances now: already at the limit, or how long until it."""
+
+    at_limit: bool
+    worst_pct: float  # highest worst-instance memory seen, fraction of the limit
+    first_at_limit: datetime | None
+    hours_to_limit: float | None
+    limit_eta: datetime | None  # window end + hours to limit, when ongoing
+
+
+@dataclass(slots=True)
+class Incident:
+    """The findings one revision introduced: they share its deploy, its dollars and usually one cause."""
+
+    result: ServiceResult
+    revision: str
+    info: RevisionInfo | None
+    findings: list[Finding]
+    memory: MemoryState | None = None
+    metadata: list[tuple[str, str]] = field(default_factory=list)  # user labels and annotations
+
+    @property
+    def severity(self) -> Severity:
+        return min((f.severity for f in self.findings), key=SEVERITY_ORDER.__getitem__)
+
+    @property
+    def ongoing(self) -> bool:
+        return any(f.ongoing for f in self.findings)
+
+    @property
+    def resolved_by(self) -> str:
+        return next((f.resolved_by for f in self.findings if f.resolved_by), "")
+
+    @property
+    def per_month_usd(self) -> float:
+        return max(f.excess_cost_usd_per_month for f in self.findings)
+
+    @property
+    def window_usd(self) -> float:
+        return max(f.excess_cost_usd_window for f in self.findings)
+
+    @property
+    def savings_usd_per_month(self) -> float:
+        return max(f.savings_usd_per_month for f in self.findings)
+
+    @property
+    def onset(self) -> datetime:
+        return min(f.onset for f in self.findings)
+
+    @property
+    def deploy_time(self) -> datetime | None:
+        return next((f.deploy_time for f in self.findings if f.deploy_time), None)
+
+    @property
+    def likely_cause(self) -> str:
+        return next((f.likely_cause for f in self.findings if f.likely_cause), "")
+
+    @property
+    def anchor(self) -> str:
+        return f"incident-{self.result.key.service}-{self.revision}"
+
+
+def user_metadata(info: RevisionInfo | None) -> list[tuple[str, str]]:
+    """Labels and annotations a person or a deploy pipeline set (ticket, note), not the platform's; the
+    commit is shown on its own."""
+    if info is None:
+        return []
+    items = {**info.labels, **info.annotations}
+    return sorted(
+        (k, v)
+        for k, v in items.items()
+        if v and not k.startswith(SYSTEM_METADATA) and not (k in COMMIT_KEYS and v == info.commit)
+    )
+
+
+def memory_state(
+    result: ServiceResult, leak: LeakEvidence, finding: Finding, window_end: datetime
+) -> MemoryState:
+    rows = result.view.revision_rows(leak.revision)
+    at_limit_rows = rows.loc[rows["mem_max"] >= OOM_LEVEL, "ts"]
+    worst = float(rows["mem_max"].max()) if rows["mem_max"].notna().any() else float("nan")
+    first = pd.Timestamp(at_limit_rows.min()).to_pydatetime() if len(at_limit_rows) else None
+    hours = finding.time_to_limit_hours
+    eta = (
+        window_end + timedelta(hours=hours)
+        if hours is not None and finding.ongoing and first is None
+        else None
+    )
+    return MemoryState(first is not None, worst, first, hours, eta)
+
+
+def incidents_of(result: ServiceResult, window_end: datetime) -> list[Incident]:
+    """The service's findings grouped by revision, most expensive first."""
+    names = {s.name for s in result.view.spans}
+    groups: dict[str, list[Finding]] = {}
+    for finding in result.findings:
+        groups.setdefault(finding.revision, []).append(finding)
+    incidents: list[Incident] = []
+    for revision, found in groups.items():
+        info = result.view.span(revision).info if revision in names else None
+        found.sort(
+            key=lambda f: (SEVERITY_ORDER[f.severity], -f.excess_cost_usd_per_month, KIND_ORDER[f.kind])
+        )
+        incident = Incident(result, revision, info, found, metadata=user_metadata(info))
+        leak = next((e.leak for e in result.evidence if e.span.name == revision and e.leak is not None), None)
+        memory = next((f for f in found if f.kind is FindingKind.MEMORY_BASELINE_RISE), None)
+        if leak is not None and memory is not None:
+            incident.memory = memory_state(result, leak, memory, window_end)
+        incidents.append(incident)
+    return sorted(incidents, key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]))
+
+
+def headline(incidents: Iterable[Incident], *, at_risk: float) -> str:
+    """One sentence: what needs attention now, or that nothing does."""
+    items = list(incidents)
+    ongoing = [i for i in items if i.ongoing]
+    if ongoing:
+        top = max(ongoing, key=lambda i: (i.per_month_usd, -SEVERITY_ORDER[i.severity]))
+        what = " and ".join(kind_name(k) for k in dict.fromkeys(f.kind for f in top.findings[:2]))
+        text = f"{top.result.key.service}: {what} since {top.revision}, {usd(top.per_month_usd)}/month"
+        if top.memory and top.memory.at_limit:
+            text += ", instances already OOM-killed"
+        elif top.memory and top.memory.hours_to_limit is not None and top.memory.hours_to_limit < 72:
+            text += f", memory limit in ~{duration(top.memory.hours_to_limit)}"
+        others = len(ongoing) - 1
+        return text + (
+            f" (+{plural(others, 'more revision')}, {usd(at_risk)}/month at risk in all)" if others else ""
+        )
+    if items:
+        saved = sum(i.savings_usd_per_month for i in items)
+        return f"Nothing ongoing; {plural(len(items), 'revision')} with findings already fixed" + (
+            f", saving {usd(saved)}/month" if saved else ""
+        )
+    return "Nothing ongoing: no leaks, creep or regressions found"
+
+
+@dataclass(slots=True)
+class ServiceSection:
+    result: ServiceResult
+    anchor: str
+    incidents: list[Incident]
+    charts: list[Any]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for i in self.incidents for f in i.findings]
+
+    @property
+    def per_month_usd(self) -> float:
+        return sum(i.per_month_usd for i in self.incidents if i.ongoing)
+
+
+def _anchors(results: list[ServiceResult]) -> dict[ServiceKey, str]:
+    """``service-NAME`` (what the fleet page links to), qualified only when a name repeats."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.key.service] = counts.get(r.key.service, 0) + 1
+    return {
+        r.key: f"service-{r.key.service}"
+        if counts[r.key.service] == 1
+        else f"service-{r.key.project}-{r.key.region}-{r.key.service}"
+        for r in results
+    }
+
+
+def report_context(analysis: Analysis, *, generated_at: datetime, charts: bool = True) -> dict[str, Any]:
+    anchors = _anchors(analysis.services)
+    sections = [
+        ServiceSection(
+            result,
+            anchors[result.key],
+            incidents_of(result, analysis.window_end),
+            service_charts(result, analysis.step_seconds) if charts and result.status == "analyzed" else [],
+        )
+        for result in analysis.services
+    ]
+    sections.sort(
+        key=lambda s: (
+            -s.per_month_usd,
+            -len(s.incidents),
+            s.result.status != "analyzed",
+            s.result.key.service,
+        )
+    )
+    incidents = sorted(
+        (i for s in sections for i in s.incidents),
+        key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]),
+    )
     return {
         "analysis": analysis,
-        "services": services,
-        "top_findings": analysis.findings[:5],
+        "services": sections,
+        "incidents": incidents,
+        "anchor_of": anchors,
+        "headline": headline(incidents, at_risk=analysis.at_risk_usd_per_month),
+        "saved_usd_per_month": sum(i.savings_usd_per_month for i in incidents if not i.ongoing),
+        "ongoing_findings": sum(1 for f in analysis.findings if f.ongoing),
         "generated_at": generated_at,
     }
 
 
 def render_report(analysis: Analysis, *, generated_at: datetime) -> str:
-    return environment().get_template("report.html.j2").render(report_context(analysis, generated_at=generated_at))
+    return (
+        environment()
+        .get_template("report.html.j2")
+        .render(report_context(analysis, generated_at=generated_at))
+    )

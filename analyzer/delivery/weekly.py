@@ -1,0 +1,114 @@
+"""One weekly digest run: keep the window's full report and history record in the store, compare with
+last week's record, build the email, and send it once (or, for a dry run, only write the ``.eml``).
+
+Sending is idempotent per window: a ``sent/`` marker is created with a conditional write before the
+message goes out and removed again if sending fails, so a retried job neither skips nor repeats the
+digest. A dry run reads the history but writes nothing to the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+from analyzer.analysis import Analysis
+from analyzer.config import DigestConfig, SmtpConfig
+from analyzer.delivery.email import DRY_RUN_SENDER, build_message, send, write_eml
+from analyzer.delivery.history import previous_record, record_from_analysis, save_record
+from analyzer.delivery.store import Store
+from analyzer.errors import ConfigError
+from analyzer.render.digest import Digest, build_digest, report_key
+from analyzer.render.html import render_report
+from analyzer.render.json_report import report_json
+from analyzer.sources.restjson import format_time
+
+SENT_PREFIX = "sent/"
+
+
+@dataclass(slots=True)
+class DigestOutcome:
+    digest: Digest
+    message: EmailMessage
+    report_location: str
+    recipients: list[str]
+    eml: Path | None = None  # the dry run's file
+    sent: bool = False
+    already_sent: bool = False  # an earlier run sent this window's digest; nothing was sent now
+    record_written: bool = False  # False: this window already had a record (a retry) or a dry run
+
+
+def sent_marker(window_end: datetime) -> str:
+    return f"{SENT_PREFIX}{window_end:%Y-%m-%dT%H-%M-%SZ}.json"
+
+
+def run_digest(
+    analysis: Analysis,
+    *,
+    store: Store,
+    smtp: SmtpConfig,
+    config: DigestConfig,
+    generated_at: datetime,
+    recipients: Sequence[str] | None = None,
+    dry_run: Path | None = None,
+    resend: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> DigestOutcome:
+    """Build the digest of ``analysis`` and deliver it (see the module docstring)."""
+    to = list(recipients if recipients else config.recipients)
+    key = report_key(analysis.window_end)
+    previous = previous_record(store, analysis.window_end)
+    digest = build_digest(
+        analysis,
+        previous=previous,
+        config=config,
+        generated_at=generated_at,
+        report_location=store.location(key),
+    )
+    if dry_run is not None:
+        message = build_message(
+            digest, sender=smtp.sender or DRY_RUN_SENDER, recipients=to, date=generated_at
+        )
+        write_eml(message, dry_run)
+        return DigestOutcome(digest, message, store.location(key), to, eml=dry_run)
+    if not to:
+        raise ConfigError(
+            "the digest has no recipients", hint="set digest.recipients in the config, or pass --to"
+        )
+    if not smtp.sender:
+        raise ConfigError(
+            "smtp.sender is not set",
+            hint="set smtp.sender to the From: address, e.g. cloudrun-analyzer@example.com",
+        )
+    message = build_message(digest, sender=smtp.sender, recipients=to, date=generated_at)
+    store.write(
+        key,
+        render_report(analysis, generated_at=generated_at).encode("utf-8"),
+        content_type="text/html; charset=utf-8",
+    )
+    store.write(
+        key.removesuffix(".html") + ".json",
+        json.dumps(report_json(analysis, generated_at=generated_at), indent=1).encode("utf-8"),
+        content_type="application/json",
+    )
+    written = save_record(store, record_from_analysis(analysis, generated_at=generated_at, report=key))
+    outcome = DigestOutcome(digest, message, store.location(key), to, record_written=written)
+    marker = sent_marker(analysis.window_end)
+    stamp = json.dumps(
+        {"sent_at": format_time(generated_at), "subject": digest.subject, "recipients": len(to)}
+    ).encode("utf-8")
+    if resend:
+        store.write(marker, stamp, content_type="application/json")
+    elif not store.create(marker, stamp, content_type="application/json"):
+        outcome.already_sent = True
+        return outcome
+    try:
+        send(message, smtp, sender=smtp.sender, recipients=to, env=env)
+    except BaseException:
+        store.delete(marker)  # not sent: let the retry send it
+        raise
+    outcome.sent = True
+    return outcome

@@ -1,0 +1,179 @@
+"""The demo report and the digest in a real headless Chromium (the system's, over the DevTools pipe):
+no console errors, every chart drawn and visible, links that go where they say, a phone layout
+without sideways scrolling, evidence visible on paper. Screenshots and a PDF go to test-artifacts/.
+
+Fails (does not skip) when Chromium is missing: install Debian's ``chromium`` (.ci/run does).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzer.analysis import Analysis
+from analyzer.config import DigestConfig
+from analyzer.render.digest import build_digest
+from analyzer.render.html import render_report
+from tests.cdp import Page, find_chromium, headless_page
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+CHART_STATE = """
+[...document.querySelectorAll('svg.chart')].map(svg => {
+  const box = svg.getBoundingClientRect();
+  const view = svg.viewBox.baseVal;
+  const lines = [...svg.querySelectorAll('polyline')].map(p => {
+    const b = p.getBBox();
+    return {x: b.x, y: b.y, w: b.width, h: b.height};
+  });
+  return {id: svg.closest('figure').id, width: box.width, height: box.height,
+          visible: svg.checkVisibility({opacityProperty: true, visibilityProperty: true}),
+          view: {w: view.width, h: view.height}, lines,
+          limit: svg.querySelectorAll('line.limit').length,
+          deploys: [...svg.querySelectorAll('.deploy-label')].map(t => t.textContent)};
+})
+"""
+
+LINKS = """
+[...document.querySelectorAll('a[href]')].map(a => ({
+  href: a.getAttribute('href'), text: a.textContent.trim(),
+  target: a.getAttribute('href').startsWith('#')
+    ? !!document.getElementById(a.getAttribute('href').slice(1)) : null,
+  section: (a.closest('section.service') || {}).id || null}))
+"""
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    binary = find_chromium()
+    if binary is None:
+        pytest.fail(
+            "headless Chromium is not installed: `apt-get install chromium` (Debian), or set CHROMIUM_BIN"
+        )
+    return binary
+
+
+@pytest.fixture(scope="module")
+def report_file(demo_analysis: Analysis, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    path.write_text(render_report(demo_analysis, generated_at=NOW), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def page(chromium: str) -> Iterator[Page]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with headless_page(chromium) as opened:
+        yield opened
+
+
+def test_desktop_report_has_no_errors_and_every_chart_is_drawn(page: Page, report_file: Path) -> None:
+    page.set_viewport(1280, 900)
+    page.navigate(report_file.as_uri())
+    assert page.problems() == []
+    charts: list[dict[str, Any]] = page.evaluate(CHART_STATE)
+    assert len(charts) == 12  # memory, instances, latency, CPU for each of the three services
+    for chart in charts:
+        assert chart["visible"], f"{chart['id']} is hidden"
+        assert chart["width"] > 300, f"{chart['id']} is too narrow: {chart}"
+        assert chart["height"] > 80, f"{chart['id']} is too low: {chart}"
+        drawn = [line for line in chart["lines"] if line["w"] > 0]
+        assert drawn, f"{chart['id']} has no visible line"
+        for line in drawn:  # inside the chart, not thrown off the canvas
+            assert -1 <= line["x"] <= line["x"] + line["w"] <= chart["view"]["w"] + 1, chart["id"]
+            assert -1 <= line["y"] <= line["y"] + line["h"] <= chart["view"]["h"] + 1, chart["id"]
+    memory = {c["id"]: c for c in charts if c["id"].endswith("-mem")}
+    assert all(c["limit"] == 1 for c in memory.values()), "every memory chart shows the limit line"
+    assert memory["service-llm-router-mem"]["deploys"] == ["00042-xyz", "00043-fix"]
+    page.screenshot(ARTIFACTS / "report-desktop.png")
+
+
+def test_links_go_where_they_say(page: Page, report_file: Path) -> None:
+    page.navigate(report_file.as_uri())
+    links: list[dict[str, Any]] = page.evaluate(LINKS)
+    assert len(links) > 20
+    for link in links:
+        assert link["text"], f"empty link to {link['href']}"
+        if link["href"].startswith("#"):
+            assert link["target"], f"{link['href']} points to no element"
+            continue
+        match = re.fullmatch(
+            r"https://console\.cloud\.google\.com/run/detail/([a-z0-9-]+)/([a-z0-9-]+)/"
+            r"(revisions|metrics|logs)\?project=([a-z0-9-]+)(&revision=([a-z0-9-]+))?",
+            link["href"],
+        )
+        assert match, f"unexpected link {link['href']}"
+        region, service, _, project, _, revision = match.groups()
+        assert (region, project) == ("europe-west1", "demo-project")
+        if link["section"]:
+            assert link["section"] == f"service-{service}", (
+                f"{link['href']} in the section of another service"
+            )
+        if revision:
+            assert revision.startswith(f"{service}-")
+
+
+def test_phone_layout_does_not_scroll_sideways(page: Page, report_file: Path) -> None:
+    page.set_viewport(390, 844, mobile=True, scale=2)
+    page.navigate(report_file.as_uri())
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the page is {overflow}px wider than a phone"
+    charts = page.evaluate(CHART_STATE)
+    assert all(c["visible"] and c["width"] > 300 for c in charts)
+    page.screenshot(ARTIFACTS / "report-phone.png")
+    page.set_viewport(1280, 900)
+
+
+def test_print_shows_the_evidence_and_makes_a_pdf(page: Page, report_file: Path) -> None:
+    page.navigate(report_file.as_uri())
+    page.call("Emulation.setEmulatedMedia", media="print")
+    try:
+        hidden = page.evaluate(
+            "[...document.querySelectorAll('dl.evidence')].filter(d => !d.checkVisibility()).length"
+        )
+        shown = page.evaluate("document.querySelectorAll('dl.evidence').length")
+        assert shown > 0
+        assert hidden == 0, "closed evidence must still print"
+        assert page.evaluate("getComputedStyle(document.querySelector('.links')).display") == "none"
+    finally:
+        page.call("Emulation.setEmulatedMedia", media="")
+    page.pdf(ARTIFACTS / "report.pdf")
+    assert (ARTIFACTS / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_digest_html_shows_its_charts(page: Page, demo_analysis: Analysis, tmp_path: Path) -> None:
+    digest = build_digest(
+        demo_analysis,
+        previous=None,
+        config=DigestConfig(report_url_base="https://r.example.com/cr"),
+        generated_at=NOW,
+    )
+    html = digest.html
+    for image in digest.images:  # what a mail client does with cid: references
+        html = html.replace(
+            f"cid:{image.cid}", "data:image/png;base64," + base64.b64encode(image.data).decode()
+        )
+    assert "cid:" not in html
+    path = tmp_path / "digest.html"
+    path.write_text(html, encoding="utf-8")
+    page.set_viewport(700, 900)
+    page.navigate(path.as_uri())
+    assert page.problems() == []
+    images = page.evaluate(
+        "[...document.images].map(i => ({w: i.naturalWidth, shown: i.getBoundingClientRect().width,"
+        " alt: i.alt}))"
+    )
+    assert images
+    assert all(i["w"] == 560 and i["shown"] > 300 and i["alt"] for i in images)
+    assert page.evaluate("document.querySelectorAll('style, script, link').length") == 0
+    page.screenshot(ARTIFACTS / "digest.png")
+    page.set_viewport(1280, 900)
