@@ -4,26 +4,26 @@ Analysis from here; nothing in this module formats or sends anything.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from analyzer.analysis import Analysis, analyze_frames
 from analyzer.config import AnalysisConfig
 from analyzer.errors import NoDataError
 from analyzer.frames import build
 from analyzer.model import RawData
-from analyzer.sources.snapshot import read_snapshot, write_snapshot
+from analyzer.sources.restjson import parse_time
+from analyzer.sources.snapshot import ingest
 
 
 def load_demo() -> RawData:
-    """The bundled incident scenario, written as a snapshot and read back by the snapshot reader."""
+    """The bundled incident scenario, read by the snapshot reader's own ``ingest`` from the REST JSON
+    bodies the simulator emits (``demo-snapshot DIR`` writes the same bodies to disk)."""
     from analyzer.simulate import demo_documents
 
     documents, manifest = demo_documents()
-    with tempfile.TemporaryDirectory(prefix="cloudrun-analyzer-demo-") as folder:
-        write_snapshot(Path(folder), documents, manifest=manifest)
-        raw = read_snapshot(Path(folder))
-    raw.origin = "bundled demo (the incident of docs/incident.md, simulated)"
+    raw = RawData(origin="bundled demo (the incident of docs/incident.md, simulated)")
+    for sub, source, body in documents:
+        ingest(raw, sub, f"demo/{sub}/{source}.json", body)
+    raw.window_start = parse_time(manifest["window"]["start"])
+    raw.window_end = parse_time(manifest["window"]["end"])
     return raw
 
 

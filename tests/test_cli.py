@@ -81,3 +81,22 @@ def test_format_json_prints_the_report_on_stdout(tmp_path: Path) -> None:
     doc = json.loads(result.stdout)
     assert doc["services"][0]["service"] == "svc"
     assert doc["findings"] == []
+
+
+def test_the_demo_written_as_a_snapshot_gives_the_same_findings(tmp_path: Path,
+                                                                demo_run: tuple[Path, Path, str]) -> None:
+    """--demo reads the simulator's bodies in memory; demo-snapshot writes them to disk for --snapshot."""
+    written = CliRunner().invoke(cli, ["demo-snapshot", str(tmp_path / "snap")])
+    assert written.exit_code == 0, written.output
+    result = CliRunner().invoke(cli, ["report", "--snapshot", str(tmp_path / "snap"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    from_disk = json.loads(result.stdout)
+    in_memory = json.loads(demo_run[1].read_text(encoding="utf-8"))
+    assert from_disk["window"] == in_memory["window"]
+
+    def key(doc: dict) -> list:  # type: ignore[type-arg]
+        return [(f["kind"], f["service"], f["revision"], f["onset"], f["excess_cost_usd_per_month"])
+                for f in doc["findings"]]
+
+    assert key(from_disk) == key(in_memory)
+    assert [s["cost_usd"] for s in from_disk["services"]] == [s["cost_usd"] for s in in_memory["services"]]
