@@ -112,7 +112,8 @@ def write_outputs(analysis: Analysis, *, out: Path | None, json_path: Path | Non
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(report_json(analysis, generated_at=now), indent=2), encoding="utf-8")
     except OSError as exc:
-        raise DeliveryError(f"cannot write the report: {exc}", hint="check the output path and its permissions") from exc
+        raise DeliveryError(f"cannot write the report: {exc}",
+                            hint="check the output path and its permissions") from exc
 
 
 def print_summary(analysis: Analysis, *, fmt: str, now: datetime) -> None:

@@ -155,13 +155,15 @@ def _point_amounts(s: RawSeries) -> np.ndarray:
     assert s.values is not None
     if s.metric_kind == "DELTA" or s.metric not in NATIVELY_DELTA:
         return s.values
-    spacing = np.diff(s.end_times, prepend=s.end_times[0] - (np.median(np.diff(s.end_times)) if len(s.end_times) > 1 else 60))
+    first_gap = float(np.median(np.diff(s.end_times))) if len(s.end_times) > 1 else 60.0
+    spacing = np.diff(s.end_times, prepend=s.end_times[0] - first_gap)
     return s.values * spacing
 
 
 def _concat(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
             values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    key_ids = np.concatenate([np.full(len(s.end_times), keys[(s.project, s.region, s.service, s.revision)]) for s in group])
+    key_ids = np.concatenate([np.full(len(s.end_times), keys[(s.project, s.region, s.service, s.revision)])
+                              for s in group])
     buckets = np.concatenate([_bucket(s.end_times, step) for s in group])
     return key_ids, buckets, np.concatenate(values) if values else np.empty(0)
 
@@ -190,13 +192,14 @@ def _instance_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, st
         frame = pd.DataFrame({
             "key": key_ids,
             "end": np.concatenate([s.end_times for s in chosen]),
-            "container": np.concatenate([np.full(len(s.end_times), s.metric_labels.get("container_name", "")) for s in chosen]),
+            "container": np.concatenate([np.full(len(s.end_times), s.metric_labels.get("container_name", ""))
+                                         for s in chosen]),
             "value": values,
         })
         # Series of one container at one instant add up; containers of one instance are not extra
         # instances, so take the largest container's count; then average over the step.
-        per_instant = frame.groupby(["key", "end", "container"], sort=False)["value"].sum()
-        per_instant = per_instant.groupby(level=[0, 1]).max().reset_index()
+        summed = frame.groupby(["key", "end", "container"], sort=False)["value"].sum()
+        per_instant = summed.groupby(level=[0, 1]).max().reset_index()
         per_instant["t"] = _bucket(per_instant["end"].to_numpy(), step)
         column = per_instant.groupby(["key", "t"])["value"].mean()
         column.index = column.index.set_names(["key", "t"])
@@ -290,7 +293,8 @@ def _assemble(columns: list[pd.Series], keys: dict[tuple[str, str, str, str], in
     return out.sort_values([*KEY_COLUMNS, "ts"], kind="stable").reset_index(drop=True)
 
 
-def _revision_table(raw: RawData, keys: dict[tuple[str, str, str, str], int]) -> dict[tuple[ServiceKey, str], RevisionInfo]:
+def _revision_table(raw: RawData,
+                    keys: dict[tuple[str, str, str, str], int]) -> dict[tuple[ServiceKey, str], RevisionInfo]:
     """Every revision seen in metrics or the Admin API, matched on (region, service, revision).
 
     The Admin API may name the project by number where Monitoring uses the ID, so the project of

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyzer.analysis import analyze_frames  # noqa: E402
-from analyzer.config import AnalysisConfig  # noqa: E402
-from analyzer.frames import build  # noqa: E402
-from analyzer.model import RawData  # noqa: E402
-from analyzer.simulate import DEMO_END, demo_specs, simulate_fleet, snapshot_documents  # noqa: E402
-from analyzer.sources.snapshot import ingest  # noqa: E402
+from analyzer.analysis import analyze_frames
+from analyzer.config import AnalysisConfig
+from analyzer.frames import build
+from analyzer.model import RawData
+from analyzer.simulate import DEMO_END, demo_specs, simulate_fleet, snapshot_documents
+from analyzer.sources.snapshot import ingest
 
 
 def main() -> None:
@@ -55,10 +55,12 @@ def main() -> None:
     points = sum(len(s.end_times) for s in raw.series)
     values = frames.metrics.shape[0] * (frames.metrics.shape[1] - 5)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"services: {len(frames.services)}  days: {args.days}  raw points: {points:,}  frame rows: {len(frames.metrics):,}")
+    print(f"services: {len(frames.services)}  days: {args.days}  raw points: {points:,}  "
+          f"frame rows: {len(frames.metrics):,}")
     print(f"parse REST JSON : {t1 - t0:6.2f} s  {points / (t1 - t0):>12,.0f} points/s")
     print(f"build frames    : {t2 - t1:6.2f} s  {points / (t2 - t1):>12,.0f} points/s")
-    print(f"detect + cost   : {t3 - t2:6.2f} s  {points / (t3 - t2):>12,.0f} points/s  ({values / (t3 - t2):,.0f} frame values/s)")
+    print(f"detect + cost   : {t3 - t2:6.2f} s  {points / (t3 - t2):>12,.0f} points/s  "
+          f"({values / (t3 - t2):,.0f} frame values/s)")
     print(f"frames + detect : {t3 - t1:6.2f} s  {points / (t3 - t1):>12,.0f} points/s")
     print(f"findings: {len(analysis.findings)}  peak RSS: {peak_mib:,.0f} MiB")
 

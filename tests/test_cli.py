@@ -28,7 +28,8 @@ def test_demo_writes_html_and_json_with_the_documented_keys(demo_run: tuple[Path
     doc = json.loads(findings.read_text(encoding="utf-8"))
     assert doc["schema_version"] == 1
     for finding in doc["findings"]:
-        assert {"kind", "project", "region", "service", "revision", "onset", "excess_cost_usd_per_month"} <= set(finding)
+        required = {"kind", "project", "region", "service", "revision", "onset", "excess_cost_usd_per_month"}
+        assert required <= set(finding)
         assert finding["onset"].endswith("Z")
     for service in doc["services"]:
         assert {"service", "cost_usd", "revisions"} <= set(service)
@@ -74,7 +75,8 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
 
 def test_format_json_prints_the_report_on_stdout(tmp_path: Path) -> None:
     points = [(T0.replace(minute=m + 1), {"int64Value": "60"}) for m in range(30)]
-    write_snapshot(tmp_path, [("timeSeries", "rc", {"timeSeries": [series("request_count", points, value_type="INT64")]}),
+    body = {"timeSeries": [series("request_count", points, value_type="INT64")]}
+    write_snapshot(tmp_path, [("timeSeries", "rc", body),
                               ("revisions", "r", {"revisions": [revision("svc-00001-abc")]})])
     result = CliRunner().invoke(cli, ["report", "--snapshot", str(tmp_path), "--format", "json"])
     assert result.exit_code == 0, result.output

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import load_model, stats
+from analyzer.analysis import load_model
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, reference_totals
 from analyzer.config import DetectionConfig
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -81,12 +82,12 @@ def _split_points(y: FloatArray, drop_floor: float, jump_floor: float) -> list[i
     deviation = diffs - typical
     drops = deviation < -max(3.0 * noise, drop_floor)
     jumps = deviation > max(6.0 * noise, jump_floor)
-    return [i + 1 for i in np.flatnonzero(drops | jumps)]
+    return [int(i) + 1 for i in np.flatnonzero(drops | jumps)]
 
 
 def _segments(n: int, splits: list[int], min_len: int) -> list[tuple[int, int]]:
     edges = [0, *splits, n]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b - a >= min_len]
+    return [(a, b) for a, b in pairwise(edges) if b - a >= min_len]
 
 
 def _load_adjusted(hours: FloatArray, y: FloatArray, load: FloatArray, segs: list[tuple[int, int]]) -> FloatArray:
@@ -102,7 +103,8 @@ def _load_adjusted(hours: FloatArray, y: FloatArray, load: FloatArray, segs: lis
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     load_coef = float(coef[2])
     # Only remove a positive load effect (more in-flight work, more memory); never invent one.
-    return y - max(load_coef, 0.0) * columns[1]
+    adjusted: FloatArray = y - max(load_coef, 0.0) * columns[1]
+    return adjusted
 
 
 def _pooled_trend(hours: FloatArray, y: FloatArray, segs: list[tuple[int, int]]) -> tuple[float, float, float]:
@@ -206,10 +208,10 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     # climb shows over the whole revision without them.
     near_limit = np.nan_to_num(peak, nan=0.0) >= OOM_RESET_LEVEL
     drops = [i for i in splits if y[i] < y[i - 1]]
-    explained = not drops or np.mean([near_limit[max(0, i - 3): i + 1].any() for i in drops]) >= 0.5
+    explained = not drops or bool(np.mean([near_limit[max(0, i - 3): i + 1].any() for i in drops]) >= 0.5)
     if not explained:
         whole = stats.mann_kendall(hours, adjusted)
-        explained = whole.p_value <= 0.05 and whole.slope * 24 >= cfg.min_slope_per_day / 2
+        explained = bool(whole.p_value <= 0.05 and whole.slope * 24 >= cfg.min_slope_per_day / 2)
     first_a, first_b = segs[0]
     onset = first_a + _onset_index(hours[first_a:first_b], adjusted[first_a:first_b], 3)
     return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, keeps, explained, onset)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from analyzer.analysis.timeline import RevisionSpan, ServiceView
 from analyzer.config import DetectionConfig, RegressionDetection
-from analyzer.model import FloatArray, FindingKind
+from analyzer.model import FindingKind, FloatArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ def mann_whitney_greater(after: FloatArray, before: FloatArray) -> float:
     ranks = np.empty(len(combined))
     ranks[order] = np.arange(1, len(combined) + 1)
     # average ranks of ties
-    values, inverse, counts = np.unique(combined, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(combined, return_inverse=True, return_counts=True)
     sums = np.bincount(inverse, weights=ranks)
     ranks = (sums / counts)[inverse]
     u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
@@ -88,7 +88,8 @@ def _matched_load(before: pd.DataFrame, after: pd.DataFrame, need: float) -> tup
 
     def within(rows: pd.DataFrame, load: pd.Series) -> pd.DataFrame:
         hours = load.index[(load >= low) & (load <= high)]
-        return rows.loc[rows["ts"].dt.floor("1h").isin(hours)]
+        kept: pd.DataFrame = rows.loc[rows["ts"].dt.floor("1h").isin(hours)]
+        return kept
 
     matched_before, matched_after = within(before, load_before), within(after, load_after)
     if len(matched_before) < need or len(matched_after) < need:
@@ -150,7 +151,8 @@ def _quiet_cpu(rows: pd.DataFrame) -> float:
     return float(usable.loc[quiet, "cpu_mean"].median())
 
 
-def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *, default_cpu: float) -> RegressionEvidence | None:
+def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
+               default_cpu: float) -> RegressionEvidence | None:
     previous = view.previous(span.name)
     if previous is None:
         return None
