@@ -52,17 +52,35 @@ class LeakEvidence:
 
 def troughs(rows: pd.DataFrame, bin_minutes: int) -> pd.DataFrame:
     """Per bin: the lowest typical memory (mean across instances), the lowest worst-instance memory
-    (max across instances), the mean load per instance, and the highest worst-instance memory."""
-    signal = rows["mem_mean"].where(rows["mem_mean"].notna(), rows["mem_p50"])
-    inst = rows["inst_active"].where(rows["inst_active"] > 0)
-    frame = pd.DataFrame({
-        "ts": rows["ts"].to_numpy(),
-        "trough": signal.to_numpy(),
-        "worst": rows["mem_max"].to_numpy(),
-        "load": (rows["req_rate"] / inst).to_numpy(),
-        "peak": rows["mem_max"].to_numpy(),
-    }).set_index("ts")
-    binned = frame.resample(f"{bin_minutes}min").agg({"trough": "min", "worst": "min", "load": "mean", "peak": "max"})
+    (max across instances), the mean load per instance, and the highest worst-instance memory.
+    Indexed by bin start (bins aligned to the epoch); bins without memory data are left out."""
+    typical = rows["mem_mean"].to_numpy(dtype=np.float64)
+    typical = np.where(np.isnan(typical), rows["mem_p50"].to_numpy(dtype=np.float64), typical)
+    worst = rows["mem_max"].to_numpy(dtype=np.float64)
+    inst = rows["inst_active"].to_numpy(dtype=np.float64)
+    load = rows["req_rate"].to_numpy(dtype=np.float64) / np.where(inst > 0, inst, np.nan)
+    width = pd.Timedelta(minutes=bin_minutes).value
+    stamps = pd.DatetimeIndex(rows["ts"]).as_unit("ns").asi8
+    starts, codes = np.unique(stamps // width, return_inverse=True)
+    n = len(starts)
+
+    def reduce(values: FloatArray, how: np.ufunc, fill: float) -> FloatArray:
+        out = np.full(n, fill)
+        how.at(out, codes, np.where(np.isnan(values), fill, values))
+        return np.where(out == fill, np.nan, out)
+
+    finite = np.isfinite(load)
+    load_sum = np.bincount(codes, weights=np.where(finite, load, 0.0), minlength=n)
+    load_n = np.bincount(codes, weights=finite.astype(np.float64), minlength=n)
+    binned = pd.DataFrame(
+        {
+            "trough": reduce(typical, np.minimum, np.inf),
+            "worst": reduce(worst, np.minimum, np.inf),
+            "load": np.divide(load_sum, load_n, out=np.full(n, np.nan), where=load_n > 0),
+            "peak": reduce(worst, np.maximum, -np.inf),
+        },
+        index=pd.to_datetime(starts * width, unit="ns", utc=True),
+    )
     return binned.dropna(subset=["trough"])
 
 
