@@ -16,10 +16,11 @@ def summary_text(analysis: Analysis) -> str:
     if not analysis.findings:
         lines.append("  no findings")
     for f in analysis.findings:
-        state = "ongoing" if f.ongoing else f"resolved by {f.resolved_by}"
+        dollars = (f"ongoing, {usd(f.excess_cost_usd_per_month)}/month extra" if f.ongoing
+                   else f"resolved by {f.resolved_by}, saves {usd(f.savings_usd_per_month)}/month")
         lines.append(
             f"  [{f.severity.value:8}] {f.service}: {f.kind.value} since {f.onset:%Y-%m-%d %H:%M} UTC in {f.revision} "
-            f"({state}) {usd(f.excess_cost_usd_per_month)}/month"
+            f"({dollars})"
         )
         lines.append(f"             {f.summary}")
     for p in analysis.problems:
