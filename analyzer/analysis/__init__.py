@@ -12,11 +12,12 @@ from datetime import datetime
 
 import pandas as pd
 
-from analyzer.analysis.cost import ServiceCost, service_cost
+from analyzer.analysis.cost import ServiceCost, apply_free_tier, service_cost
 from analyzer.analysis.findings import RevisionEvidence, detect_service
 from analyzer.analysis.fixcheck import FixCheck, fix_checks
 from analyzer.analysis.pricing import PriceTable, load_table
 from analyzer.analysis.timeline import ServiceView, build_view
+from analyzer.analysis.whatif import WhatIf, service_what_ifs
 from analyzer.config import AnalysisConfig
 from analyzer.frames import Frames
 from analyzer.model import Finding, Problem, ServiceKey
@@ -30,6 +31,7 @@ class ServiceResult:
     evidence: list[RevisionEvidence] = field(default_factory=list)
     fixes: list[FixCheck] = field(default_factory=list)
     status: str = "analyzed"  # or "no data", "failed"
+    what_ifs: list[WhatIf] = field(default_factory=list)  # other settings of the current revision, priced
 
     @property
     def findings(self) -> list[Finding]:
@@ -84,12 +86,18 @@ def analyze_frames(frames: Frames, config: AnalysisConfig, *, table: PriceTable 
             evidence = detect_service(view, config, table)
             result = ServiceResult(key, view, service_cost(view, table, config, window), evidence)
             result.fixes = fix_checks(view, evidence, table, config)
+            result.what_ifs = service_what_ifs(view, table, config, findings=result.findings)
         except Exception as exc:  # one service's bad data must not sink the fleet report
             problems.append(Problem(str(key), f"analysis failed: {type(exc).__name__}: {exc}",
                                     "please report this with the snapshot (cloudrun-analyzer fetch) attached: "
                                     + traceback.format_exc(limit=1).strip().splitlines()[-1]))
             result = ServiceResult(key, view, None, status="failed")
         results.append(result)
+    if config.pricing.apply_free_tier:  # per billing account: shared by every service analyzed
+        seconds = (window[1] - window[0]).total_seconds()
+        costs = apply_free_tier([r.cost for r in results], table, window_seconds=seconds)
+        for result, cost in zip(results, costs, strict=True):
+            result.cost = cost
     findings = sorted((f for r in results for f in r.findings),
                       key=lambda f: (-f.excess_cost_usd_per_month, f.service, f.onset))
     return Analysis(findings, results, problems, frames.window_start, frames.window_end, frames.step_seconds,

@@ -1,33 +1,76 @@
-"""What each service and revision costs, and what an anomaly adds.
+"""What each service and revision costs, what an anomaly adds, and what a fix saves.
 
-Window cost comes from allocation time (vCPU-seconds and GiB-seconds, what Cloud Run bills) times
-the revision's unit prices, plus the request fee under request-based billing. Where allocation time
-is missing, billable instance time × the revision's limits stands in; where both exist they are
-cross-checked and a difference over 5 % is reported. An anomaly's excess is the cost above what the
-reference period (the revision before the onset) would have cost for the same load.
+Window cost is what Cloud Run meters: allocation time (vCPU-seconds and GiB-seconds) × the revision's
+unit prices, plus the request fee under request-based billing. Where a step has no allocation time,
+billable instance time × the revision's limits stands in; where both exist they are cross-checked and
+a difference over 5 % is flagged. Idle min-instances of request-based revisions are billed at the idle
+rates; how they show in the metrics is unverified, so their cost is an *estimate* from
+``instance_count{state=idle}`` kept apart from the metered cost unless ``bill_idle_min_instances``.
+
+An anomaly's excess is the billable instance-, vCPU- and GiB-seconds beyond the counterfactual (what
+the revision before the onset needed for the same load: the mean per request-rate bin) × unit prices. A
+fix's savings are what the broken revision would have cost for the fixing revision's load, minus what
+the fix costs. Formulas and what is exact versus estimated: docs/cost-model.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import load_model
-from analyzer.analysis.pricing import PriceTable, UnitPrices, unit_prices
+from analyzer.analysis.pricing import (
+    SECONDS_PER_MONTH,
+    PriceTable,
+    UnitPrices,
+    free_allowance,
+    mode_name,
+    unit_prices,
+)
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, reference_totals
-from analyzer.config import AnalysisConfig
-from analyzer.model import RevisionInfo, ServiceKey
+from analyzer.config import AnalysisConfig, PricingConfig
+from analyzer.model import FloatArray, RevisionInfo, ServiceKey
 
-SECONDS_PER_MONTH = 365.25 / 12 * 86400
 CROSSCHECK_TOLERANCE = 0.05
+RECENT_DAYS = 7.0  # the monthly projection is the run-rate of the window's last week
+RUN_RATE_HOURS = 24.0  # an anomaly's per-month figure is its run-rate over its last day
+FIX_COMPARE_HOURS = 24.0  # the broken revision's last day is the "before" of a fix
+STEP_COLUMNS = ("vcpu_s", "gib_s", "billable_s", "requests", "idle_s", "metered_usd", "idle_usd", "usd")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Billed quantities and their dollars in one billing mode."""
+
+    vcpu_seconds: float = 0.0
+    gib_seconds: float = 0.0
+    requests: float = 0.0
+    cpu_usd: float = 0.0
+    memory_usd: float = 0.0
+    requests_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(_fields(self), _fields(other), strict=True)))
+
+    def scaled(self, factor: float) -> Usage:
+        return Usage(*(a * factor for a in _fields(self)))
+
+    @property
+    def usd(self) -> float:
+        return self.cpu_usd + self.memory_usd + self.requests_usd
+
+
+def _fields(usage: Usage) -> tuple[float, ...]:
+    return (usage.vcpu_seconds, usage.gib_seconds, usage.requests, usage.cpu_usd, usage.memory_usd,
+            usage.requests_usd)
 
 
 @dataclass(frozen=True, slots=True)
 class RevisionCost:
     revision: str
-    cost_usd: float
+    cost_usd: float  # metered (+ idle estimate when billed) − free-tier credit
     cpu_usd: float
     memory_usd: float
     requests_usd: float
@@ -35,127 +78,443 @@ class RevisionCost:
     gib_seconds: float
     requests: float
     billable_seconds: float
-    basis: str  # "allocation time" or "billable instance time × limits"
-    crosscheck_difference: float | None  # relative, allocation vs billable × limits
+    basis: str  # "allocation time", "billable instance time × limits", or both
+    crosscheck_difference: float | None  # relative, allocation vs billable × limits (same steps)
     prices: UnitPrices
     limits_assumed: bool
+    idle_min_instance_seconds: float = 0.0  # estimated idle min-instance time (request-based only)
+    idle_min_instance_usd: float = 0.0  # its cost at the idle rates: an estimate
+    free_tier_credit_usd: float = 0.0
 
     @property
     def crosscheck_flagged(self) -> bool:
-        return self.crosscheck_difference is not None and abs(self.crosscheck_difference) > CROSSCHECK_TOLERANCE
+        difference = self.crosscheck_difference
+        return difference is not None and abs(difference) > CROSSCHECK_TOLERANCE
+
+    @property
+    def metered_usd(self) -> float:
+        return self.cpu_usd + self.memory_usd + self.requests_usd
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.vcpu_seconds, self.gib_seconds, self.requests, self.cpu_usd, self.memory_usd,
+                     self.requests_usd)
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceCost:
     key: ServiceKey
-    cost_usd: float
+    cost_usd: float  # the window's cost: metered (+ idle estimate when billed) − free-tier credit
     window_hours: float
     monthly_projection_usd: float  # at the run-rate of the last 7 days of the window (or all of it)
     revisions: list[RevisionCost] = field(default_factory=list)
+    idle_min_instance_usd: float = 0.0  # estimate over the window (in cost_usd only when billed)
+    idle_min_instance_usd_per_month: float = 0.0
+    free_tier_credit_usd: float = 0.0
+    free_tier_credit_usd_per_month: float = 0.0
+    usage: dict[str, Usage] = field(default_factory=dict)  # by billing mode, over the window
+    monthly_usage: dict[str, Usage] = field(default_factory=dict)  # by billing mode, per month at run-rate
+
+    @property
+    def crosscheck_flagged(self) -> bool:
+        return any(r.crosscheck_flagged for r in self.revisions)
 
 
-def _limits(info: RevisionInfo, config: AnalysisConfig) -> tuple[float, float, bool]:
-    cpu = info.cpu_limit or config.pricing.default_cpu
-    mem = info.memory_limit_gib or config.pricing.default_memory_gib
+# --- per step -----------------------------------------------------------------------------------------
+
+def limits(info: RevisionInfo, config: PricingConfig) -> tuple[float, float, bool]:
+    """(vCPU, GiB, assumed): the revision's limits, or the configured defaults when unknown."""
+    cpu = info.cpu_limit or config.default_cpu
+    mem = info.memory_limit_gib or config.default_memory_gib
     return cpu, mem, info.cpu_limit is None or info.memory_limit_gib is None
 
 
-def step_costs(rows: pd.DataFrame, prices: UnitPrices, cpu: float, mem: float) -> pd.Series:
-    """USD per row: allocation time where reported, billable time × limits otherwise, plus requests."""
-    allocated = rows["cpu_alloc_s"].fillna(0.0) * prices.cpu_vcpu_second + rows["mem_alloc_gibs"].fillna(0.0) * prices.memory_gib_second
-    billable = rows["billable_s"].fillna(0.0) * (cpu * prices.cpu_vcpu_second + mem * prices.memory_gib_second)
-    has_allocation = (rows["cpu_alloc_s"].fillna(0.0) > 0) | (rows["mem_alloc_gibs"].fillna(0.0) > 0)
-    compute = allocated.where(has_allocation, billable)
-    return compute + rows["requests"].fillna(0.0) * prices.requests_per_million / 1e6
+def idle_min_instance_seconds(rows: pd.DataFrame, min_instances: int, step_seconds: int) -> pd.Series:
+    """Estimated idle min-instance seconds per row: the idle instances Cloud Run keeps to hold the
+    ``min_instances`` floor, min(idle, max(min − active, 0)) × step. Idle instances above the floor
+    (waiting to be scaled in) are not billed under request-based billing. Without instance counts the
+    whole floor is assumed idle."""
+    if min_instances <= 0:
+        return pd.Series(0.0, index=rows.index)
+    active = rows["inst_active"].astype(np.float64).fillna(0.0)
+    floor_gap = (min_instances - active).clip(lower=0.0)
+    idle = rows["inst_idle"].astype(np.float64).fillna(floor_gap)
+    return idle.clip(upper=floor_gap) * float(step_seconds)
 
 
-def revision_cost(rows: pd.DataFrame, info: RevisionInfo, table: PriceTable, config: AnalysisConfig) -> RevisionCost:
-    prices = unit_prices(table, info, config.pricing)
-    cpu, mem, assumed = _limits(info, config)
-    vcpu_s = float(rows["cpu_alloc_s"].sum())
-    gib_s = float(rows["mem_alloc_gibs"].sum())
-    billable = float(rows["billable_s"].sum())
-    requests = float(rows["requests"].sum())
-    if vcpu_s > 0 or gib_s > 0:
-        basis = "allocation time"
-        cross = None
-        if billable > 0:
-            from_billable = billable * (cpu * prices.cpu_vcpu_second + mem * prices.memory_gib_second)
-            from_allocation = vcpu_s * prices.cpu_vcpu_second + gib_s * prices.memory_gib_second
-            cross = from_allocation / from_billable - 1.0 if from_billable > 0 else None
-    else:
-        basis = "billable instance time × limits"
-        vcpu_s, gib_s, cross = billable * cpu, billable * mem, None
-    cpu_usd = vcpu_s * prices.cpu_vcpu_second
-    memory_usd = gib_s * prices.memory_gib_second
-    requests_usd = requests * prices.requests_per_million / 1e6
-    return RevisionCost(info.revision, cpu_usd + memory_usd + requests_usd, cpu_usd, memory_usd, requests_usd,
-                        vcpu_s, gib_s, requests, billable, basis, cross, prices, assumed)
+def step_quantities(rows: pd.DataFrame, info: RevisionInfo, prices: UnitPrices, config: PricingConfig,
+                    step_seconds: int) -> pd.DataFrame:
+    """Per row of one revision: billed vCPU-s, GiB-s, billable instance-s, requests, estimated idle
+    min-instance seconds and the dollars (``metered_usd``, ``idle_usd``, ``usd`` = what is counted)."""
+    cpu, mem, _ = limits(info, config)
+    billable = rows["billable_s"].astype(np.float64).fillna(0.0)
+    cpu_alloc = rows["cpu_alloc_s"].astype(np.float64).fillna(0.0)
+    mem_alloc = rows["mem_alloc_gibs"].astype(np.float64).fillna(0.0)
+    requests = rows["requests"].astype(np.float64).fillna(0.0)
+    out = pd.DataFrame(index=rows.index)
+    out["vcpu_s"] = cpu_alloc.where(cpu_alloc > 0, billable * cpu)
+    out["gib_s"] = mem_alloc.where(mem_alloc > 0, billable * mem)
+    out["billable_s"] = billable
+    out["requests"] = requests
+    idle = (idle_min_instance_seconds(rows, info.min_instances, step_seconds) if prices.request_based
+            else pd.Series(0.0, index=rows.index))
+    out["idle_s"] = idle
+    out["metered_usd"] = (out["vcpu_s"] * prices.cpu_vcpu_second + out["gib_s"] * prices.memory_gib_second
+                          + requests * prices.requests_per_million / 1e6)
+    out["idle_usd"] = idle * prices.idle_instance_second(cpu, mem)
+    out["usd"] = out["metered_usd"] + (out["idle_usd"] if config.bill_idle_min_instances else 0.0)
+    out["measured"] = (cpu_alloc > 0) | (mem_alloc > 0)
+    return out
 
 
-def service_cost(view: ServiceView, table: PriceTable, config: AnalysisConfig,
-                 window: tuple[pd.Timestamp, pd.Timestamp]) -> ServiceCost:
-    revisions = [revision_cost(view.revision_rows(s.name), s.info, table, config) for s in view.spans]
-    total = sum(r.cost_usd for r in revisions)
-    start, end = window
-    hours = max((end - start) / pd.Timedelta(hours=1), view.step_seconds / 3600)
-    recent_start = max(start, end - pd.Timedelta(days=7))
-    recent = service_step_costs(view, table, config)
-    recent = recent.loc[recent.index >= recent_start]
-    recent_seconds = max((end - recent_start).total_seconds(), view.step_seconds)
-    monthly = float(recent.sum()) / recent_seconds * SECONDS_PER_MONTH
-    return ServiceCost(view.key, total, hours, monthly, revisions)
+def revision_steps(view: ServiceView, span: RevisionSpan, table: PriceTable,
+                   config: AnalysisConfig) -> pd.DataFrame:
+    """``step_quantities`` of one revision, indexed by step start."""
+    rows = view.revision_rows(span.name)
+    prices = unit_prices(table, span.info, config.pricing)
+    steps = step_quantities(rows, span.info, prices, config.pricing, view.step_seconds)
+    steps.index = pd.DatetimeIndex(rows["ts"].to_numpy())
+    return steps
+
+
+def service_steps(view: ServiceView, table: PriceTable, config: AnalysisConfig) -> pd.DataFrame:
+    """``STEP_COLUMNS`` summed over the service's revisions, per step."""
+    parts = [revision_steps(view, span, table, config)[list(STEP_COLUMNS)] for span in view.spans]
+    if not parts:
+        return pd.DataFrame(columns=list(STEP_COLUMNS), index=pd.DatetimeIndex([]), dtype=np.float64)
+    steps = pd.concat(parts).groupby(level=0).sum()
+    steps.index = pd.DatetimeIndex(steps.index)
+    return steps
 
 
 def service_step_costs(view: ServiceView, table: PriceTable, config: AnalysisConfig) -> pd.Series:
     """USD per step for the whole service (all revisions), indexed by step start."""
-    parts = []
-    for span in view.spans:
-        rows = view.revision_rows(span.name)
-        cpu, mem, _ = _limits(span.info, config)
-        prices = unit_prices(table, span.info, config.pricing)
-        parts.append(pd.Series(step_costs(rows, prices, cpu, mem).to_numpy(), index=rows["ts"].to_numpy()))
-    if not parts:
-        return pd.Series(dtype=np.float64)
-    costs = pd.concat(parts).groupby(level=0).sum()
-    costs.index = pd.DatetimeIndex(costs.index)
-    return costs
+    return service_steps(view, table, config)["usd"]
 
+
+# --- window cost and projection ----------------------------------------------------------------------
+
+def revision_cost(view: ServiceView, span: RevisionSpan, table: PriceTable, config: AnalysisConfig, *,
+                  steps: pd.DataFrame | None = None) -> RevisionCost:
+    """The revision's window cost (``steps``: its ``revision_steps`` when already computed)."""
+    if steps is None:
+        steps = revision_steps(view, span, table, config)
+    prices = unit_prices(table, span.info, config.pricing)
+    cpu, mem, assumed = limits(span.info, config.pricing)
+    billed = steps["billable_s"] > 0
+    measured = steps["measured"]
+    if not measured.any():
+        basis = "billable instance time × limits"
+    elif (billed & ~measured).any():
+        basis = "allocation time (billable instance time × limits where it is missing)"
+    else:
+        basis = "allocation time"
+    both = billed & measured
+    cross = None
+    if both.any():
+        from_billable = float(steps.loc[both, "billable_s"].sum()) * prices.instance_second(cpu, mem)
+        from_allocation = float((steps.loc[both, "vcpu_s"] * prices.cpu_vcpu_second
+                                 + steps.loc[both, "gib_s"] * prices.memory_gib_second).sum())
+        cross = from_allocation / from_billable - 1.0 if from_billable > 0 else None
+    vcpu_s, gib_s = float(steps["vcpu_s"].sum()), float(steps["gib_s"].sum())
+    requests = float(steps["requests"].sum())
+    cpu_usd = vcpu_s * prices.cpu_vcpu_second
+    memory_usd = gib_s * prices.memory_gib_second
+    requests_usd = requests * prices.requests_per_million / 1e6
+    idle_usd = float(steps["idle_usd"].sum())
+    billed_idle = idle_usd if config.pricing.bill_idle_min_instances else 0.0
+    total = cpu_usd + memory_usd + requests_usd + billed_idle
+    return RevisionCost(span.name, total, cpu_usd, memory_usd, requests_usd, vcpu_s, gib_s, requests,
+                        float(steps["billable_s"].sum()), basis, cross, prices, assumed,
+                        float(steps["idle_s"].sum()), idle_usd)
+
+
+def _usage(steps: pd.DataFrame, prices: UnitPrices) -> Usage:
+    vcpu, gib = float(steps["vcpu_s"].sum()), float(steps["gib_s"].sum())
+    requests = float(steps["requests"].sum())
+    return Usage(vcpu, gib, requests, vcpu * prices.cpu_vcpu_second, gib * prices.memory_gib_second,
+                 requests * prices.requests_per_million / 1e6)
+
+
+def service_cost(view: ServiceView, table: PriceTable, config: AnalysisConfig,
+                 window: tuple[pd.Timestamp, pd.Timestamp]) -> ServiceCost:
+    start, end = window
+    hours = max((end - start) / pd.Timedelta(hours=1), view.step_seconds / 3600)
+    recent_start = max(start, end - pd.Timedelta(days=RECENT_DAYS))
+    recent_seconds = max((end - recent_start).total_seconds(), view.step_seconds)
+    per_month = SECONDS_PER_MONTH / recent_seconds
+    revisions: list[RevisionCost] = []
+    usage: dict[str, Usage] = {}
+    monthly_usage: dict[str, Usage] = {}
+    recent_usd = recent_idle_usd = 0.0
+    for span in view.spans:
+        steps = revision_steps(view, span, table, config)
+        revision = revision_cost(view, span, table, config, steps=steps)
+        revisions.append(revision)
+        recent = steps.loc[steps.index >= recent_start]
+        recent_usd += float(recent["usd"].sum())
+        recent_idle_usd += float(recent["idle_usd"].sum())
+        mode = mode_name(revision.prices.request_based)
+        usage[mode] = usage.get(mode, Usage()) + revision.usage
+        monthly = _usage(recent, revision.prices).scaled(per_month)
+        monthly_usage[mode] = monthly_usage.get(mode, Usage()) + monthly
+    return ServiceCost(
+        key=view.key,
+        cost_usd=sum(r.cost_usd for r in revisions),
+        window_hours=hours,
+        monthly_projection_usd=recent_usd * per_month,
+        revisions=revisions,
+        idle_min_instance_usd=sum(r.idle_min_instance_usd for r in revisions),
+        idle_min_instance_usd_per_month=recent_idle_usd * per_month,
+        usage=usage,
+        monthly_usage=monthly_usage,
+    )
+
+
+Fractions = tuple[float, float, float]  # of CPU, memory and requests
+
+
+def _covered(usage: dict[str, Usage], table: PriceTable, seconds: float) -> dict[str, Fractions]:
+    """Per billing mode, the fraction of CPU, memory and requests the free tier covers."""
+    covered: dict[str, Fractions] = {}
+    for mode, used in usage.items():
+        free = free_allowance(table, request_based=mode == "request_based", seconds=seconds)
+
+        def share(allowance: float, amount: float) -> float:
+            return min(1.0, allowance / amount) if amount > 0 else 0.0
+
+        covered[mode] = (share(free["cpu_vcpu_seconds"], used.vcpu_seconds),
+                         share(free["memory_gib_seconds"], used.gib_seconds),
+                         share(free["requests"], used.requests))
+    return covered
+
+
+def _credit(usage: Usage, fractions: Fractions) -> float:
+    cpu, memory, requests = fractions
+    return usage.cpu_usd * cpu + usage.memory_usd * memory + usage.requests_usd * requests
+
+
+def apply_free_tier(costs: Sequence[ServiceCost | None], table: PriceTable, *,
+                    window_seconds: float) -> list[ServiceCost | None]:
+    """Subtract the free tier from every service, as one billing account.
+
+    The monthly allowance is prorated to the window (and taken whole for the monthly projection), set
+    against the usage of all services together per billing mode, and shared out in proportion to each
+    revision's usage, valued at its own unit prices.
+    """
+    window_total: dict[str, Usage] = {}
+    month_total: dict[str, Usage] = {}
+    for cost in (c for c in costs if c is not None):
+        for mode, used in cost.usage.items():
+            window_total[mode] = window_total.get(mode, Usage()) + used
+        for mode, used in cost.monthly_usage.items():
+            month_total[mode] = month_total.get(mode, Usage()) + used
+    in_window = _covered(window_total, table, window_seconds)
+    in_month = _covered(month_total, table, SECONDS_PER_MONTH)
+    out: list[ServiceCost | None] = []
+    for item in costs:
+        if item is None:
+            out.append(None)
+            continue
+        cost = item
+        revisions = []
+        for rev in cost.revisions:
+            credit = _credit(rev.usage, in_window.get(mode_name(rev.prices.request_based), (0.0, 0.0, 0.0)))
+            revisions.append(replace(rev, cost_usd=rev.cost_usd - credit, free_tier_credit_usd=credit))
+        window_credit = sum(r.free_tier_credit_usd for r in revisions)
+        month_credit = sum(_credit(used, in_month.get(mode, (0.0, 0.0, 0.0)))
+                           for mode, used in cost.monthly_usage.items())
+        out.append(replace(cost, revisions=revisions, cost_usd=cost.cost_usd - window_credit,
+                           free_tier_credit_usd=window_credit, free_tier_credit_usd_per_month=month_credit,
+                           monthly_projection_usd=cost.monthly_projection_usd - month_credit))
+    return out
+
+
+# --- excess of an anomaly ------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Excess:
-    window_usd: float  # extra dollars from the onset to the end of the anomaly (or window)
-    per_month_usd: float  # the extra run-rate at the end of the anomaly, per month
+    window_usd: float  # extra dollars from the onset to the end of the revision's serving (or window)
+    per_month_usd: float  # the extra run-rate over the anomaly's last day, per month
     reference: str
     actual_usd_per_hour: float
     expected_usd_per_hour: float
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    instance_seconds: float = 0.0  # billable instance-seconds beyond the counterfactual
+    vcpu_seconds: float = 0.0
+    gib_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedForLoad:
+    """The mean of a per-step quantity as a function of request rate, learned from a reference period.
+
+    ``load_model`` takes bin medians, right for "how many instances", but a cost is an expectation:
+    per-step resource use is skewed, and a median would understate the counterfactual and so overstate
+    the excess. Between bins it interpolates; above the busiest bin it grows in proportion to load;
+    below the quietest it follows the slope of the two quietest bins (down to zero at most), so a quiet
+    night after a busy reference is not priced at the reference's quietest level.
+    """
+
+    load_points: FloatArray  # bin centres (mean request rate), increasing
+    values: FloatArray  # mean of the quantity per bin, made non-decreasing
+
+    def predict(self, load: FloatArray) -> FloatArray:
+        load = np.asarray(load, dtype=np.float64)
+        points, values = self.load_points, self.values
+        inside = np.interp(load, points, values)
+        top_load, top_value = points[-1], values[-1]
+        above = np.maximum(top_value * load / top_load, top_value) if top_load > 0 else inside
+        if len(points) > 1 and points[1] > points[0]:
+            slope = (values[1] - values[0]) / (points[1] - points[0])
+            below = np.clip(values[0] - slope * (points[0] - load), 0.0, values[0])
+        else:
+            below = np.full_like(load, values[0])
+        return np.where(load > top_load, above, np.where(load < points[0], below, inside))
+
+
+def expected_for_load(load: FloatArray, value: FloatArray, *, bins: int = 12,
+                      min_points: int = 12) -> ExpectedForLoad | None:
+    """Fit ``ExpectedForLoad`` on paired samples (NaNs dropped); None with too little reference data."""
+    keep = np.isfinite(load) & np.isfinite(value)
+    load, value = load[keep], value[keep]
+    if len(load) < min_points:
+        return None
+    edges = np.unique(np.quantile(load, np.linspace(0.0, 1.0, bins + 1)))
+    which = np.clip(np.searchsorted(edges, load, side="right") - 1, 0, max(len(edges) - 2, 0))
+    centres, means = [], []
+    for b in range(max(len(edges) - 1, 1)):
+        members = which == b
+        if members.sum() >= 2:
+            centres.append(float(np.mean(load[members])))
+            means.append(float(np.mean(value[members])))
+    if not centres:
+        return None
+    return ExpectedForLoad(np.asarray(centres), np.maximum.accumulate(np.asarray(means)))
+
+
+def _predict(reference: pd.DataFrame, target: pd.DataFrame, column: str) -> np.ndarray | None:
+    model = expected_for_load(reference["req_rate"].to_numpy(dtype=np.float64),
+                              reference[column].to_numpy(dtype=np.float64))
+    if model is None:
+        return None
+    return model.predict(target["req_rate"].to_numpy(dtype=np.float64))
+
+
+def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame,
+               config: AnalysisConfig) -> tuple[pd.DataFrame, str]:
+    """The steps that show the old behaviour: the detectors' reference (the previous revision), else the
+    earlier revisions together when the previous one served too briefly, else ``span``'s first hours."""
+    warmup, hours = config.detection.warmup_minutes, config.detection.creep.reference_hours
+    reference, described = reference_totals(view, span, warmup, hours)
+    previous = view.previous(span.name)
+    if previous is None or described == f"revision {previous.name}":
+        return totals.loc[reference.index], described
+    earlier = view.spans[:view.spans.index(span)]
+    warm = pd.Timedelta(minutes=warmup)
+    start = span.first_seen - pd.Timedelta(hours=3 * hours)
+    mask = pd.Series(False, index=totals.index)
+    for old in earlier:
+        mask |= ((totals["serving"] == old.name) & (totals.index >= old.first_seen + warm)
+                 & (totals.index >= start) & (totals.index < span.first_seen))
+    if mask.sum() * view.step_seconds >= hours * 3600 / 2:
+        names = [old.name for old in earlier if (mask & (totals["serving"] == old.name)).any()]
+        return totals.loc[mask], "revisions " + ", ".join(names)
+    return totals.loc[reference.index], described
 
 
 def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, table: PriceTable,
                 config: AnalysisConfig) -> Excess | None:
-    """Cost beyond what the reference period needed for the same load, while ``span`` served."""
-    costs = service_step_costs(view, table, config)
-    totals = view.totals.assign(cost=costs.reindex(view.totals.index).fillna(0.0))
-    reference, described = reference_totals(view, span, config.detection.warmup_minutes,
-                                            config.detection.creep.reference_hours)
-    ref = totals.loc[reference.index]
-    model = load_model.fit(ref["req_rate"].to_numpy(), ref["cost"].to_numpy())
-    if model is None:
-        return None
-    mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= onset)]
+    """Resources beyond what the reference period (see ``_reference``) needed on average for the same
+    request rate, from ``onset`` while ``span`` served, priced at ``span``'s unit prices. None when
+    there is too little reference data."""
+    quantities = service_steps(view, table, config)[["billable_s", "vcpu_s", "gib_s"]]
+    totals = view.totals.join(quantities.rename(columns={"billable_s": "billable_q"}), how="left")
+    ref, described = _reference(view, span, totals, config)
+    # Steps without a request rate cannot be compared with anything: they are left out.
+    mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= onset) & totals["req_rate"].notna()]
     if mine.empty:
         return None
-    expected = model.predict(mine["req_rate"].to_numpy())
-    extra = mine["cost"].to_numpy() - expected
+    extra: dict[str, np.ndarray] = {}
+    for column in ("billable_q", "vcpu_s", "gib_s"):
+        expected = _predict(ref, mine, column)
+        if expected is None:
+            return None
+        extra[column] = mine[column].to_numpy(dtype=np.float64) - expected
+    prices = unit_prices(table, span.info, config.pricing)
+    extra_usd = extra["vcpu_s"] * prices.cpu_vcpu_second + extra["gib_s"] * prices.memory_gib_second
+    actual_usd = (mine["vcpu_s"].to_numpy(dtype=np.float64) * prices.cpu_vcpu_second
+                  + mine["gib_s"].to_numpy(dtype=np.float64) * prices.memory_gib_second)
     # The run-rate now: the last day of the anomaly, so a growing leak is priced as it stands.
-    last_day = mine.index >= mine.index[-1] - pd.Timedelta(hours=24)
-    seconds = last_day.sum() * view.step_seconds
-    rate = float(extra[last_day].sum()) / seconds if seconds else 0.0
-    hours_per_step = view.step_seconds / 3600
+    last_day = mine.index >= mine.index[-1] - pd.Timedelta(hours=RUN_RATE_HOURS)
+    seconds = float(last_day.sum()) * view.step_seconds
+    rate = float(extra_usd[last_day].sum()) / seconds if seconds else 0.0
+    per_hour = 3600.0 / view.step_seconds
     return Excess(
-        window_usd=max(float(extra.sum()), 0.0),
+        window_usd=max(float(extra_usd.sum()), 0.0),
         per_month_usd=max(rate * SECONDS_PER_MONTH, 0.0),
         reference=described,
-        actual_usd_per_hour=float(mine["cost"].to_numpy()[last_day].mean()) / hours_per_step,
-        expected_usd_per_hour=float(expected[last_day].mean()) / hours_per_step,
+        actual_usd_per_hour=float(actual_usd[last_day].mean()) * per_hour,
+        expected_usd_per_hour=float((actual_usd - extra_usd)[last_day].mean()) * per_hour,
+        start=pd.Timestamp(mine.index[0]),
+        end=pd.Timestamp(mine.index[-1]) + pd.Timedelta(seconds=view.step_seconds),
+        instance_seconds=float(extra["billable_q"].sum()),
+        vcpu_seconds=float(extra["vcpu_s"].sum()),
+        gib_seconds=float(extra["gib_s"].sum()),
+    )
+
+
+def excess_evidence(excess: Excess) -> dict[str, float | str]:
+    """The excess as a finding's evidence: resource-seconds beyond the counterfactual, and its basis."""
+    return {
+        "excess_instance_seconds": round(excess.instance_seconds),
+        "excess_vcpu_seconds": round(excess.vcpu_seconds),
+        "excess_gib_seconds": round(excess.gib_seconds),
+        "cost_now_usd_per_hour": round(excess.actual_usd_per_hour, 4),
+        "cost_counterfactual_usd_per_hour": round(excess.expected_usd_per_hour, 4),
+        "cost_reference": excess.reference,
+    }
+
+
+# --- savings of a fix ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class FixSavings:
+    broken: str
+    fixed: str
+    per_month_usd: float  # broken-revision cost for the fix's load − the fix's cost, per month
+    broken_usd_per_hour: float  # what the broken revision would cost at the fix's load
+    fixed_usd_per_hour: float
+    hours: float  # of the fixing revision's data compared
+
+
+def fix_savings(view: ServiceView, broken: RevisionSpan, fixed: RevisionSpan, table: PriceTable,
+                config: AnalysisConfig) -> FixSavings | None:
+    """What the fixing revision saves per month: the broken revision's cost-for-load over its last day,
+    applied to the fixing revision's load after warm-up, minus the fix's actual cost. None when either
+    side has too little data."""
+    steps = service_steps(view, table, config)
+    totals = view.totals.join(steps[["usd"]], how="left")
+    warm = pd.Timedelta(minutes=config.detection.warmup_minutes)
+    before = totals.loc[(totals["serving"] == broken.name)
+                        & (totals.index >= broken.last_seen - pd.Timedelta(hours=FIX_COMPARE_HOURS))
+                        & (totals.index >= broken.first_seen + warm)]
+    after = totals.loc[(totals["serving"] == fixed.name) & (totals.index >= fixed.first_seen + warm)
+                       & totals["req_rate"].notna()]
+    if len(after) * view.step_seconds < 3 * 3600:
+        return None
+    expected = _predict(before, after, "usd")
+    if expected is None:
+        return None
+    actual = after["usd"].to_numpy(dtype=np.float64)
+    seconds = len(after) * view.step_seconds
+    per_hour = 3600.0 / view.step_seconds
+    return FixSavings(
+        broken=broken.name,
+        fixed=fixed.name,
+        per_month_usd=float((expected - actual).sum()) / seconds * SECONDS_PER_MONTH,
+        broken_usd_per_hour=float(expected.mean()) * per_hour,
+        fixed_usd_per_hour=float(actual.mean()) * per_hour,
+        hours=seconds / 3600,
     )

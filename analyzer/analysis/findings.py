@@ -52,7 +52,9 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
         )
         item.findings = _findings(view, item, config, table)
         evidence.append(item)
+    _merge_carried_leaks(evidence)
     _mark_resolution(view, evidence)
+    _measure_savings(view, evidence, table, config)
     return evidence
 
 
@@ -80,7 +82,7 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> 
     limit = span.info.memory_limit_gib
     # Without the revision's limit (no Admin API data) the level is not known well enough to forecast.
     to_limit = hours_to_limit(leak) if limit else None
-    summary = (f"Memory troughs of {span.name} climb {leak.slope_per_day:.1%} of the limit per day "
+    summary = (f"Memory troughs ({leak.signal}) of {span.name} climb {leak.slope_per_day:.1%} of the limit per day "
                f"(from {leak.trough_start:.0%} to {leak.trough_high:.0%} over {leak.hours:.0f} h)")
     if leak.peak_max >= OOM_LEVEL:
         summary += f"; instances already reach their limit ({leak.peak_max:.0%}) and are replaced (OOM kills)"
@@ -90,6 +92,7 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> 
                     min(0.99, 1.0 - leak.p_value) * min(1.0, 0.6 + leak.rise))
     finding.time_to_limit_hours = round(to_limit, 1) if to_limit is not None else None
     finding.evidence = {
+        "signal": leak.signal,
         "trough_slope_pct_of_limit_per_day": round(leak.slope_per_day * 100, 2),
         "trough_start_pct_of_limit": round(leak.trough_start * 100, 1),
         "trough_end_pct_of_limit": round(leak.trough_end * 100, 1),
@@ -153,14 +156,17 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
     leak_signature = FindingKind.MEMORY_BASELINE_RISE in kinds and (
         FindingKind.INSTANCE_CREEP in kinds or FindingKind.CPU_REGRESSION in kinds
         or FindingKind.LATENCY_REGRESSION in kinds)
+    # One excess per revision, over all the time it served: its findings are symptoms of the change it
+    # brought, and a detector's onset can lag the deploy by hours (healthy hours add about nothing).
+    start = min([span.first_seen, *(pd.Timestamp(f.onset) for f in found)])
+    excess = cost_model.excess_cost(view, span, start, table, config) if found else None
     for finding in found:
         if leak_signature and (item.leak is None or item.leak.onset_at_deploy):
             finding.likely_cause = PER_REQUEST_LEAK
-        excess = cost_model.excess_cost(view, span, pd.Timestamp(finding.onset), table, config)
         if excess is not None:
             finding.excess_cost_usd_window = round(excess.window_usd, 2)
             finding.excess_cost_usd_per_month = round(excess.per_month_usd, 2)
-            finding.evidence["cost_reference"] = excess.reference
+            finding.evidence.update(cost_model.excess_evidence(excess))
         finding.severity = _severity(finding)
     return found
 
@@ -173,16 +179,50 @@ def _severity(finding: Finding) -> Severity:
     return Severity.WARNING if finding.excess_cost_usd_per_month >= 1 or finding.confidence >= 0.9 else Severity.INFO
 
 
+def _merge_carried_leaks(evidence: list[RevisionEvidence]) -> None:
+    """A leak still climbing in the next revision was carried on by its deploy, not introduced by it:
+    keep one finding, attributed to the revision that introduced it."""
+    for before, after in zip(evidence, evidence[1:], strict=False):
+        if before.leak is not None and after.leak is not None:
+            after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
+            for finding in before.findings:
+                if finding.kind is FindingKind.MEMORY_BASELINE_RISE:
+                    finding.evidence["carried_by"] = after.span.name
+
+
+def _has_kind(item: RevisionEvidence, kind: FindingKind) -> bool:
+    carried = kind is FindingKind.MEMORY_BASELINE_RISE and item.leak is not None
+    return carried or any(f.kind is kind for f in item.findings)
+
+
 def _mark_resolution(view: ServiceView, evidence: list[RevisionEvidence]) -> None:
     """A finding is resolved when a later revision without the same kind of finding took over."""
     last = view.spans[-1].name if view.spans else ""
     for index, item in enumerate(evidence):
         for finding in item.findings:
-            later = [e for e in evidence[index + 1:] if all(f.kind != finding.kind for f in e.findings)]
+            later = [e for e in evidence[index + 1:] if not _has_kind(e, finding.kind)]
             if item.span.name != last and later:
                 finding.ongoing = False
                 finding.resolved_by = later[0].span.name
                 finding.savings_usd_per_month = finding.excess_cost_usd_per_month
+
+
+def _measure_savings(view: ServiceView, evidence: list[RevisionEvidence], table: PriceTable,
+                     config: AnalysisConfig) -> None:
+    """Replace the assumed savings of resolved findings by what the fixing revision measurably saves."""
+    measured: dict[tuple[str, str], cost_model.FixSavings | None] = {}
+    for item in evidence:
+        for finding in item.findings:
+            if not finding.resolved_by:
+                continue
+            pair = (item.span.name, finding.resolved_by)
+            if pair not in measured:
+                fixed = view.span(finding.resolved_by)
+                measured[pair] = cost_model.fix_savings(view, item.span, fixed, table, config)
+            savings = measured[pair]
+            if savings is not None:
+                finding.savings_usd_per_month = round(max(savings.per_month_usd, 0.0), 2)
+                finding.evidence["savings_measured_over_hours"] = round(savings.hours, 1)
 
 
 def _duration(hours: float) -> str:

@@ -1,24 +1,42 @@
-"""Unit prices for a revision: region tier × billing mode, from a dated price table, with
-per-project overrides and a committed-use discount applied.
+"""Unit prices: a dated price table (region tier × billing mode), per-project overrides,
+committed-use discounts and the monthly free tier allowance.
+
+The table is data (``configs/prices.yaml``, or a refreshed copy from the Cloud Billing Catalog API),
+read once at the edge; everything else here is a pure function of it and of ``PricingConfig``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from analyzer.config import PricingConfig, load_yaml
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from analyzer.config import PricingConfig, load_yaml, parse_config
 from analyzer.errors import ConfigError
 from analyzer.model import RevisionInfo
 from analyzer.resources import config_file
 
 RATE_FIELDS = ("cpu_vcpu_second", "memory_gib_second", "requests_per_million", "idle_cpu_vcpu_second",
                "idle_memory_gib_second")
+COMPUTE_FIELDS = ("cpu_vcpu_second", "memory_gib_second", "idle_cpu_vcpu_second", "idle_memory_gib_second")
+FREE_FIELDS = ("cpu_vcpu_seconds", "memory_gib_seconds", "requests")
+TIERS = ("tier1", "tier2")
+MODES = ("request_based", "instance_based")
+SECONDS_PER_MONTH = 365.25 / 12 * 86400  # the average month, used for every per-month figure
+
+
+def mode_name(request_based: bool) -> str:
+    return "request_based" if request_based else "instance_based"
 
 
 @dataclass(frozen=True, slots=True)
 class UnitPrices:
+    """What one revision pays per unit, after overrides and the committed-use discount."""
+
     cpu_vcpu_second: float
     memory_gib_second: float
     requests_per_million: float
@@ -26,59 +44,176 @@ class UnitPrices:
     idle_memory_gib_second: float
     tier: str
     request_based: bool
+    discount: float = 0.0  # the committed-use discount already applied to the compute prices
+
+    def instance_second(self, cpu: float, memory_gib: float) -> float:
+        """USD for one instance-second at these limits (CPU and memory allocated all the time)."""
+        return cpu * self.cpu_vcpu_second + memory_gib * self.memory_gib_second
+
+    def idle_instance_second(self, cpu: float, memory_gib: float) -> float:
+        """USD for one idle min-instance second at these limits."""
+        return cpu * self.idle_cpu_vcpu_second + memory_gib * self.idle_memory_gib_second
 
 
 @dataclass(frozen=True, slots=True)
 class PriceTable:
+    """A dated list-price table: rates per (tier, mode), the Tier 1 regions, the monthly free tier."""
+
     as_of: str
     currency: str
     tier1_regions: frozenset[str]
     rates: dict[tuple[str, str], dict[str, float]]  # (tier, mode) -> field -> price
-    free_tier: dict[str, dict[str, float]]
+    free_tier: dict[str, dict[str, float]]  # mode -> FREE_FIELDS -> amount per month
+    source: str = ""
+    unmatched_skus: tuple[dict[str, str], ...] = ()
+    not_refreshed: tuple[str, ...] = ()
+    matched_skus: tuple[dict[str, Any], ...] = field(default=())
 
     def tier_of(self, region: str) -> str:
         return "tier1" if region in self.tier1_regions else "tier2"
 
+    def document(self) -> dict[str, Any]:
+        """The table in the format of configs/prices.yaml (what ``load_table`` reads back)."""
+        doc: dict[str, Any] = {
+            "as_of": self.as_of,
+            "currency": self.currency,
+            "source": self.source,
+            "tier1_regions": sorted(self.tier1_regions),
+            "tiers": {tier: {mode: dict(self.rates[(tier, mode)]) for mode in MODES} for tier in TIERS},
+            "free_tier": {mode: dict(values) for mode, values in self.free_tier.items()},
+        }
+        if self.matched_skus:
+            doc["matched_skus"] = [dict(m) for m in self.matched_skus]
+        if self.unmatched_skus or self.matched_skus:
+            doc["unmatched_skus"] = [dict(u) for u in self.unmatched_skus]
+        if self.not_refreshed:
+            doc["not_refreshed"] = list(self.not_refreshed)
+        return doc
+
+
+# --- the file format, validated with the config machinery so errors name the key -------------------
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Rates(_Strict):
+    cpu_vcpu_second: float = Field(ge=0, le=1)
+    memory_gib_second: float = Field(ge=0, le=1)
+    requests_per_million: float = Field(ge=0, le=100)
+    idle_cpu_vcpu_second: float = Field(ge=0, le=1)
+    idle_memory_gib_second: float = Field(ge=0, le=1)
+
+
+class _Modes(_Strict):
+    request_based: _Rates
+    instance_based: _Rates
+
+
+class _Free(_Strict):
+    cpu_vcpu_seconds: float = Field(default=0.0, ge=0)
+    memory_gib_seconds: float = Field(default=0.0, ge=0)
+    requests: float = Field(default=0.0, ge=0)
+
+
+class _TableFile(_Strict):
+    as_of: str | date
+    currency: str = "USD"
+    source: str = ""
+    tier1_regions: list[str]
+    tiers: dict[Literal["tier1", "tier2"], _Modes]
+    free_tier: dict[Literal["request_based", "instance_based"], _Free] = Field(default_factory=dict)
+    matched_skus: list[dict[str, Any]] = Field(default_factory=list)
+    unmatched_skus: list[dict[str, str]] = Field(default_factory=list)
+    not_refreshed: list[str] = Field(default_factory=list)
+
+
+def parse_table(data: Any, *, origin: str) -> PriceTable:
+    """A PriceTable from the YAML document of a price table; a ConfigError names what is wrong."""
+    parsed = parse_config(_TableFile, data, source=f"price table {origin}")
+    missing = [tier for tier in TIERS if tier not in parsed.tiers]
+    if missing:
+        raise ConfigError(f"price table {origin}: tiers.{missing[0]} is missing",
+                          hint="a table prices both tiers; compare it with configs/prices.yaml")
+    rates: dict[tuple[str, str], dict[str, float]] = {
+        (str(tier), mode): getattr(modes, mode).model_dump() for tier, modes in parsed.tiers.items()
+        for mode in MODES}
+    return PriceTable(
+        as_of=str(parsed.as_of),
+        currency=parsed.currency,
+        tier1_regions=frozenset(parsed.tier1_regions),
+        rates=rates,
+        free_tier={mode: values.model_dump() for mode, values in parsed.free_tier.items()},
+        source=parsed.source,
+        unmatched_skus=tuple(parsed.unmatched_skus),
+        not_refreshed=tuple(parsed.not_refreshed),
+        matched_skus=tuple(parsed.matched_skus),
+    )
+
 
 def load_table(spec: str) -> PriceTable:
+    """``builtin`` (configs/prices.yaml) or the path of a price table YAML."""
     path = config_file("prices.yaml") if spec == "builtin" else Path(spec)
-    data = load_yaml(path)
-    try:
-        rates = {
-            (tier, mode): {name: float(values[name]) for name in RATE_FIELDS}
-            for tier, modes in data["tiers"].items()
-            for mode, values in modes.items()
-        }
-        return PriceTable(
-            as_of=str(data["as_of"]),
-            currency=str(data.get("currency", "USD")),
-            tier1_regions=frozenset(data["tier1_regions"]),
-            rates=rates,
-            free_tier={k: {n: float(v) for n, v in d.items()} for k, d in (data.get("free_tier") or {}).items()},
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"price table {path} is malformed: missing or invalid {exc}",
-                          hint="compare it with configs/prices.yaml, which documents every key") from exc
+    return parse_table(load_yaml(path), origin=str(path))
+
+
+def dump_table(table: PriceTable) -> str:
+    return yaml.safe_dump(table.document(), sort_keys=False, allow_unicode=True, width=110)
+
+
+# --- prices of one revision -------------------------------------------------------------------------
+
+def prices_for(table: PriceTable, config: PricingConfig, *, project: str, region: str,
+               request_based: bool) -> UnitPrices:
+    """Unit prices in one project and region under one billing mode: the table's rates, then the
+    project's flat overrides, then its per-mode overrides, then the committed-use discount on compute
+    (never on the request fee)."""
+    tier = table.tier_of(region)
+    mode = mode_name(request_based)
+    rates = dict(table.rates[(tier, mode)])
+    override = config.overrides.get(project)
+    if override is not None:
+        rates.update(override.rates())
+        rates.update(getattr(override, mode).rates())
+    discount = config.discount(project, request_based=request_based)
+    for name in COMPUTE_FIELDS:
+        rates[name] *= 1.0 - discount
+    return UnitPrices(**rates, tier=tier, request_based=request_based, discount=discount)
 
 
 def unit_prices(table: PriceTable, info: RevisionInfo, config: PricingConfig) -> UnitPrices:
+    """The revision's prices: its region's tier and its billing mode (``cpu_idle``; the configured
+    default when the Admin API did not say)."""
     request_based = info.request_based_billing
     if request_based is None:
         request_based = config.default_request_based
-    tier = table.tier_of(info.region)
-    mode = "request_based" if request_based else "instance_based"
-    rates: dict[str, Any] = dict(table.rates[(tier, mode)])
-    rates.update(config.overrides.get(info.project, {}))
-    unknown = set(rates) - set(RATE_FIELDS)
-    if unknown:
-        raise ConfigError(f"pricing.overrides.{info.project}: unknown price {sorted(unknown)[0]!r}",
-                          hint=f"use one of {', '.join(RATE_FIELDS)}")
-    keep = 1.0 - config.committed_use_discount
-    prices = UnitPrices(**{k: float(v) for k, v in rates.items()}, tier=tier, request_based=request_based)
-    return replace(
-        prices,
-        cpu_vcpu_second=prices.cpu_vcpu_second * keep,
-        memory_gib_second=prices.memory_gib_second * keep,
-        idle_cpu_vcpu_second=prices.idle_cpu_vcpu_second * keep,
-        idle_memory_gib_second=prices.idle_memory_gib_second * keep,
-    )
+    return prices_for(table, config, project=info.project, region=info.region, request_based=request_based)
+
+
+def free_allowance(table: PriceTable, *, request_based: bool, seconds: float) -> dict[str, float]:
+    """The free tier for ``seconds`` of a month, pro rata (cpu_vcpu_seconds, memory_gib_seconds, requests).
+
+    Google grants it per billing account per calendar month; spread evenly over the month it is the
+    fair share of any window.
+    """
+    monthly = table.free_tier.get(mode_name(request_based), {})
+    share = max(seconds, 0.0) / SECONDS_PER_MONTH
+    return {name: float(monthly.get(name, 0.0)) * share for name in FREE_FIELDS}
+
+
+def settings_summary(config: PricingConfig) -> list[str]:
+    """How the table is applied, one line per setting, for people reading a printed table."""
+    request = config.committed_use_discount_request_based
+    instance = config.committed_use_discount_instance_based
+    lines = [
+        f"table: {config.table}",
+        f"committed-use discount: {config.committed_use_discount:.0%}"
+        + (f" (request-based {request:.0%})" if request is not None else "")
+        + (f" (instance-based {instance:.0%})" if instance is not None else ""),
+        f"free tier subtracted: {'yes, pro rata to the window' if config.apply_free_tier else 'no'}",
+        f"idle min-instances: {'billed' if config.bill_idle_min_instances else 'estimated, shown apart'}",
+    ]
+    for project, override in sorted(config.overrides.items()):
+        lines.append(f"override for project {project}: "
+                     f"{override.model_dump(exclude_none=True, exclude_defaults=True)}")
+    return lines

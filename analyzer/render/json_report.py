@@ -12,6 +12,7 @@ from typing import Any
 
 from analyzer.analysis import Analysis, ServiceResult
 from analyzer.analysis.fixcheck import FixCheck
+from analyzer.analysis.whatif import WhatIf
 from analyzer.model import Finding
 from analyzer.render.links import revision_url, service_url
 from analyzer.sources.restjson import format_time
@@ -80,6 +81,8 @@ def _service_json(result: ServiceResult) -> dict[str, Any]:
             "min_instances": info.min_instances,
             "image": info.image or None,
             "commit": info.commit or None,
+            "idle_min_instance_usd_estimate": _number(c.idle_min_instance_usd, 4) if c else None,
+            "free_tier_credit_usd": _number(c.free_tier_credit_usd, 4) if c else None,
         })
     return {
         "project": key.project,
@@ -91,6 +94,31 @@ def _service_json(result: ServiceResult) -> dict[str, Any]:
         "findings": len(result.findings),
         "console_url": service_url(key.project, key.region, key.service),
         "revisions": revisions,
+        **_cost_extras(result),
+        "what_ifs": [_what_if_json(w) for w in result.what_ifs],
+    }
+
+
+def _cost_extras(result: ServiceResult) -> dict[str, Any]:
+    cost = result.cost
+    if cost is None:
+        return {"crosscheck_flagged": False, "idle_min_instance_usd_estimate": None,
+                "idle_min_instance_usd_per_month_estimate": None, "free_tier_credit_usd": None}
+    return {
+        "crosscheck_flagged": cost.crosscheck_flagged,
+        "idle_min_instance_usd_estimate": _number(cost.idle_min_instance_usd, 4),
+        "idle_min_instance_usd_per_month_estimate": _number(cost.idle_min_instance_usd_per_month, 2),
+        "free_tier_credit_usd": _number(cost.free_tier_credit_usd, 4),
+    }
+
+
+def _what_if_json(w: WhatIf) -> dict[str, Any]:
+    return {
+        "kind": w.kind.value, "revision": w.revision, "change": w.change, "current": w.current,
+        "proposed": w.proposed, "current_usd_per_month": _number(w.current_usd_per_month, 2),
+        "proposed_usd_per_month": _number(w.proposed_usd_per_month, 2),
+        "savings_usd_per_month": _number(w.savings_usd_per_month, 2), "basis": w.basis,
+        "caveat": w.caveat or None,
     }
 
 
@@ -124,7 +152,10 @@ def report_json(analysis: Analysis, *, generated_at: datetime) -> dict[str, Any]
             "step_seconds": analysis.step_seconds,
         },
         "prices": {"as_of": analysis.price_table.as_of, "currency": analysis.price_table.currency,
-                   "committed_use_discount": analysis.config.pricing.committed_use_discount},
+                   "committed_use_discount": analysis.config.pricing.committed_use_discount,
+                   "source": analysis.price_table.source or None,
+                   "free_tier_applied": analysis.config.pricing.apply_free_tier,
+                   "idle_min_instances_billed": analysis.config.pricing.bill_idle_min_instances},
         "summary": {
             "services": len(analysis.services),
             "findings": len(analysis.findings),
