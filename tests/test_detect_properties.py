@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from analyzer.analysis import analyze_frames
@@ -61,6 +61,8 @@ def _table(n: int, rng: np.random.Generator, *, noise: float, nan_fraction: floa
     two_revisions=st.booleans(),
     gap=st.booleans(),
 )
+# Found by this test: a finding whose excess had no instance-seconds (NaN) crashed the cost evidence.
+@example(n=3720, seed=3720, nan_fraction=0.1, constant=False, two_revisions=False, gap=False)
 def test_no_crash_on_nan_gaps_constant_short_or_long(n: int, seed: int, nan_fraction: float, constant: bool,
                                                      two_revisions: bool, gap: bool) -> None:
     rng = np.random.default_rng(seed)

@@ -126,7 +126,7 @@ def _creep_finding(view: ServiceView, span: RevisionSpan, creep: CreepEvidence) 
 
 def _regression_finding(view: ServiceView, span: RevisionSpan, reg: RegressionEvidence) -> Finding:
     what = "slower" if reg.kind is FindingKind.LATENCY_REGRESSION else "more CPU-hungry"
-    summary = (f"{span.name} is {what} than {reg.previous}: {reg.metric} {reg.before:.3g} → {reg.after:.3g} "
+    summary = (f"{span.name} is {what} than {reg.previous}: {reg.metric} {_figure(reg.before)} → {_figure(reg.after)} "
                f"(+{reg.increase:.0%})")
     evidence: dict[str, float | str] = {
         "metric": reg.metric, "before": round(reg.before, 6), "after": round(reg.after, 6),
@@ -231,3 +231,9 @@ def _duration(hours: float) -> str:
     if hours < 48:
         return f"{hours:.0f} h"
     return f"{hours / 24:.1f} days"
+
+
+def _figure(value: float) -> str:
+    """A measured value as a person writes it: 4,560 rather than 4.56e+03, 0.0201 for small ones."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
