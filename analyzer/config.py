@@ -28,8 +28,10 @@ class _Section(BaseModel):
 class MemoryDetection(_Section):
     """Rising memory baseline: the troughs of the GC/instance sawtooth climb."""
 
-    trough_window_minutes: int = Field(120, ge=15, le=1440, description="window of the rolling minimum that finds troughs")
-    min_slope_per_day: float = Field(0.02, gt=0, le=1, description="smallest trough slope reported, fraction of the limit per day")
+    trough_window_minutes: int = Field(120, ge=15, le=1440,
+                                       description="bin whose minimum is a trough; longer than the GC sawtooth")
+    min_slope_per_day: float = Field(0.02, gt=0, le=1,
+                                     description="smallest trough slope reported, fraction of the limit per day")
     min_rise: float = Field(0.02, gt=0, le=1, description="smallest total trough rise reported, fraction of the limit")
     min_duration_hours: float = Field(6.0, ge=1, le=168, description="shortest climb reported")
     significance: float = Field(0.01, gt=0, lt=0.5, description="p-value of the trend test (autocorrelation-corrected)")
@@ -41,7 +43,8 @@ class CreepDetection(_Section):
     min_excess_fraction: float = Field(0.25, gt=0, le=10, description="excess over the expected instance count")
     min_excess_instances: float = Field(0.75, ge=0, le=1000, description="smallest excess in instances")
     min_duration_hours: float = Field(4.0, ge=0.5, le=168)
-    reference_hours: float = Field(24.0, ge=2, le=336, description="hours of reference data used when there is no earlier revision")
+    reference_hours: float = Field(24.0, ge=2, le=336,
+                                   description="hours of reference data used when there is no earlier revision")
 
 
 class RegressionDetection(_Section):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import pandas as pd
 
@@ -182,7 +183,7 @@ def _severity(finding: Finding) -> Severity:
 def _merge_carried_leaks(evidence: list[RevisionEvidence]) -> None:
     """A leak still climbing in the next revision was carried on by its deploy, not introduced by it:
     keep one finding, attributed to the revision that introduced it."""
-    for before, after in zip(evidence, evidence[1:], strict=False):
+    for before, after in pairwise(evidence):
         if before.leak is not None and after.leak is not None:
             after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
             for finding in before.findings:

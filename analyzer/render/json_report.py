@@ -71,7 +71,8 @@ def _service_json(result: ServiceResult) -> dict[str, Any]:
             "last_seen": _time(span.last_seen.to_pydatetime()),
             "billing": None if c is None else ("request-based" if c.prices.request_based else "instance-based"),
             "cost_basis": c.basis if c else None,
-            "crosscheck_difference_pct": _number(c.crosscheck_difference * 100, 2) if c and c.crosscheck_difference is not None else None,
+            "crosscheck_difference_pct": (_number(c.crosscheck_difference * 100, 2)
+                                          if c and c.crosscheck_difference is not None else None),
             "crosscheck_flagged": bool(c and c.crosscheck_flagged),
             "vcpu_seconds": _number(c.vcpu_seconds, 1) if c else None,
             "gib_seconds": _number(c.gib_seconds, 1) if c else None,
