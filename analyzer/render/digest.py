@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -270,7 +271,7 @@ def build_digest(
     image_of = {
         r.key: InlineImage(
             f"chart-{i}.{analysis.window_end:%Y%m%d}@cloudrun-analyzer",
-            f"{_safe(r.key.service)}.png",
+            f"{safe_name(r.key.service)}.png",
             service_png(r),
             _alt(r),
             legend(r),
@@ -289,15 +290,7 @@ def build_digest(
         "image_of": image_of,
         "saved_usd_per_month": sum(i.savings_usd_per_month for i in incidents if not i.ongoing),
     }
-    env = environment()
-    shown = len(lines)
-    while True:
-        context.update(services=lines[:shown], hidden=len(lines) - shown)
-        html = env.get_template("digest.html.j2").render(context)
-        if len(html.encode("utf-8")) <= max_html_bytes or shown == 0:
-            break
-        shown //= 2  # a fleet too large for one email: list the most urgent services, link the rest
-    text = env.get_template("digest.txt.j2").render(context)
+    html, text, shown = render_within(context, lines, max_html_bytes)
     return Digest(
         _subject(config, analysis, changes, head),
         head,
@@ -310,7 +303,22 @@ def build_digest(
     )
 
 
-def _safe(name: str) -> str:
+def render_within(context: dict[str, Any], lines: Sequence[Any], max_html_bytes: int) -> tuple[str, str, int]:
+    """Render the digest's HTML and text, listing as many services as fit in ``max_html_bytes`` of
+    HTML (Gmail clips longer mails): a fleet too large for one email lists its most urgent services
+    and links the rest. Returns the HTML, the text and how many services are listed."""
+    env = environment()
+    shown = len(lines)
+    while True:
+        context.update(services=lines[:shown], hidden=len(lines) - shown)
+        html = env.get_template("digest.html.j2").render(context)
+        if len(html.encode("utf-8")) <= max_html_bytes or shown == 0:
+            break
+        shown //= 2
+    return html, env.get_template("digest.txt.j2").render(context), shown
+
+
+def safe_name(name: str) -> str:
     """A file name from a user-controlled service name (MIME parameters, not markup)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60] or "service"
 

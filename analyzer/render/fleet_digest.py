@@ -16,8 +16,8 @@ from typing import Any
 from analyzer.config import DigestConfig
 from analyzer.delivery.history import FindingRecord, ServiceRecord, WindowRecord, compare
 from analyzer.model import Problem, ServiceKey
-from analyzer.render.digest import MAX_HTML_BYTES, Digest, InlineImage, report_link
-from analyzer.render.html import environment, kind_name, usd
+from analyzer.render.digest import MAX_HTML_BYTES, Digest, InlineImage, render_within, report_link, safe_name
+from analyzer.render.html import kind_name, usd
 from analyzer.render.links import revision_url, service_url
 from analyzer.sources.restjson import parse_time
 
@@ -152,8 +152,8 @@ def fleet_digest(
     charted = [line.result.key for line in lines if line.result.key in images][: config.max_charts]
     inline = [
         InlineImage(
-            f"chart-{i}-{key.service}@cloudrun-analyzer",
-            f"{key.service}.png",
+            f"chart-{i}.{current.window_end:%Y%m%d}@cloudrun-analyzer",
+            f"{safe_name(key.service)}.png",
             images[key],
             f"{key.service}: memory as % of the limit and instances against load over the week",
         )
@@ -175,15 +175,7 @@ def fleet_digest(
         "link_of": lambda f: revision_url(f.project, f.region, f.service, f.revision),
         "service_url": service_url,
     }
-    env = environment()
-    shown = len(lines)
-    while True:
-        context.update(services=lines[:shown], hidden=len(lines) - shown)
-        html = env.get_template("digest.html.j2").render(context)
-        if len(html.encode("utf-8")) <= max_html_bytes or shown == 0:
-            break
-        shown //= 2  # a fleet too large for one email: list the most urgent services, link the rest
-    text = env.get_template("digest.txt.j2").render(context)
+    html, text, shown = render_within(context, lines, max_html_bytes)
     counts = [
         f"{len(group)} {name}"
         for group, name in (
