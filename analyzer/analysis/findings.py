@@ -6,7 +6,7 @@ and dollars (per window and per month, and what a fixing revision saved).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 import pandas as pd
@@ -53,7 +53,7 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
         )
         item.findings = _findings(view, item, config, table)
         evidence.append(item)
-    _merge_carried_leaks(evidence)
+    _merge_carried_leaks(view, evidence, config, table)
     _mark_resolution(view, evidence)
     _measure_savings(view, evidence, table, config)
     return evidence
@@ -146,7 +146,7 @@ def _regression_finding(view: ServiceView, span: RevisionSpan, reg: RegressionEv
 def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig, table: PriceTable) -> list[Finding]:
     span = item.span
     found: list[Finding] = []
-    if item.leak:
+    if item.leak and item.leak.confirmed:
         found.append(_leak_finding(view, span, item.leak))
     if item.creep:
         found.append(_creep_finding(view, span, item.creep))
@@ -180,15 +180,61 @@ def _severity(finding: Finding) -> Severity:
     return Severity.WARNING if finding.excess_cost_usd_per_month >= 1 or finding.confidence >= 0.9 else Severity.INFO
 
 
-def _merge_carried_leaks(evidence: list[RevisionEvidence]) -> None:
+def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], config: AnalysisConfig,
+                         table: PriceTable) -> None:
     """A leak still climbing in the next revision was carried on by its deploy, not introduced by it:
-    keep one finding, attributed to the revision that introduced it."""
+    keep one finding, attributed to the revision that introduced it. That includes a revision whose
+    climb alone did not pass every plausibility gate, once the next revision confirms it from its
+    very deploy."""
     for before, after in pairwise(evidence):
-        if before.leak is not None and after.leak is not None:
+        if before.leak is None and after.leak is not None and after.leak.confirmed:
+            _carried_from_short_revision(view, before, after, config)
+        if before.leak is None or after.leak is None or not after.leak.confirmed:
+            continue
+        if not before.leak.confirmed:
+            if not after.leak.onset_at_deploy:
+                continue  # the next revision's leak began on its own, later: not carried
+            before.leak = replace(before.leak, confirmed=True)
+            before.findings = _findings(view, before, config, table)
+        if before.leak.confirmed:
             after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
             for finding in before.findings:
                 if finding.kind is FindingKind.MEMORY_BASELINE_RISE:
                     finding.evidence["carried_by"] = after.span.name
+
+
+def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, after: RevisionEvidence,
+                                 config: AnalysisConfig) -> None:
+    """A revision that served too briefly to be judged, whose worst instance was already climbing at
+    the pace the next revision's leak shows from its deploy, introduced that leak."""
+    leak = after.leak
+    assert leak is not None
+    span = before.span
+    served = hours_between(span.first_seen, span.last_seen)
+    if not leak.onset_at_deploy or served >= config.detection.memory.min_duration_hours * 2 or served < 1:
+        return
+    rows = view.revision_rows(span.name)
+    rows = rows.loc[rows["ts"] >= span.first_seen + pd.Timedelta(minutes=config.detection.warmup_minutes)]
+    worst = rows.set_index("ts")["mem_max"].dropna()
+    if len(worst) < 6:
+        return
+    hours = (worst.index - worst.index[0]) / pd.Timedelta(hours=1)
+    third = max(2, len(worst) // 3)
+    climbed = float(worst.iloc[-third:].median() - worst.iloc[:third].median())
+    expected = leak.slope_per_day / 24 * float(hours[-1] - hours[0]) * 2 / 3
+    if expected <= 0 or climbed < 0.5 * expected:
+        return
+    for finding in after.findings:
+        if finding.kind is FindingKind.MEMORY_BASELINE_RISE:
+            finding.revision = span.name
+            finding.onset = span.deploy_time.to_pydatetime()
+            finding.deploy_time = span.deploy_time.to_pydatetime() if span.deploy_time_known else None
+            finding.attribution_confidence = min(finding.attribution_confidence, 0.75)
+            finding.summary = (f"Introduced by {span.name} (served {served:.0f} h, its worst instance already "
+                               f"climbing) and carried on by {after.span.name}: {finding.summary}")
+            finding.evidence["carried_by"] = after.span.name
+            before.findings.append(finding)
+    after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
 
 
 def _has_kind(item: RevisionEvidence, kind: FindingKind) -> bool:

@@ -48,6 +48,9 @@ class LeakEvidence:
     onset_at_deploy: bool
     troughs: pd.Series  # the typical-instance troughs (for charts)
     fit_slope_per_hour: float
+    # False for a significant climb that failed a plausibility gate (resets not explained, levelling
+    # off): not reported on its own, but it tells where a leak confirmed in the next revision began.
+    confirmed: bool = True
 
 
 def troughs(rows: pd.DataFrame, bin_minutes: int) -> pd.DataFrame:
@@ -235,6 +238,11 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, keeps, explained, onset)
 
 
+def _significant(trend: _SignalTrend, cfg: MemoryDetection) -> bool:
+    return (trend.p_value <= cfg.significance and trend.slope * 24 >= cfg.min_slope_per_day
+            and trend.rise >= cfg.min_rise and trend.covered >= cfg.min_duration_hours)
+
+
 def _onset_index(hours: FloatArray, y: FloatArray, min_after: int) -> int:
     """Where the climb starts: a flat-then-rising hinge, kept only when it beats a straight line by
     more than its two extra parameters are worth (BIC); otherwise the climb starts with the data."""
@@ -278,8 +286,12 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
         # instance levels off is new instances warming up; over a longer one, the top bucket's
         # coarse steps can look level, so the fleet's climb is trusted.
         chosen = typical
+    confirmed = chosen is not None
     if chosen is None:
-        return None
+        candidates = [t for t in (worst, typical) if t is not None and _significant(t, cfg)]
+        if not candidates:
+            return None
+        chosen = min(candidates, key=lambda t: t.p_value)
     index = int(chosen.positions[chosen.onset_offset])
     onset_at_deploy = hours[index] <= max(2.0, config.warmup_minutes / 60 + 1.0)
     onset = span.deploy_time if onset_at_deploy else pd.Timestamp(bins.index[index])
@@ -301,6 +313,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
         onset_at_deploy=bool(onset_at_deploy),
         troughs=pd.Series(bins["trough"].to_numpy(), index=bins.index),
         fit_slope_per_hour=chosen.slope,
+        confirmed=confirmed,
     )
 
 

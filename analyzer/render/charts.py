@@ -374,7 +374,7 @@ def chart_specs(result: ServiceResult) -> list[ChartSpec]:
         SeriesSpec("worst instance (max)", "s2", _by_ts(rows, "mem_max", "max") * 100, 1.0, how="max"),
     ]
     for item in result.evidence:
-        if item.leak is not None:
+        if item.leak is not None and item.leak.confirmed:
             memory.append(
                 SeriesSpec(
                     f"troughs of {_short(item.span.name, service)} ({item.leak.signal})",

@@ -251,7 +251,8 @@ def incidents_of(result: ServiceResult, window_end: datetime) -> list[Incident]:
             key=lambda f: (SEVERITY_ORDER[f.severity], -f.excess_cost_usd_per_month, KIND_ORDER[f.kind])
         )
         incident = Incident(result, revision, info, found, metadata=user_metadata(info))
-        leak = next((e.leak for e in result.evidence if e.span.name == revision and e.leak is not None), None)
+        leak = next((e.leak for e in result.evidence
+                     if e.span.name == revision and e.leak is not None and e.leak.confirmed), None)
         memory = next((f for f in found if f.kind is FindingKind.MEMORY_BASELINE_RISE), None)
         if leak is not None and memory is not None:
             incident.memory = memory_state(result, leak, memory, window_end)
