@@ -97,6 +97,15 @@ def _matched_load(before: pd.DataFrame, after: pd.DataFrame, need: float) -> tup
     return matched_before, matched_after
 
 
+def _fades(after: FloatArray, before_median: float, cfg: RegressionDetection) -> bool:
+    """A regression persists; the cost of warming up a new revision (caches, JIT) fades. True when
+    the later half of the compared hours is back within ``min_increase`` of the previous revision."""
+    later = after[len(after) // 2:]
+    if len(later) < cfg.min_hours:
+        return False
+    return bool(float(np.median(later)) / before_median - 1.0 < cfg.min_increase)
+
+
 def _hourly_weighted(rows: pd.DataFrame, column: str) -> pd.Series:
     weights = rows["requests"].clip(lower=0.0)
     frame = pd.DataFrame({"v": rows[column] * weights, "w": weights.where(rows[column].notna(), 0.0)})
@@ -120,7 +129,7 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
         if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
             continue
         b, a = float(np.median(before)), float(np.median(after))
-        if b <= 0:
+        if b <= 0 or _fades(after, b, cfg):
             continue
         evidence = RegressionEvidence(FindingKind.LATENCY_REGRESSION, span.name, previous.name, span.deploy_time,
                                       label, b, a, a / b - 1.0, mann_whitney_greater(after, before))
@@ -166,7 +175,7 @@ def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *
     if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
         return None
     b, a = float(np.median(before)), float(np.median(after))
-    if b <= 0:
+    if b <= 0 or _fades(after, b, cfg):
         return None
     increase = a / b - 1.0
     p_value = mann_whitney_greater(after, before)
