@@ -1,5 +1,5 @@
 """Small robust statistics used by the detectors: Theil–Sen slope, an autocorrelation-aware
-Mann–Kendall trend test, and least-squares change points (mean shift and hinge).
+Mann–Kendall trend test, and a least-squares hinge (flat, then a slope) for change points.
 
 All functions take plain float arrays without NaN (callers drop them) and are pure.
 """
@@ -72,33 +72,6 @@ def _lag1(values: FloatArray) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class MeanShift:
-    index: int  # first index of the second segment
-    before: float
-    after: float
-    sse_gain: float  # fraction of the total sum of squares explained by the split
-
-
-def mean_shift(y: FloatArray, *, min_size: int = 3) -> MeanShift | None:
-    """The single split of ``y`` into two constant segments that minimises squared error."""
-    n = len(y)
-    if n < 2 * min_size:
-        return None
-    cumulative = np.cumsum(y)
-    cumulative_sq = np.cumsum(y**2)
-    total_sse = cumulative_sq[-1] - cumulative[-1] ** 2 / n
-    k = np.arange(min_size, n - min_size + 1)
-    left_sse = cumulative_sq[k - 1] - cumulative[k - 1] ** 2 / k
-    right_sum = cumulative[-1] - cumulative[k - 1]
-    right_sse = (cumulative_sq[-1] - cumulative_sq[k - 1]) - right_sum**2 / (n - k)
-    sse = left_sse + right_sse
-    best = int(np.argmin(sse))
-    split = int(k[best])
-    gain = float(1.0 - sse[best] / total_sse) if total_sse > 0 else 0.0
-    return MeanShift(split, float(y[:split].mean()), float(y[split:].mean()), gain)
-
-
-@dataclass(frozen=True, slots=True)
 class Hinge:
     index: int  # where the slope starts
     level: float  # flat level before the hinge
@@ -126,10 +99,3 @@ def linear_sse(x: FloatArray, y: FloatArray) -> float:
     design = np.column_stack([np.ones(len(x)), x])
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     return float(((design @ coef - y) ** 2).sum())
-
-
-def step_sse(y: FloatArray) -> float:
-    shift = mean_shift(y, min_size=2)
-    if shift is None:
-        return float(((y - y.mean()) ** 2).sum())
-    return float(((y[: shift.index] - shift.before) ** 2).sum() + ((y[shift.index :] - shift.after) ** 2).sum())

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 
 from analyzer.frames import Frames
@@ -120,9 +119,3 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
 
 def hours_between(a: pd.Timestamp | datetime, b: pd.Timestamp | datetime) -> float:
     return float((pd.Timestamp(b) - pd.Timestamp(a)) / pd.Timedelta(hours=1))
-
-
-def hourly(rows: pd.DataFrame, column: str, how: str = "median", freq: str = "1h") -> pd.Series:
-    """A column resampled to ``freq`` bins (NaN bins dropped), indexed by bin start."""
-    series = rows.set_index("ts")[column].astype(np.float64)
-    return series.resample(freq).agg(how).dropna()
