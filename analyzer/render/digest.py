@@ -204,7 +204,8 @@ def _state(result: ServiceResult) -> str:
     return "fixed" if result.findings else "healthy"
 
 
-def _subject(config: DigestConfig, analysis: Analysis, changes: WeekChanges, head: str) -> str:
+def subject(config: DigestConfig, window_end: datetime, changes: WeekChanges, head: str) -> str:
+    """The mail's subject: prefix, the week, the headline and the new/ongoing/resolved counts."""
     counts = [
         f"{len(group)} {name}"
         for group, name in (
@@ -214,7 +215,7 @@ def _subject(config: DigestConfig, analysis: Analysis, changes: WeekChanges, hea
         )
         if group
     ]
-    week = f"week to {analysis.window_end:%d %b}"
+    week = f"week to {window_end:%d %b}"
     parts = [config.subject_prefix, f"{week}:", head]
     if counts:
         parts.append(f"({', '.join(counts)})")
@@ -292,7 +293,7 @@ def build_digest(
     }
     html, text, shown = render_within(context, lines, max_html_bytes)
     return Digest(
-        _subject(config, analysis, changes, head),
+        subject(config, analysis.window_end, changes, head),
         head,
         html,
         text,

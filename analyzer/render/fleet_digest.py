@@ -16,7 +16,15 @@ from typing import Any
 from analyzer.config import DigestConfig
 from analyzer.delivery.history import FindingRecord, ServiceRecord, WindowRecord, compare
 from analyzer.model import Problem, ServiceKey
-from analyzer.render.digest import MAX_HTML_BYTES, Digest, InlineImage, render_within, report_link, safe_name
+from analyzer.render.digest import (
+    MAX_HTML_BYTES,
+    Digest,
+    InlineImage,
+    render_within,
+    report_link,
+    safe_name,
+    subject,
+)
 from analyzer.render.html import kind_name, usd
 from analyzer.render.links import revision_url, service_url
 from analyzer.sources.restjson import parse_time
@@ -176,23 +184,5 @@ def fleet_digest(
         "service_url": service_url,
     }
     html, text, shown = render_within(context, lines, max_html_bytes)
-    counts = [
-        f"{len(group)} {name}"
-        for group, name in (
-            (changes.new, "new"),
-            (changes.ongoing, "ongoing"),
-            (changes.resolved, "resolved"),
-        )
-        if group
-    ]
-    subject = " ".join(
-        p
-        for p in (
-            config.subject_prefix,
-            f"week to {current.window_end:%d %b}:",
-            head,
-            f"({', '.join(counts)})" if counts else "",
-        )
-        if p
-    )
-    return Digest(subject, head, html, text, inline, changes, shown, len(lines))
+    return Digest(subject(config, current.window_end, changes, head), head, html, text, inline, changes, shown,
+                  len(lines))
