@@ -13,7 +13,6 @@ Worker Pools and GPU SKUs the analyzer must leave unmatched; first tiers at 0 ar
 
 from __future__ import annotations
 
-import base64
 import copy
 import threading
 from collections.abc import Iterable, Mapping
@@ -23,7 +22,7 @@ import grpc
 from google.cloud import billing_v1
 from google.protobuf import json_format
 
-from tests.fakes.server import Behaviour, abort
+from tests.fakes.server import Behaviour, abort, list_page, unary
 
 SkuPb: Any = billing_v1.Sku.pb()
 ServicePb: Any = billing_v1.Service.pb()
@@ -132,29 +131,12 @@ class FakeCloudCatalog:
 
     # answering ---------------------------------------------------------------------------
 
-    def _offset(self, token: str, context: grpc.ServicerContext) -> int:
-        if not token:
-            return 0
-        try:
-            return int(base64.urlsafe_b64decode(token).decode())
-        except (ValueError, UnicodeDecodeError):
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid page_token")
-            raise  # pragma: no cover - abort raises
-
-    def _page(self, items: list[Any], request: Any, response: Any, name: str,
-              context: grpc.ServicerContext) -> Any:
-        offset = self._offset(request.page_token, context)
-        size = request.page_size if request.page_size > 0 else self.default_page_size
-        getattr(response, name).extend(items[offset:offset + size])
-        if offset + size < len(items):
-            response.next_page_token = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
-        return response
-
     def _list_services(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.behaviour.enter("ListServices", "", "services", context)
         with self._lock:
             found = sorted(self._services.values(), key=lambda s: s.name)
-        return self._page(found, request, billing_v1.ListServicesResponse.pb()(), "services", context)
+        return list_page(found, request, billing_v1.ListServicesResponse.pb()(), "services", context,
+                    default_size=self.default_page_size)
 
     def _converted(self, message: Any, rate: float, currency: str) -> Any:
         if rate == 1.0 and currency == "USD":
@@ -183,26 +165,16 @@ class FakeCloudCatalog:
                 abort(context, grpc.StatusCode.NOT_FOUND, f"Service {service_id} not found.")
             rate = self.rates_per_usd[currency]
             found = [self._converted(m, rate, currency) for m in self._skus[service_id]]
-        return self._page(found, request, billing_v1.ListSkusResponse.pb()(), "skus", context)
+        return list_page(found, request, billing_v1.ListSkusResponse.pb()(), "skus", context,
+                    default_size=self.default_page_size)
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        def serialize(message: Any) -> bytes:
-            return bytes(message.SerializeToString())
-
         return [
             grpc.method_handlers_generic_handler(
                 "google.cloud.billing.v1.CloudCatalog",
                 {
-                    "ListServices": grpc.unary_unary_rpc_method_handler(
-                        self._list_services,
-                        request_deserializer=billing_v1.ListServicesRequest.pb().FromString,
-                        response_serializer=serialize,
-                    ),
-                    "ListSkus": grpc.unary_unary_rpc_method_handler(
-                        self._list_skus,
-                        request_deserializer=billing_v1.ListSkusRequest.pb().FromString,
-                        response_serializer=serialize,
-                    ),
+                    "ListServices": unary(self._list_services, billing_v1.ListServicesRequest.pb()),
+                    "ListSkus": unary(self._list_skus, billing_v1.ListSkusRequest.pb()),
                 },
             ),
         ]

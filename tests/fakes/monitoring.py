@@ -45,7 +45,7 @@ from google.api import distribution_pb2, metric_pb2
 from google.cloud import monitoring_v3
 from google.protobuf import json_format, timestamp_pb2
 
-from tests.fakes.server import Behaviour, abort
+from tests.fakes.server import Behaviour, abort, unary
 
 SERVICE = "google.monitoring.v3.MetricService"
 TimeSeriesPb: Any = monitoring_v3.TimeSeries.pb()
@@ -981,11 +981,7 @@ class FakeMetricService:
             grpc.method_handlers_generic_handler(
                 SERVICE,
                 {
-                    "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
-                        self._list_time_series,
-                        request_deserializer=RequestPb.FromString,
-                        response_serializer=lambda message: message.SerializeToString(),
-                    ),
+                    "ListTimeSeries": unary(self._list_time_series, RequestPb),
                 },
             )
         ]

@@ -13,7 +13,6 @@ Paging uses ``page_size`` (default ``default_page_size``) and an opaque offset t
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ import grpc
 from google.cloud import run_v2
 from google.protobuf import json_format
 
-from tests.fakes.server import Behaviour, abort
+from tests.fakes.server import Behaviour, abort, list_page, unary
 
 RevisionPb: Any = run_v2.Revision.pb()
 ServicePb: Any = run_v2.Service.pb()
@@ -77,21 +76,6 @@ class FakeRun:
 
     # answering ---------------------------------------------------------------------------
 
-    def _page(
-        self, items: list[Any], request: Any, response: Any, field: str, context: grpc.ServicerContext
-    ) -> Any:
-        offset = 0
-        if request.page_token:
-            try:
-                offset = int(base64.urlsafe_b64decode(request.page_token).decode())
-            except (ValueError, UnicodeDecodeError):
-                abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid page_token")
-        size = request.page_size if request.page_size > 0 else self.default_page_size
-        getattr(response, field).extend(items[offset : offset + size])
-        if offset + size < len(items):
-            response.next_page_token = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
-        return response
-
     def _list_revisions(self, request: Any, context: grpc.ServicerContext) -> Any:
         match = SERVICE.match(request.parent)
         self.behaviour.enter("ListRevisions", match.group(1) if match else "", request.parent, context)
@@ -130,7 +114,8 @@ class FakeRun:
                 f"Resource '{service}' of kind 'SERVICE' in region "
                 f"'{location}' in project '{project}' does not exist.",
             )
-        return self._page(found, request, run_v2.ListRevisionsResponse.pb()(), "revisions", context)
+        return list_page(found, request, run_v2.ListRevisionsResponse.pb()(), "revisions", context,
+                        default_size=self.default_page_size)
 
     def _list_services(self, request: Any, context: grpc.ServicerContext) -> Any:
         match = LOCATION.match(request.parent)
@@ -158,31 +143,21 @@ class FakeRun:
                 ),
                 key=lambda s: s.name,
             )
-        return self._page(found, request, run_v2.ListServicesResponse.pb()(), "services", context)
+        return list_page(found, request, run_v2.ListServicesResponse.pb()(), "services", context,
+                    default_size=self.default_page_size)
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        def serialize(message: Any) -> bytes:
-            return bytes(message.SerializeToString())
-
         return [
             grpc.method_handlers_generic_handler(
                 "google.cloud.run.v2.Revisions",
                 {
-                    "ListRevisions": grpc.unary_unary_rpc_method_handler(
-                        self._list_revisions,
-                        request_deserializer=run_v2.ListRevisionsRequest.pb().FromString,
-                        response_serializer=serialize,
-                    ),
+                    "ListRevisions": unary(self._list_revisions, run_v2.ListRevisionsRequest.pb()),
                 },
             ),
             grpc.method_handlers_generic_handler(
                 "google.cloud.run.v2.Services",
                 {
-                    "ListServices": grpc.unary_unary_rpc_method_handler(
-                        self._list_services,
-                        request_deserializer=run_v2.ListServicesRequest.pb().FromString,
-                        response_serializer=serialize,
-                    ),
+                    "ListServices": unary(self._list_services, run_v2.ListServicesRequest.pb()),
                 },
             ),
         ]

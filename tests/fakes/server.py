@@ -11,6 +11,7 @@ Faults are rules matched in order against each incoming call (method, project); 
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections import Counter
@@ -111,6 +112,32 @@ def abort(
     status = status_pb2.Status(code=code.value[0], message=message, details=packed)
     context.abort_with_status(rpc_status.to_status(status))
     raise AssertionError("abort_with_status returned")  # pragma: no cover - grpc always raises
+
+
+def list_page(items: Sequence[Any], request: Any, response: Any, field_name: str, context: grpc.ServicerContext,
+         *, default_size: int) -> Any:
+    """Fill ``response.<field_name>`` with one page of ``items`` for a List request, as Google's APIs
+    page: ``page_size`` items (the default when 0) and an opaque ``next_page_token`` while more remain."""
+    offset = 0
+    if request.page_token:
+        try:
+            offset = int(base64.urlsafe_b64decode(request.page_token).decode())
+        except (ValueError, UnicodeDecodeError):
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid page_token")
+    size = request.page_size if request.page_size > 0 else default_size
+    getattr(response, field_name).extend(items[offset : offset + size])
+    if offset + size < len(items):
+        response.next_page_token = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
+    return response
+
+
+def unary(method: Any, request_pb: Any) -> grpc.RpcMethodHandler:
+    """A unary gRPC handler whose request parses into ``request_pb`` and whose response is a protobuf."""
+    return grpc.unary_unary_rpc_method_handler(
+        method,
+        request_deserializer=request_pb.FromString,
+        response_serializer=lambda message: bytes(message.SerializeToString()),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
