@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from analyzer.analysis import load_model
 from analyzer.analysis.pricing import (
     SECONDS_PER_MONTH,
     PriceTable,
@@ -346,52 +347,11 @@ class Excess:
     gib_seconds: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class ExpectedForLoad:
-    """The mean of a per-step quantity as a function of request rate, learned from a reference period.
-
-    ``load_model`` takes bin medians, right for "how many instances", but a cost is an expectation:
-    per-step resource use is skewed, and a median would understate the counterfactual and so overstate
-    the excess. Between bins it interpolates; above the busiest bin it grows in proportion to load;
-    below the quietest it follows the slope of the two quietest bins (down to zero at most), so a quiet
-    night after a busy reference is not priced at the reference's quietest level.
-    """
-
-    load_points: FloatArray  # bin centres (mean request rate), increasing
-    values: FloatArray  # mean of the quantity per bin, made non-decreasing
-
-    def predict(self, load: FloatArray) -> FloatArray:
-        load = np.asarray(load, dtype=np.float64)
-        points, values = self.load_points, self.values
-        inside = np.interp(load, points, values)
-        top_load, top_value = points[-1], values[-1]
-        above = np.maximum(top_value * load / top_load, top_value) if top_load > 0 else inside
-        if len(points) > 1 and points[1] > points[0]:
-            slope = (values[1] - values[0]) / (points[1] - points[0])
-            below = np.clip(values[0] - slope * (points[0] - load), 0.0, values[0])
-        else:
-            below = np.full_like(load, values[0])
-        return np.where(load > top_load, above, np.where(load < points[0], below, inside))
-
-
-def expected_for_load(load: FloatArray, value: FloatArray, *, bins: int = 12,
-                      min_points: int = 12) -> ExpectedForLoad | None:
-    """Fit ``ExpectedForLoad`` on paired samples (NaNs dropped); None with too little reference data."""
-    keep = np.isfinite(load) & np.isfinite(value)
-    load, value = load[keep], value[keep]
-    if len(load) < min_points:
-        return None
-    edges = np.unique(np.quantile(load, np.linspace(0.0, 1.0, bins + 1)))
-    which = np.clip(np.searchsorted(edges, load, side="right") - 1, 0, max(len(edges) - 2, 0))
-    centres, means = [], []
-    for b in range(max(len(edges) - 1, 1)):
-        members = which == b
-        if members.sum() >= 2:
-            centres.append(float(np.mean(load[members])))
-            means.append(float(np.mean(value[members])))
-    if not centres:
-        return None
-    return ExpectedForLoad(np.asarray(centres), np.maximum.accumulate(np.asarray(means)))
+def expected_for_load(load: FloatArray, value: FloatArray) -> load_model.LoadModel | None:
+    """The counterfactual of a per-step cost or resource for a load: bin *means* (a cost is an
+    expectation; per-step use is skewed, so a median would understate it and overstate the excess),
+    following the slope of the quietest bins below the reference's range."""
+    return load_model.fit(load, value, statistic="mean", slope_below=True)
 
 
 def _predict(reference: pd.DataFrame, target: pd.DataFrame, column: str) -> np.ndarray | None:

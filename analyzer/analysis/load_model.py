@@ -1,13 +1,17 @@
 """What a quantity 'should' be for a given load, learned from a reference period.
 
 Used to ask "how many instances (or dollars) would the previous revision have needed for this
-traffic?": binned medians of the quantity against request rate, interpolated between bins and
-extrapolated in proportion to load beyond the busiest bin, so traffic growth alone is not an anomaly.
+traffic?": the quantity binned against request rate, interpolated between bins and extrapolated in
+proportion to load beyond the busiest bin, so traffic growth alone is not an anomaly.
+
+Two readings of a bin: its median (``statistic="median"``), right for "how many instances", and its
+mean (``"mean"``), right for a cost, which is an expectation over skewed per-step use.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -17,42 +21,44 @@ from analyzer.model import FloatArray
 @dataclass(frozen=True, slots=True)
 class LoadModel:
     load_points: FloatArray  # bin centres (request rate), increasing
-    values: FloatArray  # median of the quantity in each bin
-    floor: float  # the quantity at zero load (e.g. min instances)
+    values: FloatArray  # the quantity in each bin, made non-decreasing with load
+    slope_below: bool = False  # below the quietest bin: follow the two quietest bins' slope (else flat)
 
     def predict(self, load: FloatArray) -> FloatArray:
         load = np.asarray(load, dtype=np.float64)
-        inside = np.interp(load, self.load_points, self.values)
-        top_load, top_value = self.load_points[-1], self.values[-1]
+        points, values = self.load_points, self.values
+        inside = np.interp(load, points, values)
+        top_load, top_value = points[-1], values[-1]
         # Beyond the busiest load seen, assume the quantity grows in proportion to load: a reference
         # that sat on its min-instance floor says nothing about what more traffic needs, and
         # assuming too much is safer than calling traffic growth an anomaly.
-        beyond = top_value * load / top_load if top_load > 0 else np.full_like(load, top_value)
-        return np.where(load > top_load, np.maximum(beyond, top_value), inside)
+        above = np.maximum(top_value * load / top_load, top_value) if top_load > 0 else inside
+        predicted = np.where(load > top_load, above, inside)
+        if self.slope_below and len(points) > 1 and points[1] > points[0]:
+            # A quiet night after a busy reference is not priced at the reference's quietest level.
+            slope = (values[1] - values[0]) / (points[1] - points[0])
+            below = np.clip(values[0] - slope * (points[0] - load), 0.0, values[0])
+            predicted = np.where(load < points[0], below, predicted)
+        return np.asarray(predicted, dtype=np.float64)
 
 
-def fit(load: FloatArray, value: FloatArray, *, bins: int = 12, min_points: int = 12) -> LoadModel | None:
+def fit(load: FloatArray, value: FloatArray, *, bins: int = 12, min_points: int = 12,
+        statistic: Literal["median", "mean"] = "median", slope_below: bool = False) -> LoadModel | None:
     """Fit on paired samples (NaNs dropped); None if there is too little reference data."""
     keep = np.isfinite(load) & np.isfinite(value)
     load, value = load[keep], value[keep]
     if len(load) < min_points:
         return None
+    reduce = np.median if statistic == "median" else np.mean
     edges = np.unique(np.quantile(load, np.linspace(0.0, 1.0, bins + 1)))
-    if len(edges) < 2:
-        level = float(np.median(value))
-        return LoadModel(np.asarray([float(load.max()) or 1.0]), np.asarray([level]), level)
-    which = np.clip(np.searchsorted(edges, load, side="right") - 1, 0, len(edges) - 2)
-    centres, medians = [], []
-    for b in range(len(edges) - 1):
+    which = np.clip(np.searchsorted(edges, load, side="right") - 1, 0, max(len(edges) - 2, 0))
+    centres, levels = [], []
+    for b in range(max(len(edges) - 1, 1)):
         members = which == b
         if members.sum() >= 2:
-            centres.append(float(np.median(load[members])))
-            medians.append(float(np.median(value[members])))
+            centres.append(float(reduce(load[members])))
+            levels.append(float(reduce(value[members])))
     if not centres:
         return None
-    centres_arr = np.asarray(centres)
     # The quantity should not fall as load rises; enforce it so noise in one bin does not mislead.
-    medians_arr = np.maximum.accumulate(np.asarray(medians))
-    low = load <= np.quantile(load, 0.1)
-    floor = float(np.median(value[low])) if low.any() else float(medians_arr[0])
-    return LoadModel(centres_arr, medians_arr, min(floor, float(medians_arr[0])))
+    return LoadModel(np.asarray(centres), np.maximum.accumulate(np.asarray(levels)), slope_below)
