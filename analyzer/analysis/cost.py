@@ -170,12 +170,16 @@ def step_quantities(rows: pd.DataFrame, info: RevisionInfo, prices: UnitPrices, 
 
 def revision_steps(view: ServiceView, span: RevisionSpan, table: PriceTable,
                    config: AnalysisConfig) -> pd.DataFrame:
-    """``step_quantities`` of one revision, indexed by step start."""
-    rows = view.revision_rows(span.name)
-    prices = unit_prices(table, span.info, config.pricing)
-    steps = step_quantities(rows, span.info, prices, config.pricing, view.step_seconds)
-    steps.index = pd.DatetimeIndex(rows["ts"].to_numpy())
-    return steps
+    """``step_quantities`` of one revision, indexed by step start (computed once per view, table and
+    config; the result is shared, so callers must not modify it)."""
+    key = ("steps", span.name, id(table), id(config))
+    if key not in view.derived:
+        rows = view.revision_rows(span.name)
+        prices = unit_prices(table, span.info, config.pricing)
+        steps = step_quantities(rows, span.info, prices, config.pricing, view.step_seconds)
+        steps.index = pd.DatetimeIndex(rows["ts"].to_numpy())
+        view.derived[key] = steps
+    return view.derived[key]
 
 
 def service_steps(view: ServiceView, table: PriceTable, config: AnalysisConfig) -> pd.DataFrame:

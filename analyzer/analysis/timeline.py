@@ -6,7 +6,7 @@ revision" mean the same thing everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
@@ -38,9 +38,15 @@ class ServiceView:
     totals: pd.DataFrame  # per step: summed load/instances/cost columns + "serving" revision
     spans: list[RevisionSpan]  # revisions with data, in deploy order
     step_seconds: int
+    # Tables derived from this view during one analysis (a revision's rows, its per-step cost), kept
+    # so each detector and the cost model do not recompute them. Callers must not modify them.
+    derived: dict[tuple[object, ...], pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def revision_rows(self, revision: str) -> pd.DataFrame:
-        return self.rows.loc[self.rows["revision"] == revision]
+        key = ("rows", revision)
+        if key not in self.derived:
+            self.derived[key] = self.rows.loc[self.rows["revision"] == revision]
+        return self.derived[key]
 
     def span(self, revision: str) -> RevisionSpan:
         return next(s for s in self.spans if s.name == revision)
