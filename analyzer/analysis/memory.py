@@ -87,6 +87,41 @@ def troughs(rows: pd.DataFrame, bin_minutes: int) -> pd.DataFrame:
     return binned.dropna(subset=["trough"])
 
 
+def trough_minutes(rows: pd.DataFrame, longest: int) -> int:
+    """The shortest bin (30 or 60 min, else ``longest``) whose minimum is a real trough.
+
+    A bin shorter than the GC sawtooth's period mostly sees part of one ramp, so its lowest point
+    sits at one of its ends; a bin that spans a whole cycle has its lowest point anywhere inside.
+    The slow trend (a leak) is taken out first, through the troughs of the longest bins, so that a
+    clean steady climb is not mistaken for a ramp.
+    """
+    typical = rows["mem_mean"].to_numpy(dtype=np.float64)
+    typical = np.where(np.isnan(typical), rows["mem_p50"].to_numpy(dtype=np.float64), typical)
+    stamps = pd.DatetimeIndex(rows["ts"]).as_unit("ns").asi8
+    finite = np.isfinite(typical)
+    typical, stamps = typical[finite], stamps[finite]
+    if len(typical) < 24:
+        return longest
+    wide = pd.Timedelta(minutes=longest).value
+    starts, codes = np.unique(stamps // wide, return_inverse=True)
+    low = np.full(len(starts), np.inf)
+    np.minimum.at(low, codes, typical)
+    residual = typical - np.interp(stamps, (starts + 0.5) * wide, low)
+    for minutes in (30, 60):
+        if minutes >= longest:
+            break
+        _, first, counts = np.unique(stamps // pd.Timedelta(minutes=minutes).value, return_index=True,
+                                     return_counts=True)
+        full = counts >= 4
+        if full.sum() < 12:
+            break
+        chunks = (residual[start:start + count] for start, count in zip(first[full], counts[full], strict=True))
+        at_edge = [bool(values[0] <= values.min() or values[-1] <= values.min()) for values in chunks]
+        if np.mean(at_edge) <= np.mean(2.0 / counts[full]) + 0.2:
+            return minutes
+    return longest
+
+
 def _split_points(y: FloatArray, drop_floor: float, jump_floor: float) -> list[int]:
     """Indices where a new segment starts: resets and steps, judged against the troughs' own
     bin-to-bin noise around their typical change.
@@ -233,9 +268,33 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     if not explained:
         whole = stats.mann_kendall(hours, adjusted)
         explained = bool(whole.p_value <= 0.05 and whole.slope * 24 >= cfg.min_slope_per_day / 2)
+    if not explained:
+        explained = _climbs_between_resets(hours, adjusted, segs, cfg)
     first_a, first_b = segs[0]
     onset = first_a + _onset_index(hours[first_a:first_b], adjusted[first_a:first_b], 3)
     return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, keeps, explained, onset)
+
+
+LONG_CLIMB_HOURS = 24.0  # far longer than a GC cycle or a diurnal swing
+
+
+def _climbs_between_resets(hours: FloatArray, y: FloatArray, segs: list[tuple[int, int]],
+                           cfg: MemoryDetection) -> bool:
+    """Instances replaced before they reach the limit (platform recycling, scale-in of the oldest)
+    reset a leak's troughs well below it. Such resets are believed when every stretch between them
+    that lasts a day or more climbs on its own, and those stretches cover most of the revision: a
+    GC sawtooth or a daily load swing does not climb for a whole day."""
+    long = [(a, b) for a, b in segs if hours[b - 1] - hours[a] >= LONG_CLIMB_HOURS]
+    if not long:
+        return False
+    climbing = 0.0
+    for a, b in long:
+        trend = stats.mann_kendall(hours[a:b], y[a:b])
+        if trend.p_value > 0.05 or trend.slope * 24 < cfg.min_slope_per_day:
+            return False
+        climbing += float(hours[b - 1] - hours[a])
+    covered = sum(float(hours[b - 1] - hours[a]) for a, b in segs)
+    return climbing >= 0.5 * covered
 
 
 def _significant(trend: _SignalTrend, cfg: MemoryDetection) -> bool:
@@ -256,42 +315,106 @@ def _onset_index(hours: FloatArray, y: FloatArray, min_after: int) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """Both trough signals of one revision at one bin width."""
+
+    bins: pd.DataFrame
+    hours: FloatArray
+    typical: _SignalTrend | None
+    worst: _SignalTrend | None
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, minutes: int, cfg: MemoryDetection) -> _Reading | None:
+        bins = troughs(rows, minutes)
+        if len(bins) < max(6, math.ceil(cfg.min_duration_hours * 60 / minutes)):
+            return None
+        hours = ((bins.index - bins.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
+        load = bins["load"].to_numpy(dtype=np.float64)
+        peak = bins["peak"].to_numpy(dtype=np.float64)
+        typical = _signal_trend("typical instance", hours, bins["trough"].to_numpy(dtype=np.float64), load, peak,
+                                cfg, 0.02, max(cfg.min_rise, 0.02))
+        # The worst instance is the oldest one: its memory keeps climbing under a leak even where new
+        # instances keep the fleet's typical level down. It is read from the distribution's top bucket,
+        # so it moves in bucket-sized steps: only large drops (a reset) and large jumps split it.
+        worst = _signal_trend("worst instance", hours, bins["worst"].to_numpy(dtype=np.float64), load, peak, cfg,
+                              0.05, 0.10)
+        return cls(bins, hours, typical, worst)
+
+    def choose(self, cfg: MemoryDetection) -> _SignalTrend | None:
+        found = self.choices(cfg)
+        return found[0] if found else None
+
+    def choices(self, cfg: MemoryDetection) -> list[_SignalTrend]:
+        """The signals that show a leak, the worst instance first."""
+        typical, worst = self.typical, self.worst
+        found = [worst] if worst is not None and worst.passes(cfg) else []
+        if typical is not None and typical.passes(cfg) and (worst is None or (
+                worst.slope >= typical.slope / 2
+                and (worst.keeps_climbing or typical.covered >= 2 * cfg.min_duration_hours))):
+            # Under a leak the oldest instance climbs too. Over a short span, a fleet rise whose oldest
+            # instance levels off is new instances warming up; over a longer one, the top bucket's
+            # coarse steps can look level, so the fleet's climb is trusted.
+            found.append(typical)
+        return found
+
+    def hints(self, cfg: MemoryDetection) -> bool:
+        """Some signal climbs, if not yet conclusively: worth a closer look."""
+        return any(t is not None and t.p_value <= 0.05 and t.slope * 24 >= cfg.min_slope_per_day / 2
+                   for t in (self.typical, self.worst))
+
+    def agrees(self, name: str, cfg: MemoryDetection) -> bool:
+        trend = self.typical if name == "typical instance" else self.worst
+        return trend is not None and trend.p_value <= 0.05 and trend.slope * 24 >= cfg.min_slope_per_day / 2
+
+
+def _holds_to_end(trend: _SignalTrend, reading: _Reading) -> bool:
+    """The climb's last third still rises at half its overall pace, in the troughs as measured and
+    as adjusted for load (a warm-up or cache fill has flattened by then), or the oldest instance is
+    pinned near the limit."""
+    a, b = trend.segments[-1]
+    tail = max(6, (b - a) // 3)
+    if b - a < tail:
+        return trend.keeps_climbing
+    picked = trend.positions[b - tail:b]
+    hours = reading.hours[picked]
+    column = "trough" if trend.name == "typical instance" else "worst"
+    measured = reading.bins[column].to_numpy(dtype=np.float64)[picked]
+    rising = all(stats.theil_sen(hours, values)[0] >= trend.slope / 2
+                 for values in (measured, trend.adjusted[b - tail:b]))
+    oldest = reading.bins["worst"].to_numpy(dtype=np.float64)[picked]
+    return bool(rising or np.nanmedian(oldest) >= OOM_RESET_LEVEL)
+
+
 def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> LeakEvidence | None:
     cfg = config.memory
     rows = view.revision_rows(span.name)
     rows = rows.loc[rows["ts"] >= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)]
     if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
         return None
-    bins = troughs(rows, cfg.trough_window_minutes)
-    min_points = max(6, math.ceil(cfg.min_duration_hours * 60 / cfg.trough_window_minutes))
-    if len(bins) < min_points:
+    coarse = _Reading.of(rows, cfg.trough_window_minutes, cfg)
+    chosen = coarse.choose(cfg) if coarse else None
+    reading = coarse
+    if chosen is None and (coarse is None or coarse.hints(cfg)):
+        # Bins as long as the slowest sawtooth need half a day before they can show anything. Where
+        # this revision's sawtooth is short, shorter bins see a fast leak hours earlier; the climb
+        # must then hold to the end, and the long bins must not contradict it.
+        minutes = trough_minutes(rows, cfg.trough_window_minutes)
+        fine = _Reading.of(rows, minutes, cfg) if minutes < cfg.trough_window_minutes else None
+        picks = fine.choices(cfg) if fine else []
+        for pick in picks:
+            if fine is not None and _holds_to_end(pick, fine) and (coarse is None or coarse.agrees(pick.name, cfg)):
+                reading, chosen = fine, pick
+                break
+    if reading is None:
         return None
-    hours = ((bins.index - bins.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
-    load = bins["load"].to_numpy(dtype=np.float64)
-    peak = bins["peak"].to_numpy(dtype=np.float64)
-    typical = _signal_trend("typical instance", hours, bins["trough"].to_numpy(dtype=np.float64), load, peak, cfg,
-                            0.02, max(cfg.min_rise, 0.02))
-    # The worst instance is the oldest one: its memory keeps climbing under a leak even where new
-    # instances keep the fleet's typical level down. It is read from the distribution's top bucket,
-    # so it moves in bucket-sized steps: only large drops (a reset) and large jumps split it.
-    worst = _signal_trend("worst instance", hours, bins["worst"].to_numpy(dtype=np.float64), load, peak, cfg,
-                          0.05, 0.10)
-    chosen = None
-    if worst is not None and worst.passes(cfg):
-        chosen = worst
-    elif typical is not None and typical.passes(cfg) and (worst is None or (
-            worst.slope >= typical.slope / 2
-            and (worst.keeps_climbing or typical.covered >= 2 * cfg.min_duration_hours))):
-        # Under a leak the oldest instance climbs too. Over a short span, a fleet rise whose oldest
-        # instance levels off is new instances warming up; over a longer one, the top bucket's
-        # coarse steps can look level, so the fleet's climb is trusted.
-        chosen = typical
     confirmed = chosen is not None
     if chosen is None:
-        candidates = [t for t in (worst, typical) if t is not None and _significant(t, cfg)]
+        candidates = [t for t in (reading.worst, reading.typical) if t is not None and _significant(t, cfg)]
         if not candidates:
             return None
         chosen = min(candidates, key=lambda t: t.p_value)
+    bins, hours = reading.bins, reading.hours
     index = int(chosen.positions[chosen.onset_offset])
     onset_at_deploy = hours[index] <= max(2.0, config.warmup_minutes / 60 + 1.0)
     onset = span.deploy_time if onset_at_deploy else pd.Timestamp(bins.index[index])
