@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analyzer.analysis import load_model
 from analyzer.analysis.timeline import RevisionSpan, ServiceView
 from analyzer.config import DetectionConfig, RegressionDetection
 from analyzer.model import FindingKind, FloatArray
@@ -175,12 +176,110 @@ def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *
     if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
         return None
     b, a = float(np.median(before)), float(np.median(after))
-    if b <= 0 or _fades(after, b, cfg):
+    if b > 0 and not _fades(after, b, cfg):
+        increase = a / b - 1.0
+        p_value = mann_whitney_greater(after, before)
+        if increase >= cfg.min_increase and p_value <= cfg.significance:
+            return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, span.deploy_time,
+                                      "CPU seconds per request", b, a, increase, p_value,
+                                      _quiet_cpu(before_rows), _quiet_cpu(after_rows))
+    return _cpu_drift(view, span, previous, config, default_cpu)
+
+
+def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> pd.DataFrame:
+    """Per hour: CPU-seconds (utilization × instances × vCPU, summed over steps) and requests, for the
+    hours that have both and served traffic."""
+    frame = pd.DataFrame({
+        "cpu_s": rows["cpu_mean"] * (rows["inst_active"].fillna(0.0) + rows["inst_idle"].fillna(0.0)) * cpu_limit,
+        "req": rows["req_rate"],
+    })
+    frame.index = rows["ts"]
+    hourly = frame.resample("1h").sum(min_count=1).dropna()
+    return hourly.loc[(hourly["req"] > 0) & (hourly["cpu_s"] >= 0)]
+
+
+DRIFT_REFERENCE_HOURS = 12  # hours of the previous revision needed to learn CPU against load
+THRASH_MEMORY = 0.85  # the oldest instance's memory, fraction of the limit, where GC starts to thrash
+
+
+def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, config: DetectionConfig,
+               default_cpu: float) -> RegressionEvidence | None:
+    """CPU per request that rises later in a revision's life, as a leak's GC work or connection churn
+    grows. Each hour's CPU is compared with what the previous revision used at that hour's traffic (a
+    load model), so more traffic, quiet nights and idle minimum instances are not a regression. The
+    revision's CPU must exceed that expectation by the margin, not only in its first quarter (a
+    warm-up), and significantly: most hours higher (a broad shift), or hours in a row far higher
+    while memory sits near the limit (GC thrash until an OOM kill resets the instance)."""
+    cfg = config.cpu
+    warm = pd.Timedelta(minutes=config.warmup_minutes)
+    window = pd.Timedelta(hours=3 * cfg.compare_hours)
+    before_rows = view.revision_rows(previous.name)
+    before_rows = before_rows.loc[(before_rows["ts"] < span.first_seen)
+                                  & (before_rows["ts"] >= previous.first_seen + warm)
+                                  & (before_rows["ts"] >= span.first_seen - window)]
+    after_rows = view.revision_rows(span.name)
+    after_rows = after_rows.loc[after_rows["ts"] >= span.first_seen + warm]
+    before = _hourly_cpu(before_rows, previous.info.cpu_limit or default_cpu)
+    after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
+    if len(before) < DRIFT_REFERENCE_HOURS or len(after) < 2 * cfg.min_hours:
         return None
-    increase = a / b - 1.0
-    p_value = mann_whitney_greater(after, before)
-    if increase < cfg.min_increase or p_value > cfg.significance:
+    model = load_model.fit(before["req"].to_numpy(), before["cpu_s"].to_numpy(), bins=6,
+                           min_points=DRIFT_REFERENCE_HOURS)
+    if model is None:
         return None
-    return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, span.deploy_time,
-                              "CPU seconds per request", b, a, increase, p_value,
-                              _quiet_cpu(before_rows), _quiet_cpu(after_rows))
+    expected_before = model.predict(before["req"].to_numpy())
+    expected = model.predict(after["req"].to_numpy())
+    if (expected_before <= 0).any() or (expected <= 0).any():
+        return None
+    ratio = after["cpu_s"].to_numpy() / expected
+    reference = before["cpu_s"].to_numpy() / expected_before
+    increase = float(after["cpu_s"].sum() / expected.sum()) - 1.0
+    high = ratio >= 1.0 + cfg.min_increase
+    if increase < cfg.min_increase or high.sum() < cfg.min_hours or not high[len(high) // 4:].any():
+        return None
+    metric = "CPU seconds per request at matched traffic"
+    p_value = 1.0
+    if high.sum() >= 2 * cfg.min_hours and float(np.median(ratio) / np.median(reference)) - 1.0 >= cfg.min_increase:
+        p_value = mann_whitney_greater(ratio, reference)
+    if p_value > cfg.significance:
+        memory = after_rows.set_index("ts")["mem_max"].resample("1h").max().reindex(after.index).to_numpy()
+        episode = _thrash_episode(ratio, reference, memory, cfg)
+        if episode is None:
+            return None
+        hours, p_value = episode
+        metric += f" (with {hours} h of GC thrash near the memory limit)"
+    start = _rise_start(ratio, 1.0 + cfg.min_increase / 2)
+    onset = pd.Timestamp(after.index[start])
+    if onset <= span.first_seen + warm + pd.Timedelta(hours=1):
+        onset = span.deploy_time
+    requests = float(after["req"].sum())
+    return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, onset, metric,
+                              float(expected.sum()) / requests, float(after["cpu_s"].sum()) / requests, increase,
+                              p_value, _quiet_cpu(before_rows), _quiet_cpu(after_rows))
+
+
+def _thrash_episode(ratio: FloatArray, reference: FloatArray, memory: FloatArray,
+                    cfg: RegressionDetection) -> tuple[int, float] | None:
+    """The longest run of hours far above expectation while the oldest instance's memory is near the
+    limit (its length), and how unlikely such a run is given how often the previous revision's own
+    hours were that high. A leak that drives GC into thrash burns several times the CPU for hours
+    before an OOM kill resets it: too few hours to move a median, too many in a row to be chance."""
+    threshold = max(float(np.quantile(reference, 0.9)), 1.0 + 2 * cfg.min_increase)
+    hot = (ratio > threshold) & (np.nan_to_num(memory, nan=0.0) >= THRASH_MEMORY)
+    run = longest = 0
+    for flag in hot:
+        run = run + 1 if flag else 0
+        longest = max(longest, run)
+    if longest < cfg.min_hours:
+        return None
+    chance = (float((reference > threshold).sum()) + 1.0) / (len(reference) + 2.0)
+    p_value = min(1.0, len(ratio) * chance**longest)
+    return (longest, p_value) if p_value <= cfg.significance else None
+
+
+def _rise_start(ratio: FloatArray, level: float) -> int:
+    """Where the excess begins: the low point of the cumulative excess over ``level`` before its
+    highest point (a CUSUM)."""
+    cumulative = np.concatenate([[0.0], np.cumsum(ratio - level)])
+    top = int(np.argmax(cumulative))
+    return int(np.argmin(cumulative[:top + 1])) if top > 0 else 0
