@@ -31,13 +31,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from analyzer.analysis import Analysis
 from analyzer.cli import cli
 from analyzer.config import DigestConfig, SmtpConfig
-from analyzer.delivery.history import PREFIX, Change, previous_record
+from analyzer.delivery.history import PREFIX, previous_record
 from analyzer.delivery.store import LocalStore
 from analyzer.delivery.weekly import run_digest, sent_marker
 from analyzer.errors import ConfigError, DeliveryError
 from analyzer.model import RawData
 from analyzer.pipeline import analyze
 from analyzer.render.digest import MAX_HTML_BYTES, build_digest
+from analyzer.render.week import Change
 from analyzer.sources.snapshot import read_snapshot
 from tests.hostile import HOSTILE_ANNOTATION, HOSTILE_SERVICE, write_hostile_snapshot
 

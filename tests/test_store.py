@@ -12,16 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.delivery.history import (
-    PREFIX,
-    WindowRecord,
-    load_record,
-    previous_record,
-    record_key,
-    save_record,
-)
+from analyzer.delivery.history import PREFIX, load_record, previous_record, record_key, save_record
 from analyzer.delivery.store import LocalStore, Store, check_key, open_store, split_gcs_url
 from analyzer.errors import ConfigError, DeliveryError
+from analyzer.render.week import WindowRecord
 
 BUCKET = "history-bucket"
 
@@ -113,7 +107,7 @@ def test_a_damaged_record_names_the_object_and_the_fix(store: Store) -> None:
 @pytest.fixture(scope="module")
 def demo_record(demo_analysis: object) -> WindowRecord:
     from analyzer.analysis import Analysis
-    from analyzer.delivery.history import record_from_analysis
+    from analyzer.render.week import record_from_analysis
 
     assert isinstance(demo_analysis, Analysis)
     return record_from_analysis(

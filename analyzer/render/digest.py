@@ -26,10 +26,10 @@ from PIL import Image
 
 from analyzer.analysis import Analysis, ServiceResult
 from analyzer.config import DigestConfig
-from analyzer.delivery.history import WeekChanges, WindowRecord, compare, record_from_analysis
 from analyzer.model import FindingKind
 from analyzer.render.charts import PALETTE, ChartSpec, chart_specs, downsample, time_ticks
 from analyzer.render.html import environment, headline, incidents_of, kind_name, usd
+from analyzer.render.week import WeekChanges, WindowRecord, compare, record_from_analysis
 
 MAX_HTML_BYTES = 100_000  # Gmail clips at about 102 KB (104,448 bytes); keep a margin
 CHART_SIZE = (5.6, 3.0)  # inches at CHART_DPI: 560 × 300 px, shown 1:1

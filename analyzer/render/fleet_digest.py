@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from analyzer.config import DigestConfig
-from analyzer.delivery.history import FindingRecord, ServiceRecord, WindowRecord, compare
 from analyzer.model import Problem, ServiceKey
 from analyzer.render.digest import (
     MAX_HTML_BYTES,
@@ -27,6 +26,7 @@ from analyzer.render.digest import (
 )
 from analyzer.render.html import kind_name, usd
 from analyzer.render.links import revision_url, service_url
+from analyzer.render.week import FindingRecord, ServiceRecord, WindowRecord, compare
 from analyzer.sources.restjson import parse_time
 
 
