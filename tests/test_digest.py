@@ -658,3 +658,26 @@ def test_cli_sends_through_starttls_and_a_person_can_read_it(
     assert again.exit_code == 0
     assert "already sent" in again.output
     assert len(mailbox.messages) == 1
+
+
+def test_the_fleet_digest_and_the_report_say_the_same_headline(demo_analysis: Analysis) -> None:
+    from analyzer.render.fleet import merge_reports
+    from analyzer.render.fleet_digest import fleet_headline
+    from analyzer.render.html import headline, incidents_of
+    from analyzer.render.json_report import report_json
+    from analyzer.render.week import FindingRecord
+
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    fleet = merge_reports({"only": report_json(demo_analysis, generated_at=now)}, generated_at=now)
+    stored = [FindingRecord.from_json(f) for f in fleet["findings"]]
+    at_risk = demo_analysis.at_risk_usd_per_month
+    incidents = [i for r in demo_analysis.services for i in incidents_of(r, demo_analysis.window_end)]
+    said = headline(incidents, at_risk=at_risk)
+    assert fleet_headline(stored, at_risk=at_risk) == said
+    assert said.startswith("Nothing ongoing; 1 revision with findings already fixed, saving $")
+    # Had the fix not come, the stored findings say which revision costs what, as the report would.
+    ongoing = [FindingRecord(**{**{k: getattr(f, k) for k in FindingRecord.__dataclass_fields__}, "ongoing": True})
+               for f in stored]
+    text = fleet_headline(ongoing, at_risk=at_risk)
+    assert text.startswith("llm-router: memory leak (rising baseline) and instance creep since llm-router-00042-xyz, $")
+    assert text.endswith("/month, instances already OOM-killed")

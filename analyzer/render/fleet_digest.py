@@ -24,7 +24,7 @@ from analyzer.render.digest import (
     safe_name,
     subject,
 )
-from analyzer.render.html import kind_name, usd
+from analyzer.render.html import HeadlineItem, headline_of
 from analyzer.render.links import revision_url, service_url
 from analyzer.render.week import FindingRecord, ServiceRecord, WindowRecord, compare
 from analyzer.sources.restjson import parse_time
@@ -97,21 +97,19 @@ def _state(service: Mapping[str, Any], findings: Sequence[FindingRecord]) -> str
 
 
 def fleet_headline(findings: Sequence[FindingRecord], *, at_risk: float) -> str:
-    """One sentence: the costliest ongoing revision, or that nothing is ongoing."""
-    ongoing = [f for f in findings if f.ongoing]
-    if ongoing:
-        top = max(ongoing, key=lambda f: f.per_month_usd)
-        text = f"{top.service}: {kind_name(top.kind)} since {top.revision}, {usd(top.per_month_usd)}/month"
-        if top.time_to_limit_hours is not None and top.time_to_limit_hours < 72:
-            text += f", memory limit in ~{top.time_to_limit_hours:.0f} h"
-        revisions = {(f.service, f.revision) for f in ongoing}
-        others = len(revisions) - 1
-        more = f" (+{others} more revision{'s' if others > 1 else ''}, {usd(at_risk)}/month at risk in all)"
-        return text + (more if others else "")
-    if findings:
-        fixed = len({(f.service, f.revision) for f in findings})
-        return f"Nothing ongoing; {fixed} revisions with findings fixed"
-    return "Nothing ongoing: no leaks, creep or regressions found"
+    """The report's headline (``html.headline_of``) from the stored findings, one item per revision."""
+    revisions: dict[tuple[str, str, str, str], list[FindingRecord]] = {}
+    for f in findings:
+        revisions.setdefault((f.project, f.region, f.service, f.revision), []).append(f)
+    items = []
+    for (_, _, service, revision), group in revisions.items():
+        limits = [f.time_to_limit_hours for f in group if f.time_to_limit_hours is not None]
+        items.append(HeadlineItem(
+            service, revision, tuple(f.kind for f in group), any(f.ongoing for f in group),
+            max(f.per_month_usd for f in group), max(f.savings_usd_per_month for f in group),
+            at_limit=any(f.at_limit for f in group), hours_to_limit=min(limits) if limits else None,
+        ))
+    return headline_of(items, at_risk=at_risk)
 
 
 def fleet_digest(

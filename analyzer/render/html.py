@@ -8,7 +8,7 @@ all markup in ``templates/``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -260,18 +260,33 @@ def incidents_of(result: ServiceResult, window_end: datetime) -> list[Incident]:
     return sorted(incidents, key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]))
 
 
-def headline(incidents: Iterable[Incident], *, at_risk: float) -> str:
-    """One sentence: what needs attention now, or that nothing does."""
-    items = list(incidents)
+@dataclass(frozen=True, slots=True)
+class HeadlineItem:
+    """One revision with findings, as the headline sees it (from an analysis or a stored report)."""
+
+    service: str
+    revision: str
+    kinds: tuple[str, ...]  # its finding kinds, most important first
+    ongoing: bool
+    per_month_usd: float
+    savings_usd_per_month: float = 0.0
+    at_limit: bool = False  # instances already reach the memory limit
+    hours_to_limit: float | None = None
+    severity_rank: int = 0  # 0 = critical; breaks ties between equally costly revisions
+
+
+def headline_of(items: Sequence[HeadlineItem], *, at_risk: float) -> str:
+    """One sentence: the costliest ongoing revision and its urgency, or that nothing is ongoing. The
+    HTML report, the service digest and the fleet digest all say it this way."""
     ongoing = [i for i in items if i.ongoing]
     if ongoing:
-        top = max(ongoing, key=lambda i: (i.per_month_usd, -SEVERITY_ORDER[i.severity]))
-        what = " and ".join(kind_name(k) for k in dict.fromkeys(f.kind for f in top.findings[:2]))
-        text = f"{top.result.key.service}: {what} since {top.revision}, {usd(top.per_month_usd)}/month"
-        if top.memory and top.memory.at_limit:
+        top = max(ongoing, key=lambda i: (i.per_month_usd, -i.severity_rank))
+        what = " and ".join(kind_name(k) for k in dict.fromkeys(top.kinds[:2]))
+        text = f"{top.service}: {what} since {top.revision}, {usd(top.per_month_usd)}/month"
+        if top.at_limit:
             text += ", instances already OOM-killed"
-        elif top.memory and top.memory.hours_to_limit is not None and top.memory.hours_to_limit < 72:
-            text += f", memory limit in ~{duration(top.memory.hours_to_limit)}"
+        elif top.hours_to_limit is not None and top.hours_to_limit < 72:
+            text += f", memory limit in ~{duration(top.hours_to_limit)}"
         others = len(ongoing) - 1
         return text + (
             f" (+{plural(others, 'more revision')}, {usd(at_risk)}/month at risk in all)" if others else ""
@@ -282,6 +297,17 @@ def headline(incidents: Iterable[Incident], *, at_risk: float) -> str:
             f", saving {usd(saved)}/month" if saved else ""
         )
     return "Nothing ongoing: no leaks, creep or regressions found"
+
+
+def headline(incidents: Iterable[Incident], *, at_risk: float) -> str:
+    """The headline of an analysis's incidents (see ``headline_of``)."""
+    items = [
+        HeadlineItem(i.result.key.service, i.revision, tuple(f.kind.value for f in i.findings), i.ongoing,
+                     i.per_month_usd, i.savings_usd_per_month, bool(i.memory and i.memory.at_limit),
+                     i.memory.hours_to_limit if i.memory else None, SEVERITY_ORDER[i.severity])
+        for i in incidents
+    ]
+    return headline_of(items, at_risk=at_risk)
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from analyzer.analysis import Analysis
+from analyzer.analysis.findings import OOM_LEVEL
 from analyzer.errors import DeliveryError
 from analyzer.render.json_report import finding_json
 from analyzer.sources.restjson import format_time, parse_time
@@ -41,6 +42,7 @@ class FindingRecord:
     per_month_usd: float
     savings_usd_per_month: float
     time_to_limit_hours: float | None
+    at_limit: bool = False  # its instances already reach the memory limit (OOM kills)
 
     @property
     def key(self) -> FindingKey:
@@ -68,7 +70,13 @@ class FindingRecord:
             time_to_limit_hours=(
                 float(doc["time_to_limit_hours"]) if doc.get("time_to_limit_hours") is not None else None
             ),
+            at_limit=_at_limit(doc),
         )
+
+
+def _at_limit(doc: dict[str, Any]) -> bool:
+    worst = (doc.get("evidence") or {}).get("worst_instance_highest_pct_of_limit")
+    return isinstance(worst, int | float) and worst >= OOM_LEVEL * 100
 
 
 @dataclass(frozen=True, slots=True)
