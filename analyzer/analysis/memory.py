@@ -368,6 +368,9 @@ class _Reading:
         return trend is not None and trend.p_value <= 0.05 and trend.slope * 24 >= cfg.min_slope_per_day / 2
 
 
+SHORT_READING_BINS = 12  # fewer long bins than this cannot show a climb levelling off
+
+
 def _holds_to_end(trend: _SignalTrend, reading: _Reading) -> bool:
     """The climb's last third still rises at half its overall pace, in the troughs as measured and
     as adjusted for load (a warm-up or cache fill has flattened by then), or the oldest instance is
@@ -395,15 +398,21 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
     coarse = _Reading.of(rows, cfg.trough_window_minutes, cfg)
     chosen = coarse.choose(cfg) if coarse else None
     reading = coarse
-    if chosen is None and (coarse is None or coarse.hints(cfg)):
+    short = coarse is None or len(coarse.bins) < SHORT_READING_BINS
+    fine: _Reading | None = None
+    if short or (chosen is None and coarse is not None and coarse.hints(cfg)):
         # Bins as long as the slowest sawtooth need half a day before they can show anything. Where
-        # this revision's sawtooth is short, shorter bins see a fast leak hours earlier; the climb
-        # must then hold to the end, and the long bins must not contradict it.
+        # this revision's sawtooth is short, shorter bins see hours more, both ways: a fast leak
+        # sooner, and a cache fill flattening out that a handful of long bins still read as a climb.
         minutes = trough_minutes(rows, cfg.trough_window_minutes)
         fine = _Reading.of(rows, minutes, cfg) if minutes < cfg.trough_window_minutes else None
-        picks = fine.choices(cfg) if fine else []
-        for pick in picks:
-            if fine is not None and _holds_to_end(pick, fine) and (coarse is None or coarse.agrees(pick.name, cfg)):
+    if fine is not None and chosen is not None and short:
+        seen = fine.typical if chosen.name == "typical instance" else fine.worst
+        if seen is not None and not _holds_to_end(seen, fine):
+            chosen = None  # levelled off: kept as an unconfirmed candidate
+    elif fine is not None and chosen is None:
+        for pick in fine.choices(cfg):
+            if _holds_to_end(pick, fine) and (coarse is None or coarse.agrees(pick.name, cfg)):
                 reading, chosen = fine, pick
                 break
     if reading is None:
