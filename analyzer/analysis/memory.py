@@ -281,12 +281,12 @@ LONG_CLIMB_HOURS = 24.0  # far longer than a GC cycle or a diurnal swing
 def _climbs_between_resets(hours: FloatArray, y: FloatArray, segs: list[tuple[int, int]],
                            cfg: MemoryDetection) -> bool:
     """Instances replaced before they reach the limit (platform recycling, scale-in of the oldest)
-    reset a leak's troughs well below it. Such resets are believed when every stretch between them
-    that lasts a day or more climbs on its own, and those stretches cover most of the revision: a
-    GC sawtooth or a daily load swing does not climb for a whole day."""
+    reset a leak's troughs well below it. Such resets are believed when at least two stretches between
+    them last a day or more, every such stretch climbs on its own, and together they cover most of the
+    revision: a GC sawtooth or a daily load swing does not climb for a whole day, again and again."""
     long = [(a, b) for a, b in segs if hours[b - 1] - hours[a] >= LONG_CLIMB_HOURS]
-    if not long:
-        return False
+    if len(long) < 2:
+        return False  # one climb after one drop does not show that drops are resets
     climbing = 0.0
     for a, b in long:
         trend = stats.mann_kendall(hours[a:b], y[a:b])
