@@ -389,6 +389,43 @@ def _holds_to_end(trend: _SignalTrend, reading: _Reading) -> bool:
     return bool(rising or np.nanmedian(oldest) >= OOM_RESET_LEVEL)
 
 
+YOUNG_HOURS = 36.0  # a revision this young may still be warming up
+LOOKBACK = 5  # earlier revisions searched for one that lived as long as this one has
+
+
+def _rises_like_before(view: ServiceView, span: RevisionSpan, rows: pd.DataFrame, signal: str,
+                       config: DetectionConfig) -> bool:
+    """A young revision whose memory (the climbing signal) rose no more than an earlier revision's did
+    at the same age: the service warms up this way after its deploys (caches, JIT), and a new revision
+    is judged against that, not against a flat line. Earlier revisions are the last few that served
+    at least as long as this one has. A leak rises further than the usual warm-up, and one that does
+    not is reported once it outlasts it."""
+    cfg = config.memory
+    column = "trough" if signal == "typical instance" else "worst"
+    mine = troughs(rows, cfg.trough_window_minutes)
+    if len(mine) < 3:
+        return False
+    age = (mine.index[-1] - mine.index[0]) / pd.Timedelta(hours=1)
+    own = mine[column].to_numpy(dtype=np.float64)
+    own_rise = float(np.nanmedian(own[-2:]) - np.nanmedian(own[:2]))
+    if age >= YOUNG_HOURS or not own_rise > 0:
+        return False
+    warm = pd.Timedelta(minutes=config.warmup_minutes)
+    for previous in view.spans[: view.spans.index(span)][-LOOKBACK:]:
+        before = view.revision_rows(previous.name)
+        before = troughs(before.loc[before["ts"] >= previous.first_seen + warm], cfg.trough_window_minutes)
+        if len(before) < 3:
+            continue
+        since = ((before.index - before.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
+        if since[-1] < age - 1.0:
+            continue  # it did not serve as long as this one has
+        level = before[column].to_numpy(dtype=np.float64)
+        same_age = (since >= age - 2.0) & (since <= age + 1.0)
+        if np.nanmedian(level[same_age]) - np.nanmedian(level[:2]) >= 0.6 * own_rise:
+            return True
+    return False
+
+
 def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> LeakEvidence | None:
     cfg = config.memory
     rows = view.revision_rows(span.name)
@@ -417,6 +454,8 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
                 break
     if reading is None:
         return None
+    if chosen is not None and _rises_like_before(view, span, rows, chosen.name, config):
+        chosen = None  # what this service does after every deploy: kept as an unconfirmed candidate
     confirmed = chosen is not None
     if chosen is None:
         candidates = [t for t in (reading.worst, reading.typical) if t is not None and _significant(t, cfg)]
