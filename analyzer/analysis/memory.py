@@ -398,8 +398,8 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, rows: pd.DataFrame
     """A young revision whose memory (the climbing signal) rose no more than an earlier revision's did
     at the same age: the service warms up this way after its deploys (caches, JIT), and a new revision
     is judged against that, not against a flat line. Earlier revisions are the last few that served
-    at least as long as this one has. A leak rises further than the usual warm-up, and one that does
-    not is reported once it outlasts it."""
+    at least half as long as this one has (compared at this one's age, or at their end). A leak rises
+    further than the usual warm-up, and one that does not is reported once it outlasts it."""
     cfg = config.memory
     column = "trough" if signal == "typical instance" else "worst"
     mine = troughs(rows, cfg.trough_window_minutes)
@@ -417,10 +417,12 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, rows: pd.DataFrame
         if len(before) < 3:
             continue
         since = ((before.index - before.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
-        if since[-1] < age - 1.0:
-            continue  # it did not serve as long as this one has
+        if since[-1] < age / 2:
+            continue  # too short-lived to show this service's warm-up
+        # At this one's age, or at its own end if it served less (a warm-up only slows down later).
+        reached = min(age, float(since[-1]))
         level = before[column].to_numpy(dtype=np.float64)
-        same_age = (since >= age - 2.0) & (since <= age + 1.0)
+        same_age = (since >= reached - 2.0) & (since <= reached + 1.0)
         if np.nanmedian(level[same_age]) - np.nanmedian(level[:2]) >= 0.6 * own_rise:
             return True
     return False
