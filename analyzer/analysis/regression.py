@@ -207,9 +207,10 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     """CPU per request that rises later in a revision's life, as a leak's GC work or connection churn
     grows. Each hour's CPU is compared with what the previous revision used at that hour's traffic (a
     load model), so more traffic, quiet nights and idle minimum instances are not a regression. The
-    revision's CPU must exceed that expectation by the margin, not only in its first quarter (a
-    warm-up), and significantly: most hours higher (a broad shift), or hours in a row far higher
-    while memory sits near the limit (GC thrash until an OOM kill resets the instance)."""
+    revision (12 h or more of it) must exceed that expectation by the margin, not only in its first
+    quarter (a warm-up), and significantly: most hours past that quarter higher (a broad shift), or
+    hours in a row far higher while memory sits near the limit (GC thrash until an OOM kill resets
+    the instance)."""
     cfg = config.cpu
     warm = pd.Timedelta(minutes=config.warmup_minutes)
     window = pd.Timedelta(hours=3 * cfg.compare_hours)
@@ -221,15 +222,15 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     after_rows = after_rows.loc[after_rows["ts"] >= span.first_seen + warm]
     before = _hourly_cpu(before_rows, previous.info.cpu_limit or default_cpu)
     after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
-    if len(before) < DRIFT_REFERENCE_HOURS or len(after) < 2 * cfg.min_hours:
-        return None
+    if len(before) < DRIFT_REFERENCE_HOURS or len(after) < DRIFT_REFERENCE_HOURS:
+        return None  # a young revision's CPU is its warm-up's; the first-day comparison covers it
     model = load_model.fit(before["req"].to_numpy(), before["cpu_s"].to_numpy(), bins=6,
                            min_points=DRIFT_REFERENCE_HOURS)
     if model is None:
         return None
-    expected_before = model.predict(before["req"].to_numpy())
+    expected_before = _left_out_predictions(before["req"].to_numpy(), before["cpu_s"].to_numpy())
     expected = model.predict(after["req"].to_numpy())
-    if (expected_before <= 0).any() or (expected <= 0).any():
+    if not (expected_before > 0).all() or (expected <= 0).any():
         return None
     ratio = after["cpu_s"].to_numpy() / expected
     reference = before["cpu_s"].to_numpy() / expected_before
@@ -239,8 +240,9 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
         return None
     metric = "CPU seconds per request at matched traffic"
     p_value = 1.0
-    if high.sum() >= 2 * cfg.min_hours and float(np.median(ratio) / np.median(reference)) - 1.0 >= cfg.min_increase:
-        p_value = mann_whitney_greater(ratio, reference)
+    late = ratio[max(len(ratio) // 4, cfg.min_hours):]  # past its warm-up (caches, JIT)
+    if high.sum() >= 2 * cfg.min_hours and float(np.median(late) / np.median(reference)) - 1.0 >= cfg.min_increase:
+        p_value = mann_whitney_greater(late, reference)
     if p_value > cfg.significance:
         memory = after_rows.set_index("ts")["mem_max"].resample("1h").max().reindex(after.index).to_numpy()
         episode = _thrash_episode(ratio, reference, memory, cfg)
@@ -256,6 +258,21 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, onset, metric,
                               float(expected.sum()) / requests, float(after["cpu_s"].sum()) / requests, increase,
                               p_value, _quiet_cpu(before_rows), _quiet_cpu(after_rows))
+
+
+def _left_out_predictions(load: FloatArray, cpu: FloatArray) -> FloatArray:
+    """Each reference hour as predicted by a model fitted without it, so the reference's own scatter
+    around the model is as wide as a new hour's would be (an in-sample fit would make it too tight,
+    and any new revision look significantly worse)."""
+    predicted = np.full(len(load), np.nan)
+    keep = np.ones(len(load), dtype=bool)
+    for i in range(len(load)):
+        keep[i] = False
+        model = load_model.fit(load[keep], cpu[keep], bins=6, min_points=DRIFT_REFERENCE_HOURS - 1)
+        keep[i] = True
+        if model is not None:
+            predicted[i] = float(model.predict(load[i:i + 1])[0])
+    return predicted
 
 
 def _thrash_episode(ratio: FloatArray, reference: FloatArray, memory: FloatArray,
