@@ -1,0 +1,196 @@
+"""Fast detector iteration: simulate scenarios once into pickled frames, then score the detectors on
+them in seconds (evaluate.py re-simulates, writes and parses every scenario, which takes minutes).
+
+    python bench/quick.py make --seed 101 --count 120               # a draw in the suites' class mix
+    python bench/quick.py make --seed 999 --classes warmup:25 big_sawtooth:25
+    python bench/quick.py score 'bench/out/quick/*.pkl' [-v]        # P/R/onset/attribution, negatives
+    python bench/quick.py delay 'bench/out/quick/*.pkl'             # strong leaks on data cut at onset + h
+
+Scoring is simpler than evaluate.py's, so use evaluate.py for the figures in the docs: a finding matches
+the first unused label of its service and kind (not the nearest onset), and ambiguous labels count as
+misses when not found. Frames are built at 300 s steps, as the live query plan aligns them. Scenarios
+drawn with ``--count`` get the class mix of a suite of that size, so ``--seed 7 --count 100`` is not the
+first half of the dev suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import os
+import pickle
+import sys
+from collections import defaultdict
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import scenarios
+
+from analyzer.analysis import analyze_frames
+from analyzer.config import AnalysisConfig
+from analyzer.frames import Frames, build
+from analyzer.model import RawData
+from analyzer.sources.restjson import parse_time
+from analyzer.sources.snapshot import ingest
+
+OUT = Path(__file__).resolve().parent / "out" / "quick"
+KINDS = ("memory_baseline_rise", "instance_creep", "latency_regression", "cpu_regression")
+DELAY_HOURS = (3, 6, 9, 12, 18, 24, 48)
+
+
+def _make_one(job: tuple[int, int, str, str]) -> None:
+    seed, index, klass, path = job
+    if os.path.exists(path):
+        return
+    scenario = scenarios.generate_one(seed, index, klass)
+    _, documents, manifest, labels = scenarios.build(scenario)
+    raw = RawData()
+    for sub, stem, body in documents:
+        ingest(raw, sub, stem, body)
+    raw.window_start = parse_time(manifest["window"]["start"])
+    raw.window_end = parse_time(manifest["window"]["end"])
+    with open(path, "wb") as f:
+        pickle.dump((build(raw, step_seconds=300), labels), f)
+
+
+def make(args: argparse.Namespace) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    if args.classes:
+        for spec in args.classes:
+            klass, _, n = spec.partition(":")
+            jobs += [(args.seed, i, klass, str(OUT / f"s{args.seed}-{klass}-{i:04d}.pkl")) for i in range(int(n))]
+    else:
+        classes = scenarios.suite_classes(args.count, args.seed)
+        jobs = [(args.seed, i, k, str(OUT / f"s{args.seed}-{i:04d}-{k}.pkl")) for i, k in enumerate(classes)]
+    with Pool(args.workers) as pool:
+        pool.map(_make_one, jobs, chunksize=1)
+    print(f"{len(jobs)} scenarios in {OUT}")
+
+
+def _analyze(path: str) -> tuple[str, dict[str, Any], list[tuple[str, str, str, pd.Timestamp, str]]]:
+    with open(path, "rb") as f:
+        frames, labels = pickle.load(f)
+    analysis = analyze_frames(frames, AnalysisConfig())
+    found = [(f.kind.value, f.service, f.revision, pd.Timestamp(f.onset), f.summary) for f in analysis.findings]
+    return path, labels, found
+
+
+def score(args: argparse.Namespace) -> None:
+    with Pool(args.workers) as pool:
+        results = pool.map(_analyze, sorted(glob.glob(args.pattern)))
+    tp: dict[str, int] = defaultdict(int)
+    fp: dict[str, int] = defaultdict(int)
+    fn: dict[str, int] = defaultdict(int)
+    onset: dict[str, list[float]] = defaultdict(list)
+    attributed: dict[str, list[bool]] = defaultdict(list)
+    negatives: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    strong = [0, 0]
+    details = []
+    for path, labels, found in results:
+        name = os.path.basename(path)
+        if not labels["positive"]:
+            negatives[labels["class"]][1] += 1
+            negatives[labels["class"]][0] += not found
+        used: set[int] = set()
+        for label in labels["labels"]:
+            kind = label["kind"]
+            is_strong = kind == "memory_baseline_rise" and label.get("strong")
+            match = next((i for i, f in enumerate(found) if f[:2] == (kind, label["service"]) and i not in used), None)
+            if match is None:
+                fn[kind] += 1
+                strong[1] += bool(is_strong)
+                details.append(f"FN {kind} {name} {label}")
+                continue
+            used.add(match)
+            tp[kind] += 1
+            strong[0] += bool(is_strong)
+            strong[1] += bool(is_strong)
+            error = abs((found[match][3] - pd.Timestamp(parse_time(label["onset"]))) / pd.Timedelta(hours=1))
+            onset[kind].append(error)
+            attributed[kind].append(found[match][2] == label["revision"])
+        for i, f in enumerate(found):
+            if i not in used:
+                fp[f[0]] += 1
+                details.append(f"FP {f[0]} {name} {f[2]}: {f[4][:140]}")
+    for kind in KINDS:
+        p = tp[kind] / max(tp[kind] + fp[kind], 1)
+        r = tp[kind] / max(tp[kind] + fn[kind], 1)
+        errors = np.asarray(onset[kind] or [np.nan])
+        print(f"{kind:22s} TP {tp[kind]:3d} FP {fp[kind]:3d} FN {fn[kind]:3d}  P {p:.2f} R {r:.2f}  "
+              f"onset median {np.median(errors):.2f} h p90 {np.quantile(errors, 0.9):.2f} h  "
+              f"attribution {np.mean(attributed[kind]) if attributed[kind] else float('nan'):.2f}")
+    print(f"strong leaks found {strong[0]}/{strong[1]}")
+    clean = sum(v[0] for v in negatives.values())
+    total = sum(v[1] for v in negatives.values())
+    print(f"negatives without a finding {clean}/{total}", {k: f"{v[0]}/{v[1]}" for k, v in sorted(negatives.items())})
+    if args.verbose:
+        print("\n".join(details))
+
+
+def _cut(frames: Frames, at: pd.Timestamp) -> Frames:
+    metrics = frames.metrics.loc[frames.metrics["ts"] < at]
+    revisions = {k: v for k, v in frames.revisions.items() if v.create_time is None or v.create_time < at}
+    return dataclasses.replace(frames, metrics=metrics, revisions=revisions, window_end=at.to_pydatetime())
+
+
+def _delay_one(path: str) -> list[tuple[str, float, float | None]]:
+    with open(path, "rb") as f:
+        frames, labels = pickle.load(f)
+    out = []
+    for label in labels["labels"]:
+        if label["kind"] != "memory_baseline_rise" or not label.get("strong") or label["onset_before_window"]:
+            continue
+        start = pd.Timestamp(parse_time(label["onset"]))
+        hours: float | None = None
+        for h in DELAY_HOURS:
+            at = start + pd.Timedelta(hours=h)
+            if at > pd.Timestamp(frames.window_end):
+                break
+            analysis = analyze_frames(_cut(frames, at), AnalysisConfig())
+            if any(f.kind.value == label["kind"] and f.service == label["service"]
+                   and pd.Timestamp(f.onset) >= start - pd.Timedelta(hours=6) for f in analysis.findings):
+                hours = h
+                break
+        out.append((os.path.basename(path), float(label["slope_pct_limit_per_day"]), hours))
+    return out
+
+
+def delay(args: argparse.Namespace) -> None:
+    with Pool(args.workers) as pool:
+        rows = [r for rs in pool.map(_delay_one, sorted(glob.glob(args.pattern))) for r in rs]
+    hours = [h if h is not None else np.inf for _, _, h in rows]
+    for name, slope, h in rows:
+        print(f"{name} {slope:5.1f} %/day  {'not within 48 h' if h is None else f'+{h} h'}")
+    by = {h: sum(x <= h for x in hours) for h in DELAY_HOURS}
+    print(f"{len(hours)} strong leaks, median {np.median(hours) if hours else float('nan')} h, found by:", by)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("make", help="simulate scenarios into pickled frames")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--count", type=int, default=100, help="scenarios, in a suite's class mix")
+    p.add_argument("--classes", nargs="*", help="CLASS:N instead: N scenarios of each class")
+    p.set_defaults(run=make)
+    for name, run in (("score", score), ("delay", delay)):
+        p = sub.add_parser(name)
+        p.add_argument("pattern", help="glob of pickled scenarios")
+        p.add_argument("-v", "--verbose", action="store_true", help="list every miss and false positive")
+        p.set_defaults(run=run)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
