@@ -16,6 +16,7 @@ from analyzer.pipeline import analyze
 from analyzer.sources.snapshot import ingest
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+WARMUP_MINUTES, CUT_HOURS = 1200.0, 12  # caches ~95 % full after 20 h; judged 12 h after a deploy
 
 
 def _rev(name: str, at: datetime, **kw: Any) -> sim.RevisionSpec:
@@ -114,3 +115,25 @@ def test_batch_days_are_not_a_cpu_regression(days: tuple[int, ...]) -> None:
     )
     analysis = _run(spec, end=START + timedelta(days=4), seed=21)
     assert analysis.findings == [], [f.summary for f in analysis.findings]
+
+
+@pytest.mark.parametrize("leak_mib_per_hour", [0.0, 8.0])
+def test_a_young_revision_is_judged_against_the_services_own_warm_up(leak_mib_per_hour: float) -> None:
+    # Caches that take most of a day to fill: after each deploy memory climbs for many hours. The
+    # previous revision climbed the same way and then levelled off; the new one is judged against that:
+    # the same climb is its warm-up, a leak on top of it (8 MiB/h, 37 % of the limit a day) is not.
+    second, third = START + timedelta(hours=6), START + timedelta(days=2, hours=12)
+    spec = sim.ServiceSpec(
+        service="search",
+        revisions=(_rev("search-00001-aaa", START - timedelta(days=1)), _rev("search-00002-bbb", second),
+                   _rev("search-00003-ccc", third, leak_mib_per_hour=leak_mib_per_hour,
+                        anomalous=leak_mib_per_hour > 0)),
+        traffic=sim.TrafficSpec(peak_rps=40.0, noise=0.05),
+        runtime=sim.RuntimeSpec(cache_memory_mib=150.0, warmup_minutes=WARMUP_MINUTES),
+    )
+    analysis = _run(spec, end=third + timedelta(hours=CUT_HOURS), seed=4)
+    found = [(f.kind, f.revision) for f in analysis.findings]
+    if leak_mib_per_hour:
+        assert (FindingKind.MEMORY_BASELINE_RISE, "search-00003-ccc") in found, found
+    else:
+        assert found == [], [f.summary for f in analysis.findings]
