@@ -141,15 +141,22 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
     return best
 
 
-def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> pd.Series:
+def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> pd.DataFrame:
+    """Per hour: CPU-seconds (utilization × instances × vCPU, summed over steps) and requests, for the
+    hours that have both and served traffic."""
     frame = pd.DataFrame({
         # The utilization distribution covers every instance, idle ones included.
         "cpu_s": rows["cpu_mean"] * (rows["inst_active"].fillna(0.0) + rows["inst_idle"].fillna(0.0)) * cpu_limit,
         "req": rows["req_rate"],
     })
     frame.index = rows["ts"]
-    hourly = frame.resample("1h").sum(min_count=1)
-    return (hourly["cpu_s"] / hourly["req"]).replace([np.inf, -np.inf], np.nan).dropna()
+    hourly = frame.resample("1h").sum(min_count=1).dropna()
+    return hourly.loc[(hourly["req"] > 0) & (hourly["cpu_s"] >= 0)]
+
+
+def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> pd.Series:
+    hourly = _hourly_cpu(rows, cpu_limit)
+    return hourly["cpu_s"] / hourly["req"]
 
 
 def _quiet_cpu(rows: pd.DataFrame) -> float:
@@ -184,18 +191,6 @@ def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *
                                       "CPU seconds per request", b, a, increase, p_value,
                                       _quiet_cpu(before_rows), _quiet_cpu(after_rows))
     return _cpu_drift(view, span, previous, config, default_cpu)
-
-
-def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> pd.DataFrame:
-    """Per hour: CPU-seconds (utilization × instances × vCPU, summed over steps) and requests, for the
-    hours that have both and served traffic."""
-    frame = pd.DataFrame({
-        "cpu_s": rows["cpu_mean"] * (rows["inst_active"].fillna(0.0) + rows["inst_idle"].fillna(0.0)) * cpu_limit,
-        "req": rows["req_rate"],
-    })
-    frame.index = rows["ts"]
-    hourly = frame.resample("1h").sum(min_count=1).dropna()
-    return hourly.loc[(hourly["req"] > 0) & (hourly["cpu_s"] >= 0)]
 
 
 DRIFT_REFERENCE_HOURS = 12  # hours of the previous revision needed to learn CPU against load
