@@ -29,12 +29,15 @@ from analyzer.analysis.timeline import RevisionSpan, ServiceView
 from analyzer.config import DetectionConfig, MemoryDetection
 from analyzer.model import FloatArray
 
+TYPICAL, WORST = "typical instance", "worst instance"  # the two signals, as the report names them
+COLUMN = {TYPICAL: "trough", WORST: "worst"}  # each signal's column in ``troughs``
+
 
 @dataclass(frozen=True, slots=True)
 class LeakEvidence:
     revision: str
     onset: pd.Timestamp
-    signal: str  # which signal climbs: "typical instance" (mean) or "worst instance" (max)
+    signal: str  # which signal climbs: TYPICAL (mean across instances) or WORST (max)
     slope_per_day: float  # fraction of the limit per day
     rise: float  # fraction of the limit over the climb
     p_value: float
@@ -53,12 +56,17 @@ class LeakEvidence:
     confirmed: bool = True
 
 
+def _typical_memory(rows: pd.DataFrame) -> FloatArray:
+    """Fleet-typical memory per row: the mean across instances, else the median."""
+    typical = rows["mem_mean"].to_numpy(dtype=np.float64)
+    return np.where(np.isnan(typical), rows["mem_p50"].to_numpy(dtype=np.float64), typical)
+
+
 def troughs(rows: pd.DataFrame, bin_minutes: int) -> pd.DataFrame:
     """Per bin: the lowest typical memory (mean across instances), the lowest worst-instance memory
     (max across instances), the mean load per instance, and the highest worst-instance memory.
     Indexed by bin start (bins aligned to the epoch); bins without memory data are left out."""
-    typical = rows["mem_mean"].to_numpy(dtype=np.float64)
-    typical = np.where(np.isnan(typical), rows["mem_p50"].to_numpy(dtype=np.float64), typical)
+    typical = _typical_memory(rows)
     worst = rows["mem_max"].to_numpy(dtype=np.float64)
     inst = rows["inst_active"].to_numpy(dtype=np.float64)
     load = rows["req_rate"].to_numpy(dtype=np.float64) / np.where(inst > 0, inst, np.nan)
@@ -87,26 +95,23 @@ def troughs(rows: pd.DataFrame, bin_minutes: int) -> pd.DataFrame:
     return binned.dropna(subset=["trough"])
 
 
-def trough_minutes(rows: pd.DataFrame, longest: int) -> int:
+def trough_minutes(rows: pd.DataFrame, long_bins: pd.DataFrame, longest: int) -> int:
     """The shortest bin (30 or 60 min, else ``longest``) whose minimum is a real trough.
 
     A bin shorter than the GC sawtooth's period mostly sees part of one ramp, so its lowest point
     sits at one of its ends; a bin that spans a whole cycle has its lowest point anywhere inside.
-    The slow trend (a leak) is taken out first, through the troughs of the longest bins, so that a
-    clean steady climb is not mistaken for a ramp.
+    The slow trend (a leak) is taken out first, through the troughs of the longest bins
+    (``long_bins``, from ``troughs(rows, longest)``), so that a clean steady climb is not mistaken for
+    a ramp.
     """
-    typical = rows["mem_mean"].to_numpy(dtype=np.float64)
-    typical = np.where(np.isnan(typical), rows["mem_p50"].to_numpy(dtype=np.float64), typical)
+    typical = _typical_memory(rows)
     stamps = pd.DatetimeIndex(rows["ts"]).as_unit("ns").asi8
     finite = np.isfinite(typical)
     typical, stamps = typical[finite], stamps[finite]
-    if len(typical) < 24:
+    if len(typical) < 24 or long_bins.empty:
         return longest
-    wide = pd.Timedelta(minutes=longest).value
-    starts, codes = np.unique(stamps // wide, return_inverse=True)
-    low = np.full(len(starts), np.inf)
-    np.minimum.at(low, codes, typical)
-    residual = typical - np.interp(stamps, (starts + 0.5) * wide, low)
+    centres = pd.DatetimeIndex(long_bins.index).as_unit("ns").asi8 + pd.Timedelta(minutes=longest).value // 2
+    residual = typical - np.interp(stamps, centres, long_bins["trough"].to_numpy(dtype=np.float64))
     for minutes in (30, 60):
         if minutes >= longest:
             break
@@ -188,7 +193,7 @@ def _pooled_trend(hours: FloatArray, y: FloatArray, segs: list[tuple[int, int]])
 
 @dataclass(frozen=True, slots=True)
 class _SignalTrend:
-    name: str  # "typical instance" or "worst instance"
+    name: str  # TYPICAL or WORST
     slope: float  # per hour, fraction of the limit
     p_value: float
     covered: float  # hours inside segments
@@ -325,19 +330,19 @@ class _Reading:
     worst: _SignalTrend | None
 
     @classmethod
-    def of(cls, rows: pd.DataFrame, minutes: int, cfg: MemoryDetection) -> _Reading | None:
-        bins = troughs(rows, minutes)
+    def of(cls, bins: pd.DataFrame, minutes: int, cfg: MemoryDetection) -> _Reading | None:
+        """Both signals over ``bins`` (from ``troughs(rows, minutes)``); None when too few."""
         if len(bins) < max(6, math.ceil(cfg.min_duration_hours * 60 / minutes)):
             return None
         hours = ((bins.index - bins.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
         load = bins["load"].to_numpy(dtype=np.float64)
         peak = bins["peak"].to_numpy(dtype=np.float64)
-        typical = _signal_trend("typical instance", hours, bins["trough"].to_numpy(dtype=np.float64), load, peak,
+        typical = _signal_trend(TYPICAL, hours, bins["trough"].to_numpy(dtype=np.float64), load, peak,
                                 cfg, 0.02, max(cfg.min_rise, 0.02))
         # The worst instance is the oldest one: its memory keeps climbing under a leak even where new
         # instances keep the fleet's typical level down. It is read from the distribution's top bucket,
         # so it moves in bucket-sized steps: only large drops (a reset) and large jumps split it.
-        worst = _signal_trend("worst instance", hours, bins["worst"].to_numpy(dtype=np.float64), load, peak, cfg,
+        worst = _signal_trend(WORST, hours, bins["worst"].to_numpy(dtype=np.float64), load, peak, cfg,
                               0.05, 0.10)
         return cls(bins, hours, typical, worst)
 
@@ -363,8 +368,11 @@ class _Reading:
         return any(t is not None and t.p_value <= 0.05 and t.slope * 24 >= cfg.min_slope_per_day / 2
                    for t in (self.typical, self.worst))
 
+    def signal(self, name: str) -> _SignalTrend | None:
+        return self.typical if name == TYPICAL else self.worst
+
     def agrees(self, name: str, cfg: MemoryDetection) -> bool:
-        trend = self.typical if name == "typical instance" else self.worst
+        trend = self.signal(name)
         return trend is not None and trend.p_value <= 0.05 and trend.slope * 24 >= cfg.min_slope_per_day / 2
 
 
@@ -381,8 +389,7 @@ def _holds_to_end(trend: _SignalTrend, reading: _Reading) -> bool:
         return trend.keeps_climbing
     picked = trend.positions[b - tail:b]
     hours = reading.hours[picked]
-    column = "trough" if trend.name == "typical instance" else "worst"
-    measured = reading.bins[column].to_numpy(dtype=np.float64)[picked]
+    measured = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[picked]
     rising = all(stats.theil_sen(hours, values)[0] >= trend.slope / 2
                  for values in (measured, trend.adjusted[b - tail:b]))
     oldest = reading.bins["worst"].to_numpy(dtype=np.float64)[picked]
@@ -393,16 +400,16 @@ YOUNG_HOURS = 36.0  # a revision this young may still be warming up
 LOOKBACK = 5  # earlier revisions searched for one that lived as long as this one has
 
 
-def _rises_like_before(view: ServiceView, span: RevisionSpan, rows: pd.DataFrame, signal: str,
+def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame, signal: str,
                        config: DetectionConfig) -> bool:
     """A young revision whose memory (the climbing signal) rose no more than an earlier revision's did
     at the same age: the service warms up this way after its deploys (caches, JIT), and a new revision
     is judged against that, not against a flat line. Earlier revisions are the last few that served
     at least half as long as this one has (compared at this one's age, or at their end). A leak rises
-    further than the usual warm-up, and one that does not is reported once it outlasts it."""
+    further than the usual warm-up, and one that does not is reported once it outlasts it. ``mine``
+    is this revision's ``troughs`` at the configured (long) width."""
     cfg = config.memory
-    column = "trough" if signal == "typical instance" else "worst"
-    mine = troughs(rows, cfg.trough_window_minutes)
+    column = COLUMN[signal]
     if len(mine) < 3:
         return False
     age = (mine.index[-1] - mine.index[0]) / pd.Timedelta(hours=1)
@@ -434,7 +441,8 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
     rows = rows.loc[rows["ts"] >= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)]
     if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
         return None
-    coarse = _Reading.of(rows, cfg.trough_window_minutes, cfg)
+    long_bins = troughs(rows, cfg.trough_window_minutes)
+    coarse = _Reading.of(long_bins, cfg.trough_window_minutes, cfg)
     chosen = coarse.choose(cfg) if coarse else None
     reading = coarse
     short = coarse is None or len(coarse.bins) < SHORT_READING_BINS
@@ -443,10 +451,10 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
         # Bins as long as the slowest sawtooth need half a day before they can show anything. Where
         # this revision's sawtooth is short, shorter bins see hours more, both ways: a fast leak
         # sooner, and a cache fill flattening out that a handful of long bins still read as a climb.
-        minutes = trough_minutes(rows, cfg.trough_window_minutes)
-        fine = _Reading.of(rows, minutes, cfg) if minutes < cfg.trough_window_minutes else None
+        minutes = trough_minutes(rows, long_bins, cfg.trough_window_minutes)
+        fine = _Reading.of(troughs(rows, minutes), minutes, cfg) if minutes < cfg.trough_window_minutes else None
     if fine is not None and chosen is not None and short:
-        seen = fine.typical if chosen.name == "typical instance" else fine.worst
+        seen = fine.signal(chosen.name)
         if seen is not None and not _holds_to_end(seen, fine):
             chosen = None  # levelled off: kept as an unconfirmed candidate
     elif fine is not None and chosen is None:
@@ -456,7 +464,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
                 break
     if reading is None:
         return None
-    if chosen is not None and _rises_like_before(view, span, rows, chosen.name, config):
+    if chosen is not None and _rises_like_before(view, span, long_bins, chosen.name, config):
         chosen = None  # what this service does after every deploy: kept as an unconfirmed candidate
     confirmed = chosen is not None
     if chosen is None:
