@@ -26,7 +26,7 @@ from PIL import Image
 
 from analyzer.analysis import Analysis, ServiceResult
 from analyzer.config import DigestConfig
-from analyzer.model import FindingKind
+from analyzer.model import FindingKind, ServiceKey
 from analyzer.render.charts import PALETTE, ChartSpec, chart_specs, downsample, time_ticks
 from analyzer.render.html import environment, headline, incidents_of, kind_name, usd
 from analyzer.render.week import WeekChanges, WindowRecord, compare, record_from_analysis
@@ -53,9 +53,9 @@ class InlineImage:
 
 @dataclass(slots=True)
 class ServiceLine:
-    """One row of the services table: this week's cost against last week's."""
+    """One row of the services table: this week's cost against last week's (service and fleet digests)."""
 
-    result: ServiceResult
+    key: ServiceKey
     cost_usd: float | None
     last_week_usd: float | None
     state: str  # "ongoing", "fixed", "healthy", "no data", "failed"
@@ -66,6 +66,14 @@ class ServiceLine:
         if self.cost_usd is None or not self.last_week_usd:
             return None
         return self.cost_usd / self.last_week_usd - 1.0
+
+
+STATE_ORDER = {"ongoing": 0, "failed": 1, "no data": 2, "fixed": 3, "healthy": 4}
+
+
+def sort_lines(lines: list[ServiceLine]) -> None:
+    """What needs attention first, then the costliest."""
+    lines.sort(key=lambda line: (STATE_ORDER.get(line.state, 5), -(line.cost_usd or 0.0), line.key.service))
 
 
 @dataclass(slots=True)
@@ -252,7 +260,7 @@ def build_digest(
     last_costs = {s.key: s.cost_usd for s in previous.services} if previous else {}
     lines = [
         ServiceLine(
-            r,
+            r.key,
             r.cost.cost_usd if r.cost else None,
             last_costs.get((r.key.project, r.key.region, r.key.service)),
             _state(r),
@@ -260,14 +268,13 @@ def build_digest(
         )
         for r in analysis.services
     ]
-    order = {"ongoing": 0, "failed": 1, "no data": 2, "fixed": 3, "healthy": 4}
-    lines.sort(key=lambda line: (order.get(line.state, 5), -(line.cost_usd or 0.0), line.result.key.service))
+    sort_lines(lines)
     changed = {f.finding.service for f in changes.all()}
+    results = {r.key: r for r in analysis.services}
     charted = [
-        line.result
+        results[line.key]
         for line in lines
-        if line.result.status == "analyzed"
-        and (line.result.key.service in changed or line.state == "ongoing")
+        if results[line.key].status == "analyzed" and (line.key.service in changed or line.state == "ongoing")
     ]
     image_of = {
         r.key: InlineImage(

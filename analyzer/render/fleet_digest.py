@@ -19,9 +19,11 @@ from analyzer.render.digest import (
     MAX_HTML_BYTES,
     Digest,
     InlineImage,
+    ServiceLine,
     render_within,
     report_link,
     safe_name,
+    sort_lines,
     subject,
 )
 from analyzer.render.html import HeadlineItem, headline_of
@@ -42,28 +44,6 @@ class FleetTotals:
     services: list[ServiceKey]
     problems: list[Problem]
     origin: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    key: ServiceKey
-
-
-@dataclass(frozen=True, slots=True)
-class FleetLine:
-    """One row of the digest's services table (the templates read ``result.key``)."""
-
-    result: _Result
-    cost_usd: float | None
-    last_week_usd: float | None
-    state: str
-    anchor_url: str | None
-
-    @property
-    def change(self) -> float | None:
-        if self.cost_usd is None or not self.last_week_usd:
-            return None
-        return self.cost_usd / self.last_week_usd - 1.0
 
 
 def record_from_report(
@@ -145,17 +125,16 @@ def fleet_digest(
     for s in report["services"]:
         key = (s["project"], s["region"], s["service"])
         lines.append(
-            FleetLine(
-                _Result(ServiceKey(*key)),
+            ServiceLine(
+                ServiceKey(*key),
                 s.get("cost_usd"),
                 last_costs.get(key),
                 _state(s, by_service.get(key, [])),
                 f"{link}#service-{s['service']}" if link else None,
             )
         )
-    order = {"ongoing": 0, "failed": 1, "no data": 2, "fixed": 3, "healthy": 4}
-    lines.sort(key=lambda line: (order.get(line.state, 5), -(line.cost_usd or 0.0), line.result.key.service))
-    charted = [line.result.key for line in lines if line.result.key in images][: config.max_charts]
+    sort_lines(lines)
+    charted = [line.key for line in lines if line.key in images][: config.max_charts]
     inline = [
         InlineImage(
             f"chart-{i}.{current.window_end:%Y%m%d}@cloudrun-analyzer",
