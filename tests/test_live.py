@@ -596,6 +596,18 @@ def test_rest_json_writer_on_real_pages(google: Google) -> None:
     assert len(pages) > 1
 
 
+def test_protobuf_parser_equals_rest_json_parser_on_real_pages(google: Google) -> None:
+    from tests.test_columnar import check_page
+
+    google.fleet(project="p1", services=3, leaking=[1])
+    pages = []
+    for _, _, request in time_series_requests(query(page_size=500), "p1", (START, END)):
+        pages.extend(type(p).pb(p) for p in google.clients.monitoring.list_time_series(request=request).pages)
+    assert sum(len(ts.points) for page in pages for ts in page.time_series) > 1000
+    for page in pages:
+        check_page(page)
+
+
 # ---------------------------------------------------------------------------------------------
 # The command line, with the emulator variables pointing at the fakes
 

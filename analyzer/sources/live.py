@@ -6,9 +6,11 @@ of calls does not grow with the number of services; paging adds calls only when 
 exceeds a page (100,000 points). Revisions and services are then listed once per (project, region)
 that has data (``services/-`` lists a region's revisions; the Admin API refuses ``locations/-``).
 
-Every response page is converted to Google's REST JSON (the proto3 JSON mapping, exactly what curl
-returns) and fed through ``snapshot.ingest``: live, snapshot and demo data go through one parser, and
-``capture`` receives the same bodies, so ``fetch --snapshot DIR`` replays to the same findings.
+Monitoring's response pages are parsed straight from protobuf into column arrays
+(``sources/columnar.py``); they are converted to Google's REST JSON (the proto3 JSON mapping, exactly
+what curl returns) only when ``capture`` asks for the bodies, which ``fetch --snapshot DIR`` writes and
+the snapshot reader parses back into the same ``RawSeries`` (a tested equality), so a snapshot replays
+to the same findings. The small Admin API pages go through ``snapshot.ingest`` as REST JSON.
 
 Faults: UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are retried with exponential backoff
 inside a per-call and an overall deadline. A failing project (no permission, API disabled, quota)
@@ -46,7 +48,7 @@ from analyzer.errors import (
     SourceError,
 )
 from analyzer.model import Problem, RawData
-from analyzer.sources import restjson, snapshot
+from analyzer.sources import columnar, restjson, snapshot
 from analyzer.sources.google_clients import LOGIN_HINT, GoogleClients, build_clients
 
 METRIC_PREFIX = "run.googleapis.com/"
@@ -441,7 +443,8 @@ class _Task:
 @dataclass(slots=True)
 class _Outcome:
     task: _Task
-    documents: list[Document] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)  # REST JSON: Admin API pages, captured pages
+    data: RawData = field(default_factory=RawData)  # series parsed straight from Monitoring's pages
     error: AnalyzerError | None = None
     skipped: bool = False
 
@@ -449,9 +452,10 @@ class _Outcome:
 class _Runner:
     """Runs tasks on a bounded pool: rate limit, retries, deadlines, and one Problem per failing API."""
 
-    def __init__(self, query: LiveQuery, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, query: LiveQuery, pool: ThreadPoolExecutor, *, capture: bool = False) -> None:
         self.query = query
         self.pool = pool
+        self.capture = capture  # keep every page's REST JSON too (``fetch --snapshot``)
         self.rate = _QueryRate(query.max_queries_per_minute)
         self.deadline = time.monotonic() + query.retry.overall_deadline_s
         self.blocked: set[tuple[str, str]] = set()  # (project, api) known to be refused
@@ -497,8 +501,7 @@ class _Runner:
                 page = next(pages, None)
                 if page is None:
                     break
-                body = to_json.page(type(page).pb(page))
-                outcome.documents.append((task.sub, f"{task.stem}.{index:03d}", body))
+                self._take(outcome, type(page).pb(page), f"{task.stem}.{index:03d}", to_json)
                 index += 1
         except AnalyzerError as exc:
             outcome.error = exc
@@ -512,6 +515,25 @@ class _Runner:
                 with self.lock:
                     self.blocked.add((task.project, task.api))
         return outcome
+
+
+    def _take(self, outcome: _Outcome, page: Any, stem: str, to_json: RestJson) -> None:
+        """Monitoring pages are parsed into column arrays at once (no REST JSON unless captured);
+        the small Admin API pages travel as REST JSON, the snapshot reader's own input."""
+        task = outcome.task
+        if task.sub == "timeSeries":
+            errors = [json_format.MessageToDict(e) for e in page.execution_errors]
+            warnings = [f"the response reports executionErrors, so its data may be partial: {errors}"] if errors else []
+            snapshot.add_time_series(
+                outcome.data, page.time_series, columnar.parse_time_series, source_of(task, stem), warnings
+            )
+        if self.capture or task.sub != "timeSeries":
+            outcome.documents.append((task.sub, stem, to_json.page(page)))
+
+
+def source_of(task: _Task, stem: str) -> str:
+    """How the problems of one response page name it."""
+    return f"live projects/{task.project} {task.sub} {task.what} ({stem})"
 
 
 def _slug(metric: str) -> str:
@@ -641,14 +663,15 @@ class _Collector:
             self.failures.setdefault(key, (outcome.error, []))[1].append(task.what)
             return
         self.succeeded.add((task.project, task.api))
+        self.data.series.extend(outcome.data.series)
+        self.data.problems.extend(outcome.data.problems)
         for sub, stem, body in outcome.documents:
             if self.wanted and sub in ("revisions", "services"):
                 body = _keep_services(body, sub, self.wanted)
             if self.capture is not None:
                 self.capture.append((sub, stem, body))
-            snapshot.ingest(
-                self.data, sub, f"live projects/{task.project} {task.sub} {task.what} ({stem})", body
-            )
+            if sub != "timeSeries":
+                snapshot.ingest(self.data, sub, source_of(task, stem), body)
 
     def problems(self) -> list[Problem]:
         found = []
@@ -680,7 +703,7 @@ def fetch_live(
     collector = _Collector(query, data, capture, progress)
     try:
         with ThreadPoolExecutor(max_workers=query.max_concurrency, thread_name_prefix="live-fetch") as pool:
-            runner = _Runner(query, pool)
+            runner = _Runner(query, pool, capture=capture is not None)
             asked = {(project, query.region) for project in query.projects} if query.region else set()
             collector.run(runner, _metric_tasks(query, clients, window) + _admin_tasks(query, clients, asked))
             seen = {(s.project, s.region) for s in data.series if s.project and s.region}

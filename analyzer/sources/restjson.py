@@ -156,7 +156,7 @@ def _histograms(dists: list[Mapping[str, Any]]) -> list[tuple[np.ndarray, Histog
             else:
                 counts[row, 0] = count[row]
             value_range = field(dist, "range")
-            if value_range:
+            if value_range is not None:  # {} is a range from 0 to 0 (proto3 omits zeros)
                 low[row] = float(field(value_range, "min", 0.0))
                 high[row] = float(field(value_range, "max", 0.0))
         out.append((np.asarray(members), Histograms(bounds, counts, count, mean, low, high)))

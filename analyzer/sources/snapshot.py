@@ -13,12 +13,12 @@ A file that cannot be read is recorded as a Problem naming the file; every other
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from analyzer.errors import InputError
-from analyzer.model import Problem, RawData, ServiceKey
+from analyzer.model import Problem, RawData, RawSeries, ServiceKey
 from analyzer.sources import restjson
 
 KNOWN_METRICS = frozenset(
@@ -106,12 +106,23 @@ def _read_manifest(directory: Path, data: RawData) -> None:
 
 
 def _add_series(data: RawData, body: Any, path: str) -> None:
-    unknown: dict[str, int] = {}
     messages, warnings = restjson.time_series_of(body, source=path)
+    add_time_series(data, messages, restjson.parse_time_series, path, warnings)
+
+
+ParseSeries = Callable[..., list[RawSeries]]
+
+
+def add_time_series(
+    data: RawData, messages: Iterable[Any], parse: ParseSeries, path: str, warnings: Iterable[str] = ()
+) -> None:
+    """Parse ``TimeSeries`` messages (REST JSON dicts or protobuf, with the matching ``parse``) into
+    ``data``; malformed series, unknown metrics and series without a service become Problems."""
+    unknown: dict[str, int] = {}
     data.problems.extend(Problem(path, warning, "re-run the query for this window") for warning in warnings)
     for index, message in enumerate(messages):
         try:
-            parsed = restjson.parse_time_series(message, source=path)
+            parsed = parse(message, source=path)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             data.problems.append(Problem(f"{path} timeSeries[{index}]", f"malformed series skipped: {exc}"))
             continue
