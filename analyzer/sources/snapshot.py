@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from analyzer.errors import InputError
 from analyzer.model import Problem, RawData, RawSeries, ServiceKey
 from analyzer.sources import restjson
@@ -41,11 +43,18 @@ SUBDIRS = ("timeSeries", "revisions", "services")
 
 def _load(path: Path) -> Any:
     try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc})") from exc
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass  # orjson refuses what Python's reader accepts (NaN literals, huge integers): let it judge
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise InputError(f"{path}: cannot be read ({exc})") from exc
 
 
@@ -54,28 +63,39 @@ def _files(directory: Path, sub: str) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-def read_snapshot(directory: Path) -> RawData:
-    """Read every file of a snapshot; unreadable files and unknown metrics become Problems."""
+def check_directory(directory: Path) -> list[Path]:
+    """The snapshot's body files in reading order; InputError when it is not a snapshot."""
     if not directory.is_dir():
         raise InputError(
             f"snapshot directory {directory} does not exist",
             hint="pass a directory holding timeSeries/*.json and revisions/*.json (docs/snapshot-format.md)",
         )
-    data = RawData(origin=f"snapshot {directory}")
-    if not any(_files(directory, sub) for sub in SUBDIRS):
+    files = [path for sub in SUBDIRS for path in _files(directory, sub)]
+    if not files:
         raise InputError(
             f"{directory} holds no timeSeries/*.json, revisions/*.json or services/*.json",
             hint="see docs/snapshot-format.md for the layout, or run `cloudrun-analyzer fetch` to make one",
         )
-    _read_manifest(directory, data)
-    for sub in SUBDIRS:
-        for path in _files(directory, sub):
-            try:
-                body = _load(path)
-            except InputError as exc:
-                data.problems.append(Problem(str(path), exc.message, exc.hint or "fix or remove the file"))
-                continue
-            ingest(data, sub, str(path), body)
+    return files
+
+
+def read_file(data: RawData, path: Path) -> None:
+    """Add one body file of a snapshot to ``data``; a file that cannot be read becomes a Problem."""
+    try:
+        body = _load(path)
+    except InputError as exc:
+        data.problems.append(Problem(str(path), exc.message, exc.hint or "fix or remove the file"))
+        return
+    ingest(data, path.parent.name, str(path), body)
+
+
+def read_snapshot(directory: Path) -> RawData:
+    """Read every file of a snapshot; unreadable files and unknown metrics become Problems."""
+    files = check_directory(directory)
+    data = RawData(origin=f"snapshot {directory}")
+    read_manifest(directory, data)
+    for path in files:
+        read_file(data, path)
     return data
 
 
@@ -91,7 +111,7 @@ def ingest(data: RawData, sub: str, source: str, body: Any) -> None:
         data.problems.append(Problem(source, exc.message, exc.hint or "fix or remove the file"))
 
 
-def _read_manifest(directory: Path, data: RawData) -> None:
+def read_manifest(directory: Path, data: RawData) -> None:
     path = directory / "manifest.json"
     if not path.exists():
         return

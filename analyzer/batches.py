@@ -1,0 +1,323 @@
+"""Fleet-size runs in batches: which services go together, how a batch's data is read, and running
+the batches over worker processes so that memory follows the batch, not the fleet.
+
+1. **Plan.** A live read first lists the fleet (``inventory.list_fleet``: one cheap query per project)
+   and cuts it into batches of services; a snapshot is read once, file by file, and each series is
+   spilled to its batch's file on disk (services are spread over batches by a stable hash); the demo
+   is one batch.
+2. **Read and analyze a batch** in a worker: fetch (live, with the worker's own clients) or load the
+   spill (snapshot), build frames, run the analysis, and hand the result to ``summarize``, which keeps
+   only what the final report needs (``render.parts.render_part``). The frames die with the batch.
+3. **Collect** the summaries in plan order, whatever order the workers finish in, so the output does not
+   depend on timing.
+
+Problems met while planning (a file that cannot be read, a project that cannot be listed) travel with
+the first batch, so they are reported exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from analyzer.analysis import Analysis
+from analyzer.config import AnalysisConfig
+from analyzer.errors import NoDataError
+from analyzer.model import Problem, RawData, RawSeries, ServiceKey
+
+T = TypeVar("T")
+Summarize = Callable[[Analysis], T]
+BatchProgress = Callable[[int, int, str], None]  # (batches done, batches, label)
+
+BATCH_SERVICE_DAYS = 350  # service-days read and analyzed together (50 services over 7 days)
+SNAPSHOT_BATCH_BYTES = 96 * 2**20  # REST JSON of time series spilled to one batch
+SPILL_CHUNK = 256  # series buffered per batch before they are appended to its spill file
+
+
+def services_per_batch(days: float) -> int:
+    """How many services one batch holds for a window of ``days``: memory grows with service-days."""
+    return max(1, int(BATCH_SERVICE_DAYS // max(days, 1.0)))
+
+
+@dataclass(slots=True)
+class Batch:
+    """One batch's input, small enough to send to a worker process: what to read, not the data."""
+
+    index: int
+    keys: list[ServiceKey]
+    base: RawData  # revisions, services, problems and window of the batch (no series yet)
+    spill: Path | None = None  # snapshot series, pickled lists of RawSeries
+    live: LiveBatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveBatch:
+    """How a worker reads its batch live: the emulator variables and the window."""
+
+    env: dict[str, str]
+    start: datetime
+    end: datetime
+    now: datetime | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """Every batch of a run, and the scratch directory that holds their spills."""
+
+    batches: list[Batch]
+    origin: str
+    window: tuple[datetime | None, datetime | None] = (None, None)
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+    services: int = 0
+
+    def close(self) -> None:
+        if self.scratch is not None:
+            self.scratch.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+def plan_raw(raw: RawData, *, batch_size: int) -> Plan:
+    """A source already read whole (the demo, a small snapshot): batches of ``batch_size`` services."""
+    from analyzer.sources.inventory import restrict, services_of
+
+    keys = services_of(raw)
+    groups = [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)] or [[]]
+    batches = []
+    for index, group in enumerate(groups):
+        part = restrict(raw, group) if len(groups) > 1 else raw
+        if index and len(groups) > 1:
+            part.problems = [p for p in part.problems if p.subject in {str(k) for k in group}]
+        batches.append(Batch(index, group, part))
+    return Plan(batches, raw.origin, (raw.window_start, raw.window_end), services=len(keys))
+
+
+def _batch_of(key: tuple[str, str, str], count: int) -> int:
+    return zlib.crc32("/".join(key).encode()) % count
+
+
+def plan_snapshot(directory: Path, *, workers: int) -> Plan:
+    """Read a snapshot once, file by file, spilling each series to its batch's file; revisions,
+    services and problems stay in memory (they are small)."""
+    from analyzer.sources import snapshot
+
+    files = snapshot.check_directory(directory)
+    series_bytes = sum(_size(p) for p in files if p.parent.name == "timeSeries")
+    count = max(1, math.ceil(series_bytes / SNAPSHOT_BATCH_BYTES))
+    if count > 1:
+        count = max(count, workers)
+    scratch = tempfile.TemporaryDirectory(prefix="cloudrun-analyzer-")
+    spills = [Path(scratch.name) / f"batch-{i:04d}.pickle" for i in range(count)]
+    buffers: list[list[RawSeries]] = [[] for _ in range(count)]
+    members: list[set[ServiceKey]] = [set() for _ in range(count)]
+    meta = RawData(origin=f"snapshot {directory}")
+    snapshot.read_manifest(directory, meta)
+
+    def flush(index: int) -> None:
+        with spills[index].open("ab") as handle:
+            pickle.dump(buffers[index], handle, protocol=pickle.HIGHEST_PROTOCOL)
+        buffers[index] = []
+
+    for path in files:
+        part = RawData()
+        snapshot.read_file(part, path)
+        meta.revisions.extend(part.revisions)
+        meta.services.extend(part.services)
+        meta.problems.extend(part.problems)
+        for s in part.series:
+            index = _batch_of((s.project, s.region, s.service), count)
+            members[index].add(ServiceKey(s.project, s.region, s.service))
+            buffers[index].append(s)
+            if len(buffers[index]) >= SPILL_CHUNK:
+                flush(index)
+    for index in range(count):
+        if buffers[index]:
+            flush(index)
+    for key in {r.key for r in meta.revisions} | set(meta.services):
+        members[_batch_of((key.project, key.region, key.service), count)].add(key)
+    batches = []
+    for index in range(count):
+        keys = sorted(members[index], key=lambda k: (k.project, k.region, k.service))
+        if not keys and index:
+            continue
+        wanted = set(keys)
+        base = RawData(
+            revisions=[r for r in meta.revisions if r.key in wanted],
+            services=[k for k in meta.services if k in wanted],
+            problems=meta.problems if not batches else [],
+            window_start=meta.window_start,
+            window_end=meta.window_end,
+            origin=meta.origin,
+        )
+        batches.append(Batch(len(batches), keys, base, spill=spills[index] if spills[index].exists() else None))
+    services = sum(len(b.keys) for b in batches)
+    return Plan(batches, meta.origin, (meta.window_start, meta.window_end), scratch, services)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def plan_live(query: Any, *, env: dict[str, str], now: datetime | None = None, batch_size: int | None = None,
+              clients: Any = None) -> Plan:
+    """List the fleet once, then batches of services each worker reads on its own."""
+    from analyzer.sources.google_clients import build_clients
+    from analyzer.sources.inventory import list_fleet
+    from analyzer.sources.live import effective_window
+
+    start, end = effective_window(query, now or datetime.now(tz=query.end.tzinfo))
+    own = clients is None
+    clients = clients or build_clients(env)
+    try:
+        inventory = list_fleet(
+            clients,
+            projects=query.projects,
+            regions=[query.region] if query.region else None,
+            services=list(query.services) or None,
+            window=(start, end),
+        )
+    finally:
+        if own:
+            clients.close()
+    problems = list(inventory.problems)
+    found = {k.service for k in inventory.services}
+    where = f" in {query.region}" if query.region else ""
+    problems.extend(
+        Problem(f"service {name}", f"no Cloud Run metrics{where} in projects {', '.join(query.projects)} during "
+                "the window", "check the service name and --region, and that it served traffic in the window")
+        for name in query.services if name not in found
+    )
+    size = batch_size or services_per_batch((end - start).total_seconds() / 86_400)
+    keys = inventory.services
+    origin = f"live projects {', '.join(query.projects)}"
+    live = LiveBatch(env=env, start=start, end=end, now=now)
+    groups = [keys[i : i + size] for i in range(0, len(keys), size)] or [[]]
+    batches = [
+        Batch(i, group, RawData(problems=problems if i == 0 else [], window_start=start, window_end=end,
+                                origin=origin), live=live)
+        for i, group in enumerate(groups)
+    ]
+    return Plan(batches, origin, (start, end), services=len(keys))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and analyzing one batch (in a worker)
+
+
+def load_batch(batch: Batch) -> RawData:
+    """The batch's whole RawData: its spill read back, or its services fetched live."""
+    raw = replace(batch.base, series=list(batch.base.series), problems=list(batch.base.problems))
+    if batch.spill is not None:
+        with batch.spill.open("rb") as handle:
+            while True:
+                try:
+                    raw.series.extend(pickle.load(handle))
+                except EOFError:
+                    break
+    if batch.live is not None and batch.keys:
+        from analyzer.sources.google_clients import build_clients
+        from analyzer.sources.inventory import fetch_share, join
+
+        clients = build_clients(batch.live.env)
+        try:
+            part = fetch_share(clients, batch.keys, start=batch.live.start, end=batch.live.end, now=batch.live.now)
+        finally:
+            clients.close()
+        join(raw, part)
+        raw.window_start, raw.window_end = batch.live.start, batch.live.end
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    """What one batch gave: its summary, or the reason nothing could be analyzed (with its problems)."""
+
+    index: int
+    keys: list[ServiceKey]
+    summary: T | None = None
+    problems: list[Problem] = field(default_factory=list)
+    nothing: str = ""
+
+
+def run_batch(batch: Batch, config: AnalysisConfig, summarize: Summarize[T]) -> Outcome[T]:
+    from analyzer.pipeline import analyze
+
+    raw = load_batch(batch)
+    try:
+        analysis = analyze(raw, config)
+    except NoDataError as exc:
+        return Outcome(batch.index, batch.keys, None, list(raw.problems), exc.message)
+    return Outcome(batch.index, batch.keys, summarize(analysis))
+
+
+def run_batches(plan: Plan, config: AnalysisConfig, summarize: Summarize[T], *, workers: int = 1,
+                progress: BatchProgress | None = None) -> Iterator[Outcome[T]]:
+    """Each batch's outcome, in plan order; ``workers`` processes when there is more than one batch."""
+    batches = plan.batches
+    if workers <= 1 or len(batches) <= 1:
+        for done, batch in enumerate(batches, 1):
+            outcome = run_batch(batch, config, summarize)
+            _report(progress, done, len(batches), batch)
+            yield outcome
+        return
+    # spawn, not fork: gRPC channels and threads in this process must not be copied into workers.
+    with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=get_context("spawn")) as pool:
+        yield from _ordered(pool, batches, config, summarize, progress, window=2 * workers)
+
+
+def _ordered(pool: ProcessPoolExecutor, batches: Sequence[Batch], config: AnalysisConfig, summarize: Summarize[T],
+             progress: BatchProgress | None, *, window: int) -> Iterator[Outcome[T]]:
+    """Keep at most ``window`` batches in flight (finished ones wait in memory only until their turn)."""
+    pending: dict[int, Future[Outcome[T]]] = {}
+    submitted = 0
+    done = 0
+    for index in range(len(batches)):
+        while submitted < len(batches) and submitted < index + window:
+            pending[submitted] = pool.submit(run_batch, batches[submitted], config, summarize)
+            submitted += 1
+        outcome = pending.pop(index).result()
+        done += 1
+        _report(progress, done, len(batches), batches[index])
+        yield outcome
+
+
+def _report(progress: BatchProgress | None, done: int, total: int, batch: Batch) -> None:
+    if progress is None:
+        return
+    names = [k.service for k in batch.keys]
+    label = f"{names[0]} … {names[-1]}" if len(names) > 1 else (names[0] if names else "no service")
+    progress(done, total, f"{len(names)} services ({label})")
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+__all__ = [
+    "Batch",
+    "LiveBatch",
+    "Outcome",
+    "Plan",
+    "default_workers",
+    "load_batch",
+    "plan_live",
+    "plan_raw",
+    "plan_snapshot",
+    "run_batches",
+    "services_per_batch",
+]
