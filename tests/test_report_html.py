@@ -3,6 +3,8 @@ the accessibility basics hold (alt text on charts, table headers, headings, uniq
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from analyzer.analysis import Analysis
 from analyzer.pipeline import analyze
 from analyzer.render.charts import chart_specs, svg_chart
 from analyzer.render.html import render_report
+from analyzer.resources import templates_dir
 from analyzer.sources.snapshot import read_snapshot
 from tests.hostile import HOSTILE_ANNOTATION, HOSTILE_LABEL, HOSTILE_SERVICE, write_hostile_snapshot
 
@@ -92,10 +95,23 @@ def hostile_html(tmp_path_factory: pytest.TempPathFactory) -> str:
     return render_report(analysis, generated_at=NOW)
 
 
+def assert_only_the_sort_script_runs(tree: Tree) -> None:
+    """One script, byte for byte the overview's sorter, and a CSP that allows that script only."""
+    (script,) = tree.all("script")
+    assert script.attrs == {}
+    text = "".join(tree.script_text)
+    assert text == (templates_dir() / "report.js").read_text(encoding="utf-8")
+    (csp,) = [m for m in tree.all("meta") if m.attrs.get("http-equiv") == "Content-Security-Policy"]
+    digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+    policy = dict(p.strip().split(" ", 1) for p in csp.attrs["content"].split(";"))
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == f"'sha256-{digest}'"
+    assert "unsafe-inline" not in policy["script-src"]
+
+
 def test_hostile_service_name_label_and_annotation_are_inert(hostile_html: str) -> None:
     tree = parse(hostile_html)
-    assert tree.all("script") == []
-    assert tree.script_text == []
+    assert_only_the_sort_script_runs(tree)
     for element in tree.elements:
         handlers = [name for name in element.attrs if name.startswith("on")]
         assert handlers == [], f"<{element.tag}> has event handler attributes {handlers}"
@@ -116,7 +132,7 @@ def test_the_report_is_self_contained(demo_html: str) -> None:
                     f"<{element.tag} {name}={value!r}> fetches or links off-page"
                 )
     assert tree.all("link") == []
-    assert tree.all("script") == []
+    assert_only_the_sort_script_runs(tree)
     assert tree.all("img") == []
     assert "@import" not in demo_html
     assert "url(" not in demo_html
@@ -137,7 +153,10 @@ def test_charts_have_alt_text_and_tables_have_headers(demo_html: str) -> None:
     tree = parse(demo_html)
     assert tree.all("html")[0].attrs.get("lang") == "en"
     by_id = {e.attrs["id"]: e for e in tree.elements if "id" in e.attrs}
-    charts = tree.all("svg")
+    sparklines = [svg for svg in tree.all("svg") if svg.attrs.get("class") == "spark"]
+    assert len(sparklines) == 3  # one per service in the overview, beside its peak written out
+    assert all(svg.attrs.get("aria-hidden") == "true" for svg in sparklines)
+    charts = [svg for svg in tree.all("svg") if svg.attrs.get("class") == "chart"]
     assert len(charts) >= 12  # four per service
     for svg in charts:
         assert svg.attrs.get("role") == "img"

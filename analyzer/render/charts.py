@@ -23,6 +23,7 @@ from analyzer.model import FindingKind
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 30, 30
 MAX_POINTS = 360
+COLUMNS = MAX_POINTS // 2  # columns of a chart's width, each drawn as its lowest and highest point
 LABEL_WIDTH = 86  # px a deploy label needs before the next one must move to another row
 LABEL_ROWS = 2
 
@@ -47,7 +48,7 @@ class SeriesSpec:
     values: pd.Series  # indexed by UTC timestamps
     width: float = 1.6
     dashed: bool = False
-    how: str = "mean"  # how points are merged when there are too many: mean, max (worst instance), min
+    how: str = "mean"  # how the digest's PNG merges points when there are too many: mean, max, min
     split_at_nan: bool = False  # a NaN separates pieces that must not be joined (the trend of each climb)
 
 
@@ -175,6 +176,28 @@ def downsample(
     return series.resample(step).agg(how)
 
 
+def extremes(ns: np.ndarray, values: np.ndarray, *, start: float, end: float, columns: int) -> np.ndarray:
+    """Which points to draw when there are more than pixels: per column of ``[start, end]`` (epoch ns) the
+    lowest and the highest point, in time order, so that a one-step spike and a one-step trough both
+    survive (a mean per bucket flattens them). ``ns`` ascending, ``values`` finite; returns indices."""
+    if len(ns) <= 2 * columns:
+        return np.arange(len(ns))
+    column = np.clip(((ns - start) / max(end - start, 1.0) * columns).astype(np.int64), 0, columns - 1)
+    by_column = np.lexsort((values, column))  # per column, lowest value first and highest last
+    first = np.flatnonzero(np.r_[True, np.diff(column[by_column]) != 0])
+    last = np.r_[first[1:] - 1, len(by_column) - 1]
+    return np.unique(np.concatenate([by_column[first], by_column[last]]))
+
+
+def thin(series: pd.Series, start: pd.Timestamp, end: pd.Timestamp, columns: int) -> pd.Series:
+    """``series`` (NaN dropped) with at most two points per column: its lows and highs (``extremes``)."""
+    series = series.dropna()
+    ns = epoch_ns(pd.DatetimeIndex(series.index))
+    keep = extremes(ns, series.to_numpy(dtype=np.float64), start=float(start.value), end=float(end.value),
+                    columns=columns)
+    return series.iloc[keep]
+
+
 def spacing(series: pd.Series) -> pd.Timedelta:
     """The typical distance between a series' points (a 2 h trough series is not a data gap)."""
     if len(series) < 2:
@@ -185,7 +208,8 @@ def spacing(series: pd.Series) -> pd.Timedelta:
 def _segments(
     series: pd.Series, scale: _Scale, gap: pd.Timedelta, *, split_at_nan: bool = False
 ) -> tuple[str, ...]:
-    """Polyline point lists; a line breaks at a gap in time longer than ``gap`` (and at NaN if asked)."""
+    """Polyline point lists; a line breaks at a gap in time longer than ``gap`` (and at NaN if asked).
+    Each piece keeps the lowest and highest point of every column (``extremes``), not every point."""
     if split_at_nan:
         run_id = series.isna().cumsum().to_numpy()
         pieces = [series[(run_id == i)].dropna() for i in np.unique(run_id)]
@@ -194,12 +218,13 @@ def _segments(
     if series.empty:
         return ()
     ns = epoch_ns(pd.DatetimeIndex(series.index))
-    xs = scale.x(ns)
-    ys = scale.y(series.to_numpy(dtype=np.float64))
+    values = series.to_numpy(dtype=np.float64)
     breaks = np.flatnonzero(np.diff(ns) > gap.value) + 1
     parts = []
-    for a, b in zip([0, *breaks], [*breaks, len(xs)], strict=True):
-        parts.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs[a:b], ys[a:b], strict=True)))
+    for a, b in zip([0, *breaks], [*breaks, len(ns)], strict=True):
+        keep = a + extremes(ns[a:b], values[a:b], start=scale.t0, end=scale.t0 + scale.span, columns=COLUMNS)
+        xs, ys = scale.x(ns[keep]), scale.y(values[keep])
+        parts.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True)))
     return tuple(parts)
 
 
@@ -263,11 +288,10 @@ def svg_chart(spec: ChartSpec, *, step_seconds: int = 300) -> Chart:
     low, high = value_range(spec)
     ticks = nice_ticks(low, high * 1.05 if high > 0 else 1.0)
     scale = _Scale(start, end, min(low, ticks[0]), max(ticks[-1], high))
-    bucket = pd.Timedelta(seconds=max(step_seconds, int((end - start).total_seconds() / MAX_POINTS) or 1))
-    gap = max(bucket * 3, pd.Timedelta(seconds=step_seconds * 3))
+    gap = pd.Timedelta(seconds=step_seconds * 3)
     chart = Chart(spec.chart_id, spec.title, spec.description, spec.unit)
     for s in spec.series:
-        values = s.values if s.split_at_nan else downsample(s.values.dropna(), bucket, s.how)
+        values = s.values
         own_gap = max(gap, spacing(values.dropna()) * 2.5)
         chart.lines.append(
             Line(s.label, s.css, _segments(values, scale, own_gap, split_at_nan=s.split_at_nan))
@@ -456,3 +480,38 @@ def chart_specs(result: ServiceResult) -> list[ChartSpec]:
 def service_charts(result: ServiceResult, step_seconds: int) -> list[Chart]:
     """The SVG charts of one service, in report order."""
     return [svg_chart(s, step_seconds=step_seconds) for s in chart_specs(result)]
+
+
+SPARK_WIDTH, SPARK_HEIGHT = 120, 24
+SPARK_COLUMNS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Sparkline:
+    """A service's worst-instance memory over the window as a tiny chart (0 to 100 % of the limit, the
+    same scale on every row, so a climb toward the limit stands out in a list of services)."""
+
+    segments: tuple[str, ...]  # "x,y x,y …" per polyline in a SPARK_WIDTH × SPARK_HEIGHT box
+    peak_pct: float | None  # the highest worst-instance memory seen, % of the limit
+
+
+def sparkline(result: ServiceResult, start: pd.Timestamp, end: pd.Timestamp, step_seconds: int) -> Sparkline:
+    """The overview's memory sparkline of one service over ``[start, end]``: its lows and highs per
+    column (``extremes``), broken where data is missing for more than three steps."""
+    rows = result.view.rows
+    if rows.empty:
+        return Sparkline((), None)
+    series = (_by_ts(rows, "mem_max", "max") * 100).dropna()
+    if series.empty:
+        return Sparkline((), None)
+    ns = epoch_ns(pd.DatetimeIndex(series.index))
+    values = series.to_numpy(dtype=np.float64)
+    t0, span = float(start.value), max(float(end.value - start.value), 1.0)
+    breaks = np.flatnonzero(np.diff(ns) > step_seconds * 3e9) + 1
+    segments = []
+    for a, b in zip([0, *breaks], [*breaks, len(ns)], strict=True):
+        keep = a + extremes(ns[a:b], values[a:b], start=t0, end=t0 + span, columns=SPARK_COLUMNS)
+        xs = (ns[keep] - t0) / span * SPARK_WIDTH
+        ys = SPARK_HEIGHT - np.clip(values[keep], 0.0, 100.0) / 100.0 * (SPARK_HEIGHT - 2) - 1
+        segments.append(" ".join(f"{x:.0f},{y:.1f}" for x, y in zip(xs, ys, strict=True)))
+    return Sparkline(tuple(segments), float(values.max()))

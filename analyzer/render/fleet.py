@@ -1,5 +1,8 @@
 """The fleet report: the JSON reports of a sharded run's tasks merged into one, and its HTML page.
 
+``merge_json`` joins the reports of disjoint shares of the services; it also joins the batches of one
+run (``parts.assemble_json``).
+
 A shard is the ``cloudrun-analyzer/report`` JSON of one task's share of the services (schema in
 docs/json-schema.md), so merging needs no re-analysis: findings, services and fixes are concatenated
 (the shares are disjoint), problems met by several tasks are kept once, and the summary is recomputed.
@@ -38,21 +41,14 @@ def _finding_order(f: Mapping[str, Any]) -> tuple[float, str, str]:
     return (-float(f.get("excess_cost_usd_per_month") or 0.0), str(f.get("service")), str(f.get("onset")))
 
 
-def merge_reports(
-    shards: Mapping[str, Mapping[str, Any]], *, generated_at: datetime, links: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """One report from the shard reports ``{shard name: report}``; ``links`` names each shard's HTML page."""
-    if not shards:
-        raise InputError("no shard to merge", hint="run the job's tasks first; each writes one shard")
-    for name, report in shards.items():
-        _check(name, report)
-    reports = [shards[name] for name in sorted(shards)]
+def merge_json(reports: Sequence[Mapping[str, Any]], *, generated_at: datetime) -> dict[str, Any]:
+    """One report from the reports of disjoint shares of the services (the job's shards, or the
+    batches of one run): same schema, the lists joined, the summary recomputed."""
     findings = sorted((f for r in reports for f in r["findings"]), key=_finding_order)
     services = sorted(
-        (dict(s, shard=name) for name in sorted(shards) for s in shards[name]["services"]),
-        key=lambda s: (s["project"], s["region"], s["service"]),
+        (s for r in reports for s in r["services"]), key=lambda s: (s["project"], s["region"], s["service"])
     )
-    problems: dict[tuple[str, str], dict[str, Any]] = {}
+    problems: dict[tuple[str, str], Mapping[str, Any]] = {}
     for r in reports:
         for p in r["problems"]:
             problems.setdefault((p["subject"], p["message"]), p)
@@ -82,16 +78,32 @@ def merge_reports(
         "services": services,
         "fixes": [fix for r in reports for fix in r["fixes"]],
         "problems": list(problems.values()),
-        "shards": [
-            {
-                "name": name,
-                "services": len(shards[name]["services"]),
-                "findings": len(shards[name]["findings"]),
-                "html": (links or {}).get(name),
-            }
-            for name in sorted(shards)
-        ],
     }
+
+
+def merge_reports(
+    shards: Mapping[str, Mapping[str, Any]], *, generated_at: datetime, links: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One report from the shard reports ``{shard name: report}``; ``links`` names each shard's HTML page."""
+    if not shards:
+        raise InputError("no shard to merge", hint="run the job's tasks first; each writes one shard")
+    for name, report in shards.items():
+        _check(name, report)
+    names = sorted(shards)
+    merged = merge_json(
+        [dict(shards[name], services=[dict(s, shard=name) for s in shards[name]["services"]]) for name in names],
+        generated_at=generated_at,
+    )
+    merged["shards"] = [
+        {
+            "name": name,
+            "services": len(shards[name]["services"]),
+            "findings": len(shards[name]["findings"]),
+            "html": (links or {}).get(name),
+        }
+        for name in names
+    ]
+    return merged
 
 
 def _when(text: str | None) -> datetime | None:

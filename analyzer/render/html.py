@@ -1,8 +1,9 @@
 """The HTML report: one jinja Environment (autoescape on, StrictUndefined), formatting as filters,
 all markup in ``templates/``.
 
-``report_context`` shapes an Analysis for reading: findings grouped by the revision that caused them
-(they share its dollars), a one-line headline, and per service its charts and revision facts.
+Here: the filters, findings grouped by the revision that caused them (``incidents_of``: they share its
+dollars) and the one-line headline. The page itself is assembled from per-batch parts in
+``analyzer.render.parts``; ``render_report`` is its one-batch case.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
 
 import jinja2
 import pandas as pd
@@ -21,7 +21,7 @@ from analyzer.analysis import Analysis, ServiceResult
 from analyzer.analysis.findings import OOM_LEVEL
 from analyzer.analysis.memory import LeakEvidence
 from analyzer.model import Finding, FindingKind, RevisionInfo, ServiceKey, Severity
-from analyzer.render.charts import PALETTE, service_charts
+from analyzer.render.charts import PALETTE
 from analyzer.render.links import revision_url, service_url
 from analyzer.resources import templates_dir
 
@@ -159,9 +159,12 @@ class MemoryState:
 
 @dataclass(slots=True)
 class Incident:
-    """The findings one revision introduced: they share its deploy, its dollars and usually one cause."""
+    """The findings one revision introduced: they share its deploy, its dollars and usually one cause.
 
-    result: ServiceResult
+    Plain data (no frames), so a batch's incidents outlive its analysis (see ``analyzer.render.parts``).
+    """
+
+    key: ServiceKey
     revision: str
     info: RevisionInfo | None
     findings: list[Finding]
@@ -206,7 +209,7 @@ class Incident:
 
     @property
     def anchor(self) -> str:
-        return f"incident-{self.result.key.service}-{self.revision}"
+        return f"incident-{self.key.service}-{self.revision}"
 
 
 def user_metadata(info: RevisionInfo | None) -> list[tuple[str, str]]:
@@ -250,7 +253,7 @@ def incidents_of(result: ServiceResult, window_end: datetime) -> list[Incident]:
         found.sort(
             key=lambda f: (SEVERITY_ORDER[f.severity], -f.excess_cost_usd_per_month, KIND_ORDER[f.kind])
         )
-        incident = Incident(result, revision, info, found, metadata=user_metadata(info))
+        incident = Incident(result.key, revision, info, found, metadata=user_metadata(info))
         leak = next((e.leak for e in result.evidence
                      if e.span.name == revision and e.leak is not None and e.leak.confirmed), None)
         memory = next((f for f in found if f.kind is FindingKind.MEMORY_BASELINE_RISE), None)
@@ -302,7 +305,7 @@ def headline_of(items: Sequence[HeadlineItem], *, at_risk: float) -> str:
 def headline(incidents: Iterable[Incident], *, at_risk: float) -> str:
     """The headline of an analysis's incidents (see ``headline_of``)."""
     items = [
-        HeadlineItem(i.result.key.service, i.revision, tuple(f.kind.value for f in i.findings), i.ongoing,
+        HeadlineItem(i.key.service, i.revision, tuple(f.kind.value for f in i.findings), i.ongoing,
                      i.per_month_usd, i.savings_usd_per_month, bool(i.memory and i.memory.at_limit),
                      i.memory.hours_to_limit if i.memory else None, SEVERITY_ORDER[i.severity])
         for i in incidents
@@ -310,73 +313,8 @@ def headline(incidents: Iterable[Incident], *, at_risk: float) -> str:
     return headline_of(items, at_risk=at_risk)
 
 
-@dataclass(slots=True)
-class ServiceSection:
-    result: ServiceResult
-    anchor: str
-    incidents: list[Incident]
-    charts: list[Any]
-
-    @property
-    def findings(self) -> list[Finding]:
-        return [f for i in self.incidents for f in i.findings]
-
-    @property
-    def per_month_usd(self) -> float:
-        return sum(i.per_month_usd for i in self.incidents if i.ongoing)
-
-
-def _anchors(results: list[ServiceResult]) -> dict[ServiceKey, str]:
-    """``service-NAME`` (what the fleet page links to), qualified only when a name repeats."""
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.key.service] = counts.get(r.key.service, 0) + 1
-    return {
-        r.key: f"service-{r.key.service}"
-        if counts[r.key.service] == 1
-        else f"service-{r.key.project}-{r.key.region}-{r.key.service}"
-        for r in results
-    }
-
-
-def report_context(analysis: Analysis, *, generated_at: datetime, charts: bool = True) -> dict[str, Any]:
-    anchors = _anchors(analysis.services)
-    sections = [
-        ServiceSection(
-            result,
-            anchors[result.key],
-            incidents_of(result, analysis.window_end),
-            service_charts(result, analysis.step_seconds) if charts and result.status == "analyzed" else [],
-        )
-        for result in analysis.services
-    ]
-    sections.sort(
-        key=lambda s: (
-            -s.per_month_usd,
-            -len(s.incidents),
-            s.result.status != "analyzed",
-            s.result.key.service,
-        )
-    )
-    incidents = sorted(
-        (i for s in sections for i in s.incidents),
-        key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]),
-    )
-    return {
-        "analysis": analysis,
-        "services": sections,
-        "incidents": incidents,
-        "anchor_of": anchors,
-        "headline": headline(incidents, at_risk=analysis.at_risk_usd_per_month),
-        "saved_usd_per_month": sum(i.savings_usd_per_month for i in incidents if not i.ongoing),
-        "ongoing_findings": sum(1 for f in analysis.findings if f.ongoing),
-        "generated_at": generated_at,
-    }
-
-
 def render_report(analysis: Analysis, *, generated_at: datetime) -> str:
-    return (
-        environment()
-        .get_template("report.html.j2")
-        .render(report_context(analysis, generated_at=generated_at))
-    )
+    """The HTML report of one analysis: the one-part case of ``parts.assemble_report``."""
+    from analyzer.render.parts import assemble_report, render_part
+
+    return assemble_report([render_part(analysis, generated_at=generated_at)], generated_at=generated_at)
