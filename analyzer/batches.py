@@ -147,7 +147,7 @@ def plan_snapshot(directory: Path, *, workers: int) -> Plan:
             flush(index)
     for key in {r.key for r in meta.revisions} | set(meta.services):
         members[_batch_of((key.project, key.region, key.service), count)].add(key)
-    batches = []
+    batches: list[Batch] = []
     for index in range(count):
         keys = sorted(members[index], key=lambda k: (k.project, k.region, k.service))
         if not keys and index:
@@ -251,18 +251,21 @@ class Outcome(Generic[T]):
     keys: list[ServiceKey]
     summary: T | None = None
     problems: list[Problem] = field(default_factory=list)
-    nothing: str = ""
+    nothing: str = ""  # why nothing could be analyzed, when summary is None
+    has_data: bool = False  # the batch had metrics (not only services and revisions)
 
 
 def run_batch(batch: Batch, config: AnalysisConfig, summarize: Summarize[T]) -> Outcome[T]:
+    """Read, analyze and summarize one batch. A batch whose services have no metrics still gives its
+    services (as "no data") and its problems; only a batch that knows no service at all gives none."""
     from analyzer.pipeline import analyze
 
     raw = load_batch(batch)
     try:
-        analysis = analyze(raw, config)
+        analysis = analyze(raw, config, allow_empty=bool(batch.keys or raw.services or raw.revisions))
     except NoDataError as exc:
         return Outcome(batch.index, batch.keys, None, list(raw.problems), exc.message)
-    return Outcome(batch.index, batch.keys, summarize(analysis))
+    return Outcome(batch.index, batch.keys, summarize(analysis), has_data=bool(raw.series))
 
 
 def run_batches(plan: Plan, config: AnalysisConfig, summarize: Summarize[T], *, workers: int = 1,
@@ -285,14 +288,12 @@ def _ordered(pool: ProcessPoolExecutor, batches: Sequence[Batch], config: Analys
     """Keep at most ``window`` batches in flight (finished ones wait in memory only until their turn)."""
     pending: dict[int, Future[Outcome[T]]] = {}
     submitted = 0
-    done = 0
     for index in range(len(batches)):
         while submitted < len(batches) and submitted < index + window:
             pending[submitted] = pool.submit(run_batch, batches[submitted], config, summarize)
             submitted += 1
         outcome = pending.pop(index).result()
-        done += 1
-        _report(progress, done, len(batches), batches[index])
+        _report(progress, index + 1, len(batches), batches[index])
         yield outcome
 
 
@@ -304,6 +305,45 @@ def _report(progress: BatchProgress | None, done: int, total: int, batch: Batch)
     progress(done, total, f"{len(names)} services ({label})")
 
 
+@dataclass(slots=True)
+class ReportRun:
+    """A batched report's parts and what was met outside them."""
+
+    parts: list[Any]  # render.parts.ReportPart, one per batch that knew a service
+    problems: list[Problem]  # problems of batches that gave no part
+    has_data: bool
+
+
+def report_parts(plan: Plan, config: AnalysisConfig, *, generated_at: datetime, workers: int,
+                 progress: BatchProgress | None = None) -> ReportRun:
+    """Analyze every batch of ``plan`` into a ``ReportPart`` (the fleet's layout shared by all), in order.
+    Raises NoDataError when no batch had any metric."""
+    from functools import partial
+
+    from analyzer.render.parts import render_part, report_layout
+
+    layout = report_layout(key for batch in plan.batches for key in batch.keys)
+    summarize = partial(render_part, generated_at=generated_at, layout=layout)
+    run = ReportRun([], [], False)
+    reasons = []
+    for outcome in run_batches(plan, config, summarize, workers=workers, progress=progress):
+        run.has_data |= outcome.has_data
+        if outcome.summary is None:
+            run.problems.extend(outcome.problems)
+            reasons.append(outcome.nothing)
+        else:
+            run.parts.append(outcome.summary)
+    if not run.has_data:
+        problems = run.problems + [p for part in run.parts for p in part.problems]
+        detail = "; ".join(f"{p.subject}: {p.message}" for p in problems[:5])
+        raise NoDataError(
+            f"no usable Cloud Run metrics in {plan.origin or 'the input'}" + (f" ({detail})" if detail else ""),
+            hint="check the window (--days/--start/--end), the project and service names, and that the "
+                 "input holds run.googleapis.com/ time series",
+        )
+    return run
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
@@ -313,11 +353,13 @@ __all__ = [
     "LiveBatch",
     "Outcome",
     "Plan",
+    "ReportRun",
     "default_workers",
     "load_batch",
     "plan_live",
     "plan_raw",
     "plan_snapshot",
+    "report_parts",
     "run_batches",
     "services_per_batch",
 ]

@@ -8,7 +8,9 @@ Exit codes: 0 success · 1 findings present with ``--fail-on-findings`` · 2 bad
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import wraps
@@ -18,12 +20,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import click
 
 from analyzer import __version__
-from analyzer.analysis import Analysis
 from analyzer.config import AnalysisConfig, load_yaml, parse_config
 from analyzer.errors import AnalyzerError, ConfigError
 from analyzer.model import RawData
 
 if TYPE_CHECKING:
+    from analyzer.batches import Plan, ReportRun
     from analyzer.config import DigestConfig, JobConfig, SmtpConfig, StoreConfig
     from analyzer.job import Job, RunOutcome
     from analyzer.sharding import TaskSlot
@@ -85,9 +87,7 @@ def cli() -> None:
 
 
 def _read_source(demo: bool, snapshot: Path | None, live: Callable[[], RawData] | None) -> RawData:
-    chosen = sum([demo, snapshot is not None, live is not None])
-    if chosen != 1:
-        raise click.UsageError("choose one source: --demo, --snapshot DIR, or --project P (live)")
+    _one_source(demo, snapshot, live is not None)
     from analyzer.pipeline import load_demo
     from analyzer.sources.snapshot import read_snapshot
 
@@ -99,31 +99,71 @@ def _read_source(demo: bool, snapshot: Path | None, live: Callable[[], RawData] 
     return live()
 
 
-def write_outputs(analysis: Analysis, *, out: Path | None, json_path: Path | None, now: datetime) -> None:
+def _one_source(demo: bool, snapshot: Path | None, live: bool) -> None:
+    if sum([demo, snapshot is not None, live]) != 1:
+        raise click.UsageError("choose one source: --demo, --snapshot DIR, or --project P (live)")
+
+
+def plan_source(demo: bool, snapshot: Path | None, query: LiveQuery | None, *, workers: int) -> Plan:
+    """The batches of a run: the demo is one; a snapshot is spilled to batch files; live lists the
+    fleet first (docs/performance.md: memory follows the batch, not the fleet)."""
+    _one_source(demo, snapshot, query is not None)
+    from analyzer import batches
+    from analyzer.pipeline import load_demo
+
+    if demo:
+        return batches.plan_raw(load_demo(), batch_size=batches.services_per_batch(7))
+    if snapshot is not None:
+        return batches.plan_snapshot(snapshot, workers=workers)
+    assert query is not None
+    return batches.plan_live(query, env=dict(os.environ))
+
+
+def run_report(plan: Plan, config: AnalysisConfig, *, workers: int, now: datetime, quiet: bool) -> ReportRun:
+    from analyzer.batches import report_parts
+
+    try:
+        return report_parts(plan, config, generated_at=now, workers=workers,
+                            progress=None if quiet else _batch_progress(len(plan.batches), plan.services))
+    finally:
+        plan.close()
+
+
+def write_outputs(run: ReportRun, *, out: Path | None, json_path: Path | None, now: datetime) -> None:
     from analyzer.errors import DeliveryError
-    from analyzer.render.html import render_report
-    from analyzer.render.json_report import report_json
+    from analyzer.render.parts import assemble_report
 
     try:
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(render_report(analysis, generated_at=now), encoding="utf-8")
+            out.write_text(assemble_report(run.parts, generated_at=now, problems=run.problems), encoding="utf-8")
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(report_json(analysis, generated_at=now), indent=2), encoding="utf-8")
+            json_path.write_text(json.dumps(_json(run, now), indent=2), encoding="utf-8")
     except OSError as exc:
         raise DeliveryError(f"cannot write the report: {exc}",
                             hint="check the output path and its permissions") from exc
 
 
-def print_summary(analysis: Analysis, *, fmt: str, now: datetime) -> None:
-    from analyzer.render.json_report import report_json
-    from analyzer.render.text import summary_text
+def _json(run: ReportRun, now: datetime) -> dict[str, Any]:
+    from analyzer.render.parts import assemble_json
+
+    report = assemble_json(run.parts, generated_at=now)
+    if run.problems:
+        report["problems"] = [*report.get("problems", []),
+                              *({"subject": p.subject, "message": p.message, "hint": p.hint or None}
+                                for p in run.problems)]
+    return report
+
+
+def print_summary(run: ReportRun, *, fmt: str, now: datetime) -> None:
+    from analyzer.render.text import parts_text
 
     if fmt == "json":
-        click.echo(json.dumps(report_json(analysis, generated_at=now), indent=2))
+        click.echo(json.dumps(_json(run, now), indent=2))
     else:
-        click.echo(summary_text(analysis))
+        problems = list(dict.fromkeys([*(p for part in run.parts for p in part.problems), *run.problems]))
+        click.echo(parts_text(run.parts, problems))
 
 
 def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -194,10 +234,31 @@ def _progress() -> Callable[[int, int, str], None] | None:
     return show
 
 
+def _batch_progress(batches: int, services: int) -> Callable[[int, int, str], None] | None:
+    """Per batch on stderr when it is a terminal: batches done, services, elapsed time."""
+    if not sys.stderr.isatty() or batches <= 1:
+        return None
+    began = time.monotonic()
+    click.echo(f"  {services} services in {batches} batches", err=True)
+
+    def show(done: int, total: int, label: str) -> None:
+        elapsed = time.monotonic() - began
+        click.echo(f"\r  analyzed batch {done}/{total} ({elapsed:.0f} s) {label[:50]:<50}", err=True,
+                   nl=done == total)
+
+    return show
+
+
 def _read_live(query: LiveQuery) -> RawData:
     from analyzer.sources.live import fetch_live
 
     return fetch_live(query, progress=_progress())
+
+
+def workers_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--workers", type=click.IntRange(1, 256), default=None, metavar="N",
+        help="Worker processes that read and analyze batches of services (default: the CPU count).")(func)
 
 
 @cli.command()
@@ -211,11 +272,12 @@ def _read_live(query: LiveQuery) -> RawData:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="What to print on stdout.")
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when there are ongoing findings (for CI gates).")
+@workers_option
 @edge
 def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region: str | None,
            services: tuple[str, ...], days: int | None, start: str | None, end: str | None,
            config_path: Path | None, out: Path | None, json_path: Path | None, fmt: str,
-           fail_on_findings: bool) -> None:
+           fail_on_findings: bool, workers: int | None) -> None:
     """Analyze one window and report findings, costs and fix checks.
 
     \b
@@ -224,19 +286,20 @@ def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
       cloudrun-analyzer report --snapshot ./snap --format json > findings.json
       cloudrun-analyzer report --project my-project --region europe-west1 --days 7 --out report.html
     """
-    from analyzer.pipeline import analyze
+    from analyzer.batches import default_workers
 
     config = load_analysis_config(config_path)
     query = live_query(projects, region, services, days, start, end, step_seconds=config.step_seconds)
-    raw = _read_source(demo, snapshot, None if query is None else lambda: _read_live(query))
-    analysis = analyze(raw, config)
     now = datetime.now(UTC)
-    write_outputs(analysis, out=out, json_path=json_path, now=now)
-    print_summary(analysis, fmt=fmt, now=now)
+    count = workers or default_workers()
+    run = run_report(plan_source(demo, snapshot, query, workers=count), config, workers=count, now=now,
+                     quiet=fmt == "json")
+    write_outputs(run, out=out, json_path=json_path, now=now)
+    print_summary(run, fmt=fmt, now=now)
     for path, what in ((out, "HTML report"), (json_path, "JSON findings")):
         if path is not None:
             click.echo(f"wrote {what}: {path}", err=True)
-    if fail_on_findings and any(f.ongoing for f in analysis.findings):
+    if fail_on_findings and any(f.ongoing for part in run.parts for f in part.findings):
         sys.exit(EXIT_FINDINGS)
 
 

@@ -27,10 +27,11 @@ def load_demo() -> RawData:
     return raw
 
 
-def analyze(raw: RawData, config: AnalysisConfig | None = None) -> Analysis:
-    """Analyze what a source produced. Raises NoDataError only when nothing at all can be analyzed."""
+def analyze(raw: RawData, config: AnalysisConfig | None = None, *, allow_empty: bool = False) -> Analysis:
+    """Analyze what a source produced. Raises NoDataError when there is no metric at all, unless
+    ``allow_empty`` (one batch of a larger run: its services are still listed, as without data)."""
     config = config or AnalysisConfig()
-    if not raw.series:
+    if not raw.series and not allow_empty:
         detail = "; ".join(f"{p.subject}: {p.message}" for p in raw.problems[:5])
         raise NoDataError(
             f"no usable Cloud Run metrics in {raw.origin or 'the input'}" + (f" ({detail})" if detail else ""),

@@ -1,0 +1,103 @@
+"""Batched runs: the same findings and dollars as one whole analysis, whatever the batching.
+
+A report is read and analyzed in batches of services (``analyzer/batches.py``) so that memory
+follows the batch; these tests pin that cutting the fleet into batches, spilling a snapshot to batch
+files, reading batches live, or spreading them over worker processes changes nothing in the result.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzer import batches
+from analyzer.config import AnalysisConfig
+from analyzer.pipeline import analyze
+from analyzer.render.json_report import report_json
+from analyzer.simulate import demo_documents
+from analyzer.sources.snapshot import write_snapshot
+from tests.test_live import LATER, Google, fetch, google, query  # noqa: F401  (google: the fixture)
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def _essence(report: dict[str, Any]) -> dict[str, Any]:
+    """What must not change with batching: every finding and every service's dollars, by service."""
+    findings = sorted(
+        (f["service"], f["kind"], f["revision"], f["onset"], f.get("excess_cost_usd_per_month"))
+        for f in report["findings"]
+    )
+    services = sorted(
+        (s["service"], s.get("status"), s.get("cost", {}).get("cost_usd"),
+         s.get("cost", {}).get("monthly_projection_usd"))
+        for s in report["services"]
+    )
+    return {"findings": findings, "services": services}
+
+
+def _batched(plan: batches.Plan, *, workers: int = 1) -> dict[str, Any]:
+    from analyzer.render.parts import assemble_json
+
+    try:
+        run = batches.report_parts(plan, AnalysisConfig(), generated_at=NOW, workers=workers)
+    finally:
+        plan.close()
+    return assemble_json(run.parts, generated_at=NOW)
+
+
+@pytest.fixture(scope="module")
+def demo_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("demo-snapshot")
+    documents, manifest = demo_documents()
+    write_snapshot(directory, documents, manifest=manifest)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def whole_demo(demo_analysis: Any) -> dict[str, Any]:
+    """The demo analyzed whole (the snapshot of the demo reads to the same RawData: test_live)."""
+    return report_json(demo_analysis, generated_at=NOW)
+
+
+def test_a_snapshot_spilled_to_batch_files_gives_the_whole_analysis(
+    demo_snapshot: Path, whole_demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = whole_demo
+    series_bytes = sum(p.stat().st_size for p in (demo_snapshot / "timeSeries").glob("*.json"))
+    monkeypatch.setattr(batches, "SNAPSHOT_BATCH_BYTES", series_bytes // 3)
+    plan = batches.plan_snapshot(demo_snapshot, workers=1)
+    assert len(plan.batches) == 3
+    assert sorted(k.service for b in plan.batches for k in b.keys) == sorted(s["service"] for s in whole["services"])
+    assert _essence(_batched(plan)) == _essence(whole)
+    assert whole["findings"], "the demo has findings: the comparison is not vacuous"
+
+
+def test_batches_in_worker_processes_give_the_same_report(demo_raw: Any, whole_demo: dict[str, Any]) -> None:
+    plan = batches.plan_raw(demo_raw, batch_size=2)
+    assert len(plan.batches) == 2
+    assert _essence(_batched(plan, workers=2)) == _essence(whole_demo)
+
+
+def test_a_fleet_read_live_in_batches_gives_the_whole_read(google: Google) -> None:
+    google.fleet(project="p1", services=7, leaking=[2, 5])
+    whole = report_json(analyze(fetch(google, query())), generated_at=NOW)
+    env = {"MONITORING_EMULATOR_HOST": google.server.address, "RUN_EMULATOR_HOST": google.server.address}
+    plan = batches.plan_live(query(), env=env, now=LATER, batch_size=3)
+    assert [len(b.keys) for b in plan.batches] == [3, 3, 1]
+    assert _essence(_batched(plan)) == _essence(whole)
+    assert len(whole["services"]) == 7
+
+
+def test_services_without_metrics_are_listed_in_their_batch(demo_raw: Any) -> None:
+    from dataclasses import replace
+
+    from analyzer.model import ServiceKey
+
+    extra = ServiceKey("demo-project", "us-central1", "quiet")
+    raw = replace(demo_raw, services=[*demo_raw.services, extra], series=list(demo_raw.series))
+    report = _batched(batches.plan_raw(raw, batch_size=1))
+    statuses = {s["service"]: s.get("status") for s in report["services"]}
+    assert statuses["quiet"] == "no data"
