@@ -81,7 +81,7 @@ def test_batches_in_worker_processes_give_the_same_report(demo_raw: Any, whole_d
     assert _essence(_batched(plan, workers=2)) == _essence(whole_demo)
 
 
-def test_a_fleet_read_live_in_batches_gives_the_whole_read(google: Google) -> None:
+def test_a_fleet_read_live_in_batches_gives_the_whole_read(google: Google) -> None:  # noqa: F811
     google.fleet(project="p1", services=7, leaking=[2, 5])
     whole = report_json(analyze(fetch(google, query())), generated_at=NOW)
     env = {"MONITORING_EMULATOR_HOST": google.server.address, "RUN_EMULATOR_HOST": google.server.address}
