@@ -306,12 +306,47 @@ def _report(progress: BatchProgress | None, done: int, total: int, batch: Batch)
 
 
 @dataclass(slots=True)
+class Collected(Generic[T]):
+    """Every batch's summary in plan order, and what was met where no summary could be made."""
+
+    summaries: list[T]
+    problems: list[Problem]  # problems of batches that gave no summary
+    has_data: bool  # some batch had metrics
+
+
+def collect(plan: Plan, config: AnalysisConfig, summarize: Summarize[T], *, workers: int,
+            progress: BatchProgress | None = None) -> Collected[T]:
+    """Run every batch and gather the summaries; the plan's scratch files are removed after."""
+    run: Collected[T] = Collected([], [], False)
+    try:
+        for outcome in run_batches(plan, config, summarize, workers=workers, progress=progress):
+            run.has_data |= outcome.has_data
+            if outcome.summary is None:
+                run.problems.extend(outcome.problems)
+            else:
+                run.summaries.append(outcome.summary)
+    finally:
+        plan.close()
+    return run
+
+
+def no_data(plan: Plan, problems: Sequence[Problem]) -> NoDataError:
+    """The error of a run in which no batch had any metric."""
+    detail = "; ".join(f"{p.subject}: {p.message}" for p in problems[:5])
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+    return NoDataError(
+        f"no usable Cloud Run metrics in {plan.origin or 'the input'}" + (f" ({detail}{more})" if detail else ""),
+        hint="check the window (--days/--start/--end), the project and service names, and that the "
+             "input holds run.googleapis.com/ time series",
+    )
+
+
+@dataclass(slots=True)
 class ReportRun:
-    """A batched report's parts and what was met outside them."""
+    """A batched report's parts and the problems met outside them."""
 
     parts: list[Any]  # render.parts.ReportPart, one per batch that knew a service
-    problems: list[Problem]  # problems of batches that gave no part
-    has_data: bool
+    problems: list[Problem]
 
 
 def report_parts(plan: Plan, config: AnalysisConfig, *, generated_at: datetime, workers: int,
@@ -324,24 +359,10 @@ def report_parts(plan: Plan, config: AnalysisConfig, *, generated_at: datetime, 
 
     layout = report_layout(key for batch in plan.batches for key in batch.keys)
     summarize = partial(render_part, generated_at=generated_at, layout=layout)
-    run = ReportRun([], [], False)
-    reasons = []
-    for outcome in run_batches(plan, config, summarize, workers=workers, progress=progress):
-        run.has_data |= outcome.has_data
-        if outcome.summary is None:
-            run.problems.extend(outcome.problems)
-            reasons.append(outcome.nothing)
-        else:
-            run.parts.append(outcome.summary)
+    run = collect(plan, config, summarize, workers=workers, progress=progress)
     if not run.has_data:
-        problems = run.problems + [p for part in run.parts for p in part.problems]
-        detail = "; ".join(f"{p.subject}: {p.message}" for p in problems[:5])
-        raise NoDataError(
-            f"no usable Cloud Run metrics in {plan.origin or 'the input'}" + (f" ({detail})" if detail else ""),
-            hint="check the window (--days/--start/--end), the project and service names, and that the "
-                 "input holds run.googleapis.com/ time series",
-        )
-    return run
+        raise no_data(plan, run.problems + [p for part in run.summaries for p in part.problems])
+    return ReportRun(run.summaries, run.problems)
 
 
 def default_workers() -> int:
@@ -350,10 +371,12 @@ def default_workers() -> int:
 
 __all__ = [
     "Batch",
+    "Collected",
     "LiveBatch",
     "Outcome",
     "Plan",
     "ReportRun",
+    "collect",
     "default_workers",
     "load_batch",
     "plan_live",

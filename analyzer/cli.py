@@ -122,11 +122,8 @@ def plan_source(demo: bool, snapshot: Path | None, query: LiveQuery | None, *, w
 def run_report(plan: Plan, config: AnalysisConfig, *, workers: int, now: datetime, quiet: bool) -> ReportRun:
     from analyzer.batches import report_parts
 
-    try:
-        return report_parts(plan, config, generated_at=now, workers=workers,
-                            progress=None if quiet else _batch_progress(len(plan.batches), plan.services))
-    finally:
-        plan.close()
+    return report_parts(plan, config, generated_at=now, workers=workers,
+                        progress=None if quiet else _batch_progress(len(plan.batches), plan.services))
 
 
 def write_outputs(run: ReportRun, *, out: Path | None, json_path: Path | None, now: datetime) -> None:

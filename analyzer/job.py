@@ -30,18 +30,23 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from analyzer import logs
 from analyzer.config import JobConfig
 from analyzer.delivery.store import Store
-from analyzer.errors import ConfigError, InputError, NoDataError
+from analyzer.errors import ConfigError, InputError
 from analyzer.model import RawData, ServiceKey
 from analyzer.sharding import TaskSlot, share
 from analyzer.sources.restjson import format_time, parse_time
+
+if TYPE_CHECKING:
+    from analyzer.analysis import Analysis
+    from analyzer.batches import Plan
+    from analyzer.render.parts import ReportLayout, ReportPart
 
 log = logs.get("job")
 JSON = "application/json"
@@ -175,27 +180,27 @@ def claim(store: Store, key: str, *, owner: str, now: datetime, lease: timedelta
 # One task's share
 
 
-Fetch = Callable[[list[ServiceKey]], RawData]
-
-
 def plan_share(
     config: JobConfig,
     slot: TaskSlot,
     window: tuple[datetime, datetime],
     *,
     now: datetime,
-    progress: logs.Progress | None = None,
-) -> tuple[int, list[ServiceKey], Fetch, list[Any]]:
-    """(fleet size, this task's services, how to read them, problems met while listing)."""
+) -> tuple[int, list[ServiceKey], Plan, list[Any]]:
+    """(fleet size, this task's services, the batches that read and analyze them, problems met while
+    listing). Batches bound a task's memory whatever its share (analyzer/batches.py)."""
+    from analyzer.batches import Batch, LiveBatch, Plan, plan_raw, services_per_batch
     from analyzer.sources.inventory import restrict, services_of
 
+    size = services_per_batch((window[1] - window[0]).total_seconds() / 86_400)
     kind = config.source.kind
     if kind in ("demo", "snapshot"):
         raw = _read_local(config)
         fleet = services_of(raw)
-        return len(fleet), share(fleet, slot), lambda keys: restrict(raw, keys), []
+        mine = share(fleet, slot)
+        return len(fleet), mine, plan_raw(restrict(raw, mine), batch_size=size), []
     from analyzer.sources.google_clients import MONITORING_EMULATOR_HOST, RUN_EMULATOR_HOST, build_clients
-    from analyzer.sources.inventory import fetch_share, list_fleet
+    from analyzer.sources.inventory import list_fleet
 
     env = dict(os.environ)
     for variable, value in (
@@ -205,22 +210,25 @@ def plan_share(
         if value:
             env[variable] = value
     clients = build_clients(env)
-    inventory = list_fleet(
-        clients,
-        projects=config.projects,
-        regions=None if config.regions == "all" else config.regions,
-        services=None if config.services == "all" else config.services,
-        window=window,
-    )
+    try:
+        inventory = list_fleet(
+            clients,
+            projects=config.projects,
+            regions=None if config.regions == "all" else config.regions,
+            services=None if config.services == "all" else config.services,
+            window=window,
+        )
+    finally:
+        clients.close()
     mine = share(inventory.services, slot)
-
-    def fetch(keys: list[ServiceKey]) -> RawData:
-        try:
-            return fetch_share(clients, keys, start=window[0], end=window[1], progress=progress, now=now)
-        finally:
-            clients.close()
-
-    return len(inventory.services), mine, fetch, inventory.problems
+    live = LiveBatch(env=env, start=window[0], end=window[1], now=now)
+    origin = "live " + ", ".join(sorted({f"projects/{k.project}" for k in mine}))
+    groups = [mine[i : i + size] for i in range(0, len(mine), size)]
+    batches = [
+        Batch(i, group, RawData(window_start=window[0], window_end=window[1], origin=origin), live=live)
+        for i, group in enumerate(groups)
+    ]
+    return len(inventory.services), mine, Plan(batches, origin, window, services=len(mine)), inventory.problems
 
 
 def _read_local(config: JobConfig) -> RawData:
@@ -245,53 +253,72 @@ class Shard:
     findings: int = 0
 
 
+def summarize_share(
+    analysis: Analysis, *, generated_at: datetime, layout: ReportLayout, charts: bool
+) -> tuple[ReportPart, dict[ServiceKey, bytes]]:
+    """One batch of a share, in a worker: its report part and, for the digest, the charts of its
+    services with findings (drawn while the batch's frames are alive)."""
+    from analyzer.render.parts import render_part
+
+    pngs = {}
+    if charts:
+        from analyzer.render.digest import service_png
+
+        pngs = {r.key: service_png(r) for r in analysis.services if r.status == "analyzed" and r.findings}
+    return render_part(analysis, generated_at=generated_at, layout=layout), pngs
+
+
 def analyze_share(
     config: JobConfig,
-    raw: RawData,
+    plan: Plan,
     *,
     window: tuple[datetime, datetime],
     generated_at: datetime,
     problems: list[Any],
+    workers: int = 1,
 ) -> Shard:
-    """Analyze one share; the charts are drawn for services with findings when a digest is configured."""
-    from analyzer.analysis.pricing import load_table
-    from analyzer.pipeline import analyze
-    from analyzer.render.fleet import empty_report
-    from analyzer.render.html import render_report
-    from analyzer.render.json_report import report_json
+    """Analyze one share batch by batch; the charts are drawn for services with findings when a digest
+    is configured."""
+    from functools import partial
 
-    raw.problems.extend(problems)
-    try:
-        analysis = analyze(raw, config.analysis)
-    except NoDataError as exc:
+    from analyzer.analysis.pricing import load_table
+    from analyzer.batches import collect
+    from analyzer.render.fleet import empty_report
+    from analyzer.render.parts import assemble_json, assemble_report, report_layout
+
+    if plan.batches:
+        plan.batches[0].base.problems.extend(problems)
+    layout = report_layout(k for b in plan.batches for k in b.keys)
+    summarize = partial(summarize_share, generated_at=generated_at, layout=layout,
+                        charts=bool(config.digest.recipients))
+    run = collect(plan, config.analysis, summarize, workers=workers,
+                  progress=lambda done, total, label: log.info("batch %d/%d analyzed: %s", done, total, label))
+    parts = [part for part, _ in run.summaries]
+    charts = {key: png for _, pngs in run.summaries for key, png in pngs.items()}
+    unread = run.problems + ([] if plan.batches else list(problems))
+    if not run.has_data:
         table = load_table(config.analysis.pricing.table)
-        listed = [{"subject": p.subject, "message": p.message, "hint": p.hint or None} for p in raw.problems]
-        if raw.services or raw.revisions:
-            listed.append({"subject": "this share", "message": exc.message, "hint": exc.hint})
+        listed = [{"subject": p.subject, "message": p.message, "hint": p.hint or None}
+                  for p in [*unread, *(p for part in parts for p in part.problems)]]
+        if plan.services:
+            listed.append({"subject": "this share", "message": f"no usable Cloud Run metrics in {plan.origin}",
+                           "hint": "check the window, the projects and services, and that they served traffic"})
         report = empty_report(
-            window=(raw.window_start or window[0], raw.window_end or window[1]),
+            window=(plan.window[0] or window[0], plan.window[1] or window[1]),
             step_seconds=config.analysis.step_seconds,
             prices={
                 "as_of": table.as_of,
                 "currency": table.currency,
                 "committed_use_discount": config.analysis.pricing.committed_use_discount,
             },
-            source=raw.origin,
+            source=plan.origin,
             problems=listed,
             generated_at=generated_at,
         )
         return Shard(report)
-    charts = {}
-    if config.digest.recipients:
-        from analyzer.render.digest import service_png
-
-        charts = {r.key: service_png(r) for r in analysis.services if r.status == "analyzed" and r.findings}
-    return Shard(
-        report_json(analysis, generated_at=generated_at),
-        render_report(analysis, generated_at=generated_at),
-        charts,
-        len(analysis.findings),
-    )
+    report = assemble_json(parts, generated_at=generated_at)
+    html = assemble_report(parts, generated_at=generated_at, problems=unread)
+    return Shard(report, html, charts, sum(len(p.findings) for p in parts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,7 +385,7 @@ class Job:
             outcome.findings = len(existing["findings"])
             log.info("shard %s of window %s exists; not analyzing again", self.slot.name, layout.key)
             return
-        fleet, mine, fetch, problems = plan_share(self.config, self.slot, window, now=now, progress=progress)
+        fleet, mine, plan, problems = plan_share(self.config, self.slot, window, now=now)
         log.info(
             "task %s analyzes %d of %d services",
             self.slot.name,
@@ -366,17 +393,17 @@ class Job:
             fleet,
             extra={"fleet_services": fleet, "share_services": len(mine)},
         )
-        raw = (
-            fetch(mine)
-            if mine
-            else RawData(window_start=window[0], window_end=window[1], origin="no service in this share")
-        )
+        from analyzer.batches import default_workers
+
+        if not mine:
+            plan.origin = "no service in this share"
         shard = analyze_share(
             self.config,
-            raw,
+            plan,
             window=window,
             generated_at=now,
             problems=problems if self.slot.index == 0 else [],
+            workers=default_workers(),
         )
         shard.report["job"] = {
             "config": self.fingerprint,
