@@ -19,9 +19,10 @@ mem_alloc_gibs      allocated GiB-seconds in the step
 requests            requests in the step
 ==================  ==============================================================================
 
-Semantics of the input: a DELTA point is an amount over [startTime, endTime]; a GAUGE point of a
-natively-DELTA metric is a per-second rate (what ALIGN_RATE returns); distributions falling in the
-same step are merged by adding bucket counts, then percentiles are read from the merged buckets.
+Semantics of the input: a DELTA point is an amount over [startTime, endTime]; a GAUGE DOUBLE point of
+a natively-DELTA metric is a per-second rate (what ALIGN_RATE returns; an INT64 point never is);
+distributions falling in the same step are merged by adding bucket counts, then percentiles are read
+from the merged buckets.
 """
 
 from __future__ import annotations
@@ -151,9 +152,10 @@ def _index(key_ids: np.ndarray, buckets: np.ndarray) -> pd.MultiIndex:
 
 
 def _point_amounts(s: RawSeries) -> np.ndarray:
-    """Each point as an amount over its interval (rates from ALIGN_RATE times the spacing)."""
+    """Each point as an amount over its interval (rates from ALIGN_RATE times the spacing; a DELTA
+    or INT64 point is already an amount)."""
     assert s.values is not None
-    if s.metric_kind == "DELTA" or s.metric not in NATIVELY_DELTA:
+    if not s.points_are_rates or s.metric not in NATIVELY_DELTA:
         return s.values
     first_gap = float(np.median(np.diff(s.end_times))) if len(s.end_times) > 1 else 60.0
     spacing = np.diff(s.end_times, prepend=s.end_times[0] - first_gap)

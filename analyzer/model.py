@@ -89,6 +89,32 @@ class Histograms:
     range_max: FloatArray
 
 
+# Cloud Monitoring's enums by number, as the Python client's ``to_dict`` and ``MessageToDict(...,
+# use_integers_for_enums=True)`` write them (google.api.MetricDescriptor.MetricKind / ValueType).
+METRIC_KINDS = ("METRIC_KIND_UNSPECIFIED", "GAUGE", "DELTA", "CUMULATIVE")
+VALUE_TYPES = ("VALUE_TYPE_UNSPECIFIED", "BOOL", "INT64", "DOUBLE", "STRING", "DISTRIBUTION", "MONEY")
+
+
+def _enum_name(value: object, names: tuple[str, ...], what: str) -> str:
+    """An enum given by name or by number (an int, or its digits as a string) as its name."""
+    text = str(value).strip()
+    if text in names:
+        return text
+    if isinstance(value, int | str) and text.isdigit() and int(text) < len(names):
+        return names[int(text)]
+    raise ValueError(f"unknown {what} {value!r} (expected one of {', '.join(names)} or its number)")
+
+
+def metric_kind_name(value: object) -> str:
+    """GAUGE, DELTA, CUMULATIVE (or METRIC_KIND_UNSPECIFIED) from a name or a number."""
+    return _enum_name(value, METRIC_KINDS, "metricKind")
+
+
+def value_type_name(value: object) -> str:
+    """INT64, DOUBLE, DISTRIBUTION, ... (or VALUE_TYPE_UNSPECIFIED) from a name or a number."""
+    return _enum_name(value, VALUE_TYPES, "valueType")
+
+
 @dataclass(slots=True)
 class RawSeries:
     """One time series as read from Cloud Monitoring, points oldest first.
@@ -98,8 +124,8 @@ class RawSeries:
     """
 
     metric: str  # without the "run.googleapis.com/" prefix
-    metric_kind: str  # GAUGE or DELTA, as returned (ALIGN_RATE turns DELTA into GAUGE)
-    value_type: str  # INT64, DOUBLE or DISTRIBUTION
+    metric_kind: str  # GAUGE or DELTA by name (ALIGN_RATE turns DELTA into GAUGE); numbers are mapped
+    value_type: str  # INT64, DOUBLE or DISTRIBUTION by name; numbers are mapped
     project: str
     region: str
     service: str
@@ -110,6 +136,17 @@ class RawSeries:
     values: FloatArray | None = None
     histograms: Histograms | None = None
     source: str = ""  # the file or API call it came from, for error messages
+
+    def __post_init__(self) -> None:
+        # Every parser hands its enums through here, so a number never reaches the analysis.
+        self.metric_kind = metric_kind_name(self.metric_kind)
+        self.value_type = value_type_name(self.value_type)
+
+    @property
+    def points_are_rates(self) -> bool:
+        """True when each point is a per-second rate (what ALIGN_RATE returns: GAUGE and DOUBLE);
+        a DELTA point, and any INT64 point, is an amount."""
+        return self.metric_kind == "GAUGE" and self.value_type == "DOUBLE"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.errors import InputError
-from analyzer.model import Distribution, Histograms, RawSeries, RevisionInfo
+from analyzer.model import Distribution, Histograms, RawSeries, RevisionInfo, metric_kind_name, value_type_name
 
 METRIC_PREFIX = "run.googleapis.com/"
 REVISION_NAME = re.compile(
@@ -169,7 +169,11 @@ def parse_time_series(series: Mapping[str, Any], *, source: str) -> list[RawSeri
     metric = field(series, "metric") or {}
     resource = field(series, "resource") or {}
     labels = field(resource, "labels") or {}
-    value_type = str(field(series, "valueType", ""))
+    # Enums come by name (REST) or by number (the client's to_dict): one mapping for every parser.
+    raw_type = field(series, "valueType")
+    value_type = "" if raw_type in (None, "") else value_type_name(raw_type)
+    value_type = "" if value_type == "VALUE_TYPE_UNSPECIFIED" else value_type
+    metric_kind = metric_kind_name(field(series, "metricKind", "GAUGE"))
     points = list(reversed(field(series, "points") or []))  # the API returns newest first
     starts, ends = _times(points)
     values = [field(p, "value") or {} for p in points]
@@ -182,7 +186,7 @@ def parse_time_series(series: Mapping[str, Any], *, source: str) -> list[RawSeri
                               hist.range_min[order], hist.range_max[order])
         return RawSeries(
             metric=str(field(metric, "type", "")).removeprefix(METRIC_PREFIX),
-            metric_kind=str(field(series, "metricKind", "GAUGE")),
+            metric_kind=metric_kind,
             value_type="DISTRIBUTION" if is_distribution else (value_type or "DOUBLE"),
             project=str(labels.get("project_id", "")),
             region=str(labels.get("location", "")),
@@ -295,8 +299,9 @@ def parse_revision(message: Mapping[str, Any]) -> RevisionInfo:
         memory_limit_gib=memory_gib(limits.get("memory")),
         request_based_billing=_billing_mode(annotations, resources),
         min_instances=int(field(scaling, "minInstanceCount", 0) or 0),
-        max_instances=int(max_instances) if max_instances is not None else None,
-        max_concurrency=int(concurrency) if concurrency is not None else None,
+        # 0 is proto3's "not set" (the client's to_dict writes it out): no limit, not a limit of 0.
+        max_instances=int(max_instances) if max_instances else None,
+        max_concurrency=int(concurrency) if concurrency else None,
         image=str(field(ingress, "image", "")),
         labels={str(k): str(v) for k, v in (field(message, "labels") or {}).items()},
         annotations=annotations,
