@@ -8,6 +8,8 @@ The same shapes reach the live path through the fakes in tests/fakes (see test_l
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,15 @@ from google.protobuf import json_format
 
 from analyzer.frames import build
 from analyzer.model import RawData, RawSeries, metric_kind_name, value_type_name
-from analyzer.sources.live import LiveQuery, RestJson, time_series_requests
+from analyzer.sources.duplicates import drop_duplicate_series
+from analyzer.sources.google_clients import GoogleClients, build_clients
+from analyzer.sources.inventory import join
+from analyzer.sources.live import LiveQuery, RestJson, fetch_live, time_series_requests
 from analyzer.sources.snapshot import ingest, read_snapshot
 from tests.fakes.fleet import FleetSpec, add_fleet
 from tests.fakes.monitoring import FakeMetricService
 from tests.fakes.run import FakeRun
+from tests.fakes.server import Behaviour, start
 
 SHAPES = Path(__file__).parent / "data" / "shapes"
 FLEET = FleetSpec(services=2, hours=3.0)
@@ -112,3 +118,93 @@ def test_to_dict_bodies_give_the_same_frames_and_revisions_as_rest_json(fleet_do
     a, b = build(rest), build(client)
     assert a.metrics.equals(b.metrics)
     assert a.revisions == b.revisions
+
+
+# --- 2. the same series twice --------------------------------------------------------------------------
+
+
+def test_a_scope_read_beside_its_member_counts_the_member_once() -> None:
+    raw = read_snapshot(SHAPES / "scope_and_member")
+    requests = build(raw).metrics.groupby("service")["requests"].sum().to_dict()
+    assert requests == {"cart": 60, "gateway": 15}
+    (problem,) = [p for p in raw.problems if p.subject == "duplicate series"]
+    assert "1 series (3 points) were read twice" in problem.message
+    assert "acme-shop.request_count.json (already in" in problem.message
+    assert "acme-monitoring.request_count.json" in problem.message
+    assert "scope" in problem.hint
+
+
+def test_the_same_body_under_two_file_names_is_read_once(tmp_path: Path) -> None:
+    for name in ("billable.json", "billable (1).json"):
+        target = tmp_path / "timeSeries" / name
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes((SHAPES / "client_to_dict" / "timeSeries" / "billable_instance_time.json").read_bytes())
+    raw = read_snapshot(tmp_path)
+    assert build(raw).metrics["billable_s"].sum() == pytest.approx(165.5)
+    assert [p.subject for p in raw.problems] == ["duplicate series"]
+    assert "billable (1).json" in raw.problems[0].message
+
+
+def test_pages_of_one_series_are_not_duplicates() -> None:
+    body = _load("client_to_dict", "timeSeries", "request_count.json")
+    newest, *older = body["time_series"][0]["points"]
+    first = {"time_series": [{**body["time_series"][0], "points": [newest]}]}
+    second = {"time_series": [{**body["time_series"][0], "points": older}]}
+    raw = RawData()
+    ingest(raw, "timeSeries", "page.000", first)
+    ingest(raw, "timeSeries", "page.001", second)
+    drop_duplicate_series(raw)
+    assert not raw.problems
+    assert build(raw).metrics["requests"].sum() == 11
+
+
+def test_joining_batches_counts_a_repeated_series_once() -> None:
+    parts = []
+    for name in ("acme-monitoring.request_count.json", "acme-shop.request_count.json"):
+        part = RawData()
+        ingest(part, "timeSeries", name, _load("scope_and_member", "timeSeries", name))
+        parts.append(part)
+    joined = RawData()
+    for part in parts:
+        join(joined, part)
+    assert build(joined).metrics["requests"].sum() == 75
+    assert [p.subject for p in joined.problems] == ["duplicate series"]
+
+
+@dataclass
+class Google:
+    """Google's real clients against the loopback fakes (as tests/test_live.py builds them)."""
+
+    monitoring: FakeMetricService
+    run: FakeRun
+    clients: GoogleClients
+
+    def fetch(self, *projects: str, **kwargs: Any) -> RawData:
+        start = datetime.fromtimestamp(FLEET.start, UTC)
+        query = LiveQuery(projects=projects, start=start, end=start + timedelta(hours=FLEET.hours), **kwargs)
+        return fetch_live(query, clients=self.clients, now=query.end + timedelta(hours=1))
+
+
+@pytest.fixture
+def google() -> Iterator[Google]:
+    behaviour = Behaviour()
+    monitoring, run = FakeMetricService(behaviour), FakeRun(behaviour)
+    server = start([monitoring, run])
+    clients = build_clients({"MONITORING_EMULATOR_HOST": server.address, "RUN_EMULATOR_HOST": server.address})
+    yield Google(monitoring, run, clients)
+    clients.close()
+    server.stop()
+
+
+def test_live_scope_and_member_read_together_count_each_series_once(google: Google) -> None:
+    add_fleet(google.monitoring, google.run, replace(FLEET, project="acme-shop"))
+    add_fleet(google.monitoring, google.run, replace(FLEET, project="acme-monitoring", names=["gateway"],
+                                                     services=1))
+    google.monitoring.add_scope("acme-monitoring", ["acme-shop"])
+    scope = google.fetch("acme-monitoring")  # the scope alone: its own series and its member's, once
+    assert {s.project for s in scope.series} == {"acme-monitoring", "acme-shop"}
+    assert not [p for p in scope.problems if p.subject == "duplicate series"]
+    both = google.fetch("acme-monitoring", "acme-shop")
+    assert build(both).metrics.equals(build(scope).metrics)
+    (problem,) = [p for p in both.problems if p.subject == "duplicate series"]
+    assert "live projects/acme-shop" in problem.message and "live projects/acme-monitoring" in problem.message

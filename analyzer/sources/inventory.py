@@ -28,6 +28,7 @@ from google.cloud import monitoring_v3
 from analyzer.errors import AnalyzerError, ApiDisabledError, CredentialsError, PermissionDeniedError
 from analyzer.model import Problem, RawData, ServiceKey
 from analyzer.sources import restjson
+from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import GoogleClients
 from analyzer.sources.live import METRIC_PREFIX, LiveQuery, Progress, fetch_live, map_error
 
@@ -192,11 +193,13 @@ class _Overall:
 
 
 def join(into: RawData, part: RawData) -> None:
-    """Add ``part`` to ``into`` (same window): series, revisions, services and problems."""
+    """Add ``part`` to ``into`` (same window): series, revisions, services and problems; series that
+    ``into`` already holds (a scoping project's batch returns its members' series) are counted once."""
     into.series.extend(part.series)
     into.revisions.extend(part.revisions)
     into.services.extend(part.services)
     into.problems.extend(part.problems)
+    drop_duplicate_series(into)
     into.window_start = into.window_start or part.window_start
     into.window_end = into.window_end or part.window_end
 

@@ -47,6 +47,7 @@ from analyzer.errors import (
 )
 from analyzer.model import Problem, RawData
 from analyzer.sources import restjson, snapshot
+from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import LOGIN_HINT, GoogleClients, build_clients
 
 METRIC_PREFIX = "run.googleapis.com/"
@@ -689,6 +690,7 @@ def fetch_live(
         if own_clients:
             clients.close()
     _raise_if_unusable(collector)
+    drop_duplicate_series(data)
     data.problems.extend(collector.problems())
     data.problems.extend(_missing_services(query, data))
     return data

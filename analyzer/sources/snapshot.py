@@ -20,6 +20,7 @@ from typing import Any
 from analyzer.errors import InputError
 from analyzer.model import Problem, RawData, ServiceKey
 from analyzer.sources import restjson
+from analyzer.sources.duplicates import drop_duplicate_series
 
 KNOWN_METRICS = frozenset(
     {
@@ -76,6 +77,7 @@ def read_snapshot(directory: Path) -> RawData:
                 data.problems.append(Problem(str(path), exc.message, exc.hint or "fix or remove the file"))
                 continue
             ingest(data, sub, str(path), body)
+    drop_duplicate_series(data)
     return data
 
 
