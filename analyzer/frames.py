@@ -66,6 +66,9 @@ DISTRIBUTION_PREFIX = {
     "container/memory/usage": "memusage",
 }
 QUANTILES = (0.5, 0.95, 0.99, 1.0)
+# Reported per container (``container_name``): a revision with sidecars has one series per container.
+PER_CONTAINER = frozenset({"container/memory/utilizations", "container/cpu/utilizations", "container/memory/usage"})
+SeriesKey = tuple[str, str, str, str]  # project, region, service, revision
 
 
 @dataclass(slots=True)
@@ -105,9 +108,10 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
     keys: dict[tuple[str, str, str, str], int] = {}
     for s in raw.series:
         keys.setdefault((s.project, s.region, s.service, s.revision), len(keys))
+    revisions = _revision_table(raw, keys)
     columns: list[pd.Series] = []
     by_metric: dict[str, list[RawSeries]] = defaultdict(list)
-    for s in raw.series:
+    for s in _ingress_series(raw.series, revisions, problems):
         by_metric[s.metric].append(s)
     for metric, group in by_metric.items():
         kind = "scalar" if group[0].histograms is None else "distribution"
@@ -125,7 +129,6 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         elif metric in AMOUNT_COLUMNS:
             columns.append(_amounts(group, keys, step).rename(AMOUNT_COLUMNS[metric]))
         # other known metrics (startup latencies, concurrency) are read but not yet used
-    revisions = _revision_table(raw, keys)
     metrics = _assemble(columns, keys, step)
     metrics = _usage_to_utilization(metrics, revisions, problems)
     if raw.window_start and raw.window_end:
@@ -140,6 +143,47 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         key=lambda k: (k.project, k.region, k.service),
     )
     return Frames(metrics, revisions, step, start, end, services, problems)
+
+
+def _ingress_series(series: list[RawSeries], revisions: dict[tuple[ServiceKey, str], RevisionInfo],
+                    problems: list[Problem]) -> list[RawSeries]:
+    """Per-container metrics of a revision that runs sidecars: the ingress container's series only
+    (the one ``RevisionInfo`` says serves requests), so a sidecar's memory neither mixes into the
+    service's nor is divided by the wrong limit. Said once per service."""
+    names: dict[tuple[SeriesKey, str], set[str]] = defaultdict(set)  # (revision, metric) -> containers
+    for s in series:
+        if s.metric in PER_CONTAINER:
+            key = (s.project, s.region, s.service, s.revision)
+            names[(key, s.metric)].add(s.metric_labels.get("container_name", ""))
+    chosen: dict[tuple[SeriesKey, str], str] = {}
+    said: dict[ServiceKey, tuple[set[str], set[str]]] = {}  # service -> (ingress names, sidecar names)
+    unknown: dict[ServiceKey, set[str]] = defaultdict(set)
+    for (key, metric), found in names.items():
+        if len(found) < 2:
+            continue
+        service = ServiceKey(*key[:3])
+        ingress = (revisions.get((service, key[3])) or RevisionInfo(*key)).ingress_container
+        if ingress is None or ingress.name not in found:
+            unknown[service].add(key[3])
+            continue
+        chosen[(key, metric)] = ingress.name
+        ingresses, sidecars = said.setdefault(service, (set(), set()))
+        ingresses.add(ingress.name)
+        sidecars.update(found - {ingress.name, ""})
+    for service, (ingresses, sidecars) in sorted(said.items(), key=lambda item: str(item[0])):
+        problems.append(Problem(str(service), f"runs sidecar containers ({', '.join(sorted(sidecars))}): memory "
+                                f"and CPU are those of the ingress container {', '.join(sorted(ingresses))}"))
+    for service, revs in sorted(unknown.items(), key=lambda item: str(item[0])):
+        problems.append(Problem(str(service), f"revisions {', '.join(sorted(revs))} report several containers and "
+                                "which one serves requests is unknown: their memory and CPU are merged",
+                                "include revisions/*.json (Cloud Run Admin API) so the ingress container is known"))
+    if not chosen:
+        return series
+    def kept(s: RawSeries) -> bool:
+        container = s.metric_labels.get("container_name", "")
+        return chosen.get(((s.project, s.region, s.service, s.revision), s.metric), container) == container
+
+    return [s for s in series if s.metric not in PER_CONTAINER or kept(s)]
 
 
 def _bucket(times: np.ndarray, step: int) -> np.ndarray:

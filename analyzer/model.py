@@ -29,8 +29,23 @@ class ServiceKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """One container of a revision (``Revision.containers[]``): sidecars have their own limits."""
+
+    name: str  # as the container_name metric label reports it ("" when the revision left it unnamed)
+    ingress: bool  # the container that serves requests (the one with a port)
+    cpu_limit: float | None = None  # vCPU
+    memory_limit_gib: float | None = None
+    image: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RevisionInfo:
-    """What the Cloud Run Admin API says about one revision (all optional but its identity)."""
+    """What the Cloud Run Admin API says about one revision (all optional but its identity).
+
+    ``cpu_limit``, ``memory_limit_gib`` and ``image`` are the ingress container's; ``containers`` lists
+    every container, sidecars included (empty when the revision was not listed).
+    """
 
     project: str
     region: str
@@ -46,10 +61,30 @@ class RevisionInfo:
     image: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    containers: tuple[ContainerInfo, ...] = ()
 
     @property
     def key(self) -> ServiceKey:
         return ServiceKey(self.project, self.region, self.service)
+
+    @property
+    def ingress_container(self) -> ContainerInfo | None:
+        return next((c for c in self.containers if c.ingress), None)
+
+    @property
+    def sidecars(self) -> tuple[ContainerInfo, ...]:
+        return tuple(c for c in self.containers if not c.ingress)
+
+    def instance_limits(self) -> tuple[float | None, float | None]:
+        """(vCPU, GiB) of one instance: every container's limits added (Cloud Run bills the sum), or the
+        ingress container's alone when a sidecar's limit is unknown."""
+        if len(self.containers) > 1:
+            cpus = [c.cpu_limit for c in self.containers]
+            memories = [c.memory_limit_gib for c in self.containers]
+            cpu = sum(c for c in cpus if c is not None) if None not in cpus else self.cpu_limit
+            memory = sum(m for m in memories if m is not None) if None not in memories else self.memory_limit_gib
+            return cpu, memory
+        return self.cpu_limit, self.memory_limit_gib
 
     @property
     def commit(self) -> str:

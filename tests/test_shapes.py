@@ -208,3 +208,55 @@ def test_live_scope_and_member_read_together_count_each_series_once(google: Goog
     assert build(both).metrics.equals(build(scope).metrics)
     (problem,) = [p for p in both.problems if p.subject == "duplicate series"]
     assert "live projects/acme-shop" in problem.message and "live projects/acme-monitoring" in problem.message
+
+
+# --- 3. sidecars -----------------------------------------------------------------------------------------
+
+
+def test_a_sidecar_revision_is_analyzed_on_its_ingress_container_and_says_so() -> None:
+    raw = read_snapshot(SHAPES / "sidecar")
+    frames = build(raw)
+    m = frames.metrics
+    assert m["mem_mean"].tolist() == pytest.approx([0.40, 0.40])  # app's, not merged with the collector's 0.90
+    assert m["cpu_mean"].tolist() == pytest.approx([0.20, 0.20])
+    assert m["inst_active"].tolist() == [2.0, 2.0]  # containers of one instance are not extra instances
+    (said,) = [p for p in frames.problems if p.subject == "shapes-proj/europe-west4/search"]
+    assert "otel-collector" in said.message and "ingress container app" in said.message
+    info = next(iter(frames.revisions.values()))
+    assert (info.ingress_container.name if info.ingress_container else None) == "app"
+    assert (info.cpu_limit, info.memory_limit_gib) == (1.0, 1.0)  # the ingress container's
+    assert info.image == "europe-docker.pkg.dev/shapes-proj/app/search:21"
+    assert info.instance_limits() == (1.5, 1.25)  # what one instance is billed for: both containers
+
+
+def test_sidecar_memory_usage_is_read_against_the_ingress_containers_limit() -> None:
+    raw = read_snapshot(SHAPES / "sidecar")
+    usage = []
+    for container, gib in (("app", 0.5), ("otel-collector", 0.25)):
+        body = _load("sidecar", "timeSeries", "memory_utilizations.json")["timeSeries"][0]
+        body["metric"] = {"type": "run.googleapis.com/container/memory/usage", "labels": {"container_name": container}}
+        for point in body["points"]:
+            point["value"] = {"distributionValue": {"count": "2", "mean": gib * 2**30}}
+        usage.append(body)
+    raw.series = [s for s in raw.series if s.metric != "container/memory/utilizations"]
+    ingest(raw, "timeSeries", "usage", {"timeSeries": usage})
+    assert build(raw).metrics["mem_mean"].tolist() == pytest.approx([0.5, 0.5])  # 0.5 GiB of app's 1 GiB
+
+
+def test_several_containers_without_revisions_are_merged_and_said() -> None:
+    raw = read_snapshot(SHAPES / "sidecar")
+    raw.revisions = []
+    frames = build(raw)
+    assert frames.metrics["mem_mean"].tolist() == pytest.approx([0.65, 0.65])
+    assert any("which one serves requests is unknown" in p.message for p in frames.problems)
+
+
+def test_live_sidecars_are_kept_apart_by_the_query_plan(google: Google) -> None:
+    add_fleet(google.monitoring, google.run, replace(FLEET, project="plain"))
+    add_fleet(google.monitoring, google.run, replace(FLEET, project="with-sidecar", sidecar="otel-collector"))
+    plain, sidecar = build(google.fetch("plain")), build(google.fetch("with-sidecar"))
+    columns = ["mem_mean", "mem_p99", "cpu_mean", "inst_active", "inst_idle", "billable_s", "requests"]
+    assert sidecar.metrics[columns].equals(plain.metrics[columns])
+    assert any("otel-collector" in p.message and "ingress container app" in p.message for p in sidecar.problems)
+    info = next(iter(sidecar.revisions.values()))
+    assert info.instance_limits() == (1.5, 0.75)

@@ -84,8 +84,9 @@ class MetricQuery:
 # DELTA + SUM keeps amounts as amounts and merges distributions by adding bucket counts; instance
 # counts are a GAUGE, so their mean per period is summed over what is not grouped.
 DEFAULT_PLAN: tuple[MetricQuery, ...] = (
-    MetricQuery("container/memory/utilizations", "ALIGN_DELTA"),
-    MetricQuery("container/cpu/utilizations", "ALIGN_DELTA"),
+    # Per container: a sidecar's utilizations must not be summed into the ingress container's.
+    MetricQuery("container/memory/utilizations", "ALIGN_DELTA", extra_group_by=("metric.labels.container_name",)),
+    MetricQuery("container/cpu/utilizations", "ALIGN_DELTA", extra_group_by=("metric.labels.container_name",)),
     MetricQuery("request_latencies", "ALIGN_DELTA"),
     MetricQuery("request_count", "ALIGN_DELTA", extra_group_by=("metric.labels.response_code_class",)),
     # container_name is kept so sidecars are not counted as extra instances (frames takes the largest).

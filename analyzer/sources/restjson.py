@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 
 from analyzer.errors import InputError
-from analyzer.model import Distribution, Histograms, RawSeries, RevisionInfo, metric_kind_name, value_type_name
+from analyzer.model import (
+    ContainerInfo,
+    Distribution,
+    Histograms,
+    RawSeries,
+    RevisionInfo,
+    metric_kind_name,
+    value_type_name,
+)
 
 METRIC_PREFIX = "run.googleapis.com/"
 REVISION_NAME = re.compile(
@@ -284,6 +292,7 @@ def parse_revision(message: Mapping[str, Any]) -> RevisionInfo:
             break
     resources = field(ingress, "resources")
     limits = (field(resources, "limits") if resources else None) or {}
+    described = tuple(_container(c, ingress=c is ingress) for c in containers)
     scaling = field(message, "scaling") or {}
     annotations = {str(k): str(v) for k, v in (field(message, "annotations") or {}).items()}
     create = field(message, "createTime")
@@ -305,6 +314,18 @@ def parse_revision(message: Mapping[str, Any]) -> RevisionInfo:
         image=str(field(ingress, "image", "")),
         labels={str(k): str(v) for k, v in (field(message, "labels") or {}).items()},
         annotations=annotations,
+        containers=described,
+    )
+
+
+def _container(message: Mapping[str, Any], *, ingress: bool) -> ContainerInfo:
+    limits = field(field(message, "resources") or {}, "limits") or {}
+    return ContainerInfo(
+        name=str(field(message, "name", "")),
+        ingress=ingress,
+        cpu_limit=_cpu(limits.get("cpu")),
+        memory_limit_gib=memory_gib(limits.get("memory")),
+        image=str(field(message, "image", "")),
     )
 
 
