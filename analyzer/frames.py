@@ -27,6 +27,7 @@ from the merged buckets.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.distributions import percentiles
-from analyzer.model import Problem, RawData, RawSeries, RevisionInfo, ServiceKey
+from analyzer.model import Problem, RawData, RawSeries, RevisionInfo, ServiceInfo, ServiceKey
 
 KEY_COLUMNS = ["project", "region", "service", "revision"]
 METRIC_COLUMNS = [
@@ -346,7 +347,9 @@ def _revision_table(raw: RawData,
     The Admin API may name the project by number where Monitoring uses the ID, so the project of
     the metrics wins when both are present.
     """
-    by_name = {(r.region, r.service, r.revision): r for r in raw.revisions}
+    floors = {(s.key.region, s.key.service): s for s in raw.service_infos if s.min_instances > 0}
+    by_name = {(r.region, r.service, r.revision): _with_service_floor(r, floors.get((r.region, r.service)))
+               for r in raw.revisions}
     table: dict[tuple[ServiceKey, str], RevisionInfo] = {}
     for project, region, service, revision in keys:
         info = by_name.pop((region, service, revision), None)
@@ -358,6 +361,19 @@ def _revision_table(raw: RawData,
     for info in by_name.values():
         table[(info.key, info.revision)] = info
     return table
+
+
+def _with_service_floor(info: RevisionInfo, service: ServiceInfo | None) -> RevisionInfo:
+    """A service-level min-instances floor (``Service.scaling``) is divided among the revisions that
+    take traffic, by their share (rounded up); a revision that takes none now held the whole floor
+    while it served. The revision's own ``scaling`` wins when it is higher."""
+    if service is None:
+        return info
+    if service.traffic and info.revision in service.traffic:
+        share = math.ceil(service.min_instances * service.traffic[info.revision] / 100.0)
+    else:
+        share = service.min_instances
+    return replace(info, min_instances=max(info.min_instances, share), service_min_instances=share)
 
 
 def _usage_to_utilization(metrics: pd.DataFrame, revisions: dict[tuple[ServiceKey, str], RevisionInfo],

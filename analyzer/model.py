@@ -29,6 +29,15 @@ class ServiceKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """What the Cloud Run Admin API says about one service that matters beyond its revisions."""
+
+    key: ServiceKey
+    min_instances: int = 0  # Service.scaling.min_instance_count: a floor for the whole service
+    traffic: dict[str, float] = field(default_factory=dict)  # revision -> percent now (LATEST resolved)
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerInfo:
     """One container of a revision (``Revision.containers[]``): sidecars have their own limits."""
 
@@ -62,6 +71,7 @@ class RevisionInfo:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     containers: tuple[ContainerInfo, ...] = ()
+    service_min_instances: int = 0  # this revision's share of a service-level floor (in min_instances)
 
     @property
     def key(self) -> ServiceKey:
@@ -242,6 +252,7 @@ class RawData:
     series: list[RawSeries] = field(default_factory=list)
     revisions: list[RevisionInfo] = field(default_factory=list)
     services: list[ServiceKey] = field(default_factory=list)  # known services, even without data
+    service_infos: list[ServiceInfo] = field(default_factory=list)  # services as the Admin API describes them
     problems: list[Problem] = field(default_factory=list)
     window_start: datetime | None = None
     window_end: datetime | None = None

@@ -21,6 +21,8 @@ from google.protobuf import json_format
 
 from analyzer.frames import build
 from analyzer.model import RawData, RawSeries, metric_kind_name, value_type_name
+from analyzer.pipeline import analyze
+from analyzer.sources import restjson
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import GoogleClients, build_clients
 from analyzer.sources.inventory import join
@@ -260,3 +262,63 @@ def test_live_sidecars_are_kept_apart_by_the_query_plan(google: Google) -> None:
     assert any("otel-collector" in p.message and "ingress container app" in p.message for p in sidecar.problems)
     info = next(iter(sidecar.revisions.values()))
     assert info.instance_limits() == (1.5, 0.75)
+
+
+# --- 4. service-level scaling ------------------------------------------------------------------------------
+
+
+def _revision(frames: Any, name: str) -> Any:
+    return next(info for (_, revision), info in frames.revisions.items() if revision == name)
+
+
+def test_service_level_min_instances_reach_the_revisions_and_the_idle_cost() -> None:
+    raw = read_snapshot(SHAPES / "service_scaling")
+    assert not raw.problems
+    frames = build(raw)
+    serving = _revision(frames, "billing-00004-fiz")
+    assert (serving.min_instances, serving.service_min_instances) == (2, 2)
+    result = analyze(raw)
+    (service,) = result.services
+    assert service.cost is not None
+    (cost,) = service.cost.revisions
+    assert cost.idle_min_instance_seconds == pytest.approx(2 * 3600)  # two idle instances held all hour
+    assert cost.idle_min_instance_usd > 0
+
+
+def test_a_service_floor_is_split_by_traffic_and_a_revision_floor_wins_when_higher() -> None:
+    body = _load("service_scaling", "services", "europe-west1.json")
+    body["services"][0]["scaling"]["minInstanceCount"] = 3
+    body["services"][0]["trafficStatuses"] = [
+        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "billing-00004-fiz", "percent": 50},
+        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "billing-00003-tam", "percent": 50},
+    ]
+    revisions = _load("service_scaling", "revisions", "europe-west1.json")
+    revisions["revisions"][1]["scaling"]["minInstanceCount"] = 4
+    raw = RawData()
+    ingest(raw, "services", "services", body)
+    ingest(raw, "revisions", "revisions", revisions)
+    ingest(raw, "timeSeries", "instances", _load("service_scaling", "timeSeries", "instance_count.json"))
+    frames = build(raw)
+    assert _revision(frames, "billing-00004-fiz").min_instances == 2  # ceil(3 × 50 %)
+    assert _revision(frames, "billing-00003-tam").min_instances == 4  # its own floor is higher
+
+
+def test_client_to_dict_service_traffic_is_read() -> None:
+    service = run_v2.Service(name="projects/p/locations/l/services/s", scaling={"min_instance_count": 1},
+                             traffic=[{"type_": 1, "percent": 100}],
+                             latest_ready_revision="projects/p/locations/l/services/s/revisions/s-00002-abc")
+    info = restjson.parse_service(run_v2.Service.to_dict(service))
+    assert (info.min_instances, info.traffic) == (1, {"s-00002-abc": 100.0})
+
+
+def test_live_service_level_scaling_is_read_from_the_admin_api(google: Google) -> None:
+    add_fleet(google.monitoring, google.run, FLEET)
+    name = f"projects/{FLEET.project}/locations/{FLEET.region}/services/{FLEET.service_name(0)}"
+    google.run.add_service({"name": name, "scaling": {"minInstanceCount": 3},
+                            "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}],
+                            "latestReadyRevision": f"{name}/revisions/{FLEET.service_name(0)}-00002"})
+    frames = build(google.fetch(FLEET.project))
+    newest = _revision(frames, f"{FLEET.service_name(0)}-00002")
+    assert (newest.min_instances, newest.service_min_instances) == (3, 3)
+    other = _revision(frames, f"{FLEET.service_name(1)}-00002")
+    assert (other.min_instances, other.service_min_instances) == (1, 0)  # the fleet's revision-level floor

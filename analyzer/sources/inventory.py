@@ -198,6 +198,7 @@ def join(into: RawData, part: RawData) -> None:
     into.series.extend(part.series)
     into.revisions.extend(part.revisions)
     into.services.extend(part.services)
+    into.service_infos.extend(part.service_infos)
     into.problems.extend(part.problems)
     drop_duplicate_series(into)
     into.window_start = into.window_start or part.window_start
@@ -219,6 +220,7 @@ def restrict(raw: RawData, keep: Iterable[ServiceKey]) -> RawData:
         series=[s for s in raw.series if ServiceKey(s.project, s.region, s.service) in wanted],
         revisions=[r for r in raw.revisions if r.key in wanted],
         services=[k for k in raw.services if k in wanted],
+        service_infos=[s for s in raw.service_infos if s.key in wanted],
         problems=[p for p in raw.problems if p.subject not in names or p.subject in {str(k) for k in wanted}],
         window_start=raw.window_start,
         window_end=raw.window_end,

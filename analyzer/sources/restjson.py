@@ -23,6 +23,8 @@ from analyzer.model import (
     Histograms,
     RawSeries,
     RevisionInfo,
+    ServiceInfo,
+    ServiceKey,
     metric_kind_name,
     value_type_name,
 )
@@ -365,3 +367,21 @@ def service_identity(message: Mapping[str, Any]) -> tuple[str, str, str]:
     if not match:
         raise ValueError(f"service name {name!r} is not projects/P/locations/L/services/S")
     return match["project"], match["region"], match["service"]
+
+
+def parse_service(message: Mapping[str, Any]) -> ServiceInfo:
+    """A v2 Service: its service-level min instances and where its traffic goes now."""
+    key = ServiceKey(*service_identity(message))
+    scaling = field(message, "scaling") or {}
+    latest = str(field(message, "latestReadyRevision", "")).rsplit("/", 1)[-1]
+    traffic: dict[str, float] = {}
+    # trafficStatuses is what is applied; traffic what was asked for (the same once rolled out).
+    for target in field(message, "trafficStatuses") or field(message, "traffic") or []:
+        kind = str(target.get("type", target.get("type_", "")))
+        revision = str(field(target, "revision", "")) or (latest if kind in ("1", _LATEST) else "")
+        if revision:
+            traffic[revision] = traffic.get(revision, 0.0) + float(field(target, "percent", 0) or 0)
+    return ServiceInfo(key, int(field(scaling, "minInstanceCount", 0) or 0), traffic)
+
+
+_LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"

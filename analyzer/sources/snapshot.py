@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.errors import InputError
-from analyzer.model import Problem, RawData, ServiceKey
+from analyzer.model import Problem, RawData
 from analyzer.sources import restjson
 from analyzer.sources.duplicates import drop_duplicate_series
 
@@ -148,7 +148,9 @@ def _add_revisions(data: RawData, body: Any, path: str) -> None:
 def _add_services(data: RawData, body: Any, path: str) -> None:
     for index, message in enumerate(restjson.services_of(body, source=path)):
         try:
-            data.services.append(ServiceKey(*restjson.service_identity(message)))
+            info = restjson.parse_service(message)
+            data.services.append(info.key)
+            data.service_infos.append(info)
         except (ValueError, TypeError, AttributeError) as exc:
             data.problems.append(Problem(f"{path} services[{index}]", f"malformed service skipped: {exc}"))
 
