@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from google.api_core import exceptions
 from google.cloud import monitoring_v3, run_v2
 from google.protobuf import json_format
 
@@ -31,7 +32,7 @@ from analyzer.sources.snapshot import ingest, read_snapshot
 from tests.fakes.fleet import FleetSpec, add_fleet
 from tests.fakes.monitoring import FakeMetricService
 from tests.fakes.run import FakeRun
-from tests.fakes.server import Behaviour, start
+from tests.fakes.server import Behaviour, rest_error_body, start
 
 SHAPES = Path(__file__).parent / "data" / "shapes"
 FLEET = FleetSpec(services=2, hours=3.0)
@@ -322,3 +323,37 @@ def test_live_service_level_scaling_is_read_from_the_admin_api(google: Google) -
     assert (newest.min_instances, newest.service_min_instances) == (3, 3)
     other = _revision(frames, f"{FLEET.service_name(1)}-00002")
     assert (other.min_instances, other.service_min_instances) == (1, 0)  # the fleet's revision-level floor
+
+
+# --- 5. error bodies -----------------------------------------------------------------------------------------
+
+
+def test_error_bodies_are_named_with_their_status_and_the_rest_is_read() -> None:
+    raw = read_snapshot(SHAPES / "error_bodies")
+    by_file = {Path(p.subject).name: p for p in raw.problems}
+    assert set(by_file) == {"all.json", "us-central1.json", "latencies.json"}
+    assert "INVALID_ARGUMENT" in by_file["all.json"].message and "wildcard" in by_file["all.json"].message
+    assert "region by region" in by_file["all.json"].hint
+    assert "PERMISSION_DENIED" in by_file["us-central1.json"].message
+    assert "RESOURCE_EXHAUSTED" in by_file["latencies.json"].message
+    assert build(raw).metrics["requests"].sum() == 60
+
+
+@pytest.mark.parametrize(("sub", "body"), [("revisions", {"items": []}), ("services", {"kind": "x"})])
+def test_an_object_that_is_no_list_response_is_named(sub: str, body: dict[str, Any]) -> None:
+    raw = RawData()
+    ingest(raw, sub, f"{sub}/odd.json", body)
+    assert [p.message for p in raw.problems] == [f"{sub}/odd.json: not a {sub}.list response "
+                                                 f"(keys: {next(iter(body))})"]
+
+
+def test_the_admin_apis_refusal_of_locations_dash_is_the_error_body_curl_saves(google: Google) -> None:
+    """The fake refuses locations/- as the v2 API does; its REST error body, saved, reads as a Problem."""
+    with pytest.raises(exceptions.InvalidArgument) as refused:
+        list(google.clients.revisions.list_revisions(parent="projects/p/locations/-/services/-"))
+    body = rest_error_body(refused.value.grpc_status_code, refused.value.message)
+    raw = RawData()
+    ingest(raw, "revisions", "snap/revisions/all.json", body)
+    (problem,) = raw.problems
+    assert problem.message.startswith("snap/revisions/all.json: holds an API error, not a revisions response: "
+                                      "INVALID_ARGUMENT location must be a region")

@@ -216,6 +216,29 @@ def parse_time_series(series: Mapping[str, Any], *, source: str) -> list[RawSeri
     return [make(index, hist=hist) for index, hist in _histograms(dists)]
 
 
+ERROR_HINTS = {
+    "timeSeries": "fix the request and save the timeSeries.list response again (docs/snapshot-format.md)",
+    "revisions": "list revisions region by region: the Admin API refuses locations/- "
+                 "(docs/snapshot-format.md has a curl loop); then save the response again",
+    "services": "list services region by region: the Admin API refuses locations/- "
+                "(docs/snapshot-format.md has a curl loop); then save the response again",
+}
+
+
+def raise_if_error_body(page: Mapping[str, Any], *, source: str, kind: str) -> None:
+    """A saved ``{"error": {...}}`` body (what the REST API answers a refused call) is an InputError
+    naming the status and message, never a response with nothing in it."""
+    error = page.get("error")
+    if error is None or not isinstance(error, Mapping | str):
+        return
+    if isinstance(error, str):  # OAuth-style {"error": "invalid_token", "error_description": ...}
+        detail = f"{error}: {page.get('error_description', '')}".rstrip(": ")
+    else:
+        status = field(error, "status") or field(error, "code") or "error"
+        detail = f"{status} {field(error, 'message', '')}".strip()
+    raise InputError(f"{source}: holds an API error, not a {kind} response: {detail}", hint=ERROR_HINTS[kind])
+
+
 def time_series_of(body: Any, *, source: str) -> tuple[list[Mapping[str, Any]], list[str]]:
     """The ``TimeSeries`` messages of one file, and warnings about it.
 
@@ -230,6 +253,7 @@ def time_series_of(body: Any, *, source: str) -> tuple[list[Mapping[str, Any]], 
     for page in pages:
         if not isinstance(page, Mapping):
             raise InputError(f"{source}: expected a timeSeries.list response object, got {type(page).__name__}")
+        raise_if_error_body(page, source=source, kind="timeSeries")
         if field(page, "points") is not None or (field(page, "metric") is not None and "timeSeries" not in page):
             found.append(page)  # a bare TimeSeries message
             continue
@@ -338,12 +362,14 @@ def revisions_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:
     for page in pages:
         if not isinstance(page, Mapping):
             raise InputError(f"{source}: expected a revisions.list response object")
+        raise_if_error_body(page, source=source, kind="revisions")
         if "/revisions/" in str(field(page, "name", "")):
             found.append(page)  # a single Revision (revisions.get)
             continue
         revisions = field(page, "revisions", [])
         if not isinstance(revisions, list):
             raise InputError(f"{source}: 'revisions' is not a list")
+        _check_list_keys(page, "revisions", source)
         found.extend(revisions)
     return found
 
@@ -354,11 +380,22 @@ def services_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:
     for page in pages:
         if not isinstance(page, Mapping):
             raise InputError(f"{source}: expected a services.list response object")
+        raise_if_error_body(page, source=source, kind="services")
         if "services" in page:
             found.extend(page["services"] or [])
         elif "name" in page:  # a single Service resource (services.get)
             found.append(page)
+        else:
+            _check_list_keys(page, "services", source)
     return found
+
+
+def _check_list_keys(page: Mapping[str, Any], key: str, source: str) -> None:
+    """An object that is no list response of ``key`` (an empty list response is ``{}``) is an error."""
+    known = {key, "nextPageToken", "next_page_token", "unreachable"}
+    if not set(page) <= known:
+        raise InputError(f"{source}: not a {key}.list response (keys: {', '.join(sorted(page)[:6])})",
+                         hint=f"put Cloud Run Admin API v2 {key}.list response bodies in {key}/")
 
 
 def service_identity(message: Mapping[str, Any]) -> tuple[str, str, str]:
