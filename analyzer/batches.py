@@ -229,6 +229,9 @@ def load_batch(batch: Batch) -> RawData:
                     raw.series.extend(pickle.load(handle))
                 except EOFError:
                     break
+        from analyzer.sources.duplicates import drop_duplicate_series
+
+        drop_duplicate_series(raw)  # a service's series all land in its batch, so repeats meet here
     if batch.live is not None and batch.keys:
         from analyzer.sources.google_clients import build_clients
         from analyzer.sources.inventory import fetch_share, join

@@ -19,13 +19,15 @@ mem_alloc_gibs      allocated GiB-seconds in the step
 requests            requests in the step
 ==================  ==============================================================================
 
-Semantics of the input: a DELTA point is an amount over [startTime, endTime]; a GAUGE point of a
-natively-DELTA metric is a per-second rate (what ALIGN_RATE returns); distributions falling in the
-same step are merged by adding bucket counts, then percentiles are read from the merged buckets.
+Semantics of the input: a DELTA point is an amount over [startTime, endTime]; a GAUGE DOUBLE point of
+a natively-DELTA metric is a per-second rate (what ALIGN_RATE returns; an INT64 point never is);
+distributions falling in the same step are merged by adding bucket counts, then percentiles are read
+from the merged buckets.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -34,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.distributions import percentiles
-from analyzer.model import Problem, RawData, RawSeries, RevisionInfo, ServiceKey
+from analyzer.model import Problem, RawData, RawSeries, RevisionInfo, ServiceInfo, ServiceKey
 
 KEY_COLUMNS = ["project", "region", "service", "revision"]
 METRIC_COLUMNS = [
@@ -65,6 +67,9 @@ DISTRIBUTION_PREFIX = {
     "container/memory/usage": "memusage",
 }
 QUANTILES = (0.5, 0.95, 0.99, 1.0)
+# Reported per container (``container_name``): a revision with sidecars has one series per container.
+PER_CONTAINER = frozenset({"container/memory/utilizations", "container/cpu/utilizations", "container/memory/usage"})
+SeriesKey = tuple[str, str, str, str]  # project, region, service, revision
 
 
 @dataclass(slots=True)
@@ -104,9 +109,10 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
     keys: dict[tuple[str, str, str, str], int] = {}
     for s in raw.series:
         keys.setdefault((s.project, s.region, s.service, s.revision), len(keys))
+    revisions = _revision_table(raw, keys)
     columns: list[pd.Series] = []
     by_metric: dict[str, list[RawSeries]] = defaultdict(list)
-    for s in raw.series:
+    for s in _ingress_series(raw.series, revisions, problems):
         by_metric[s.metric].append(s)
     for metric, group in by_metric.items():
         kind = "scalar" if group[0].histograms is None else "distribution"
@@ -124,7 +130,6 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         elif metric in AMOUNT_COLUMNS:
             columns.append(_amounts(group, keys, step).rename(AMOUNT_COLUMNS[metric]))
         # other known metrics (startup latencies, concurrency) are read but not yet used
-    revisions = _revision_table(raw, keys)
     metrics = _assemble(columns, keys, step)
     metrics = _usage_to_utilization(metrics, revisions, problems)
     if raw.window_start and raw.window_end:
@@ -141,6 +146,47 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
     return Frames(metrics, revisions, step, start, end, services, problems)
 
 
+def _ingress_series(series: list[RawSeries], revisions: dict[tuple[ServiceKey, str], RevisionInfo],
+                    problems: list[Problem]) -> list[RawSeries]:
+    """Per-container metrics of a revision that runs sidecars: the ingress container's series only
+    (the one ``RevisionInfo`` says serves requests), so a sidecar's memory neither mixes into the
+    service's nor is divided by the wrong limit. Said once per service."""
+    names: dict[tuple[SeriesKey, str], set[str]] = defaultdict(set)  # (revision, metric) -> containers
+    for s in series:
+        if s.metric in PER_CONTAINER:
+            key = (s.project, s.region, s.service, s.revision)
+            names[(key, s.metric)].add(s.metric_labels.get("container_name", ""))
+    chosen: dict[tuple[SeriesKey, str], str] = {}
+    said: dict[ServiceKey, tuple[set[str], set[str]]] = {}  # service -> (ingress names, sidecar names)
+    unknown: dict[ServiceKey, set[str]] = defaultdict(set)
+    for (key, metric), found in names.items():
+        if len(found) < 2:
+            continue
+        service = ServiceKey(*key[:3])
+        ingress = (revisions.get((service, key[3])) or RevisionInfo(*key)).ingress_container
+        if ingress is None or ingress.name not in found:
+            unknown[service].add(key[3])
+            continue
+        chosen[(key, metric)] = ingress.name
+        ingresses, sidecars = said.setdefault(service, (set(), set()))
+        ingresses.add(ingress.name)
+        sidecars.update(found - {ingress.name, ""})
+    for service, (ingresses, sidecars) in sorted(said.items(), key=lambda item: str(item[0])):
+        problems.append(Problem(str(service), f"runs sidecar containers ({', '.join(sorted(sidecars))}): memory "
+                                f"and CPU are those of the ingress container {', '.join(sorted(ingresses))}"))
+    for service, revs in sorted(unknown.items(), key=lambda item: str(item[0])):
+        problems.append(Problem(str(service), f"revisions {', '.join(sorted(revs))} report several containers and "
+                                "which one serves requests is unknown: their memory and CPU are merged",
+                                "include revisions/*.json (Cloud Run Admin API) so the ingress container is known"))
+    if not chosen:
+        return series
+    def kept(s: RawSeries) -> bool:
+        container = s.metric_labels.get("container_name", "")
+        return chosen.get(((s.project, s.region, s.service, s.revision), s.metric), container) == container
+
+    return [s for s in series if s.metric not in PER_CONTAINER or kept(s)]
+
+
 def _bucket(times: np.ndarray, step: int) -> np.ndarray:
     # A point ending at 10:05:00 covers the minute before it, so it belongs to the 10:00 step.
     return ((times - 1) // step) * step
@@ -151,9 +197,10 @@ def _index(key_ids: np.ndarray, buckets: np.ndarray) -> pd.MultiIndex:
 
 
 def _point_amounts(s: RawSeries) -> np.ndarray:
-    """Each point as an amount over its interval (rates from ALIGN_RATE times the spacing)."""
+    """Each point as an amount over its interval (rates from ALIGN_RATE times the spacing; a DELTA
+    or INT64 point is already an amount)."""
     assert s.values is not None
-    if s.metric_kind == "DELTA" or s.metric not in NATIVELY_DELTA:
+    if not s.points_are_rates or s.metric not in NATIVELY_DELTA:
         return s.values
     first_gap = float(np.median(np.diff(s.end_times))) if len(s.end_times) > 1 else 60.0
     spacing = np.diff(s.end_times, prepend=s.end_times[0] - first_gap)
@@ -300,7 +347,9 @@ def _revision_table(raw: RawData,
     The Admin API may name the project by number where Monitoring uses the ID, so the project of
     the metrics wins when both are present.
     """
-    by_name = {(r.region, r.service, r.revision): r for r in raw.revisions}
+    floors = {(s.key.region, s.key.service): s for s in raw.service_infos if s.min_instances > 0}
+    by_name = {(r.region, r.service, r.revision): _with_service_floor(r, floors.get((r.region, r.service)))
+               for r in raw.revisions}
     table: dict[tuple[ServiceKey, str], RevisionInfo] = {}
     for project, region, service, revision in keys:
         info = by_name.pop((region, service, revision), None)
@@ -312,6 +361,19 @@ def _revision_table(raw: RawData,
     for info in by_name.values():
         table[(info.key, info.revision)] = info
     return table
+
+
+def _with_service_floor(info: RevisionInfo, service: ServiceInfo | None) -> RevisionInfo:
+    """A service-level min-instances floor (``Service.scaling``) is divided among the revisions that
+    take traffic, by their share (rounded up); a revision that takes none now held the whole floor
+    while it served. The revision's own ``scaling`` wins when it is higher."""
+    if service is None:
+        return info
+    if service.traffic and info.revision in service.traffic:
+        share = math.ceil(service.min_instances * service.traffic[info.revision] / 100.0)
+    else:
+        share = service.min_instances
+    return replace(info, min_instances=max(info.min_instances, share), service_min_instances=share)
 
 
 def _usage_to_utilization(metrics: pd.DataFrame, revisions: dict[tuple[ServiceKey, str], RevisionInfo],

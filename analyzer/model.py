@@ -29,8 +29,32 @@ class ServiceKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """What the Cloud Run Admin API says about one service that matters beyond its revisions."""
+
+    key: ServiceKey
+    min_instances: int = 0  # Service.scaling.min_instance_count: a floor for the whole service
+    traffic: dict[str, float] = field(default_factory=dict)  # revision -> percent now (LATEST resolved)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """One container of a revision (``Revision.containers[]``): sidecars have their own limits."""
+
+    name: str  # as the container_name metric label reports it ("" when the revision left it unnamed)
+    ingress: bool  # the container that serves requests (the one with a port)
+    cpu_limit: float | None = None  # vCPU
+    memory_limit_gib: float | None = None
+    image: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RevisionInfo:
-    """What the Cloud Run Admin API says about one revision (all optional but its identity)."""
+    """What the Cloud Run Admin API says about one revision (all optional but its identity).
+
+    ``cpu_limit``, ``memory_limit_gib`` and ``image`` are the ingress container's; ``containers`` lists
+    every container, sidecars included (empty when the revision was not listed).
+    """
 
     project: str
     region: str
@@ -46,10 +70,31 @@ class RevisionInfo:
     image: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    containers: tuple[ContainerInfo, ...] = ()
+    service_min_instances: int = 0  # this revision's share of a service-level floor (in min_instances)
 
     @property
     def key(self) -> ServiceKey:
         return ServiceKey(self.project, self.region, self.service)
+
+    @property
+    def ingress_container(self) -> ContainerInfo | None:
+        return next((c for c in self.containers if c.ingress), None)
+
+    @property
+    def sidecars(self) -> tuple[ContainerInfo, ...]:
+        return tuple(c for c in self.containers if not c.ingress)
+
+    def instance_limits(self) -> tuple[float | None, float | None]:
+        """(vCPU, GiB) of one instance: every container's limits added (Cloud Run bills the sum), or the
+        ingress container's alone when a sidecar's limit is unknown."""
+        if len(self.containers) > 1:
+            cpus = [c.cpu_limit for c in self.containers]
+            memories = [c.memory_limit_gib for c in self.containers]
+            cpu = sum(c for c in cpus if c is not None) if None not in cpus else self.cpu_limit
+            memory = sum(m for m in memories if m is not None) if None not in memories else self.memory_limit_gib
+            return cpu, memory
+        return self.cpu_limit, self.memory_limit_gib
 
     @property
     def commit(self) -> str:
@@ -89,6 +134,32 @@ class Histograms:
     range_max: FloatArray
 
 
+# Cloud Monitoring's enums by number, as the Python client's ``to_dict`` and ``MessageToDict(...,
+# use_integers_for_enums=True)`` write them (google.api.MetricDescriptor.MetricKind / ValueType).
+METRIC_KINDS = ("METRIC_KIND_UNSPECIFIED", "GAUGE", "DELTA", "CUMULATIVE")
+VALUE_TYPES = ("VALUE_TYPE_UNSPECIFIED", "BOOL", "INT64", "DOUBLE", "STRING", "DISTRIBUTION", "MONEY")
+
+
+def _enum_name(value: object, names: tuple[str, ...], what: str) -> str:
+    """An enum given by name or by number (an int, or its digits as a string) as its name."""
+    text = str(value).strip()
+    if text in names:
+        return text
+    if isinstance(value, int | str) and text.isdigit() and int(text) < len(names):
+        return names[int(text)]
+    raise ValueError(f"unknown {what} {value!r} (expected one of {', '.join(names)} or its number)")
+
+
+def metric_kind_name(value: object) -> str:
+    """GAUGE, DELTA, CUMULATIVE (or METRIC_KIND_UNSPECIFIED) from a name or a number."""
+    return _enum_name(value, METRIC_KINDS, "metricKind")
+
+
+def value_type_name(value: object) -> str:
+    """INT64, DOUBLE, DISTRIBUTION, ... (or VALUE_TYPE_UNSPECIFIED) from a name or a number."""
+    return _enum_name(value, VALUE_TYPES, "valueType")
+
+
 @dataclass(slots=True)
 class RawSeries:
     """One time series as read from Cloud Monitoring, points oldest first.
@@ -98,8 +169,8 @@ class RawSeries:
     """
 
     metric: str  # without the "run.googleapis.com/" prefix
-    metric_kind: str  # GAUGE or DELTA, as returned (ALIGN_RATE turns DELTA into GAUGE)
-    value_type: str  # INT64, DOUBLE or DISTRIBUTION
+    metric_kind: str  # GAUGE or DELTA by name (ALIGN_RATE turns DELTA into GAUGE); numbers are mapped
+    value_type: str  # INT64, DOUBLE or DISTRIBUTION by name; numbers are mapped
     project: str
     region: str
     service: str
@@ -110,6 +181,17 @@ class RawSeries:
     values: FloatArray | None = None
     histograms: Histograms | None = None
     source: str = ""  # the file or API call it came from, for error messages
+
+    def __post_init__(self) -> None:
+        # Every parser hands its enums through here, so a number never reaches the analysis.
+        self.metric_kind = metric_kind_name(self.metric_kind)
+        self.value_type = value_type_name(self.value_type)
+
+    @property
+    def points_are_rates(self) -> bool:
+        """True when each point is a per-second rate (what ALIGN_RATE returns: GAUGE and DOUBLE);
+        a DELTA point, and any INT64 point, is an amount."""
+        return self.metric_kind == "GAUGE" and self.value_type == "DOUBLE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +252,7 @@ class RawData:
     series: list[RawSeries] = field(default_factory=list)
     revisions: list[RevisionInfo] = field(default_factory=list)
     services: list[ServiceKey] = field(default_factory=list)  # known services, even without data
+    service_infos: list[ServiceInfo] = field(default_factory=list)  # services as the Admin API describes them
     problems: list[Problem] = field(default_factory=list)
     window_start: datetime | None = None
     window_end: datetime | None = None

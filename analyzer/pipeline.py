@@ -9,6 +9,7 @@ from analyzer.config import AnalysisConfig
 from analyzer.errors import NoDataError
 from analyzer.frames import build
 from analyzer.model import RawData
+from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.restjson import parse_time
 from analyzer.sources.snapshot import ingest
 
@@ -22,6 +23,7 @@ def load_demo() -> RawData:
     raw = RawData(origin="bundled demo (the incident of docs/incident.md, simulated)")
     for sub, source, body in documents:
         ingest(raw, sub, f"demo/{sub}/{source}.json", body)
+    drop_duplicate_series(raw)
     raw.window_start = parse_time(manifest["window"]["start"])
     raw.window_end = parse_time(manifest["window"]["end"])
     return raw

@@ -139,10 +139,10 @@ def test_snapshot_directory_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_a_paged_response_saved_as_a_json_array_is_read(tmp_path: Path) -> None:
-    page = {"timeSeries": [series("request_count", [(T0 + timedelta(minutes=1), {"int64Value": "5"})],
-                                  value_type="INT64")], "nextPageToken": "x"}
+    pages = [{"timeSeries": [series("request_count", [(T0 + timedelta(minutes=m), {"int64Value": "5"})],
+                                    value_type="INT64")], "nextPageToken": "x"} for m in (2, 1)]
     (tmp_path / "timeSeries").mkdir()
-    (tmp_path / "timeSeries" / "pages.json").write_text(json.dumps([page, page]), encoding="utf-8")
+    (tmp_path / "timeSeries" / "pages.json").write_text(json.dumps(pages), encoding="utf-8")
     assert len(read_snapshot(tmp_path).series) == 2
 
 
@@ -152,8 +152,9 @@ def test_nanosecond_timestamps_parse() -> None:
 
 def test_other_tools_shapes_are_read_single_series_and_single_revisions(tmp_path: Path) -> None:
     """Tools that save one TimeSeries or one Revision per file, or arrays of them, are read too."""
-    one = series("request_count", [(T0 + timedelta(minutes=1), {"int64Value": "5"})], value_type="INT64")
-    write_snapshot(tmp_path, [("timeSeries", "one", one), ("timeSeries", "many", [one, one]),
+    one, two, three = (series("request_count", [(T0 + timedelta(minutes=m), {"int64Value": "5"})], value_type="INT64")
+                       for m in (1, 2, 3))
+    write_snapshot(tmp_path, [("timeSeries", "one", one), ("timeSeries", "many", [two, three]),
                               ("revisions", "single", revision("svc-00001-abc"))])
     data = read_snapshot(tmp_path)
     assert len(data.series) == 3

@@ -124,10 +124,12 @@ class ServiceCost:
 # --- per step -----------------------------------------------------------------------------------------
 
 def limits(info: RevisionInfo, config: PricingConfig) -> tuple[float, float, bool]:
-    """(vCPU, GiB, assumed): the revision's limits, or the configured defaults when unknown."""
-    cpu = info.cpu_limit or config.default_cpu
-    mem = info.memory_limit_gib or config.default_memory_gib
-    return cpu, mem, info.cpu_limit is None or info.memory_limit_gib is None
+    """(vCPU, GiB, assumed): one instance's limits (sidecars included), or the configured defaults when
+    unknown."""
+    cpu_limit, memory_limit = info.instance_limits()
+    cpu = cpu_limit or config.default_cpu
+    mem = memory_limit or config.default_memory_gib
+    return cpu, mem, cpu_limit is None or memory_limit is None
 
 
 def idle_min_instance_seconds(rows: pd.DataFrame, min_instances: int, step_seconds: int) -> pd.Series:

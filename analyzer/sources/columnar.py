@@ -17,15 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.model import Histograms, RawSeries
+from analyzer.model import METRIC_KINDS, VALUE_TYPES, Histograms, RawSeries
 from analyzer.sources.restjson import METRIC_PREFIX, bucket_bounds
 
-# google.api.MetricDescriptor enums, by number (the REST JSON writes their names).
-# An unset metric kind reads as GAUGE, as the REST reader takes an omitted metricKind.
-METRIC_KINDS = {0: "GAUGE", 1: "GAUGE", 2: "DELTA", 3: "CUMULATIVE"}
-VALUE_TYPES = {0: "VALUE_TYPE_UNSPECIFIED", 1: "BOOL", 2: "INT64", 3: "DOUBLE", 4: "STRING", 5: "DISTRIBUTION",
-               6: "MONEY"}
-_DISTRIBUTION = 5
+_DISTRIBUTION = VALUE_TYPES.index("DISTRIBUTION")
 _SCALAR_FIELDS = ("double_value", "int64_value", "bool_value")
 
 
@@ -127,14 +122,16 @@ def parse_time_series(series: Any, *, source: str) -> list[RawSeries]:
     n = len(points)
     starts, ends = _times(points, n)
     values = [p.value for p in points]
-    value_type = VALUE_TYPES.get(series.value_type, str(series.value_type))
+    value_type = VALUE_TYPES[series.value_type] if series.value_type < len(VALUE_TYPES) else str(series.value_type)
     is_distribution = series.value_type == _DISTRIBUTION or any(
         v.WhichOneof("value") == "distribution_value" for v in values
     )
     labels = series.resource.labels
     identity = {
         "metric": series.metric.type.removeprefix(METRIC_PREFIX),
-        "metric_kind": METRIC_KINDS.get(series.metric_kind, str(series.metric_kind)),
+        # An unset kind is omitted from REST JSON, which the REST reader takes as GAUGE: so here too.
+        "metric_kind": METRIC_KINDS[series.metric_kind] if 0 < series.metric_kind < len(METRIC_KINDS)
+        else ("GAUGE" if series.metric_kind == 0 else str(series.metric_kind)),
         "value_type": "DISTRIBUTION" if is_distribution else (value_type if series.value_type else "DOUBLE"),
         "project": labels.get("project_id", ""),
         "region": labels.get("location", ""),

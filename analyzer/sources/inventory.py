@@ -28,6 +28,7 @@ from google.cloud import monitoring_v3
 from analyzer.errors import AnalyzerError, ApiDisabledError, CredentialsError, PermissionDeniedError
 from analyzer.model import Problem, RawData, ServiceKey
 from analyzer.sources import restjson
+from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import GoogleClients
 from analyzer.sources.live import METRIC_PREFIX, LiveQuery, Progress, fetch_live, map_error
 
@@ -192,11 +193,14 @@ class _Overall:
 
 
 def join(into: RawData, part: RawData) -> None:
-    """Add ``part`` to ``into`` (same window): series, revisions, services and problems."""
+    """Add ``part`` to ``into`` (same window): series, revisions, services and problems; series that
+    ``into`` already holds (a scoping project's batch returns its members' series) are counted once."""
     into.series.extend(part.series)
     into.revisions.extend(part.revisions)
     into.services.extend(part.services)
+    into.service_infos.extend(part.service_infos)
     into.problems.extend(part.problems)
+    drop_duplicate_series(into)
     into.window_start = into.window_start or part.window_start
     into.window_end = into.window_end or part.window_end
 
@@ -216,6 +220,7 @@ def restrict(raw: RawData, keep: Iterable[ServiceKey]) -> RawData:
         series=[s for s in raw.series if ServiceKey(s.project, s.region, s.service) in wanted],
         revisions=[r for r in raw.revisions if r.key in wanted],
         services=[k for k in raw.services if k in wanted],
+        service_infos=[s for s in raw.service_infos if s.key in wanted],
         problems=[p for p in raw.problems if p.subject not in names or p.subject in {str(k) for k in wanted}],
         window_start=raw.window_start,
         window_end=raw.window_end,

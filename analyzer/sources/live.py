@@ -49,6 +49,7 @@ from analyzer.errors import (
 )
 from analyzer.model import Problem, RawData
 from analyzer.sources import columnar, restjson, snapshot
+from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import LOGIN_HINT, GoogleClients, build_clients
 
 METRIC_PREFIX = "run.googleapis.com/"
@@ -85,8 +86,9 @@ class MetricQuery:
 # DELTA + SUM keeps amounts as amounts and merges distributions by adding bucket counts; instance
 # counts are a GAUGE, so their mean per period is summed over what is not grouped.
 DEFAULT_PLAN: tuple[MetricQuery, ...] = (
-    MetricQuery("container/memory/utilizations", "ALIGN_DELTA"),
-    MetricQuery("container/cpu/utilizations", "ALIGN_DELTA"),
+    # Per container: a sidecar's utilizations must not be summed into the ingress container's.
+    MetricQuery("container/memory/utilizations", "ALIGN_DELTA", extra_group_by=("metric.labels.container_name",)),
+    MetricQuery("container/cpu/utilizations", "ALIGN_DELTA", extra_group_by=("metric.labels.container_name",)),
     MetricQuery("request_latencies", "ALIGN_DELTA"),
     MetricQuery("request_count", "ALIGN_DELTA", extra_group_by=("metric.labels.response_code_class",)),
     # container_name is kept so sidecars are not counted as extra instances (frames takes the largest).
@@ -712,6 +714,7 @@ def fetch_live(
         if own_clients:
             clients.close()
     _raise_if_unusable(collector)
+    drop_duplicate_series(data)
     data.problems.extend(collector.problems())
     data.problems.extend(_missing_services(query, data))
     return data

@@ -17,7 +17,17 @@ from typing import Any
 import numpy as np
 
 from analyzer.errors import InputError
-from analyzer.model import Distribution, Histograms, RawSeries, RevisionInfo
+from analyzer.model import (
+    ContainerInfo,
+    Distribution,
+    Histograms,
+    RawSeries,
+    RevisionInfo,
+    ServiceInfo,
+    ServiceKey,
+    metric_kind_name,
+    value_type_name,
+)
 
 METRIC_PREFIX = "run.googleapis.com/"
 REVISION_NAME = re.compile(
@@ -169,7 +179,11 @@ def parse_time_series(series: Mapping[str, Any], *, source: str) -> list[RawSeri
     metric = field(series, "metric") or {}
     resource = field(series, "resource") or {}
     labels = field(resource, "labels") or {}
-    value_type = str(field(series, "valueType", ""))
+    # Enums come by name (REST) or by number (the client's to_dict): one mapping for every parser.
+    raw_type = field(series, "valueType")
+    value_type = "" if raw_type in (None, "") else value_type_name(raw_type)
+    value_type = "" if value_type == "VALUE_TYPE_UNSPECIFIED" else value_type
+    metric_kind = metric_kind_name(field(series, "metricKind", "GAUGE"))
     points = list(reversed(field(series, "points") or []))  # the API returns newest first
     starts, ends = _times(points)
     values = [field(p, "value") or {} for p in points]
@@ -182,7 +196,7 @@ def parse_time_series(series: Mapping[str, Any], *, source: str) -> list[RawSeri
                               hist.range_min[order], hist.range_max[order])
         return RawSeries(
             metric=str(field(metric, "type", "")).removeprefix(METRIC_PREFIX),
-            metric_kind=str(field(series, "metricKind", "GAUGE")),
+            metric_kind=metric_kind,
             value_type="DISTRIBUTION" if is_distribution else (value_type or "DOUBLE"),
             project=str(labels.get("project_id", "")),
             region=str(labels.get("location", "")),
@@ -202,6 +216,29 @@ def parse_time_series(series: Mapping[str, Any], *, source: str) -> list[RawSeri
     return [make(index, hist=hist) for index, hist in _histograms(dists)]
 
 
+ERROR_HINTS = {
+    "timeSeries": "fix the request and save the timeSeries.list response again (docs/snapshot-format.md)",
+    "revisions": "list revisions region by region: the Admin API refuses locations/- "
+                 "(docs/snapshot-format.md has a curl loop); then save the response again",
+    "services": "list services region by region: the Admin API refuses locations/- "
+                "(docs/snapshot-format.md has a curl loop); then save the response again",
+}
+
+
+def raise_if_error_body(page: Mapping[str, Any], *, source: str, kind: str) -> None:
+    """A saved ``{"error": {...}}`` body (what the REST API answers a refused call) is an InputError
+    naming the status and message, never a response with nothing in it."""
+    error = page.get("error")
+    if error is None or not isinstance(error, Mapping | str):
+        return
+    if isinstance(error, str):  # OAuth-style {"error": "invalid_token", "error_description": ...}
+        detail = f"{error}: {page.get('error_description', '')}".rstrip(": ")
+    else:
+        status = field(error, "status") or field(error, "code") or "error"
+        detail = f"{status} {field(error, 'message', '')}".strip()
+    raise InputError(f"{source}: holds an API error, not a {kind} response: {detail}", hint=ERROR_HINTS[kind])
+
+
 def time_series_of(body: Any, *, source: str) -> tuple[list[Mapping[str, Any]], list[str]]:
     """The ``TimeSeries`` messages of one file, and warnings about it.
 
@@ -216,6 +253,7 @@ def time_series_of(body: Any, *, source: str) -> tuple[list[Mapping[str, Any]], 
     for page in pages:
         if not isinstance(page, Mapping):
             raise InputError(f"{source}: expected a timeSeries.list response object, got {type(page).__name__}")
+        raise_if_error_body(page, source=source, kind="timeSeries")
         if field(page, "points") is not None or (field(page, "metric") is not None and "timeSeries" not in page):
             found.append(page)  # a bare TimeSeries message
             continue
@@ -280,6 +318,7 @@ def parse_revision(message: Mapping[str, Any]) -> RevisionInfo:
             break
     resources = field(ingress, "resources")
     limits = (field(resources, "limits") if resources else None) or {}
+    described = tuple(_container(c, ingress=c is ingress) for c in containers)
     scaling = field(message, "scaling") or {}
     annotations = {str(k): str(v) for k, v in (field(message, "annotations") or {}).items()}
     create = field(message, "createTime")
@@ -295,11 +334,24 @@ def parse_revision(message: Mapping[str, Any]) -> RevisionInfo:
         memory_limit_gib=memory_gib(limits.get("memory")),
         request_based_billing=_billing_mode(annotations, resources),
         min_instances=int(field(scaling, "minInstanceCount", 0) or 0),
-        max_instances=int(max_instances) if max_instances is not None else None,
-        max_concurrency=int(concurrency) if concurrency is not None else None,
+        # 0 is proto3's "not set" (the client's to_dict writes it out): no limit, not a limit of 0.
+        max_instances=int(max_instances) if max_instances else None,
+        max_concurrency=int(concurrency) if concurrency else None,
         image=str(field(ingress, "image", "")),
         labels={str(k): str(v) for k, v in (field(message, "labels") or {}).items()},
         annotations=annotations,
+        containers=described,
+    )
+
+
+def _container(message: Mapping[str, Any], *, ingress: bool) -> ContainerInfo:
+    limits = field(field(message, "resources") or {}, "limits") or {}
+    return ContainerInfo(
+        name=str(field(message, "name", "")),
+        ingress=ingress,
+        cpu_limit=_cpu(limits.get("cpu")),
+        memory_limit_gib=memory_gib(limits.get("memory")),
+        image=str(field(message, "image", "")),
     )
 
 
@@ -310,12 +362,14 @@ def revisions_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:
     for page in pages:
         if not isinstance(page, Mapping):
             raise InputError(f"{source}: expected a revisions.list response object")
+        raise_if_error_body(page, source=source, kind="revisions")
         if "/revisions/" in str(field(page, "name", "")):
             found.append(page)  # a single Revision (revisions.get)
             continue
         revisions = field(page, "revisions", [])
         if not isinstance(revisions, list):
             raise InputError(f"{source}: 'revisions' is not a list")
+        _check_list_keys(page, "revisions", source)
         found.extend(revisions)
     return found
 
@@ -326,11 +380,22 @@ def services_of(body: Any, *, source: str) -> list[Mapping[str, Any]]:
     for page in pages:
         if not isinstance(page, Mapping):
             raise InputError(f"{source}: expected a services.list response object")
+        raise_if_error_body(page, source=source, kind="services")
         if "services" in page:
             found.extend(page["services"] or [])
         elif "name" in page:  # a single Service resource (services.get)
             found.append(page)
+        else:
+            _check_list_keys(page, "services", source)
     return found
+
+
+def _check_list_keys(page: Mapping[str, Any], key: str, source: str) -> None:
+    """An object that is no list response of ``key`` (an empty list response is ``{}``) is an error."""
+    known = {key, "nextPageToken", "next_page_token", "unreachable"}
+    if not set(page) <= known:
+        raise InputError(f"{source}: not a {key}.list response (keys: {', '.join(sorted(page)[:6])})",
+                         hint=f"put Cloud Run Admin API v2 {key}.list response bodies in {key}/")
 
 
 def service_identity(message: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -339,3 +404,21 @@ def service_identity(message: Mapping[str, Any]) -> tuple[str, str, str]:
     if not match:
         raise ValueError(f"service name {name!r} is not projects/P/locations/L/services/S")
     return match["project"], match["region"], match["service"]
+
+
+def parse_service(message: Mapping[str, Any]) -> ServiceInfo:
+    """A v2 Service: its service-level min instances and where its traffic goes now."""
+    key = ServiceKey(*service_identity(message))
+    scaling = field(message, "scaling") or {}
+    latest = str(field(message, "latestReadyRevision", "")).rsplit("/", 1)[-1]
+    traffic: dict[str, float] = {}
+    # trafficStatuses is what is applied; traffic what was asked for (the same once rolled out).
+    for target in field(message, "trafficStatuses") or field(message, "traffic") or []:
+        kind = str(target.get("type", target.get("type_", "")))
+        revision = str(field(target, "revision", "")) or (latest if kind in ("1", _LATEST) else "")
+        if revision:
+            traffic[revision] = traffic.get(revision, 0.0) + float(field(target, "percent", 0) or 0)
+    return ServiceInfo(key, int(field(scaling, "minInstanceCount", 0) or 0), traffic)
+
+
+_LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"

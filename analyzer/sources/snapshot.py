@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 
 from analyzer.errors import InputError
-from analyzer.model import Problem, RawData, RawSeries, ServiceKey
+from analyzer.model import Problem, RawData, RawSeries
 from analyzer.sources import restjson
+from analyzer.sources.duplicates import drop_duplicate_series
 
 KNOWN_METRICS = frozenset(
     {
@@ -96,6 +97,7 @@ def read_snapshot(directory: Path) -> RawData:
     read_manifest(directory, data)
     for path in files:
         read_file(data, path)
+    drop_duplicate_series(data)
     return data
 
 
@@ -177,7 +179,9 @@ def _add_revisions(data: RawData, body: Any, path: str) -> None:
 def _add_services(data: RawData, body: Any, path: str) -> None:
     for index, message in enumerate(restjson.services_of(body, source=path)):
         try:
-            data.services.append(ServiceKey(*restjson.service_identity(message)))
+            info = restjson.parse_service(message)
+            data.services.append(info.key)
+            data.service_infos.append(info)
         except (ValueError, TypeError, AttributeError) as exc:
             data.problems.append(Problem(f"{path} services[{index}]", f"malformed service skipped: {exc}"))
 

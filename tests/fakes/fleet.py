@@ -4,7 +4,10 @@
 revisions) in one project and region. Values are deterministic (seeded) and plausible: memory
 utilization distributions over a few instances, CPU, latencies, request counts by response class,
 instance counts by state, and the billable/allocation amounts. ``leaking`` services get a memory
-baseline that climbs after their last deploy, so a fleet can carry a known anomaly.
+baseline that climbs after their last deploy, so a fleet can carry a known anomaly. A ``sidecar``
+names a second container in every revision: it has its own limits and reports its own utilization and
+instance-count series (metric label ``container_name``), from its own random stream, so the ingress
+container's series are the same as without it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class FleetSpec:
     leaking: Sequence[int] = ()  # indexes of services whose newest revision leaks
     seed: int = 7
     names: list[str] = field(default_factory=list)
+    sidecar: str = ""  # a second container's name (every revision runs it beside "app")
 
     def service_name(self, index: int) -> str:
         return self.names[index] if index < len(self.names) else f"svc-{index:04d}"
@@ -73,11 +77,23 @@ def revision_body(spec: FleetSpec, service: str, index: int, deployed: int) -> d
         "maxInstanceRequestConcurrency": 80,
         "containers": [
             {
+                "name": "app",
                 "image": f"us-docker.pkg.dev/{spec.project}/app/{service}:{index}",
                 "ports": [{"containerPort": 8080}],
                 "resources": {"limits": {"cpu": "1000m", "memory": "512Mi"}, "cpuIdle": True},
             }
-        ],
+        ]
+        + (
+            [
+                {
+                    "name": spec.sidecar,
+                    "image": "otel/opentelemetry-collector-contrib:0.112.0",
+                    "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}, "cpuIdle": True},
+                }
+            ]
+            if spec.sidecar
+            else []
+        ),
     }
 
 
@@ -174,15 +190,18 @@ def _add_revision_series(
             values=values,
         )
     for state, count in (("active", float(k - 1)), ("idle", 1.0)):
-        monitoring.add_arrays(
-            metric=f"{P}container/instance_count",
-            kind="GAUGE",
-            value_type="INT64",
-            resource=resource,
-            metric_labels={"state": state, "container_name": "app"},
-            ends=ends,
-            values=np.full(n, count),
-        )
+        for container in ("app", spec.sidecar) if spec.sidecar else ("app",):
+            monitoring.add_arrays(
+                metric=f"{P}container/instance_count",
+                kind="GAUGE",
+                value_type="INT64",
+                resource=resource,
+                metric_labels={"state": state, "container_name": container},
+                ends=ends,
+                values=np.full(n, count),
+            )
+    if spec.sidecar:
+        _add_sidecar_series(monitoring, spec, resource, ends)
     for metric, per_instance in (
         ("container/billable_instance_time", 60.0),
         ("container/cpu/allocation_time", 60.0),
@@ -195,4 +214,26 @@ def _add_revision_series(
             resource=resource,
             ends=ends,
             values=np.full(n, per_instance * k),
+        )
+
+
+def _add_sidecar_series(
+    monitoring: FakeMetricService, spec: FleetSpec, resource: dict[str, str], ends: np.ndarray
+) -> None:
+    """The sidecar's own utilizations: high and climbing memory, so merging it would show."""
+    rng = np.random.default_rng([spec.seed, len(ends), 0x51DE])
+    n, k = len(ends), spec.instances
+    memory = np.clip(0.70 + 0.002 * np.arange(n)[:, None] + 0.02 * rng.random((n, k)), 0, 0.99)
+    for metric, samples in (
+        (f"{P}container/memory/utilizations", memory),
+        (f"{P}container/cpu/utilizations", 0.60 + 0.05 * rng.random((n, k))),
+    ):
+        monitoring.add_arrays(
+            metric=metric,
+            kind="DELTA",
+            value_type="DISTRIBUTION",
+            resource=resource,
+            metric_labels={"container_name": spec.sidecar},
+            ends=ends,
+            dists=_histograms(samples, UTILIZATION_BUCKETS),
         )

@@ -3,7 +3,8 @@
 It stores raw time series (loaded from REST JSON ``TimeSeries`` objects, or from arrays for large
 synthetic fleets) and answers ListTimeSeries the way the analyzer relies on:
 
-- ``name = projects/P`` selects series whose ``resource.labels.project_id`` is P;
+- ``name = projects/P`` selects series whose ``resource.labels.project_id`` is P, or any project of
+  P's metrics scope when P is a scoping project (``add_scope``): each keeps its own project_id;
 - the filter subset: ``metric.type``, ``resource.type``, ``metric.labels.K``, ``resource.labels.K``,
   ``project`` compared with ``=``, ``!=`` or ``:`` to a string or to ``one_of(...)``,
   ``starts_with(...)``, ``ends_with(...)``, ``has_substring(...)``, ``monitoring.regex.full_match(...)``;
@@ -805,6 +806,7 @@ class FakeMetricService:
         self._series: dict[tuple[Any, ...], Series] = {}
         self._lock = threading.Lock()
         self._results: OrderedDict[str, list[Series]] = OrderedDict()
+        self._scopes: dict[str, frozenset[str]] = {}
 
     # loading -----------------------------------------------------------------------------
 
@@ -835,6 +837,12 @@ class FakeMetricService:
                 ),
             )
             self._series[series.header] = merged
+
+    def add_scope(self, scope: str, members: Iterable[str]) -> None:
+        """Make ``scope`` a metrics-scoping project: reading it returns its own series and its members'."""
+        with self._lock:
+            self._results.clear()
+            self._scopes[scope] = frozenset(members) | {scope}
 
     def add_time_series(self, body: Mapping[str, Any]) -> None:
         """One ``TimeSeries`` in REST JSON (camelCase or snake_case), raw points."""
@@ -898,10 +906,11 @@ class FakeMetricService:
             raise InvalidArgument("the fake implements neither secondary_aggregation nor order_by")
         agg = aggregation_of(request)
         with self._lock:
+            projects = self._scopes.get(project, frozenset({project}))
             candidates = [
                 s
                 for s in self._series.values()
-                if s.metric_type == metric_type and s.resource_labels.get("project_id") == project
+                if s.metric_type == metric_type and s.resource_labels.get("project_id") in projects
             ]
         aligned = [a for s in candidates if predicate(s) and (a := align(s, agg, start, end)) is not None]
         if agg.reducer != "REDUCE_NONE":

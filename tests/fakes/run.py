@@ -74,6 +74,15 @@ class FakeRun:
             elif "name" in page:
                 self.add_service(page)
 
+    def revisions(self) -> list[Any]:
+        """Every stored revision (protos), by name."""
+        with self._lock:
+            return [self._revisions[name] for name in sorted(self._revisions)]
+
+    def services(self) -> list[Any]:
+        with self._lock:
+            return [self._services[name] for name in sorted(self._services)]
+
     # answering ---------------------------------------------------------------------------
 
     def _list_revisions(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -112,6 +112,20 @@ def abort(
     status = status_pb2.Status(code=code.value[0], message=message, details=packed)
     context.abort_with_status(rpc_status.to_status(status))
     raise AssertionError("abort_with_status returned")  # pragma: no cover - grpc always raises
+
+
+HTTP_STATUS = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
+               "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504}
+
+
+def rest_error_body(code: grpc.StatusCode, message: str, details: Sequence[Message] = ()) -> dict[str, Any]:
+    """The body the REST front end answers for a call that a fake (or Google) refused with ``code``:
+    ``{"error": {"code": HTTP, "message": ..., "status": NAME, "details": [...]}}``, what curl saves."""
+    error: dict[str, Any] = {"code": HTTP_STATUS.get(code.name, 500), "message": message, "status": code.name}
+    if details:
+        error["details"] = [{"@type": f"type.googleapis.com/{d.DESCRIPTOR.full_name}",
+                             **json_format.MessageToDict(d)} for d in details]
+    return {"error": error}
 
 
 def list_page(items: Sequence[Any], request: Any, response: Any, field_name: str, context: grpc.ServicerContext,
