@@ -5,6 +5,7 @@ the batches over worker processes so that memory follows the batch, not the flee
    and cuts it into batches of services; a snapshot is read once, file by file, and each series is
    spilled to its batch's file on disk (services are spread over batches by a stable hash); the demo
    is one batch.
+   The snapshot's own files are by metric, not by service, hence the spill.
 2. **Read and analyze a batch** in a worker: fetch (live, with the worker's own clients) or load the
    spill (snapshot), build frames, run the analysis, and hand the result to ``summarize``, which keeps
    only what the final report needs (``render.parts.render_part``). The frames die with the batch.
@@ -17,11 +18,9 @@ the first batch, so they are reported exactly once.
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import tempfile
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -40,8 +39,7 @@ Summarize = Callable[[Analysis], T]
 BatchProgress = Callable[[int, int, str], None]  # (batches done, batches, label)
 
 BATCH_SERVICE_DAYS = 350  # service-days read and analyzed together (50 services over 7 days)
-SNAPSHOT_BATCH_BYTES = 96 * 2**20  # REST JSON of time series spilled to one batch
-SPILL_CHUNK = 256  # series buffered per batch before they are appended to its spill file
+SNAPSHOT_BATCH_BYTES = 256 * 2**20  # spilled (pickled) series arrays read back by one batch
 
 
 def services_per_batch(days: float) -> int:
@@ -56,7 +54,7 @@ class Batch:
     index: int
     keys: list[ServiceKey]
     base: RawData  # revisions, services, problems and window of the batch (no series yet)
-    spill: Path | None = None  # snapshot series, pickled lists of RawSeries
+    spills: list[Path] = field(default_factory=list)  # snapshot series: files of pickled lists of RawSeries
     live: LiveBatch | None = None
 
 
@@ -104,66 +102,65 @@ def plan_raw(raw: RawData, *, batch_size: int) -> Plan:
     return Plan(batches, raw.origin, (raw.window_start, raw.window_end), services=len(keys))
 
 
-def _batch_of(key: tuple[str, str, str], count: int) -> int:
-    return zlib.crc32("/".join(key).encode()) % count
-
-
-def plan_snapshot(directory: Path, *, workers: int) -> Plan:
-    """Read a snapshot once, file by file, spilling each series to its batch's file; revisions,
-    services and problems stay in memory (they are small)."""
+def plan_snapshot(directory: Path, *, batch_size: int | None = None) -> Plan:
+    """Read a snapshot once, file by file, spilling each service's series to its own file on disk;
+    then group services (in name order) into batches of ``batch_size``, or, by default, of about
+    ``SNAPSHOT_BATCH_BYTES`` of spilled arrays. Revisions, services and problems stay in memory."""
     from analyzer.sources import snapshot
 
     files = snapshot.check_directory(directory)
-    series_bytes = sum(_size(p) for p in files if p.parent.name == "timeSeries")
-    count = max(1, math.ceil(series_bytes / SNAPSHOT_BATCH_BYTES))
-    if count > 1:
-        count = max(count, workers)
     scratch = tempfile.TemporaryDirectory(prefix="cloudrun-analyzer-")
-    spills = [Path(scratch.name) / f"batch-{i:04d}.pickle" for i in range(count)]
-    buffers: list[list[RawSeries]] = [[] for _ in range(count)]
-    members: list[set[ServiceKey]] = [set() for _ in range(count)]
+    spills: dict[ServiceKey, Path] = {}
     meta = RawData(origin=f"snapshot {directory}")
     snapshot.read_manifest(directory, meta)
-
-    def flush(index: int) -> None:
-        with spills[index].open("ab") as handle:
-            pickle.dump(buffers[index], handle, protocol=pickle.HIGHEST_PROTOCOL)
-        buffers[index] = []
-
     for path in files:
         part = RawData()
         snapshot.read_file(part, path)
         meta.revisions.extend(part.revisions)
         meta.services.extend(part.services)
+        meta.service_infos.extend(part.service_infos)
         meta.problems.extend(part.problems)
+        by_service: dict[ServiceKey, list[RawSeries]] = {}
         for s in part.series:
-            index = _batch_of((s.project, s.region, s.service), count)
-            members[index].add(ServiceKey(s.project, s.region, s.service))
-            buffers[index].append(s)
-            if len(buffers[index]) >= SPILL_CHUNK:
-                flush(index)
-    for index in range(count):
-        if buffers[index]:
-            flush(index)
-    for key in {r.key for r in meta.revisions} | set(meta.services):
-        members[_batch_of((key.project, key.region, key.service), count)].add(key)
+            by_service.setdefault(ServiceKey(s.project, s.region, s.service), []).append(s)
+        for key, found in by_service.items():
+            spill = spills.setdefault(key, Path(scratch.name) / f"service-{len(spills):06d}.pickle")
+            with spill.open("ab") as handle:
+                pickle.dump(found, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    keys = sorted(set(spills) | {r.key for r in meta.revisions} | set(meta.services),
+                  key=lambda k: (k.project, k.region, k.service))
+    sizes = [_size(spills[k]) if k in spills else 0 for k in keys]
     batches: list[Batch] = []
-    for index in range(count):
-        keys = sorted(members[index], key=lambda k: (k.project, k.region, k.service))
-        if not keys and index:
-            continue
-        wanted = set(keys)
+    for group in _groups(keys, sizes, batch_size):
+        wanted = set(group)
         base = RawData(
             revisions=[r for r in meta.revisions if r.key in wanted],
             services=[k for k in meta.services if k in wanted],
+            service_infos=[s for s in meta.service_infos if s.key in wanted],
             problems=meta.problems if not batches else [],
             window_start=meta.window_start,
             window_end=meta.window_end,
             origin=meta.origin,
         )
-        batches.append(Batch(len(batches), keys, base, spill=spills[index] if spills[index].exists() else None))
-    services = sum(len(b.keys) for b in batches)
-    return Plan(batches, meta.origin, (meta.window_start, meta.window_end), scratch, services)
+        batches.append(Batch(len(batches), group, base, spills=[spills[k] for k in group if k in spills]))
+    if not batches:
+        batches.append(Batch(0, [], replace(meta, revisions=[], services=[], service_infos=[])))
+    return Plan(batches, meta.origin, (meta.window_start, meta.window_end), scratch, len(keys))
+
+
+def _groups(keys: list[ServiceKey], sizes: list[int], batch_size: int | None) -> Iterator[list[ServiceKey]]:
+    """Consecutive services: ``batch_size`` at a time, or as many as fit in SNAPSHOT_BATCH_BYTES."""
+    group: list[ServiceKey] = []
+    total = 0
+    for key, size in zip(keys, sizes, strict=True):
+        full = len(group) >= batch_size if batch_size else total + size > SNAPSHOT_BATCH_BYTES
+        if group and full:
+            yield group
+            group, total = [], 0
+        group.append(key)
+        total += size
+    if group:
+        yield group
 
 
 def _size(path: Path) -> int:
@@ -194,6 +191,13 @@ def plan_live(query: Any, *, env: dict[str, str], now: datetime | None = None, b
     finally:
         if own:
             clients.close()
+    if inventory.errors and not inventory.services:
+        # Nothing could be listed: the refusal (permission, disabled API) is the run's error, not a line.
+        first = inventory.errors[0]
+        if len(inventory.errors) == 1:
+            raise first
+        lines = "\n  ".join(f"{p.subject}: {p.message}" for p in inventory.problems)
+        raise type(first)(f"no service could be listed:\n  {lines}", hint=first.hint)
     problems = list(inventory.problems)
     found = {k.service for k in inventory.services}
     where = f" in {query.region}" if query.region else ""
@@ -222,8 +226,8 @@ def plan_live(query: Any, *, env: dict[str, str], now: datetime | None = None, b
 def load_batch(batch: Batch) -> RawData:
     """The batch's whole RawData: its spill read back, or its services fetched live."""
     raw = replace(batch.base, series=list(batch.base.series), problems=list(batch.base.problems))
-    if batch.spill is not None:
-        with batch.spill.open("rb") as handle:
+    for spill in batch.spills:
+        with spill.open("rb") as handle:
             while True:
                 try:
                     raw.series.extend(pickle.load(handle))

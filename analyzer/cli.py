@@ -104,7 +104,8 @@ def _one_source(demo: bool, snapshot: Path | None, live: bool) -> None:
         raise click.UsageError("choose one source: --demo, --snapshot DIR, or --project P (live)")
 
 
-def plan_source(demo: bool, snapshot: Path | None, query: LiveQuery | None, *, workers: int) -> Plan:
+def plan_source(demo: bool, snapshot: Path | None, query: LiveQuery | None, *,
+                batch_size: int | None = None) -> Plan:
     """The batches of a run: the demo is one; a snapshot is spilled to batch files; live lists the
     fleet first (docs/performance.md: memory follows the batch, not the fleet)."""
     _one_source(demo, snapshot, query is not None)
@@ -112,11 +113,11 @@ def plan_source(demo: bool, snapshot: Path | None, query: LiveQuery | None, *, w
     from analyzer.pipeline import load_demo
 
     if demo:
-        return batches.plan_raw(load_demo(), batch_size=batches.services_per_batch(7))
+        return batches.plan_raw(load_demo(), batch_size=batch_size or batches.services_per_batch(7))
     if snapshot is not None:
-        return batches.plan_snapshot(snapshot, workers=workers)
+        return batches.plan_snapshot(snapshot, batch_size=batch_size)
     assert query is not None
-    return batches.plan_live(query, env=dict(os.environ))
+    return batches.plan_live(query, env=dict(os.environ), batch_size=batch_size)
 
 
 def run_report(plan: Plan, config: AnalysisConfig, *, workers: int, now: datetime, quiet: bool) -> ReportRun:
@@ -253,6 +254,10 @@ def _read_live(query: LiveQuery) -> RawData:
 
 
 def workers_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--batch-size", type=click.IntRange(1, 100_000), default=None, metavar="N",
+        help="Services read and analyzed together; memory follows it (default: 350 service-days, e.g. 50 "
+             "services over 7 days; for a snapshot, about 256 MiB of its series).")(func)
     return click.option(
         "--workers", type=click.IntRange(1, 256), default=None, metavar="N",
         help="Worker processes that read and analyze batches of services (default: the CPU count).")(func)
@@ -274,7 +279,7 @@ def workers_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region: str | None,
            services: tuple[str, ...], days: int | None, start: str | None, end: str | None,
            config_path: Path | None, out: Path | None, json_path: Path | None, fmt: str,
-           fail_on_findings: bool, workers: int | None) -> None:
+           fail_on_findings: bool, workers: int | None, batch_size: int | None) -> None:
     """Analyze one window and report findings, costs and fix checks.
 
     \b
@@ -289,7 +294,7 @@ def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
     query = live_query(projects, region, services, days, start, end, step_seconds=config.step_seconds)
     now = datetime.now(UTC)
     count = workers or default_workers()
-    run = run_report(plan_source(demo, snapshot, query, workers=count), config, workers=count, now=now,
+    run = run_report(plan_source(demo, snapshot, query, batch_size=batch_size), config, workers=count, now=now,
                      quiet=fmt == "json")
     write_outputs(run, out=out, json_path=json_path, now=now)
     print_summary(run, fmt=fmt, now=now)

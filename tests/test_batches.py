@@ -63,16 +63,30 @@ def whole_demo(demo_analysis: Any) -> dict[str, Any]:
 
 
 def test_a_snapshot_spilled_to_batch_files_gives_the_whole_analysis(
-    demo_snapshot: Path, whole_demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    demo_snapshot: Path, whole_demo: dict[str, Any]
 ) -> None:
     whole = whole_demo
-    series_bytes = sum(p.stat().st_size for p in (demo_snapshot / "timeSeries").glob("*.json"))
-    monkeypatch.setattr(batches, "SNAPSHOT_BATCH_BYTES", series_bytes // 3)
-    plan = batches.plan_snapshot(demo_snapshot, workers=1)
+    plan = batches.plan_snapshot(demo_snapshot, batch_size=1)
     assert len(plan.batches) == 3
     assert sorted(k.service for b in plan.batches for k in b.keys) == sorted(s["service"] for s in whole["services"])
     assert _essence(_batched(plan)) == _essence(whole)
     assert whole["findings"], "the demo has findings: the comparison is not vacuous"
+
+
+def test_snapshot_batches_follow_the_size_of_their_spills(
+    demo_snapshot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batches, "SNAPSHOT_BATCH_BYTES", 1)  # every service is over it: one a batch
+    plan = batches.plan_snapshot(demo_snapshot)
+    try:
+        assert [len(b.keys) for b in plan.batches] == [1, 1, 1]
+        assert all(b.spills for b in plan.batches)
+    finally:
+        plan.close()
+    monkeypatch.setattr(batches, "SNAPSHOT_BATCH_BYTES", 2**40)
+    plan = batches.plan_snapshot(demo_snapshot)
+    plan.close()
+    assert [len(b.keys) for b in plan.batches] == [3]
 
 
 def test_batches_in_worker_processes_give_the_same_report(demo_raw: Any, whole_demo: dict[str, Any]) -> None:

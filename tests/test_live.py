@@ -662,7 +662,7 @@ def test_cli_live_report_finds_the_demo_incident_and_fetch_replays_it(demo: Scen
     demo.google.behaviour.reset()
     live = report_json(["--project", "demo-project", *window], demo.google.env)
     assert demo.google.behaviour.counts() == {
-        "ListTimeSeries": len(DEFAULT_PLAN),
+        "ListTimeSeries": len(DEFAULT_PLAN) + 1,  # the plan, and one query listing the fleet's services
         "ListRevisions": 1,
         "ListServices": 1,
     }

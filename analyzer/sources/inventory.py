@@ -47,6 +47,7 @@ class Inventory:
 
     services: list[ServiceKey] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    errors: list[AnalyzerError] = field(default_factory=list)  # behind the problems: raised when nothing listed
 
 
 def _wanted(names: Sequence[str] | None, service: str) -> bool:
@@ -120,6 +121,7 @@ def list_fleet(
                 error = map_error(exc, api=api, project=project, what=what)
                 if isinstance(error, CredentialsError):
                     raise error from exc
+                inventory.errors.append(error)
                 inventory.problems.append(
                     Problem(f"project {project}", f"{error.message}: not listed", error.hint)
                 )
