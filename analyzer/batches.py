@@ -18,6 +18,7 @@ the first batch, so they are reported exactly once.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import tempfile
@@ -272,7 +273,10 @@ def run_batch(batch: Batch, config: AnalysisConfig, summarize: Summarize[T]) -> 
         analysis = analyze(raw, config, allow_empty=bool(batch.keys or raw.services or raw.revisions))
     except NoDataError as exc:
         return Outcome(batch.index, batch.keys, None, list(raw.problems), exc.message)
-    return Outcome(batch.index, batch.keys, summarize(analysis), has_data=bool(raw.series))
+    outcome = Outcome(batch.index, batch.keys, summarize(analysis), has_data=bool(raw.series))
+    del raw, analysis
+    gc.collect()  # frames and views hold reference cycles: free them before the next batch is read
+    return outcome
 
 
 def run_batches(plan: Plan, config: AnalysisConfig, summarize: Summarize[T], *, workers: int = 1,
