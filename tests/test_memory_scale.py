@@ -54,6 +54,9 @@ def _report_peak_mib(services: int, *, batch: int) -> tuple[float, dict[str, obj
     child.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join()
+    for stream in (child.stdout, child.stderr):
+        if stream is not None:
+            stream.close()
     server.stop()
     assert child.returncode == 0, output["err"].decode()[-2000:]
     return usage.ru_maxrss / 1024, json.loads(output["out"])
