@@ -18,6 +18,8 @@ the first batch, so they are reported exactly once.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import os
 import pickle
@@ -275,8 +277,27 @@ def run_batch(batch: Batch, config: AnalysisConfig, summarize: Summarize[T]) -> 
         return Outcome(batch.index, batch.keys, None, list(raw.problems), exc.message)
     outcome = Outcome(batch.index, batch.keys, summarize(analysis), has_data=bool(raw.series))
     del raw, analysis
-    gc.collect()  # frames and views hold reference cycles: free them before the next batch is read
+    release_memory()
     return outcome
+
+
+def release_memory() -> None:
+    """Free a finished batch: frames and views hold reference cycles, and glibc keeps freed memory in
+    the arenas of the threads that fetched it unless asked to hand it back."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _libc()
 
 
 def run_batches(plan: Plan, config: AnalysisConfig, summarize: Summarize[T], *, workers: int = 1,
