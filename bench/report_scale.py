@@ -1,0 +1,195 @@
+"""Benchmark ``cloudrun-analyzer report`` at fleet size against the receive floor, in the same run.
+
+Serves a generated fleet (``fleet_scale.add_aligned_fleet``: 2 revisions a service, every metric of the
+query plan already aligned to 300 s) from the fake Monitoring and Cloud Run APIs in this process, on
+loopback gRPC. Then, each as a child process measured by ``wait4`` (CPU of the child and of every
+worker it waited for; peak RSS of the child and of its largest worker):
+
+- **report**: ``cloudrun-analyzer report --project … --workers W --out … --json …`` exactly as a user
+  runs it with the emulator variables (list the fleet, fetch each batch with Google's clients, parse,
+  frames, detectors, cost, render the HTML and JSON);
+- **floor**: the same ListTimeSeries, ListRevisions and ListServices calls the report's batches make,
+  through the same clients, every page received and dropped. What receiving the bytes costs.
+
+::
+
+    python bench/report_scale.py --fleet 100x7 --fleet 100x30          # services x days
+    python bench/report_scale.py --fleet 1000x7 --workers 2
+
+The fake's own CPU (serializing the answers) is in this process and counted in neither figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.fleet_scale import START, add_aligned_fleet  # noqa: E402
+
+
+@dataclass
+class Measure:
+    wall_s: float
+    cpu_s: float  # the child's and every worker's it waited for (the floor: its calls alone, no start-up)
+    peak_mib: float  # the child's own
+    worker_peak_mib: float  # the largest worker's
+    output: str
+
+
+def _measured(command: list[str], env: dict[str, str]) -> Measure:
+    began = time.perf_counter()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    streams: dict[str, bytes] = {}
+
+    def drain(name: str, stream: IO[bytes]) -> None:
+        streams[name] = stream.read()
+
+    readers = [threading.Thread(target=drain, args=pair) for pair in (("out", child.stdout), ("err", child.stderr))]
+    for reader in readers:
+        reader.start()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - began
+    for reader in readers:
+        reader.join()
+    code = os.waitstatus_to_exitcode(status)
+    child.returncode = code
+    if code != 0:
+        raise SystemExit(f"{command[:3]} exited {code}: {streams['err'].decode()[-3000:]}")
+    report = json.loads(streams["out"].decode().strip().splitlines()[-1])
+    return Measure(wall, report.get("floor_cpu_s", usage.ru_utime + usage.ru_stime), usage.ru_maxrss / 1024,
+                   report.get("worker_peak_mib", 0.0), streams["err"].decode())
+
+
+def child_main(argv: list[str]) -> None:
+    """Inside a measured child: ``report ARGS`` runs the CLI; ``floor ARGS`` replays the calls."""
+    import resource
+
+    mode, rest = argv[0], argv[1:]
+    if mode == "report":
+        from analyzer.cli import cli
+
+        try:
+            cli.main(args=rest, prog_name="cloudrun-analyzer", standalone_mode=False)
+        finally:
+            children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            print(json.dumps({"worker_peak_mib": children}), flush=True)
+        return
+    began = time.process_time()
+    floor(rest)
+    print(json.dumps({"worker_peak_mib": 0.0, "floor_cpu_s": time.process_time() - began}), flush=True)
+
+
+def floor(argv: list[str]) -> None:
+    """Every call of the report's batches (listing, each batch's metric pages, its region's revisions and
+    services), through Google's clients, pages received and dropped."""
+    from datetime import UTC, datetime
+
+    from google.cloud import run_v2
+
+    from analyzer.batches import plan_live
+    from analyzer.sources.google_clients import build_clients
+    from analyzer.sources.live import LiveQuery, time_series_requests
+
+    project, start, end, now = argv[0], *(datetime.fromisoformat(a).astimezone(UTC) for a in argv[1:4])
+    query = LiveQuery(projects=(project,), start=start, end=end)
+    plan = plan_live(query, env=dict(os.environ), now=now)
+    clients = build_clients(dict(os.environ))
+    for batch in plan.batches:
+        region = batch.keys[0].region
+        names = tuple(k.service for k in batch.keys)
+        one = LiveQuery(projects=(project,), start=start, end=end, region=region, services=names)
+        for _, _, request in time_series_requests(one, project, plan.window):  # type: ignore[arg-type]
+            for _ in clients.monitoring.list_time_series(request=request).pages:
+                pass
+        location = f"projects/{project}/locations/{region}"
+        for _ in clients.revisions.list_revisions(
+            request=run_v2.ListRevisionsRequest(parent=f"{location}/services/-", page_size=1000)
+        ).pages:
+            pass
+        for _ in clients.services.list_services(
+            request=run_v2.ListServicesRequest(parent=location, page_size=1000)
+        ).pages:
+            pass
+    clients.close()
+
+
+def run_fleet(services: int, days: float, *, workers: int, keep: Path | None) -> dict[str, Any]:
+    from tests.fakes.monitoring import FakeMetricService
+    from tests.fakes.run import FakeRun
+    from tests.fakes.server import start
+
+    began = time.perf_counter()
+    monitoring, cloud_run = FakeMetricService(), FakeRun(default_page_size=1000)
+    points = add_aligned_fleet(monitoring, cloud_run, project="bench", services=services, days=days)
+    generated = time.perf_counter() - began
+    server = start([monitoring, cloud_run])
+    env = {**os.environ, "MONITORING_EMULATOR_HOST": server.address, "RUN_EMULATOR_HOST": server.address,
+           "NO_GCE_CHECK": "true", "PYTHONPATH": str(ROOT)}
+    end = START + timedelta(days=days)
+    now = end + timedelta(hours=1)
+    window = ["--start", START.isoformat(), "--end", end.isoformat()]
+    out = keep or Path(tempfile.mkdtemp(prefix="report-scale-"))
+    me = [sys.executable, str(Path(__file__).resolve()), "child"]
+    try:
+        floor_m = _measured([*me, "floor", "bench", START.isoformat(), end.isoformat(), now.isoformat()], env)
+        report_m = _measured([*me, "report", "report", "--project", "bench", *window, "--workers", str(workers),
+                              "--out", str(out / "report.html"), "--json", str(out / "report.json"),
+                              "--format", "json"], env)
+        html_mib = (out / "report.html").stat().st_size / 2**20
+        found = json.loads((out / "report.json").read_text())
+    finally:
+        server.stop()
+    return {
+        "services": services, "days": days, "points": points, "generated_s": round(generated, 1),
+        "workers": workers, "floor_cpu_s": floor_m.cpu_s, "floor_wall_s": floor_m.wall_s,
+        "report_cpu_s": report_m.cpu_s, "report_wall_s": report_m.wall_s, "peak_mib": report_m.peak_mib,
+        "worker_peak_mib": report_m.worker_peak_mib, "html_mib": html_mib,
+        "services_reported": len(found["services"]), "findings": len(found["findings"]),
+        "cpu_ratio": report_m.cpu_s / floor_m.cpu_s if floor_m.cpu_s else float("nan"),
+        "cpu_s_per_service_month": report_m.cpu_s / (services * days / 30),
+    }
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["child"]:
+        child_main(sys.argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fleet", action="append", metavar="SxD", help="S services over D days (repeatable)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    fleets = [tuple(float(x) for x in f.split("x")) for f in (args.fleet or ["100x7"])]
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, --workers {args.workers}", flush=True)
+    print("| services × days | points | report wall | report CPU | floor CPU | CPU ÷ floor | CPU-s per "
+          "service-month | peak RSS (main + largest worker) | HTML | findings |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    results = []
+    for services, days in fleets:
+        r = run_fleet(int(services), days, workers=args.workers, keep=None)
+        results.append(r)
+        print(f"| {r['services']} × {r['days']:g} | {r['points']:,} | {r['report_wall_s']:.0f} s | "
+              f"{r['report_cpu_s']:.0f} s | {r['floor_cpu_s']:.1f} s | {r['cpu_ratio']:.1f}× | "
+              f"{r['cpu_s_per_service_month']:.2f} | {r['peak_mib']:.0f} + {r['worker_peak_mib']:.0f} MiB | "
+              f"{r['html_mib']:.1f} MiB | {r['findings']} |", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
