@@ -23,7 +23,7 @@ from analyzer.model import FindingKind
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 30, 30
 MAX_POINTS = 360
-COLUMNS = MAX_POINTS // 2  # columns of a chart's width, each drawn as its lowest and highest point
+COLUMNS = 120  # columns of a chart's width (6 units each), each drawn as its lowest and highest point
 LABEL_WIDTH = 86  # px a deploy label needs before the next one must move to another row
 LABEL_ROWS = 2
 
@@ -189,6 +189,21 @@ def extremes(ns: np.ndarray, values: np.ndarray, *, start: float, end: float, co
     return np.unique(np.concatenate([by_column[first], by_column[last]]))
 
 
+def points(xs: np.ndarray, ys: np.ndarray) -> str:
+    """An SVG ``points`` list at whole units (a unit is at most a pixel or two of a chart as shown),
+    without what draws nothing: a point equal to the one before it, or inside a horizontal run."""
+    x = np.rint(xs).astype(np.int64)
+    y = np.rint(ys).astype(np.int64)
+    keep = np.ones(len(x), dtype=bool)
+    if len(x) > 1:
+        keep[1:] = (x[1:] != x[:-1]) | (y[1:] != y[:-1])
+        x, y = x[keep], y[keep]
+        flat = np.zeros(len(x), dtype=bool)
+        flat[1:-1] = (y[1:-1] == y[:-2]) & (y[1:-1] == y[2:])
+        x, y = x[~flat], y[~flat]
+    return " ".join(f"{a},{b}" for a, b in zip(x.tolist(), y.tolist(), strict=True))
+
+
 def thin(series: pd.Series, start: pd.Timestamp, end: pd.Timestamp, columns: int) -> pd.Series:
     """``series`` (NaN dropped) with at most two points per column: its lows and highs (``extremes``)."""
     series = series.dropna()
@@ -224,7 +239,7 @@ def _segments(
     for a, b in zip([0, *breaks], [*breaks, len(ns)], strict=True):
         keep = a + extremes(ns[a:b], values[a:b], start=scale.t0, end=scale.t0 + scale.span, columns=COLUMNS)
         xs, ys = scale.x(ns[keep]), scale.y(values[keep])
-        parts.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True)))
+        parts.append(points(xs, ys))
     return tuple(parts)
 
 
@@ -482,7 +497,7 @@ def service_charts(result: ServiceResult, step_seconds: int) -> list[Chart]:
     return [svg_chart(s, step_seconds=step_seconds) for s in chart_specs(result)]
 
 
-SPARK_WIDTH, SPARK_HEIGHT = 120, 24
+SPARK_WIDTH, SPARK_HEIGHT = 240, 48  # viewBox units: drawn at half size, so a unit is half a pixel
 SPARK_COLUMNS = 40
 
 
@@ -512,6 +527,6 @@ def sparkline(result: ServiceResult, start: pd.Timestamp, end: pd.Timestamp, ste
     for a, b in zip([0, *breaks], [*breaks, len(ns)], strict=True):
         keep = a + extremes(ns[a:b], values[a:b], start=t0, end=t0 + span, columns=SPARK_COLUMNS)
         xs = (ns[keep] - t0) / span * SPARK_WIDTH
-        ys = SPARK_HEIGHT - np.clip(values[keep], 0.0, 100.0) / 100.0 * (SPARK_HEIGHT - 2) - 1
-        segments.append(" ".join(f"{x:.0f},{y:.1f}" for x, y in zip(xs, ys, strict=True)))
+        ys = SPARK_HEIGHT - np.clip(values[keep], 0.0, 100.0) / 100.0 * (SPARK_HEIGHT - 4) - 2
+        segments.append(points(xs, ys))
     return Sparkline(tuple(segments), float(values.max()))
