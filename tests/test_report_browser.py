@@ -1,6 +1,7 @@
-"""The demo report, a fleet-size report and the digest in a real headless Chromium (the system's, over the DevTools pipe):
-no console errors, every chart drawn and visible, links that go where they say, a phone layout
-without sideways scrolling, evidence visible on paper. Screenshots and a PDF go to test-artifacts/.
+"""The demo report, a fleet-size report and the digest in a real headless Chromium (the system's,
+over the DevTools pipe): no console errors, every chart drawn and visible, links that go where they
+say, a phone layout without sideways scrolling, evidence visible on paper, a 1,000-service report
+that stays small, opens fast and sorts. Screenshots and a PDF go to test-artifacts/.
 
 Fails (does not skip) when Chromium is missing: install Debian's ``chromium`` (.ci/run does).
 """
