@@ -169,3 +169,15 @@ def test_renamed_copies_are_other_services(demo_analysis: Analysis) -> None:
     assert copy.key.service == "svc-0001" and copy.view.key == copy.key
     assert {f.service for f in copy.findings} == {"svc-0001"}
     assert {f.service for f in router.findings} == {"llm-router"}
+
+
+def test_a_report_of_no_part_says_what_is_missing() -> None:
+    from analyzer.model import Problem
+
+    window = (datetime(2026, 11, 16, tzinfo=UTC), datetime(2026, 11, 23, tzinfo=UTC))
+    problem = Problem("project p", "permission denied", "grant roles/monitoring.viewer")
+    html = assemble_report([], generated_at=NOW, window=window, problems=[problem])
+    assert "0 services" in html
+    assert "<code>project p</code>: permission denied" in html
+    with pytest.raises(ValueError, match="window"):
+        assemble_report([], generated_at=NOW)
