@@ -181,3 +181,17 @@ def test_a_report_of_no_part_says_what_is_missing() -> None:
     assert "<code>project p</code>: permission denied" in html
     with pytest.raises(ValueError, match="window"):
         assemble_report([], generated_at=NOW)
+
+
+def test_parts_carry_the_digest_charts_when_asked(demo_analysis: Analysis) -> None:
+    assert render_part(demo_analysis, generated_at=NOW).charts == {}
+    part = render_part(demo_analysis, generated_at=NOW, digest_charts=True)
+    (key,) = part.charts
+    assert key.service == "llm-router"
+    assert part.charts[key].startswith(b"\x89PNG")
+    config = DigestConfig(report_url_base="https://r.example.com/cr")
+    digest = fleet_digest(
+        merge_reports({"0-of-1": assemble_json([part], generated_at=NOW)}, generated_at=NOW),
+        previous=None, config=config, generated_at=NOW, images=part.charts,
+    )
+    assert len(digest.images) == 1 and digest.images[0].data == part.charts[key]

@@ -127,6 +127,9 @@ class ReportPart:
     problems: list[Problem]
     at_risk_usd_per_month: float
     report: dict[str, Any] = field(repr=False)  # the batch's ``report_json``
+    # The digest's PNG of each analyzed service with findings (``digest_charts=True``), for
+    # ``fleet_digest(assemble_json(parts), images=...)`` as the job does with its shards.
+    charts: dict[ServiceKey, bytes] = field(default_factory=dict, repr=False)
 
 
 def _section(result: ServiceResult, analysis: Analysis, layout: ReportLayout) -> tuple[ServiceSection, bool]:
@@ -159,9 +162,15 @@ def _row(section: ServiceSection, analysis: Analysis, compact: bool) -> ServiceR
     )
 
 
-def render_part(analysis: Analysis, *, generated_at: datetime, layout: ReportLayout | None = None) -> ReportPart:
+def render_part(
+    analysis: Analysis,
+    *,
+    generated_at: datetime,
+    layout: ReportLayout | None = None,
+    digest_charts: bool = False,
+) -> ReportPart:
     """One batch's share of the report. ``layout``: the whole fleet's (``report_layout``); by default
-    this analysis's own services."""
+    this analysis's own services. ``digest_charts``: also draw the digest's PNGs (when one is sent)."""
     layout = layout or report_layout(r.key for r in analysis.services)
     rows: list[ServiceRow] = []
     incidents: list[Incident] = []
@@ -182,7 +191,14 @@ def render_part(analysis: Analysis, *, generated_at: datetime, layout: ReportLay
         list(analysis.problems),
         analysis.at_risk_usd_per_month,
         report_json(analysis, generated_at=generated_at),
+        _digest_charts(analysis) if digest_charts else {},
     )
+
+
+def _digest_charts(analysis: Analysis) -> dict[ServiceKey, bytes]:
+    from analyzer.render.digest import service_png  # matplotlib: only when a digest is sent
+
+    return {r.key: service_png(r) for r in analysis.services if r.status == "analyzed" and r.findings}
 
 
 @dataclass(slots=True)
