@@ -3,8 +3,10 @@
 ``chart_specs`` picks what each chart of a service shows (series, the memory limit, deploys, the
 periods a revision with findings served); it is shared by the HTML report and the email digest.
 ``svg_chart`` scales a spec into SVG coordinates, ticks and labelled deploy markers: only numbers and
-labels, the SVG markup lives in ``templates/partials/chart.svg.j2``. The digest draws the same specs
-as PNG (``analyzer.render.digest``).
+labels, the SVG markup lives in ``templates/partials/chart.svg.j2``. Where a series has more points
+than the chart has columns, each column keeps its lowest and highest point (``extremes``), so spikes
+and troughs survive a month of data. ``sparkline`` draws the overview's small memory chart. The
+digest draws the same specs as PNG (``analyzer.render.digest``).
 """
 
 from __future__ import annotations
@@ -202,15 +204,6 @@ def points(xs: np.ndarray, ys: np.ndarray) -> str:
         flat[1:-1] = (y[1:-1] == y[:-2]) & (y[1:-1] == y[2:])
         x, y = x[~flat], y[~flat]
     return " ".join(f"{a},{b}" for a, b in zip(x.tolist(), y.tolist(), strict=True))
-
-
-def thin(series: pd.Series, start: pd.Timestamp, end: pd.Timestamp, columns: int) -> pd.Series:
-    """``series`` (NaN dropped) with at most two points per column: its lows and highs (``extremes``)."""
-    series = series.dropna()
-    ns = epoch_ns(pd.DatetimeIndex(series.index))
-    keep = extremes(ns, series.to_numpy(dtype=np.float64), start=float(start.value), end=float(end.value),
-                    columns=columns)
-    return series.iloc[keep]
 
 
 def spacing(series: pd.Series) -> pd.Timedelta:
