@@ -179,7 +179,7 @@ def test_a_report_of_no_part_says_what_is_missing() -> None:
     html = assemble_report([], generated_at=NOW, window=window, problems=[problem])
     assert "0 services" in html
     assert "<code>project p</code>: permission denied" in html
-    with pytest.raises(ValueError, match="window"):
+    with pytest.raises(ValueError, match="its window"):
         assemble_report([], generated_at=NOW)
 
 
@@ -195,3 +195,15 @@ def test_parts_carry_the_digest_charts_when_asked(demo_analysis: Analysis) -> No
         previous=None, config=config, generated_at=NOW, images=part.charts,
     )
     assert len(digest.images) == 1 and digest.images[0].data == part.charts[key]
+
+
+def test_the_terminal_summary_of_parts_is_that_of_the_analysis(demo_analysis: Analysis) -> None:
+    from analyzer.render.parts import summarize
+    from analyzer.render.text import summary_text
+
+    layout = report_layout(r.key for r in demo_analysis.services)
+    parts = [
+        render_part(_share(demo_analysis, [r]), generated_at=NOW, layout=layout)
+        for r in reversed(demo_analysis.services)
+    ]
+    assert summary_text(summarize(parts)) == summary_text(demo_analysis)

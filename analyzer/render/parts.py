@@ -4,7 +4,8 @@ A batch of services is analyzed, then ``render_part`` turns its Analysis into a 
 picklable data holding everything the final page needs about those services (a row of the overview
 with a memory sparkline, the service's section already rendered by the templates, its incidents, its
 findings and problems, and the batch's JSON report). The Analysis and its frames can then be dropped.
-``assemble_report`` and ``assemble_json`` join the parts into one page and one JSON report.
+``assemble_report`` and ``assemble_json`` join the parts into one page and one JSON report, and
+``summarize`` into the totals the terminal summary prints.
 
 Every part of one report must agree on the services' anchors and on how healthy services are shown:
 ``report_layout`` decides both from the whole fleet's service keys, and each ``render_part`` call of a
@@ -203,30 +204,38 @@ def _digest_charts(analysis: Analysis) -> dict[ServiceKey, bytes]:
 
 @dataclass(slots=True)
 class ReportSummary:
-    """The page's header and cards: the parts' facts and totals."""
+    """The whole report's facts and totals, from its parts: what the page's header and cards, and the
+    terminal summary (``text.summary_text``), read where they would read an Analysis."""
 
     window_start: datetime
     window_end: datetime
-    services: list[ServiceRow]
+    services: list[ServiceRow]  # in report order
     origin: str
     prices_as_of: str
     committed_use_discount: float
+    findings: list[Finding]  # in an Analysis's order: the costliest first
     problems: list[Problem]
     total_cost_usd: float
     monthly_projection_usd: float
     at_risk_usd_per_month: float
 
 
-def _summary(
+def summarize(
     parts: Sequence[ReportPart],
-    rows: list[ServiceRow],
-    window: tuple[datetime, datetime] | None,
-    problems: list[Problem],
+    *,
+    window: tuple[datetime, datetime] | None = None,
+    problems: Iterable[Problem] = (),
 ) -> ReportSummary:
+    """The summary of all parts. ``window`` defaults to the parts' own; ``problems`` met outside any
+    batch (listing the fleet, say) join the parts' own, each problem once."""
     if window is None:
         if not parts:
-            raise ValueError("assemble_report needs a part or the window")
+            raise ValueError("a report of no part needs its window")
         window = (min(p.window_start for p in parts), max(p.window_end for p in parts))
+    rows = sorted((r for p in parts for r in p.rows), key=row_order)
+    findings = sorted(
+        (f for p in parts for f in p.findings), key=lambda f: (-f.excess_cost_usd_per_month, f.service, f.onset)
+    )
     origins = dict.fromkeys(p.origin for p in parts if p.origin)
     return ReportSummary(
         window[0],
@@ -235,16 +244,12 @@ def _summary(
         "; ".join(origins),
         parts[0].prices_as_of if parts else "unknown",
         parts[0].committed_use_discount if parts else 0.0,
-        problems,
+        findings,
+        list(dict.fromkeys([*(p for part in parts for p in part.problems), *problems])),
         sum(r.cost_usd for r in rows if r.cost_usd is not None),
         sum(r.monthly_projection_usd for r in rows if r.monthly_projection_usd is not None),
         sum(p.at_risk_usd_per_month for p in parts),
     )
-
-
-def _problems(parts: Sequence[ReportPart], extra: Iterable[Problem]) -> list[Problem]:
-    """Every part's problems, each once (a problem of the whole run may be met by several batches)."""
-    return list(dict.fromkeys([*(p for part in parts for p in part.problems), *extra]))
 
 
 @cache
@@ -267,12 +272,11 @@ def assemble_report(
     """The HTML page of all parts: headline, totals, revisions with findings, a sortable overview of
     every service, then the sections. ``window`` defaults to the parts' own; ``problems`` met outside
     any batch (listing the fleet, say) are shown with the parts' own."""
-    rows = sorted((r for p in parts for r in p.rows), key=row_order)
+    summary = summarize(parts, window=window, problems=problems)
+    rows = summary.services
     anchors = [r.anchor for r in rows]
     if len(set(anchors)) != len(anchors):
         raise ValueError("two services share an anchor: render every part with the fleet's report_layout")
-    found = _problems(parts, problems)
-    summary = _summary(parts, rows, window, found)
     incidents = sorted(
         (i for p in parts for i in p.incidents),
         key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]),
@@ -288,7 +292,7 @@ def assemble_report(
         "anchor_of": {r.key: r.anchor for r in rows},
         "headline": headline(incidents, at_risk=summary.at_risk_usd_per_month),
         "saved_usd_per_month": sum(i.savings_usd_per_month for i in incidents if not i.ongoing),
-        "ongoing_findings": sum(1 for p in parts for f in p.findings if f.ongoing),
+        "ongoing_findings": sum(1 for f in summary.findings if f.ongoing),
         "generated_at": generated_at,
         "spark_width": SPARK_WIDTH,
         "spark_height": SPARK_HEIGHT,

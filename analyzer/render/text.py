@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from analyzer.analysis import Analysis
 from analyzer.render.html import usd
+from analyzer.render.parts import ReportSummary
 
 
-def summary_text(analysis: Analysis) -> str:
+def summary_text(analysis: Analysis | ReportSummary) -> str:
+    """The findings and totals of one analysis, or of a report's parts (``parts.summarize``)."""
     lines = [
         f"Cloud Run analysis {analysis.window_start:%Y-%m-%d %H:%M} → {analysis.window_end:%Y-%m-%d %H:%M} UTC, "
         f"{len(analysis.services)} services, source: {analysis.origin}",
