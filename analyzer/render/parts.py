@@ -252,14 +252,21 @@ def summarize(
     )
 
 
+def _csp_source(text: str) -> str:
+    """The CSP source that allows exactly this inline script or style."""
+    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode('utf-8')).digest()).decode()}'"
+
+
 @cache
-def _script() -> tuple[Markup, str]:
-    """The inline script and its CSP source (``'sha256-…'``): the page runs it and nothing else."""
-    text = (templates_dir() / SCRIPT).read_text(encoding="utf-8")
-    if "</" in text:
-        raise ValueError(f"{SCRIPT} must not contain '</' (it is inlined in a <script> element)")
-    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
-    return Markup(text), f"'sha256-{digest}'"
+def _inline() -> tuple[Markup, str, Markup, str]:
+    """The page's style and script, each with its CSP source: the page applies these and nothing else
+    (an injected ``<style>`` or ``<script>`` would be refused even if it slipped past the escaping)."""
+    style = environment().get_template("report.css").render()
+    script = (templates_dir() / SCRIPT).read_text(encoding="utf-8")
+    for name, text in (("report.css", style), (SCRIPT, script)):
+        if "</" in text:
+            raise ValueError(f"{name} must not contain '</' (it is inlined in the page)")
+    return Markup(style), _csp_source(style), Markup(script), _csp_source(script)
 
 
 def assemble_report(
@@ -281,7 +288,7 @@ def assemble_report(
         (i for p in parts for i in p.incidents),
         key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]),
     )
-    script, script_source = _script()
+    style, style_source, script, script_source = _inline()
     # The sections were rendered by our autoescaping templates in render_part: markup, not text.
     context = {
         "analysis": summary,
@@ -296,6 +303,8 @@ def assemble_report(
         "generated_at": generated_at,
         "spark_width": SPARK_WIDTH,
         "spark_height": SPARK_HEIGHT,
+        "style": style,
+        "style_source": style_source,
         "script": script,
         "script_source": script_source,
     }
