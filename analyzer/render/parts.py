@@ -98,14 +98,6 @@ class ServiceRow:
     section: str  # HTML rendered by the templates (autoescaped): the full section or a compact entry
     compact: bool
 
-    @property
-    def state(self) -> str:
-        if self.status != "analyzed":
-            return self.status
-        if self.ongoing_findings:
-            return "ongoing"
-        return "fixed" if self.findings else "healthy"
-
 
 def row_order(row: ServiceRow) -> tuple[float, int, bool, str]:
     """Sections and overview rows: the costliest ongoing trouble first, then by findings, then by name."""
