@@ -207,3 +207,19 @@ def test_the_terminal_summary_of_parts_is_that_of_the_analysis(demo_analysis: An
         for r in reversed(demo_analysis.services)
     ]
     assert summary_text(summarize(parts)) == summary_text(demo_analysis)
+
+
+def test_when_deploys_are_too_many_to_label_only_the_storys_are(
+    demo_analysis: Analysis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer.render import charts
+
+    monkeypatch.setattr(charts, "MAX_LABELS", 0)  # as if a deploy a day filled a month's chart
+    by_name = {r.key.service: r for r in demo_analysis.services}
+    router = charts.chart_specs(by_name["llm-router"])[0]
+    assert [(d.short, d.labelled) for d in router.deploys] == [("00042-xyz", True), ("00043-fix", True)]
+    catalog = charts.chart_specs(by_name["catalog"])[0]
+    assert catalog.deploys and not any(d.labelled for d in catalog.deploys)
+    html = render_part(_share(demo_analysis, [by_name["catalog"]]), generated_at=NOW).rows[0].section
+    assert 'class="deploy-label"' not in html
+    assert html.count('<line class="deploy"') == 4 * len(catalog.deploys)  # a bare line on each chart

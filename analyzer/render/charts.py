@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ MAX_POINTS = 360
 COLUMNS = 120  # columns of a chart's width (6 units each), each drawn as its lowest and highest point
 LABEL_WIDTH = 86  # px a deploy label needs before the next one must move to another row
 LABEL_ROWS = 2
+MAX_LABELS = LABEL_ROWS * (WIDTH - LEFT - RIGHT) // LABEL_WIDTH  # deploy labels a chart has room for
 
 # One palette for the SVG (CSS variables in report.css) and the PNG charts of the digest.
 PALETTE: dict[str, str] = {
@@ -59,6 +60,7 @@ class Deploy:
     when: pd.Timestamp
     revision: str
     short: str  # the revision without the service prefix, for the marker label
+    labelled: bool = True  # False: a bare line (too many deploys to label; this one had no findings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +276,10 @@ def _markers(spec: ChartSpec, scale: _Scale) -> list[Marker]:
     row_end = [-math.inf] * LABEL_ROWS
     for deploy in spec.deploys:
         x = scale.x_at(deploy.when)
+        title = f"{deploy.revision} deployed {deploy.when:%Y-%m-%d %H:%M} UTC"
+        if not deploy.labelled:
+            markers.append(Marker(x, "", title, TOP - 3, "start"))
+            continue
         anchor = "end" if x > WIDTH - RIGHT - LABEL_WIDTH else "start"
         span = (x - LABEL_WIDTH, x) if anchor == "end" else (x, x + LABEL_WIDTH)
         row = next((i for i, end in enumerate(row_end) if span[0] >= end), LABEL_ROWS - 1)
@@ -282,7 +288,7 @@ def _markers(spec: ChartSpec, scale: _Scale) -> list[Marker]:
             Marker(
                 x,
                 deploy.short,
-                f"{deploy.revision} deployed {deploy.when:%Y-%m-%d %H:%M} UTC",
+                title,
                 TOP - 18 + 11 * row,
                 anchor,
             )
@@ -366,12 +372,15 @@ def chart_specs(result: ServiceResult) -> list[ChartSpec]:
         return []
     start, end = rows["ts"].min(), rows["ts"].max()
     service = view.key.service
+    flagged = {f.revision for f in result.findings}
     deploys = [
         Deploy(s.deploy_time, s.name, _short(s.name, service))
         for s in view.spans
         if s.deploy_time_known and start <= s.deploy_time <= end
     ]
-    flagged = {f.revision for f in result.findings}
+    if len(deploys) > MAX_LABELS:  # labels would pile up: keep those of the story, lines for the rest
+        story = flagged | {f.resolved_by for f in result.findings if f.resolved_by}
+        deploys = [replace(d, labelled=d.revision in story) for d in deploys]
     bands = [Band(s.first_seen, s.last_seen, f"{s.name} (findings)") for s in view.spans if s.name in flagged]
 
     def spec(
