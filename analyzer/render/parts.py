@@ -129,7 +129,10 @@ def _section(result: ServiceResult, analysis: Analysis, layout: ReportLayout) ->
     incidents = incidents_of(result, analysis.window_end)
     compact = layout.compact_healthy and result.status == "analyzed" and not incidents
     charts = service_charts(result, analysis.step_seconds) if result.status == "analyzed" and not compact else []
-    return ServiceSection(result, layout.anchors[result.key], incidents, charts), compact
+    # A service the layout does not know (listed after it was made) gets the plain anchor;
+    # assemble_report refuses the page if that repeats another.
+    anchor = layout.anchors.get(result.key) or f"service-{result.key.service}"
+    return ServiceSection(result, anchor, incidents, charts), compact
 
 
 def _row(section: ServiceSection, analysis: Analysis, compact: bool) -> ServiceRow:
