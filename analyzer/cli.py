@@ -155,13 +155,13 @@ def _json(run: ReportRun, now: datetime) -> dict[str, Any]:
 
 
 def print_summary(run: ReportRun, *, fmt: str, now: datetime) -> None:
-    from analyzer.render.text import parts_text
+    from analyzer.render.parts import summarize
+    from analyzer.render.text import summary_text
 
     if fmt == "json":
         click.echo(json.dumps(_json(run, now), indent=2))
     else:
-        problems = list(dict.fromkeys([*(p for part in run.parts for p in part.problems), *run.problems]))
-        click.echo(parts_text(run.parts, problems))
+        click.echo(summary_text(summarize(run.parts, problems=run.problems)))
 
 
 def source_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -104,6 +104,13 @@ class Page:
         self.call("Page.navigate", url=url)
         self.wait_for_event("Page.loadEventFired")
 
+    def reload(self) -> None:
+        """Load the page again, in its renderer process (``navigate`` may start another)."""
+        with self._cond:
+            self.events.clear()
+        self.call("Page.reload", ignoreCache=True)
+        self.wait_for_event("Page.loadEventFired")
+
     def evaluate(self, expression: str) -> Any:
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
         if "exceptionDetails" in result:

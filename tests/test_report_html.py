@@ -96,7 +96,8 @@ def hostile_html(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def assert_only_the_sort_script_runs(tree: Tree) -> None:
-    """One script, byte for byte the overview's sorter, and a CSP that allows that script only."""
+    """One script, byte for byte the overview's sorter, and a CSP that allows that script and the
+    page's own style only."""
     (script,) = tree.all("script")
     assert script.attrs == {}
     text = "".join(tree.script_text)
@@ -106,7 +107,10 @@ def assert_only_the_sort_script_runs(tree: Tree) -> None:
     policy = dict(p.strip().split(" ", 1) for p in csp.attrs["content"].split(";"))
     assert policy["default-src"] == "'none'"
     assert policy["script-src"] == f"'sha256-{digest}'"
-    assert "unsafe-inline" not in policy["script-src"]
+    (style,) = tree.all("style")
+    style_digest = base64.b64encode(hashlib.sha256(style.text.encode()).digest()).decode()
+    assert policy["style-src"] == f"'sha256-{style_digest}'"
+    assert "unsafe" not in csp.attrs["content"]
 
 
 def test_hostile_service_name_label_and_annotation_are_inert(hostile_html: str) -> None:

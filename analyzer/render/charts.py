@@ -3,15 +3,17 @@
 ``chart_specs`` picks what each chart of a service shows (series, the memory limit, deploys, the
 periods a revision with findings served); it is shared by the HTML report and the email digest.
 ``svg_chart`` scales a spec into SVG coordinates, ticks and labelled deploy markers: only numbers and
-labels, the SVG markup lives in ``templates/partials/chart.svg.j2``. The digest draws the same specs
-as PNG (``analyzer.render.digest``).
+labels, the SVG markup lives in ``templates/partials/chart.svg.j2``. Where a series has more points
+than the chart has columns, each column keeps its lowest and highest point (``extremes``), so spikes
+and troughs survive a month of data. ``sparkline`` draws the overview's small memory chart. The
+digest draws the same specs as PNG (``analyzer.render.digest``).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -23,9 +25,10 @@ from analyzer.model import FindingKind
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 30, 30
 MAX_POINTS = 360
-COLUMNS = MAX_POINTS // 2  # columns of a chart's width, each drawn as its lowest and highest point
+COLUMNS = 120  # columns of a chart's width (6 units each), each drawn as its lowest and highest point
 LABEL_WIDTH = 86  # px a deploy label needs before the next one must move to another row
 LABEL_ROWS = 2
+MAX_LABELS = LABEL_ROWS * (WIDTH - LEFT - RIGHT) // LABEL_WIDTH  # deploy labels a chart has room for
 
 # One palette for the SVG (CSS variables in report.css) and the PNG charts of the digest.
 PALETTE: dict[str, str] = {
@@ -57,6 +60,7 @@ class Deploy:
     when: pd.Timestamp
     revision: str
     short: str  # the revision without the service prefix, for the marker label
+    labelled: bool = True  # False: a bare line (too many deploys to label; this one had no findings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +193,19 @@ def extremes(ns: np.ndarray, values: np.ndarray, *, start: float, end: float, co
     return np.unique(np.concatenate([by_column[first], by_column[last]]))
 
 
-def thin(series: pd.Series, start: pd.Timestamp, end: pd.Timestamp, columns: int) -> pd.Series:
-    """``series`` (NaN dropped) with at most two points per column: its lows and highs (``extremes``)."""
-    series = series.dropna()
-    ns = epoch_ns(pd.DatetimeIndex(series.index))
-    keep = extremes(ns, series.to_numpy(dtype=np.float64), start=float(start.value), end=float(end.value),
-                    columns=columns)
-    return series.iloc[keep]
+def points(xs: np.ndarray, ys: np.ndarray) -> str:
+    """An SVG ``points`` list at whole units (a unit is at most a pixel or two of a chart as shown),
+    without what draws nothing: a point equal to the one before it, or inside a horizontal run."""
+    x = np.rint(xs).astype(np.int64)
+    y = np.rint(ys).astype(np.int64)
+    keep = np.ones(len(x), dtype=bool)
+    if len(x) > 1:
+        keep[1:] = (x[1:] != x[:-1]) | (y[1:] != y[:-1])
+        x, y = x[keep], y[keep]
+        flat = np.zeros(len(x), dtype=bool)
+        flat[1:-1] = (y[1:-1] == y[:-2]) & (y[1:-1] == y[2:])
+        x, y = x[~flat], y[~flat]
+    return " ".join(f"{a},{b}" for a, b in zip(x.tolist(), y.tolist(), strict=True))
 
 
 def spacing(series: pd.Series) -> pd.Timedelta:
@@ -224,7 +234,7 @@ def _segments(
     for a, b in zip([0, *breaks], [*breaks, len(ns)], strict=True):
         keep = a + extremes(ns[a:b], values[a:b], start=scale.t0, end=scale.t0 + scale.span, columns=COLUMNS)
         xs, ys = scale.x(ns[keep]), scale.y(values[keep])
-        parts.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True)))
+        parts.append(points(xs, ys))
     return tuple(parts)
 
 
@@ -266,6 +276,10 @@ def _markers(spec: ChartSpec, scale: _Scale) -> list[Marker]:
     row_end = [-math.inf] * LABEL_ROWS
     for deploy in spec.deploys:
         x = scale.x_at(deploy.when)
+        title = f"{deploy.revision} deployed {deploy.when:%Y-%m-%d %H:%M} UTC"
+        if not deploy.labelled:
+            markers.append(Marker(x, "", title, TOP - 3, "start"))
+            continue
         anchor = "end" if x > WIDTH - RIGHT - LABEL_WIDTH else "start"
         span = (x - LABEL_WIDTH, x) if anchor == "end" else (x, x + LABEL_WIDTH)
         row = next((i for i, end in enumerate(row_end) if span[0] >= end), LABEL_ROWS - 1)
@@ -274,7 +288,7 @@ def _markers(spec: ChartSpec, scale: _Scale) -> list[Marker]:
             Marker(
                 x,
                 deploy.short,
-                f"{deploy.revision} deployed {deploy.when:%Y-%m-%d %H:%M} UTC",
+                title,
                 TOP - 18 + 11 * row,
                 anchor,
             )
@@ -358,12 +372,15 @@ def chart_specs(result: ServiceResult) -> list[ChartSpec]:
         return []
     start, end = rows["ts"].min(), rows["ts"].max()
     service = view.key.service
+    flagged = {f.revision for f in result.findings}
     deploys = [
         Deploy(s.deploy_time, s.name, _short(s.name, service))
         for s in view.spans
         if s.deploy_time_known and start <= s.deploy_time <= end
     ]
-    flagged = {f.revision for f in result.findings}
+    if len(deploys) > MAX_LABELS:  # labels would pile up: keep those of the story, lines for the rest
+        story = flagged | {f.resolved_by for f in result.findings if f.resolved_by}
+        deploys = [replace(d, labelled=d.revision in story) for d in deploys]
     bands = [Band(s.first_seen, s.last_seen, f"{s.name} (findings)") for s in view.spans if s.name in flagged]
 
     def spec(
@@ -482,7 +499,7 @@ def service_charts(result: ServiceResult, step_seconds: int) -> list[Chart]:
     return [svg_chart(s, step_seconds=step_seconds) for s in chart_specs(result)]
 
 
-SPARK_WIDTH, SPARK_HEIGHT = 120, 24
+SPARK_WIDTH, SPARK_HEIGHT = 240, 48  # viewBox units: drawn at half size, so a unit is half a pixel
 SPARK_COLUMNS = 40
 
 
@@ -512,6 +529,6 @@ def sparkline(result: ServiceResult, start: pd.Timestamp, end: pd.Timestamp, ste
     for a, b in zip([0, *breaks], [*breaks, len(ns)], strict=True):
         keep = a + extremes(ns[a:b], values[a:b], start=t0, end=t0 + span, columns=SPARK_COLUMNS)
         xs = (ns[keep] - t0) / span * SPARK_WIDTH
-        ys = SPARK_HEIGHT - np.clip(values[keep], 0.0, 100.0) / 100.0 * (SPARK_HEIGHT - 2) - 1
-        segments.append(" ".join(f"{x:.0f},{y:.1f}" for x, y in zip(xs, ys, strict=True)))
+        ys = SPARK_HEIGHT - np.clip(values[keep], 0.0, 100.0) / 100.0 * (SPARK_HEIGHT - 4) - 2
+        segments.append(points(xs, ys))
     return Sparkline(tuple(segments), float(values.max()))

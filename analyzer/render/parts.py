@@ -4,7 +4,8 @@ A batch of services is analyzed, then ``render_part`` turns its Analysis into a 
 picklable data holding everything the final page needs about those services (a row of the overview
 with a memory sparkline, the service's section already rendered by the templates, its incidents, its
 findings and problems, and the batch's JSON report). The Analysis and its frames can then be dropped.
-``assemble_report`` and ``assemble_json`` join the parts into one page and one JSON report.
+``assemble_report`` and ``assemble_json`` join the parts into one page and one JSON report, and
+``summarize`` into the totals the terminal summary prints.
 
 Every part of one report must agree on the services' anchors and on how healthy services are shown:
 ``report_layout`` decides both from the whole fleet's service keys, and each ``render_part`` call of a
@@ -97,14 +98,6 @@ class ServiceRow:
     section: str  # HTML rendered by the templates (autoescaped): the full section or a compact entry
     compact: bool
 
-    @property
-    def state(self) -> str:
-        if self.status != "analyzed":
-            return self.status
-        if self.ongoing_findings:
-            return "ongoing"
-        return "fixed" if self.findings else "healthy"
-
 
 def row_order(row: ServiceRow) -> tuple[float, int, bool, str]:
     """Sections and overview rows: the costliest ongoing trouble first, then by findings, then by name."""
@@ -127,13 +120,19 @@ class ReportPart:
     problems: list[Problem]
     at_risk_usd_per_month: float
     report: dict[str, Any] = field(repr=False)  # the batch's ``report_json``
+    # The digest's PNG of each analyzed service with findings (``digest_charts=True``), for
+    # ``fleet_digest(assemble_json(parts), images=...)`` as the job does with its shards.
+    charts: dict[ServiceKey, bytes] = field(default_factory=dict, repr=False)
 
 
 def _section(result: ServiceResult, analysis: Analysis, layout: ReportLayout) -> tuple[ServiceSection, bool]:
     incidents = incidents_of(result, analysis.window_end)
     compact = layout.compact_healthy and result.status == "analyzed" and not incidents
     charts = service_charts(result, analysis.step_seconds) if result.status == "analyzed" and not compact else []
-    return ServiceSection(result, layout.anchors[result.key], incidents, charts), compact
+    # A service the layout does not know (listed after it was made) gets the plain anchor;
+    # assemble_report refuses the page if that repeats another.
+    anchor = layout.anchors.get(result.key) or f"service-{result.key.service}"
+    return ServiceSection(result, anchor, incidents, charts), compact
 
 
 def _row(section: ServiceSection, analysis: Analysis, compact: bool) -> ServiceRow:
@@ -159,9 +158,15 @@ def _row(section: ServiceSection, analysis: Analysis, compact: bool) -> ServiceR
     )
 
 
-def render_part(analysis: Analysis, *, generated_at: datetime, layout: ReportLayout | None = None) -> ReportPart:
+def render_part(
+    analysis: Analysis,
+    *,
+    generated_at: datetime,
+    layout: ReportLayout | None = None,
+    digest_charts: bool = False,
+) -> ReportPart:
     """One batch's share of the report. ``layout``: the whole fleet's (``report_layout``); by default
-    this analysis's own services."""
+    this analysis's own services. ``digest_charts``: also draw the digest's PNGs (when one is sent)."""
     layout = layout or report_layout(r.key for r in analysis.services)
     rows: list[ServiceRow] = []
     incidents: list[Incident] = []
@@ -182,35 +187,50 @@ def render_part(analysis: Analysis, *, generated_at: datetime, layout: ReportLay
         list(analysis.problems),
         analysis.at_risk_usd_per_month,
         report_json(analysis, generated_at=generated_at),
+        _digest_charts(analysis) if digest_charts else {},
     )
+
+
+def _digest_charts(analysis: Analysis) -> dict[ServiceKey, bytes]:
+    from analyzer.render.digest import service_png  # matplotlib: only when a digest is sent
+
+    return {r.key: service_png(r) for r in analysis.services if r.status == "analyzed" and r.findings}
 
 
 @dataclass(slots=True)
 class ReportSummary:
-    """The page's header and cards: the parts' facts and totals."""
+    """The whole report's facts and totals, from its parts: what the page's header and cards, and the
+    terminal summary (``text.summary_text``), read where they would read an Analysis."""
 
     window_start: datetime
     window_end: datetime
-    services: list[ServiceRow]
+    services: list[ServiceRow]  # in report order
     origin: str
     prices_as_of: str
     committed_use_discount: float
+    findings: list[Finding]  # in an Analysis's order: the costliest first
     problems: list[Problem]
     total_cost_usd: float
     monthly_projection_usd: float
     at_risk_usd_per_month: float
 
 
-def _summary(
+def summarize(
     parts: Sequence[ReportPart],
-    rows: list[ServiceRow],
-    window: tuple[datetime, datetime] | None,
-    problems: list[Problem],
+    *,
+    window: tuple[datetime, datetime] | None = None,
+    problems: Iterable[Problem] = (),
 ) -> ReportSummary:
+    """The summary of all parts. ``window`` defaults to the parts' own; ``problems`` met outside any
+    batch (listing the fleet, say) join the parts' own, each problem once."""
     if window is None:
         if not parts:
-            raise ValueError("assemble_report needs a part or the window")
+            raise ValueError("a report of no part needs its window")
         window = (min(p.window_start for p in parts), max(p.window_end for p in parts))
+    rows = sorted((r for p in parts for r in p.rows), key=row_order)
+    findings = sorted(
+        (f for p in parts for f in p.findings), key=lambda f: (-f.excess_cost_usd_per_month, f.service, f.onset)
+    )
     origins = dict.fromkeys(p.origin for p in parts if p.origin)
     return ReportSummary(
         window[0],
@@ -219,26 +239,29 @@ def _summary(
         "; ".join(origins),
         parts[0].prices_as_of if parts else "unknown",
         parts[0].committed_use_discount if parts else 0.0,
-        problems,
+        findings,
+        list(dict.fromkeys([*(p for part in parts for p in part.problems), *problems])),
         sum(r.cost_usd for r in rows if r.cost_usd is not None),
         sum(r.monthly_projection_usd for r in rows if r.monthly_projection_usd is not None),
         sum(p.at_risk_usd_per_month for p in parts),
     )
 
 
-def _problems(parts: Sequence[ReportPart], extra: Iterable[Problem]) -> list[Problem]:
-    """Every part's problems, each once (a problem of the whole run may be met by several batches)."""
-    return list(dict.fromkeys([*(p for part in parts for p in part.problems), *extra]))
+def _csp_source(text: str) -> str:
+    """The CSP source that allows exactly this inline script or style."""
+    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode('utf-8')).digest()).decode()}'"
 
 
 @cache
-def _script() -> tuple[Markup, str]:
-    """The inline script and its CSP source (``'sha256-…'``): the page runs it and nothing else."""
-    text = (templates_dir() / SCRIPT).read_text(encoding="utf-8")
-    if "</" in text:
-        raise ValueError(f"{SCRIPT} must not contain '</' (it is inlined in a <script> element)")
-    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
-    return Markup(text), f"'sha256-{digest}'"
+def _inline() -> tuple[Markup, str, Markup, str]:
+    """The page's style and script, each with its CSP source: the page applies these and nothing else
+    (an injected ``<style>`` or ``<script>`` would be refused even if it slipped past the escaping)."""
+    style = environment().get_template("report.css").render()
+    script = (templates_dir() / SCRIPT).read_text(encoding="utf-8")
+    for name, text in (("report.css", style), (SCRIPT, script)):
+        if "</" in text:
+            raise ValueError(f"{name} must not contain '</' (it is inlined in the page)")
+    return Markup(style), _csp_source(style), Markup(script), _csp_source(script)
 
 
 def assemble_report(
@@ -251,17 +274,16 @@ def assemble_report(
     """The HTML page of all parts: headline, totals, revisions with findings, a sortable overview of
     every service, then the sections. ``window`` defaults to the parts' own; ``problems`` met outside
     any batch (listing the fleet, say) are shown with the parts' own."""
-    rows = sorted((r for p in parts for r in p.rows), key=row_order)
+    summary = summarize(parts, window=window, problems=problems)
+    rows = summary.services
     anchors = [r.anchor for r in rows]
     if len(set(anchors)) != len(anchors):
         raise ValueError("two services share an anchor: render every part with the fleet's report_layout")
-    found = _problems(parts, problems)
-    summary = _summary(parts, rows, window, found)
     incidents = sorted(
         (i for p in parts for i in p.incidents),
         key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]),
     )
-    script, script_source = _script()
+    style, style_source, script, script_source = _inline()
     # The sections were rendered by our autoescaping templates in render_part: markup, not text.
     context = {
         "analysis": summary,
@@ -272,10 +294,12 @@ def assemble_report(
         "anchor_of": {r.key: r.anchor for r in rows},
         "headline": headline(incidents, at_risk=summary.at_risk_usd_per_month),
         "saved_usd_per_month": sum(i.savings_usd_per_month for i in incidents if not i.ongoing),
-        "ongoing_findings": sum(1 for p in parts for f in p.findings if f.ongoing),
+        "ongoing_findings": sum(1 for f in summary.findings if f.ongoing),
         "generated_at": generated_at,
         "spark_width": SPARK_WIDTH,
         "spark_height": SPARK_HEIGHT,
+        "style": style,
+        "style_source": style_source,
         "script": script,
         "script_source": script_source,
     }
