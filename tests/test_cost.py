@@ -508,3 +508,19 @@ def test_memory_is_right_sized_from_the_observed_p99_plus_headroom() -> None:
     (grow,) = _what_ifs(view_of((small, near_limit)))["memory_limit"]
     assert grow.proposed == "640 MiB"
     assert grow.savings_usd_per_month < 0
+
+
+def test_a_views_cached_step_costs_never_outlive_the_config_they_were_priced_with() -> None:
+    """The per-view cache was keyed on id(config): a freed config's id is reused by the next one, and
+    its stale cost came back (issue 16: 6.64 instead of 21.43 about 2 runs in 7). Configs priced one
+    after another on one view must each get their own cost."""
+    rev = info()
+
+    def fresh_view() -> ServiceView:
+        return view_of((rev, rows(rev, 12, cpu_alloc_s=100.0, mem_alloc_gibs=50.0, requests=1000.0)))
+
+    view = fresh_view()
+    discounts = [float(d) for d in np.linspace(0.0, 0.5, 25)]  # each config is freed once priced
+    priced = [service(view, config(committed_use_discount=d)).monthly_projection_usd for d in discounts]
+    expected = [service(fresh_view(), config(committed_use_discount=d)).monthly_projection_usd for d in discounts]
+    assert priced == pytest.approx(expected)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -174,14 +175,18 @@ def revision_steps(view: ServiceView, span: RevisionSpan, table: PriceTable,
                    config: AnalysisConfig) -> pd.DataFrame:
     """``step_quantities`` of one revision, indexed by step start (computed once per view, table and
     config; the result is shared, so callers must not modify it)."""
-    key = ("steps", span.name, id(table), id(config))
-    if key not in view.derived:
-        rows = view.revision_rows(span.name)
-        prices = unit_prices(table, span.info, config.pricing)
-        steps = step_quantities(rows, span.info, prices, config.pricing, view.step_seconds)
-        steps.index = pd.DatetimeIndex(rows["ts"].to_numpy())
-        view.derived[key] = steps
-    return view.derived[key]
+    # Cached with the table and config themselves, compared by identity: keyed on id() alone, a freed
+    # config's id was reused by the next one and its stale dollars came back.
+    key = ("steps", span.name)
+    cached = view.derived.get(key)
+    if cached is not None and cached[0] is table and cached[1] is config:
+        return cast(pd.DataFrame, cached[2])
+    rows = view.revision_rows(span.name)
+    prices = unit_prices(table, span.info, config.pricing)
+    steps = step_quantities(rows, span.info, prices, config.pricing, view.step_seconds)
+    steps.index = pd.DatetimeIndex(rows["ts"].to_numpy())
+    view.derived[key] = (table, config, steps)
+    return steps
 
 
 def service_steps(view: ServiceView, table: PriceTable, config: AnalysisConfig) -> pd.DataFrame:
