@@ -20,9 +20,11 @@ from google.api_core import exceptions
 from google.cloud import monitoring_v3, run_v2
 from google.protobuf import json_format
 
+from analyzer.errors import NoDataError
 from analyzer.frames import build
 from analyzer.model import RawData, RawSeries, metric_kind_name, value_type_name
 from analyzer.pipeline import analyze
+from analyzer.render.links import revision_url, service_url
 from analyzer.sources import restjson
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import GoogleClients, build_clients
@@ -357,3 +359,35 @@ def test_the_admin_apis_refusal_of_locations_dash_is_the_error_body_curl_saves(g
     (problem,) = raw.problems
     assert problem.message.startswith("snap/revisions/all.json: holds an API error, not a revisions response: "
                                       "INVALID_ARGUMENT location must be a region")
+
+
+# --- 6. what is left out is said --------------------------------------------------------------------------
+
+
+def test_placeless_empty_and_unknown_series_are_each_said() -> None:
+    raw = read_snapshot(SHAPES / "placeless")
+    said = {Path(p.subject).stem: p for p in raw.problems}
+    assert "resource.labels.location (1 series) and resource.labels.revision_name (1 series)" in (
+        said["request_count"].message)
+    assert "groupByFields" in said["request_count"].hint
+    assert said["memory_utilizations"].message == (
+        "series without points skipped: run.googleapis.com/container/memory/utilizations (1)")
+    assert said["network"].message == ("unknown metric run.googleapis.com/container/network/received_bytes_count "
+                                       "(1 series) ignored")
+    assert "run.googleapis.com/request_count" in said["network"].hint
+    assert build(raw).metrics["requests"].sum() == 12  # read all the same
+
+
+def test_console_links_of_a_placeless_series_are_never_broken() -> None:
+    assert service_url("p", "", "ledger") == "https://console.cloud.google.com/run?project=p"
+    assert revision_url("p", "us-east4", "ledger", "") == service_url("p", "us-east4", "ledger")
+    assert "//" not in revision_url("p", "", "ledger", "").removeprefix("https://")
+
+
+def test_no_usable_data_counts_the_problems_it_does_not_list(tmp_path: Path) -> None:
+    (tmp_path / "revisions").mkdir()
+    for index in range(8):
+        (tmp_path / "revisions" / f"r{index}.json").write_text('{"error": {"code": 403, "status": "DENIED"}}')
+    with pytest.raises(NoDataError) as refused:
+        analyze(read_snapshot(tmp_path))
+    assert refused.value.message.endswith("; and 3 more)")
