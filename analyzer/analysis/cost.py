@@ -143,7 +143,7 @@ def busy_instances(rows: pd.DataFrame, step_seconds: int, *, request_based: bool
     if not request_based or not bool((billable > 0).any()):
         return active
     busy = billable / float(step_seconds)
-    return busy.where(active <= 0, np.minimum(busy, active))
+    return busy.where(active <= 0, busy.clip(upper=active))
 
 
 def idle_min_instance_seconds(rows: pd.DataFrame, min_instances: int, step_seconds: int, *,
@@ -162,7 +162,7 @@ def idle_min_instance_seconds(rows: pd.DataFrame, min_instances: int, step_secon
         return gap * float(step_seconds)
     active = rows["inst_active"].astype(np.float64).fillna(0.0)
     not_busy = (active + rows["inst_idle"].astype(np.float64) - busy).clip(lower=0.0).fillna(gap)
-    return np.minimum(gap, not_busy) * float(step_seconds)
+    return gap.clip(upper=not_busy) * float(step_seconds)
 
 
 def step_quantities(rows: pd.DataFrame, info: RevisionInfo, prices: UnitPrices, config: PricingConfig,
