@@ -581,7 +581,8 @@ def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
                f" · HTML {sent.html_bytes / 1024:.1f} KB · {len(sent.images)} charts "
                f"({sum(len(i.data) for i in sent.images) / 1024:.1f} KB)")
     if outcome.eml is not None:
-        click.echo(f"wrote {outcome.eml} (not sent; nothing written to the store)", err=True)
+        click.echo(f"wrote {outcome.eml} and the full report it links to, {outcome.report} (not sent; "
+                   "nothing written to the store)", err=True)
         return
     click.echo(f"full report: {outcome.report_location}", err=True)
     if outcome.already_sent:

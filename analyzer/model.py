@@ -252,8 +252,8 @@ class RawData:
     series: list[RawSeries] = field(default_factory=list)
     revisions: list[RevisionInfo] = field(default_factory=list)
     services: list[ServiceKey] = field(default_factory=list)  # known services, even without data
-    service_infos: list[ServiceInfo] = field(default_factory=list)  # services as the Admin API describes them
     problems: list[Problem] = field(default_factory=list)
     window_start: datetime | None = None
     window_end: datetime | None = None
     origin: str = ""  # "demo", "snapshot DIR", "live projects a, b"
+    service_infos: list[ServiceInfo] = field(default_factory=list)  # services as the Admin API describes them

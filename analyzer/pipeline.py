@@ -13,6 +13,8 @@ from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.restjson import parse_time
 from analyzer.sources.snapshot import ingest
 
+PROBLEMS_SHOWN = 5  # in the "no usable data" message; the rest are counted
+
 
 def load_demo() -> RawData:
     """The bundled incident scenario, read by the snapshot reader's own ``ingest`` from the REST JSON
@@ -34,7 +36,10 @@ def analyze(raw: RawData, config: AnalysisConfig | None = None, *, allow_empty: 
     ``allow_empty`` (one batch of a larger run: its services are still listed, as without data)."""
     config = config or AnalysisConfig()
     if not raw.series and not allow_empty:
-        detail = "; ".join(f"{p.subject}: {p.message}" for p in raw.problems[:5])
+        shown = raw.problems[:PROBLEMS_SHOWN]
+        detail = "; ".join(f"{p.subject}: {p.message}" for p in shown)
+        if len(raw.problems) > len(shown):
+            detail += f"; and {len(raw.problems) - len(shown)} more"
         raise NoDataError(
             f"no usable Cloud Run metrics in {raw.origin or 'the input'}" + (f" ({detail})" if detail else ""),
             hint="check the window (--days/--start/--end), the project and service names, and that the "

@@ -106,10 +106,11 @@ def test_idle_min_instances_are_estimated_at_the_idle_rates_and_kept_apart_by_de
                  inst_idle=2.5)
     view = view_of((rev, frame))
     metered = 12 * (30 * 0.000024 + 15 * 0.0000025)
-    # The floor of 2 holds 1.5 idle instances (the third idle one waits to be scaled in, unbilled).
-    idle = 12 * 1.5 * STEP * (1.0 * 0.0000025 + 0.5 * 0.0000025)
+    # Busy 30 s of each 300 s step (billable time) = 0.1 instance: the floor of 2 holds 1.9 instances
+    # with no request in flight (the third idle one waits to be scaled in, unbilled).
+    idle = 12 * 1.9 * STEP * (1.0 * 0.0000025 + 0.5 * 0.0000025)
     apart = service(view)
-    assert apart.revisions[0].idle_min_instance_seconds == pytest.approx(12 * 1.5 * STEP)
+    assert apart.revisions[0].idle_min_instance_seconds == pytest.approx(12 * 1.9 * STEP)
     assert apart.idle_min_instance_usd == pytest.approx(idle)
     assert apart.cost_usd == pytest.approx(metered)
     billed = service(view, config(bill_idle_min_instances=True))
@@ -119,8 +120,9 @@ def test_idle_min_instances_are_estimated_at_the_idle_rates_and_kept_apart_by_de
 
 def test_idle_min_instances_without_counts_assume_the_floor_and_never_apply_to_instance_billing() -> None:
     rev = info(min_instances=3)
+    # Without counts the floor is held throughout, idle but for the 10 s of each step it was busy.
     assert service(view_of((rev, rows(rev, 4, billable_s=10.0)))).revisions[0].idle_min_instance_seconds == \
-        pytest.approx(4 * 3 * STEP)
+        pytest.approx(4 * (3 * STEP - 10.0))
     always = info(min_instances=3, request_based=False)
     frame = rows(always, 4, billable_s=900.0, inst_active=0.0, inst_idle=3.0)
     assert service(view_of((always, frame))).idle_min_instance_usd == 0.0
@@ -508,3 +510,38 @@ def test_memory_is_right_sized_from_the_observed_p99_plus_headroom() -> None:
     (grow,) = _what_ifs(view_of((small, near_limit)))["memory_limit"]
     assert grow.proposed == "640 MiB"
     assert grow.savings_usd_per_month < 0
+
+
+def test_a_views_cached_step_costs_never_outlive_the_config_they_were_priced_with() -> None:
+    """The per-view cache was keyed on id(config): a freed config's id is reused by the next one, and
+    its stale cost came back (issue 16: 6.64 instead of 21.43 about 2 runs in 7). Configs priced one
+    after another on one view must each get their own cost."""
+    rev = info()
+
+    def fresh_view() -> ServiceView:
+        return view_of((rev, rows(rev, 12, cpu_alloc_s=100.0, mem_alloc_gibs=50.0, requests=1000.0)))
+
+    view = fresh_view()
+    discounts = [float(d) for d in np.linspace(0.0, 0.5, 25)]  # each config is freed once priced
+    priced = [service(view, config(committed_use_discount=d)).monthly_projection_usd for d in discounts]
+    expected = [service(fresh_view(), config(committed_use_discount=d)).monthly_projection_usd for d in discounts]
+    assert priced == pytest.approx(expected)
+
+
+def test_min_instances_what_ifs_agree_with_each_other_when_one_instance_is_always_counted_active() -> None:
+    """Issue 16: one instance counted active every step but busy half the time. Request-based billing
+    bills the floor's instances at idle rates whenever they have no request in flight, so 2 → 0 saves
+    more than 2 → 1, and 0 → 1 adds the idle half of the first instance (not $0.00)."""
+    idle_rate = (0.0000025 + 0.5 * 0.0000025) * SECONDS_PER_MONTH / STEP  # one idle instance-step, a month
+    two = info(min_instances=2)
+    frame = rows(two, 24, cpu_alloc_s=150.0, mem_alloc_gibs=75.0, billable_s=150.0, inst_active=1.0,
+                 inst_idle=1.0)
+    by_floor = {w.proposed: w for w in _what_ifs(view_of((two, frame)))["min_instances"]}
+    # busy 150 s / 300 s = 0.5 instances: the floor of 2 holds 1.5 idle instances, a floor of 1 holds 0.5
+    assert by_floor["0"].savings_usd_per_month == pytest.approx(1.5 * STEP * idle_rate)
+    assert by_floor["1"].savings_usd_per_month == pytest.approx(1.0 * STEP * idle_rate)
+    none = info(min_instances=0)
+    frame = rows(none, 24, cpu_alloc_s=150.0, mem_alloc_gibs=75.0, billable_s=150.0, inst_active=1.0,
+                 inst_idle=0.0)
+    (one,) = _what_ifs(view_of((none, frame)))["min_instances"]
+    assert one.savings_usd_per_month == pytest.approx(-0.5 * STEP * idle_rate)

@@ -681,3 +681,21 @@ def test_the_fleet_digest_and_the_report_say_the_same_headline(demo_analysis: An
     text = fleet_headline(ongoing, at_risk=at_risk)
     assert text.startswith("llm-router: memory leak (rising baseline) and instance creep since llm-router-00042-xyz, $")
     assert text.endswith("/month, instances already OOM-killed")
+
+
+def test_a_dry_run_links_the_report_it_wrote_not_one_it_did_not(demo_analysis: Analysis, tmp_path: Path) -> None:
+    """Issue 16: with report_url_base set, the dry run's email linked reports.example.com/.../report.html,
+    which only a real run writes. Now it writes the report beside the .eml and links that file."""
+    store = LocalStore(tmp_path / "store")
+    outcome = run_digest(demo_analysis, store=store, smtp=SmtpConfig(), config=DIGEST,
+                         generated_at=datetime(2026, 11, 23, tzinfo=UTC), dry_run=tmp_path / "out" / "d.eml")
+    report = tmp_path / "out" / "d.report.html"
+    assert outcome.report == report and report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    text = (tmp_path / "out" / "d.eml").read_bytes().decode("ascii", "replace")
+    message = message_from_bytes((tmp_path / "out" / "d.eml").read_bytes(), policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    bodies = [part.get_content() for part in message.walk() if part.get_content_type() in ("text/plain", "text/html")]
+    assert bodies and all("reports.example.com" not in body for body in bodies)
+    assert all(str(report) in body for body in bodies)
+    assert "reports.example.com" not in text
+    assert not (tmp_path / "store").exists()

@@ -242,3 +242,12 @@ def test_mobile_and_print_styles_are_present(demo_html: str) -> None:
 
 def test_report_size_stays_reasonable(demo_html: str, tmp_path: Path) -> None:
     assert len(demo_html.encode()) < 400_000
+
+
+def test_model_estimates_carry_an_approximately_sign_and_no_cents(demo_html: str) -> None:
+    """A finding's excess and a fix's savings are model estimates (issue 16): shown as ≈ and two
+    significant figures, never to the cent like the metered cost."""
+    amounts = re.findall(r'<span class="finding-usd">([^<]*)/month</span>', demo_html)
+    assert amounts and all(a.startswith("≈$") for a in amounts)
+    assert not [a for a in amounts if re.fullmatch(r"≈\$[\d,]{2,}\.\d\d", a)]  # no cents from $10 up
+    assert "the fix saves <strong>≈$" in demo_html

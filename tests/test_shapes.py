@@ -20,14 +20,17 @@ from google.api_core import exceptions
 from google.cloud import monitoring_v3, run_v2
 from google.protobuf import json_format
 
+from analyzer.errors import NoDataError
 from analyzer.frames import build
 from analyzer.model import RawData, RawSeries, metric_kind_name, value_type_name
 from analyzer.pipeline import analyze
+from analyzer.render.links import revision_url, service_url
 from analyzer.sources import restjson
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import GoogleClients, build_clients
 from analyzer.sources.inventory import join
-from analyzer.sources.live import LiveQuery, RestJson, fetch_live, time_series_requests
+from analyzer.sources.live import DEFAULT_PLAN, LiveQuery, RestJson, fetch_live, time_series_requests
+from analyzer.sources.quota import ReadBudget
 from analyzer.sources.snapshot import ingest, read_snapshot
 from tests.fakes.fleet import FleetSpec, add_fleet
 from tests.fakes.monitoring import FakeMetricService
@@ -181,6 +184,7 @@ class Google:
     monitoring: FakeMetricService
     run: FakeRun
     clients: GoogleClients
+    address: str
 
     def fetch(self, *projects: str, **kwargs: Any) -> RawData:
         start = datetime.fromtimestamp(FLEET.start, UTC)
@@ -194,7 +198,7 @@ def google() -> Iterator[Google]:
     monitoring, run = FakeMetricService(behaviour), FakeRun(behaviour)
     server = start([monitoring, run])
     clients = build_clients({"MONITORING_EMULATOR_HOST": server.address, "RUN_EMULATOR_HOST": server.address})
-    yield Google(monitoring, run, clients)
+    yield Google(monitoring, run, clients, server.address)
     clients.close()
     server.stop()
 
@@ -357,3 +361,77 @@ def test_the_admin_apis_refusal_of_locations_dash_is_the_error_body_curl_saves(g
     (problem,) = raw.problems
     assert problem.message.startswith("snap/revisions/all.json: holds an API error, not a revisions response: "
                                       "INVALID_ARGUMENT location must be a region")
+
+
+# --- 6. what is left out is said --------------------------------------------------------------------------
+
+
+def test_placeless_empty_and_unknown_series_are_each_said() -> None:
+    raw = read_snapshot(SHAPES / "placeless")
+    said = {Path(p.subject).stem: p for p in raw.problems}
+    assert "resource.labels.location (1 series) and resource.labels.revision_name (1 series)" in (
+        said["request_count"].message)
+    assert "groupByFields" in said["request_count"].hint
+    assert said["memory_utilizations"].message == (
+        "series without points skipped: run.googleapis.com/container/memory/utilizations (1)")
+    assert said["network"].message == ("unknown metric run.googleapis.com/container/network/received_bytes_count "
+                                       "(1 series) ignored")
+    assert "run.googleapis.com/request_count" in said["network"].hint
+    assert build(raw).metrics["requests"].sum() == 12  # read all the same
+
+
+def test_console_links_of_a_placeless_series_are_never_broken() -> None:
+    assert service_url("p", "", "ledger") == "https://console.cloud.google.com/run?project=p"
+    assert revision_url("p", "us-east4", "ledger", "") == service_url("p", "us-east4", "ledger")
+    assert "//" not in revision_url("p", "", "ledger", "").removeprefix("https://")
+
+
+def test_no_usable_data_counts_the_problems_it_does_not_list(tmp_path: Path) -> None:
+    (tmp_path / "revisions").mkdir()
+    for index in range(8):
+        (tmp_path / "revisions" / f"r{index}.json").write_text('{"error": {"code": 403, "status": "DENIED"}}')
+    with pytest.raises(NoDataError) as refused:
+        analyze(read_snapshot(tmp_path))
+    assert refused.value.message.endswith("; and 3 more)")
+
+
+# --- 9. quota is the consumer's ------------------------------------------------------------------------------
+
+
+def test_projects_read_under_one_consumer_share_one_read_budget() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    budget = ReadBudget(clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):  # three calls for project a and three for project b, all charged to "payer"
+        budget.acquire("monitoring for payer", 4)
+        now[0] += 1.0
+    for _ in range(3):
+        budget.acquire("monitoring for payer", 4)
+        now[0] += 1.0
+    assert slept == [56.0]  # the 5th call (at 4 s) waits until the 1st (at 0 s) leaves the minute
+    budget.acquire("monitoring for other-payer", 4)  # another consumer has its own budget
+    assert slept == [56.0]
+
+
+def test_live_reads_of_several_projects_draw_on_the_consumers_budget(google: Google) -> None:
+    for project in ("shop-a", "shop-b"):
+        add_fleet(google.monitoring, google.run, replace(FLEET, project=project))
+    env = {"MONITORING_EMULATOR_HOST": google.address, "RUN_EMULATOR_HOST": google.address,
+           "GOOGLE_CLOUD_QUOTA_PROJECT": "payer"}
+    clients = build_clients(env)
+    try:
+        assert clients.quota_project == "payer"
+        google.clients = clients
+        google.fetch("shop-a", "shop-b")
+        google.fetch("shop-a")  # a second fetch with the same clients draws on the same budget
+    finally:
+        clients.close()
+    calls = google.monitoring.behaviour.count("ListTimeSeries")
+    spent = clients.reads.spent()
+    assert set(spent) == {"monitoring for payer", "run for payer"}
+    assert spent["monitoring for payer"] == calls == 3 * len(DEFAULT_PLAN)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -132,17 +133,36 @@ def limits(info: RevisionInfo, config: PricingConfig) -> tuple[float, float, boo
     return cpu, mem, cpu_limit is None or memory_limit is None
 
 
-def idle_min_instance_seconds(rows: pd.DataFrame, min_instances: int, step_seconds: int) -> pd.Series:
-    """Estimated idle min-instance seconds per row: the idle instances Cloud Run keeps to hold the
-    ``min_instances`` floor, min(idle, max(min − active, 0)) × step. Idle instances above the floor
-    (waiting to be scaled in) are not billed under request-based billing. Without instance counts the
-    whole floor is assumed idle."""
+def busy_instances(rows: pd.DataFrame, step_seconds: int, *, request_based: bool) -> pd.Series:
+    """Instances with a request in flight, per row. Request-based billable time is exactly that time, so
+    it is billable time ÷ step (at most the active count: an instance counted active in a step may sit
+    idle for most of it); without billable time, or under instance-based billing (which bills whole
+    lives), the active count."""
+    active = rows["inst_active"].astype(np.float64).fillna(0.0)
+    billable = rows["billable_s"].astype(np.float64).fillna(0.0)
+    if not request_based or not bool((billable > 0).any()):
+        return active
+    busy = billable / float(step_seconds)
+    return busy.where(active <= 0, busy.clip(upper=active))
+
+
+def idle_min_instance_seconds(rows: pd.DataFrame, min_instances: int, step_seconds: int, *,
+                              request_based: bool = True, added: bool = False) -> pd.Series:
+    """Estimated idle min-instance seconds per row: the instances a ``min_instances`` floor holds while
+    they have no request in flight, max(min − busy, 0) × step, capped by the instances seen that were
+    not busy (idle instances above the floor, waiting to be scaled in, are not billed under
+    request-based billing). ``added``: the floor is above the current one, so its instances would be
+    added and are not capped by those seen. Without instance counts the whole floor is assumed idle.
+    The same estimate serves the window's idle cost and every min-instances what-if."""
     if min_instances <= 0:
         return pd.Series(0.0, index=rows.index)
+    busy = busy_instances(rows, step_seconds, request_based=request_based)
+    gap = (min_instances - busy).clip(lower=0.0)
+    if added:
+        return gap * float(step_seconds)
     active = rows["inst_active"].astype(np.float64).fillna(0.0)
-    floor_gap = (min_instances - active).clip(lower=0.0)
-    idle = rows["inst_idle"].astype(np.float64).fillna(floor_gap)
-    return idle.clip(upper=floor_gap) * float(step_seconds)
+    not_busy = (active + rows["inst_idle"].astype(np.float64) - busy).clip(lower=0.0).fillna(gap)
+    return gap.clip(upper=not_busy) * float(step_seconds)
 
 
 def step_quantities(rows: pd.DataFrame, info: RevisionInfo, prices: UnitPrices, config: PricingConfig,
@@ -174,14 +194,18 @@ def revision_steps(view: ServiceView, span: RevisionSpan, table: PriceTable,
                    config: AnalysisConfig) -> pd.DataFrame:
     """``step_quantities`` of one revision, indexed by step start (computed once per view, table and
     config; the result is shared, so callers must not modify it)."""
-    key = ("steps", span.name, id(table), id(config))
-    if key not in view.derived:
-        rows = view.revision_rows(span.name)
-        prices = unit_prices(table, span.info, config.pricing)
-        steps = step_quantities(rows, span.info, prices, config.pricing, view.step_seconds)
-        steps.index = pd.DatetimeIndex(rows["ts"].to_numpy())
-        view.derived[key] = steps
-    return view.derived[key]
+    # Cached with the table and config themselves, compared by identity: keyed on id() alone, a freed
+    # config's id was reused by the next one and its stale dollars came back.
+    key = ("steps", span.name)
+    cached = view.derived.get(key)
+    if cached is not None and cached[0] is table and cached[1] is config:
+        return cast(pd.DataFrame, cached[2])
+    rows = view.revision_rows(span.name)
+    prices = unit_prices(table, span.info, config.pricing)
+    steps = step_quantities(rows, span.info, prices, config.pricing, view.step_seconds)
+    steps.index = pd.DatetimeIndex(rows["ts"].to_numpy())
+    view.derived[key] = (table, config, steps)
+    return steps
 
 
 def service_steps(view: ServiceView, table: PriceTable, config: AnalysisConfig) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 import pandas as pd
 
@@ -40,13 +41,13 @@ class ServiceView:
     step_seconds: int
     # Tables derived from this view during one analysis (a revision's rows, its per-step cost), kept
     # so each detector and the cost model do not recompute them. Callers must not modify them.
-    derived: dict[tuple[object, ...], pd.DataFrame] = field(default_factory=dict, repr=False)
+    derived: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
 
     def revision_rows(self, revision: str) -> pd.DataFrame:
         key = ("rows", revision)
         if key not in self.derived:
             self.derived[key] = self.rows.loc[self.rows["revision"] == revision]
-        return self.derived[key]
+        return cast(pd.DataFrame, self.derived[key])
 
     def span(self, revision: str) -> RevisionSpan:
         return next(s for s in self.spans if s.name == revision)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis.cost import limits, revision_steps
+from analyzer.analysis.cost import idle_min_instance_seconds, limits, revision_steps
 from analyzer.analysis.pricing import SECONDS_PER_MONTH, PriceTable, UnitPrices, prices_for, unit_prices
 from analyzer.analysis.timeline import RevisionSpan, ServiceView
 from analyzer.config import AnalysisConfig
@@ -174,15 +174,10 @@ def _busy_seconds(basis: _Basis) -> pd.Series | None:
 
 
 def _held_idle(basis: _Basis, floor: int, *, current_floor: int | None = None) -> pd.Series:
-    """Idle instance-seconds per step that a min-instances ``floor`` holds: (floor − active)⁺, capped by
-    the idle instances seen when the floor is not above the current one."""
-    rows = basis.rows
-    active = rows["inst_active"].astype(np.float64).fillna(0.0)
-    gap = (float(floor) - active).clip(lower=0.0)
-    if current_floor is not None and floor > current_floor:
-        return gap * float(basis.step_seconds)
-    idle = rows["inst_idle"].astype(np.float64).fillna(gap)
-    return idle.clip(upper=gap) * float(basis.step_seconds)
+    """Idle instance-seconds per step that a min-instances ``floor`` holds (``cost``'s one estimate)."""
+    added = current_floor is not None and floor > current_floor
+    return idle_min_instance_seconds(basis.rows, floor, basis.step_seconds,
+                                     request_based=basis.prices.request_based, added=added)
 
 
 def _min_instances(basis: _Basis) -> list[WhatIf]:

@@ -72,9 +72,14 @@ def build_message(digest: Digest, *, sender: str, recipients: Sequence[str], dat
 
 
 def write_eml(message: EmailMessage, path: Path) -> None:
+    write_file(path, message.as_bytes(policy=policy.SMTP))
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write a local output file; a failure is a DeliveryError that names the path."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(message.as_bytes(policy=policy.SMTP))
+        path.write_bytes(data)
     except OSError as exc:
         raise DeliveryError(
             f"cannot write {path}: {exc.strerror}", hint="check the path and its permissions"

@@ -3,7 +3,8 @@ last week's record, build the email, and send it once (or, for a dry run, only w
 
 Sending is idempotent per window: a ``sent/`` marker is created with a conditional write before the
 message goes out and removed again if sending fails, so a retried job neither skips nor repeats the
-digest. A dry run reads the history but writes nothing to the store.
+digest. A dry run reads the history but writes nothing to the store: it writes the full report beside
+the ``.eml`` instead, and the email links to that file (never to a stored report it did not write).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from pathlib import Path
 
 from analyzer.analysis import Analysis
 from analyzer.config import DigestConfig, SmtpConfig
-from analyzer.delivery.email import DRY_RUN_SENDER, build_message, send, write_eml
+from analyzer.delivery.email import DRY_RUN_SENDER, build_message, send, write_eml, write_file
 from analyzer.delivery.history import previous_record, save_record
 from analyzer.delivery.store import Store
 from analyzer.errors import ConfigError
 from analyzer.render.digest import Digest, build_digest, report_key
 from analyzer.render.html import render_report
 from analyzer.render.json_report import report_json
-from analyzer.render.week import record_from_analysis
+from analyzer.render.week import WindowRecord, record_from_analysis
 from analyzer.sources.restjson import format_time
 
 SENT_PREFIX = "sent/"
@@ -37,6 +38,7 @@ class DigestOutcome:
     report_location: str
     recipients: list[str]
     eml: Path | None = None  # the dry run's file
+    report: Path | None = None  # the dry run's full report, beside the .eml
     sent: bool = False
     already_sent: bool = False  # an earlier run sent this window's digest; nothing was sent now
     record_written: bool = False  # False: this window already had a record (a retry) or a dry run
@@ -62,6 +64,8 @@ def run_digest(
     to = list(recipients if recipients else config.recipients)
     key = report_key(analysis.window_end)
     previous = previous_record(store, analysis.window_end)
+    if dry_run is not None:
+        return _dry_run(analysis, previous, config, smtp, to, generated_at, dry_run)
     digest = build_digest(
         analysis,
         previous=previous,
@@ -69,12 +73,6 @@ def run_digest(
         generated_at=generated_at,
         report_location=store.location(key),
     )
-    if dry_run is not None:
-        message = build_message(
-            digest, sender=smtp.sender or DRY_RUN_SENDER, recipients=to, date=generated_at
-        )
-        write_eml(message, dry_run)
-        return DigestOutcome(digest, message, store.location(key), to, eml=dry_run)
     if not to:
         raise ConfigError(
             "the digest has no recipients", hint="set digest.recipients in the config, or pass --to"
@@ -113,3 +111,16 @@ def run_digest(
         raise
     outcome.sent = True
     return outcome
+
+
+def _dry_run(analysis: Analysis, previous: WindowRecord | None, config: DigestConfig, smtp: SmtpConfig,
+             to: list[str], generated_at: datetime, eml: Path) -> DigestOutcome:
+    """Write the email and, beside it, the full report it links to; the store is left alone."""
+    report = eml.with_name(f"{eml.stem}.report.html")
+    write_file(report, render_report(analysis, generated_at=generated_at).encode("utf-8"))
+    # No report_url_base: the stored report it would point at is not written by a dry run.
+    digest = build_digest(analysis, previous=previous, config=config.model_copy(update={"report_url_base": None}),
+                          generated_at=generated_at, report_location=str(report))
+    message = build_message(digest, sender=smtp.sender or DRY_RUN_SENDER, recipients=to, date=generated_at)
+    write_eml(message, eml)
+    return DigestOutcome(digest, message, str(report), to, eml=eml, report=report)

@@ -55,6 +55,17 @@ def usd(value: float | None, digits: int | None = None) -> str:
     return f"${value:,.{digits}f}"
 
 
+def estimate_usd(value: float | None) -> str:
+    """A model estimate in dollars (a finding's excess, a fix's savings): "≈" and two significant
+    figures, so it never reads as metered to the cent."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if value == 0:
+        return usd(0.0)
+    rounded = float(f"{value:.2g}")
+    return "≈" + usd(rounded, 2 if abs(rounded) < 10 else 0)
+
+
 def pct(value: float | None, digits: int = 0, *, signed: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
@@ -133,6 +144,7 @@ def environment() -> jinja2.Environment:
         usd=usd,
         pct=pct,
         num=num,
+        estimate_usd=estimate_usd,
         when=when,
         duration=duration,
         humanize=humanize,

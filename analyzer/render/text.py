@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from analyzer.analysis import Analysis
-from analyzer.render.html import usd
+from analyzer.render.html import estimate_usd, usd
 from analyzer.render.parts import ReportSummary
 
 
@@ -18,8 +18,8 @@ def summary_text(analysis: Analysis | ReportSummary) -> str:
     if not analysis.findings:
         lines.append("  no findings")
     for f in analysis.findings:
-        dollars = (f"ongoing, {usd(f.excess_cost_usd_per_month)}/month extra" if f.ongoing
-                   else f"resolved by {f.resolved_by}, saves {usd(f.savings_usd_per_month)}/month")
+        dollars = (f"ongoing, {estimate_usd(f.excess_cost_usd_per_month)}/month extra" if f.ongoing
+                   else f"resolved by {f.resolved_by}, saves {estimate_usd(f.savings_usd_per_month)}/month")
         lines.append(
             f"  [{f.severity.value:8}] {f.service}: {f.kind.value} since {f.onset:%Y-%m-%d %H:%M} UTC in {f.revision} "
             f"({dollars})"

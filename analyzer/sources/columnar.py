@@ -115,6 +115,11 @@ def bucket_bounds_of(options: Any) -> np.ndarray:
     raise ValueError("unknown bucketOptions []")
 
 
+def metric_type(series: Any) -> str:
+    """The ``metric.type`` of a ``TimeSeries`` message, as the API names it."""
+    return str(series.metric.type)
+
+
 def parse_time_series(series: Any, *, source: str) -> list[RawSeries]:
     """One ``TimeSeries`` protobuf message (one RawSeries per bucket layout in it); ValueError on
     anything malformed. Equal to ``restjson.parse_time_series`` of the message's REST JSON."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import google.auth
@@ -23,10 +23,12 @@ from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTrans
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
 from analyzer.errors import ConfigError, CredentialsError
+from analyzer.sources.quota import ReadBudget
 
 MONITORING_EMULATOR_HOST = "MONITORING_EMULATOR_HOST"
 RUN_EMULATOR_HOST = "RUN_EMULATOR_HOST"
 BILLING_EMULATOR_HOST = "BILLING_EMULATOR_HOST"
+QUOTA_PROJECT = "GOOGLE_CLOUD_QUOTA_PROJECT"  # google-auth's own variable for the consumer project
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 LOGIN_HINT = (
     "run `gcloud auth application-default login` (and `gcloud auth application-default set-quota-project "
@@ -45,6 +47,10 @@ class GoogleClients:
     revisions: run_v2.RevisionsClient
     services: run_v2.ServicesClient
     emulated: tuple[str, ...] = ()  # which APIs talk to an emulator, for messages
+    # The project read quota is charged to ("" when unknown: then every call shares one budget), and
+    # the budget every fetch made with these clients draws on.
+    quota_project: str = ""
+    reads: ReadBudget = field(default_factory=ReadBudget, compare=False, repr=False)
 
     def close(self) -> None:
         """Close the clients' channels (only for clients this process built for itself)."""
@@ -75,14 +81,17 @@ class _Credentials:
 
     def __init__(self) -> None:
         self._value: Credentials | None = None
+        self.project = ""
 
     def get(self) -> Credentials:
         if self._value is None:
             try:
-                credentials, _ = google.auth.default(scopes=list(SCOPES))
+                credentials, project = google.auth.default(scopes=list(SCOPES))
             except DefaultCredentialsError as exc:
                 raise CredentialsError(f"no Application Default Credentials: {exc}", hint=LOGIN_HINT) from exc
             self._value = credentials
+            # The consumer of every call: the quota project when one is set, else the credentials' own.
+            self.project = str(getattr(credentials, "quota_project_id", None) or project or "")
         return self._value
 
 
@@ -113,7 +122,8 @@ def build_clients(env: Mapping[str, str] | None = None) -> GoogleClients:
     else:
         revisions = run_v2.RevisionsClient(credentials=adc.get())
         services = run_v2.ServicesClient(credentials=adc.get())
-    return GoogleClients(monitoring, revisions, services, tuple(emulated))
+    quota_project = env.get(QUOTA_PROJECT, "").strip() or adc.project
+    return GoogleClients(monitoring, revisions, services, tuple(emulated), quota_project)
 
 
 def build_catalog_client(env: Mapping[str, str] | None = None) -> Any:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -128,7 +127,7 @@ class LiveQuery:
     max_concurrency: int = 8
     page_size: int = 100_000  # points per page, the API's maximum
     admin_page_size: int = 1000  # revisions/services per page (servers coerce it to their maximum)
-    max_queries_per_minute: int = 3000  # per project; Monitoring's read quota is 6,000
+    max_queries_per_minute: int = 3000  # per API and consumer project (quota's); Monitoring's is 6,000
     plan: tuple[MetricQuery, ...] = DEFAULT_PLAN
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -410,28 +409,6 @@ class RestJson:
 # Running the plan
 
 
-class _QueryRate:
-    """At most ``per_minute`` page requests per project in any rolling minute (quota is per project)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self._per_minute = per_minute
-        self._sent: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, project: str) -> None:
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                sent = self._sent.setdefault(project, deque())
-                while sent and sent[0] <= now - 60.0:
-                    sent.popleft()
-                if len(sent) < self._per_minute:
-                    sent.append(now)
-                    return
-                pause = sent[0] + 60.0 - now
-            time.sleep(pause)
-
-
 @dataclass(frozen=True, slots=True)
 class _Task:
     api: str  # "monitoring" | "run"
@@ -454,11 +431,14 @@ class _Outcome:
 class _Runner:
     """Runs tasks on a bounded pool: rate limit, retries, deadlines, and one Problem per failing API."""
 
-    def __init__(self, query: LiveQuery, pool: ThreadPoolExecutor, *, capture: bool = False) -> None:
+    def __init__(
+        self, query: LiveQuery, pool: ThreadPoolExecutor, clients: GoogleClients, *, capture: bool = False
+    ) -> None:
         self.query = query
         self.pool = pool
         self.capture = capture  # keep every page's REST JSON too (``fetch --snapshot``)
-        self.rate = _QueryRate(query.max_queries_per_minute)
+        self.budget = clients.reads  # shared by every fetch with these clients: quota is per consumer
+        self.consumer = clients.quota_project or "the credentials' project"
         self.deadline = time.monotonic() + query.retry.overall_deadline_s
         self.blocked: set[tuple[str, str]] = set()  # (project, api) known to be refused
         self.lock = threading.Lock()
@@ -484,6 +464,9 @@ class _Runner:
             )
         return remaining
 
+    def _acquire(self, task: _Task) -> None:
+        self.budget.acquire(f"{task.api} for {self.consumer}", self.query.max_queries_per_minute)
+
     def _run(self, task: _Task) -> _Outcome:
         outcome = _Outcome(task)
         with self.lock:
@@ -491,18 +474,20 @@ class _Runner:
                 outcome.skipped = True
                 return outcome
         try:
-            self.rate.acquire(task.project)
+            self._acquire(task)
             remaining = self._check_deadline(task)
             pages = iter(task.request(self.retry.with_timeout(remaining), remaining))
             to_json = RestJson()
             index = 0
-            while True:
-                if index:  # the pager asks for the next page inside next()
-                    self.rate.acquire(task.project)
+            more = True  # the first page came with the call above
+            while more:
+                if index:  # the pager asks for the next page inside next(): one more call to pay for
+                    self._acquire(task)
                     self._check_deadline(task)
                 page = next(pages, None)
                 if page is None:
                     break
+                more = bool(getattr(page, "next_page_token", ""))
                 self._take(outcome, type(page).pb(page), f"{task.stem}.{index:03d}", to_json)
                 index += 1
         except AnalyzerError as exc:
@@ -527,7 +512,8 @@ class _Runner:
             errors = [json_format.MessageToDict(e) for e in page.execution_errors]
             warnings = [f"the response reports executionErrors, so its data may be partial: {errors}"] if errors else []
             snapshot.add_time_series(
-                outcome.data, page.time_series, columnar.parse_time_series, source_of(task, stem), warnings
+                outcome.data, page.time_series, columnar.parse_time_series, columnar.metric_type,
+                source_of(task, stem), warnings,
             )
         if self.capture or task.sub != "timeSeries":
             outcome.documents.append((task.sub, stem, to_json.page(page)))
@@ -705,7 +691,7 @@ def fetch_live(
     collector = _Collector(query, data, capture, progress)
     try:
         with ThreadPoolExecutor(max_workers=query.max_concurrency, thread_name_prefix="live-fetch") as pool:
-            runner = _Runner(query, pool, capture=capture is not None)
+            runner = _Runner(query, pool, clients, capture=capture is not None)
             asked = {(project, query.region) for project in query.projects} if query.region else set()
             collector.run(runner, _metric_tasks(query, clients, window) + _admin_tasks(query, clients, asked))
             seen = {(s.project, s.region) for s in data.series if s.project and s.region}

@@ -127,20 +127,39 @@ def read_manifest(directory: Path, data: RawData) -> None:
         data.problems.append(Problem(str(path), f"manifest ignored: {exc}", "fix or remove manifest.json"))
 
 
+def _full_type(metric: str) -> str:
+    """The metric type as the API names it (RawSeries.metric drops the run.googleapis.com/ prefix)."""
+    if not metric:
+        return "(no metric.type)"
+    return metric if "." in metric.split("/", 1)[0] else restjson.METRIC_PREFIX + metric
+
+
 def _add_series(data: RawData, body: Any, path: str) -> None:
     messages, warnings = restjson.time_series_of(body, source=path)
-    add_time_series(data, messages, restjson.parse_time_series, path, warnings)
+    add_time_series(data, messages, restjson.parse_time_series, _rest_metric_type, path, warnings)
+
+
+def _rest_metric_type(message: Any) -> str:
+    return str(restjson.field(restjson.field(message, "metric") or {}, "type", ""))
 
 
 ParseSeries = Callable[..., list[RawSeries]]
 
 
 def add_time_series(
-    data: RawData, messages: Iterable[Any], parse: ParseSeries, path: str, warnings: Iterable[str] = ()
+    data: RawData,
+    messages: Iterable[Any],
+    parse: ParseSeries,
+    metric_type: Callable[[Any], str],
+    path: str,
+    warnings: Iterable[str] = (),
 ) -> None:
-    """Parse ``TimeSeries`` messages (REST JSON dicts or protobuf, with the matching ``parse``) into
-    ``data``; malformed series, unknown metrics and series without a service become Problems."""
+    """Parse ``TimeSeries`` messages (REST JSON dicts or protobuf, with the matching ``parse`` and
+    ``metric_type``) into ``data``; malformed, empty and unknown series, series without a service, and
+    series without their place (location, revision) become Problems."""
     unknown: dict[str, int] = {}
+    empty: dict[str, int] = {}
+    unplaced: dict[str, int] = {}  # missing resource label -> series
     data.problems.extend(Problem(path, warning, "re-run the query for this window") for warning in warnings)
     for index, message in enumerate(messages):
         try:
@@ -148,11 +167,13 @@ def add_time_series(
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             data.problems.append(Problem(f"{path} timeSeries[{index}]", f"malformed series skipped: {exc}"))
             continue
-        if not parsed:
+        metric = _full_type(metric_type(message))
+        if not parsed or not any(len(s.end_times) for s in parsed):
+            empty[metric] = empty.get(metric, 0) + 1
             continue
         series = parsed[0]
         if series.metric not in KNOWN_METRICS:
-            unknown[series.metric or "(no metric.type)"] = unknown.get(series.metric, 0) + 1
+            unknown[metric] = unknown.get(metric, 0) + 1
             continue
         if not series.service:
             data.problems.append(
@@ -160,12 +181,32 @@ def add_time_series(
                         "query resource.type = \"cloud_run_revision\" without reducing away service_name")
             )
             continue
+        for label, value in (("location", series.region), ("revision_name", series.revision)):
+            if not value:
+                unplaced[label] = unplaced.get(label, 0) + 1
         data.series.extend(parsed)
+    _say_what_was_left(data, path, unknown, empty, unplaced)
+
+
+def _say_what_was_left(data: RawData, path: str, unknown: dict[str, int], empty: dict[str, int],
+                       unplaced: dict[str, int]) -> None:
+    """One Problem per kind of series of a file that was skipped or read without its place."""
     for metric, count in sorted(unknown.items()):
         data.problems.append(
-            Problem(path, f"unknown metric {metric!r} ({count} series) ignored",
-                    f"the analyzer reads only run.googleapis.com/ metrics: {', '.join(sorted(KNOWN_METRICS))}")
+            Problem(path, f"unknown metric {metric} ({count} series) ignored",
+                    "the analyzer reads these run.googleapis.com/ metrics: "
+                    + ", ".join(restjson.METRIC_PREFIX + m for m in sorted(KNOWN_METRICS)))
         )
+    if empty:
+        listed = ", ".join(f"{metric} ({count})" for metric, count in sorted(empty.items()))
+        data.problems.append(Problem(path, f"series without points skipped: {listed}",
+                                     "the window may miss the data: check the interval of the query"))
+    if unplaced:
+        missing = " and ".join(f"resource.labels.{label} ({count} series)" for label, count in sorted(unplaced.items()))
+        data.problems.append(Problem(
+            path, f"series read without {missing}: their Console links lead to the project's services, and "
+                  "without a revision_name a deploy cannot be named",
+            "keep resource.labels.location and resource.labels.revision_name when aggregating (groupByFields)"))
 
 
 def _add_revisions(data: RawData, body: Any, path: str) -> None:
