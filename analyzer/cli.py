@@ -430,6 +430,11 @@ def serve_command(config_path: Path, host: str | None, port: int, verbose: bool)
         raise ConfigError(f"{config_path}: serve.allowed_service_accounts is empty, so no caller could run",
                           hint="list the Cloud Scheduler job's service account, e.g. "
                                "[analyzer-scheduler@my-project.iam.gserviceaccount.com]")
+    if not serve.audience:
+        raise ConfigError(f"{config_path}: serve.audience is not set, so a token Google signed for any other "
+                          "service would be accepted",
+                          hint="set serve.audience to the URL the Scheduler job calls (its OIDC audience), "
+                               "e.g. https://analyzer-abc-uc.a.run.app")
     policy = TokenPolicy(mode=serve.mode, allowed_accounts=frozenset(serve.allowed_service_accounts),
                          audience=serve.audience, issuers=tuple(serve.issuers), certs_url=serve.certs_url,
                          clock_skew_s=serve.clock_skew_seconds)

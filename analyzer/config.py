@@ -288,7 +288,8 @@ class ServeConfig(_Section):
     mode: Literal["iam", "public"] = Field(
         default="iam", description="iam: Cloud Run IAM checked the token (signature stripped); "
                                    "public: verify it here")
-    audience: str | None = Field(default=None, description="the token's expected aud: the URL called")
+    audience: str | None = Field(default=None, description="the token's expected aud: the URL called "
+                                                           "(required by serve, in both modes)")
     allowed_service_accounts: list[Email] = Field(
         default_factory=list, description="service accounts whose tokens may trigger a run (Scheduler's)")
     issuers: list[str] = Field(default=["https://accounts.google.com", "accounts.google.com"], min_length=1)
