@@ -21,6 +21,7 @@ from analyzer import __version__
 from analyzer.analysis import Analysis
 from analyzer.config import AnalysisConfig, load_yaml, parse_config
 from analyzer.errors import AnalyzerError, ConfigError
+from analyzer.logs import printable
 from analyzer.model import RawData
 
 if TYPE_CHECKING:
@@ -44,14 +45,14 @@ def edge(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except AnalyzerError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
+            click.secho(f"error: {printable(exc.message)}", fg="red", err=True)  # messages quote input
             if exc.hint:
-                click.echo(f"  fix: {exc.hint}", err=True)
+                click.echo(f"  fix: {printable(exc.hint)}", err=True)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as exc:  # pragma: no cover - the last line of defence
-            click.secho(f"internal error: {type(exc).__name__}: {exc}", fg="red", err=True)
+            click.secho(f"internal error: {type(exc).__name__}: {printable(str(exc))}", fg="red", err=True)
             click.echo("  this is a bug in cloudrun-analyzer; please report it with the command you ran", err=True)
             sys.exit(EXIT_INTERNAL)
 
@@ -267,9 +268,9 @@ def fetch(projects: tuple[str, ...], region: str | None, services: tuple[str, ..
         raise ConfigError(f"{directory} is not empty", hint="choose a new directory so snapshots do not mix")
     data, written = fetch_to_snapshot(query, directory, progress=_progress())
     for problem in data.problems:
-        click.echo(f"problem: {problem.subject}: {problem.message}", err=True)
+        click.echo(printable(f"problem: {problem.subject}: {problem.message}"), err=True)
         if problem.hint:
-            click.echo(f"  fix: {problem.hint}", err=True)
+            click.echo(printable(f"  fix: {problem.hint}"), err=True)
     click.echo(f"wrote {len(written)} files to {directory}: {len(data.series)} series, "
                f"{len(data.revisions)} revisions, {len(data.problems)} problems")
 
@@ -515,7 +516,7 @@ def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
     outcome = run_digest(analysis, store=open_store(store_config.url), smtp=smtp, config=digest_config,
                          generated_at=datetime.now(UTC), dry_run=dry_run, resend=resend)
     sent = outcome.digest
-    click.echo(f"subject: {sent.subject}")
+    click.echo(f"subject: {printable(sent.subject)}")
     changes = sent.changes
     click.echo(f"  {len(changes.new)} new, {len(changes.ongoing)} ongoing, {len(changes.resolved)} resolved"
                f" · HTML {sent.html_bytes / 1024:.1f} KB · {len(sent.images)} charts "

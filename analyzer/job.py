@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
+from urllib.parse import quote, unquote
 
 from analyzer import logs
 from analyzer.config import JobConfig
@@ -78,7 +79,16 @@ class Layout:
         return f"reports/{end:%Y-%m-%d}" if end.time() == time(0) else f"reports/{end:%Y-%m-%dT%H-%M-%SZ}"
 
     def chart(self, key: ServiceKey) -> str:
-        return f"{self.run}/charts/{key.project}.{key.region}.{key.service}.png"
+        """``charts/P.R.S.png``, each part percent-encoded (``/``, ``.``, ``\\`` and ``%`` too), so any
+        name is one key segment that ``chart_service`` splits back into the same service."""
+        parts = (quote(part, safe="").replace(".", "%2E") for part in (key.project, key.region, key.service))
+        return f"{self.run}/charts/{'.'.join(parts)}.png"
+
+    @staticmethod
+    def chart_service(chart_key: str) -> ServiceKey:
+        """The service whose chart is at ``chart_key`` (the inverse of ``chart``)."""
+        project, region, service = chart_key.rsplit("/", 1)[-1].removesuffix(".png").split(".")
+        return ServiceKey(unquote(project), unquote(region), unquote(service))
 
     @property
     def shards(self) -> str:
@@ -549,10 +559,9 @@ class FleetDigest:
     def _images(self, layout: Layout) -> dict[ServiceKey, bytes]:
         images = {}
         for key in self.store.list(f"{layout.run}/charts/"):
-            project, region, service = key.rsplit("/", 1)[-1].removesuffix(".png").split(".", 2)
             data = self.store.read(key)
             if data is not None:
-                images[ServiceKey(project, region, service)] = data
+                images[Layout.chart_service(key)] = data
         return images
 
     def send(self, report: Mapping[str, Any], *, now: datetime) -> str:

@@ -122,6 +122,7 @@ def _draw(axes: Any, spec: ChartSpec, *, deploy_labels_at: float | None) -> None
                 deploy.when,
                 deploy_labels_at,
                 f" {deploy.short}",
+                parse_math=False,  # a revision name is text: "$...$" in it is not mathtext
                 fontsize=7,
                 color=INK,
                 va="top",

@@ -16,6 +16,7 @@ from typing import Any
 from analyzer.errors import InputError
 from analyzer.render.html import environment
 from analyzer.render.json_report import SCHEMA, SCHEMA_VERSION
+from analyzer.render.links import revision_url, service_url
 from analyzer.sources.restjson import format_time, parse_time
 
 
@@ -114,10 +115,20 @@ def render_fleet(report: Mapping[str, Any]) -> str:
                 f,
                 onset_time=_when(f.get("onset")),
                 page=page_of.get((f["project"], f["region"], f["service"])),
+                # Links are made here from the names, never taken from a shard (a tampered one could
+                # hold a javascript: URL).
+                console_url=revision_url(f["project"], f["region"], f["service"], f["revision"]),
             )
             for f in report["findings"]
         ],
-        "services": [dict(s, page=pages.get(s.get("shard", ""))) for s in report["services"]],
+        "services": [
+            dict(
+                s,
+                page=pages.get(s.get("shard", "")),
+                console_url=service_url(s["project"], s["region"], s["service"]),
+            )
+            for s in report["services"]
+        ],
         "ongoing": sum(1 for f in report["findings"] if f.get("ongoing")),
     }
     return environment().get_template("fleet.html.j2").render(context)

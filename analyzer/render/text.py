@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from analyzer.analysis import Analysis
+from analyzer.logs import printable
 from analyzer.render.html import usd
 
 
@@ -25,4 +26,4 @@ def summary_text(analysis: Analysis) -> str:
         lines.append(f"             {f.summary}")
     for p in analysis.problems:
         lines.append(f"  problem: {p.subject}: {p.message}" + (f" (fix: {p.hint})" if p.hint else ""))
-    return "\n".join(lines)
+    return printable("\n".join(lines))  # names and problems come from the user's project or files
