@@ -325,3 +325,28 @@ def test_a_slow_client_is_dropped_and_the_workers_are_bounded(trigger: tuple[str
             connection.close()
     time.sleep(0.2)
     assert status_of(raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+
+
+def test_iam_mode_end_to_end_on_cloud_run(certs_url: str) -> None:
+    """Over HTTP: the forged token the review sent, and an invoker claiming the Scheduler's account
+    in Authorization while IAM checked X-Serverless-Authorization, are refused; the Scheduler runs."""
+    runs: list[str] = []
+    server = TriggerServer(("127.0.0.1", 0), policy=policy(certs_url, mode="iam"), request=REQUEST,
+                           runner=lambda mode: runs.append(mode) or {}, env=ON_CLOUD_RUN)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        invoker = stripped(email="someone-with-run-invoker@shop-prod.iam.gserviceaccount.com")
+        for headers in (
+            {"Authorization": f"Bearer {forged(aud='https://other.a.run.app')}"},
+            {"X-Serverless-Authorization": f"Bearer {invoker}", "Authorization": f"Bearer {forged()}"},
+        ):
+            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            answer = raw(server.url, f"POST /run HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode())
+            assert status_of(answer) == 403 and answer.endswith(b'{"error": "forbidden"}')
+        assert runs == []
+        head = f"X-Serverless-Authorization: Bearer {stripped()}\r\n"
+        answer = raw(server.url, f"POST /run HTTP/1.1\r\nHost: x\r\n{head}Content-Length: 0\r\n\r\n".encode())
+        assert status_of(answer) == 200 and runs == ["auto"]
+    finally:
+        server.shutdown()
+        server.server_close()
