@@ -179,6 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
         before the client has read the answer."""
         try:
             self.wfile.flush()
+            self.connection.settimeout(min(1.0, self.server.timeout_s))  # what has arrived, not more
             self.rfile.read(length)
         except OSError:
             pass
