@@ -32,7 +32,7 @@ from google.auth import transport
 
 from analyzer import logs
 from analyzer.errors import AnalyzerError, ConfigError
-from analyzer.oidc import CachedCertsRequest, TokenPolicy, TokenRejected, behind_cloud_run, verify
+from analyzer.oidc import IAM_HEADER, CachedCertsRequest, TokenPolicy, TokenRejected, behind_cloud_run, verify
 
 log = logs.get("serve")
 MAX_BODY = 4096
@@ -147,6 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {MAX_BODY} bytes"})
             return
         try:
+            self._single_token_headers()
             claims = verify(self.headers, self.server.policy, request=self.server.certs_request, env=self.server.env)
         except TokenRejected as exc:
             log.warning("refused a run request: %s", exc.reason, extra={"status": exc.status})
@@ -164,6 +165,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             return
         self._run(str(claims.get("email")), mode)
+
+    def _single_token_headers(self) -> None:
+        """Refuse a repeated token header: which copy Cloud Run IAM checked is not known, so none is trusted."""
+        for name in (IAM_HEADER, "Authorization"):
+            if len(self.headers.get_all(name) or []) > 1:
+                raise TokenRejected(f"{name} sent more than once", status=401)
 
     def _content_length(self) -> int | None:
         """The declared body length (0 when absent); None when it is not one non-negative integer."""

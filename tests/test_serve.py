@@ -347,6 +347,8 @@ def test_iam_mode_end_to_end_on_cloud_run(certs_url: str) -> None:
             answer = raw(server.url, f"POST /run HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode())
             assert status_of(answer) == 403 and answer.endswith(b'{"error": "forbidden"}')
         assert runs == []
+        twice = f"X-Serverless-Authorization: Bearer {invoker}\r\nX-Serverless-Authorization: Bearer {forged()}\r\n"
+        assert status_of(raw(server.url, f"POST /run HTTP/1.1\r\nHost: x\r\n{twice}\r\n".encode())) == 401
         head = f"X-Serverless-Authorization: Bearer {stripped()}\r\n"
         answer = raw(server.url, f"POST /run HTTP/1.1\r\nHost: x\r\n{head}Content-Length: 0\r\n\r\n".encode())
         assert status_of(answer) == 200 and runs == ["auto"]
