@@ -306,8 +306,8 @@ def _job_setup(config_path: Path, verbose: bool) -> JobConfig:
 
 
 def _job(config: JobConfig, slot: TaskSlot) -> Job:
-    from analyzer.delivery.store import open_store
     from analyzer.job import Job, digest_for
+    from analyzer.store import open_store
 
     store = open_store(config.store.url)
     return Job(config, store, slot, digest=digest_for(config, store))
@@ -493,9 +493,9 @@ def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
       cloudrun-analyzer digest --snapshot ./snap --store gs://my-bucket/cloudrun --to oncall@example.com
     """
     from analyzer.config import DigestConfig, StoreConfig
-    from analyzer.delivery.store import open_store
     from analyzer.delivery.weekly import run_digest
     from analyzer.pipeline import analyze
+    from analyzer.store import open_store
 
     config = load_analysis_config(config_path)
     smtp, digest_config, store_config = _delivery_sections(config_path)

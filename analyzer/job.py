@@ -37,11 +37,11 @@ from typing import Any, Protocol
 
 from analyzer import logs
 from analyzer.config import JobConfig
-from analyzer.delivery.store import Store
 from analyzer.errors import ConfigError, InputError, NoDataError
 from analyzer.model import RawData, ServiceKey
 from analyzer.sharding import TaskSlot, share
 from analyzer.sources.restjson import format_time, parse_time
+from analyzer.store import Store
 
 log = logs.get("job")
 JSON = "application/json"
