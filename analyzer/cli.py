@@ -341,9 +341,11 @@ def run_command(config_path: Path, digest_mode: str, force: bool, verbose: bool)
       cloudrun-analyzer run --config configs/example-job.yaml
     """
     from analyzer import logs
+    from analyzer.job import check_digest_login
     from analyzer.sharding import TaskSlot
 
     config = _job_setup(config_path, verbose)
+    check_digest_login(config, digest_mode=digest_mode)
     job = _job(config, TaskSlot.from_env())
     with logs.progress("reading Cloud Monitoring") as progress:
         outcome = job.run(now=datetime.now(UTC), digest_mode=digest_mode, force=force, progress=progress)
@@ -367,10 +369,11 @@ def merge_command(config_path: Path, tasks: int, digest_mode: str, force: bool, 
     Exits 5 when a shard is missing.
     """
     from analyzer.errors import NoDataError
-    from analyzer.job import Layout, RunOutcome
+    from analyzer.job import Layout, RunOutcome, check_digest_login
     from analyzer.sharding import TaskSlot
 
     config = _job_setup(config_path, verbose)
+    check_digest_login(config, digest_mode=digest_mode)
     job = _job(config, TaskSlot(0, tasks))
     now = datetime.now(UTC)
     layout = Layout(config.window.resolve(now)[1])
@@ -388,13 +391,26 @@ def merge_command(config_path: Path, tasks: int, digest_mode: str, force: bool, 
 
 @cli.command("check-config")
 @click.argument("config_path", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--bucket", help="The bucket being deployed to: exit 2 unless store.url is gs://BUCKET/...")
+@click.option("--format", "output", type=click.Choice(["text", "env"]), default="text", show_default=True,
+              help="env: KEY=value lines for deploy/deploy.sh (store bucket, digest, SMTP variables).")
 @edge
-def check_config(config_path: Path) -> None:
-    """Validate a job config FILE and summarize it; exit 2 naming each bad key and its fix."""
+def check_config(config_path: Path, bucket: str | None, output: str) -> None:
+    """Validate a job config FILE and summarize it; exit 2 naming each bad key and its fix.
+
+    \b
+    Before a deploy, name the bucket it deploys to (deploy/deploy.sh does):
+      cloudrun-analyzer check-config my-job.yaml --bucket shop-cloudrun-analyzer
+    """
     from analyzer.config import load_config
-    from analyzer.job import describe_config
+    from analyzer.job import deploy_facts, describe_config
 
     config = load_config(config_path)
+    facts = deploy_facts(config, bucket=bucket, source=str(config_path))
+    if output == "env":
+        for key, value in facts.items():
+            click.echo(f"{key}={value}")
+        return
     click.echo(f"{config_path}: valid")
     for line in describe_config(config, now=datetime.now(UTC)):
         click.echo(f"  {line}")
@@ -420,11 +436,13 @@ def serve_command(config_path: Path, host: str | None, port: int, verbose: bool)
     import threading
 
     from analyzer import logs
+    from analyzer.job import check_digest_login
     from analyzer.oidc import TokenPolicy
     from analyzer.serve import TriggerServer
     from analyzer.sharding import TaskSlot
 
     config = _job_setup(config_path, verbose)
+    check_digest_login(config, digest_mode="now")  # a caller may ask for the digest
     serve = config.serve
     if not serve.allowed_service_accounts:
         raise ConfigError(f"{config_path}: serve.allowed_service_accounts is empty, so no caller could run",
