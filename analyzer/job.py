@@ -537,6 +537,7 @@ def deploy_facts(config: JobConfig, *, bucket: str | None, source: str) -> dict[
         "digest": "on" if config.digest.recipients else "off",
         "smtp_user_env": (config.smtp.username_env or "") if login else "",
         "smtp_password_env": config.smtp.password_env if login else "",
+        "serve_accounts": ",".join(config.serve.allowed_service_accounts),
     }
 
 

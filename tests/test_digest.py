@@ -486,7 +486,7 @@ def test_a_server_that_needs_a_login_is_never_sent_to_without_one() -> None:
     with pytest.raises(ConfigError, match=r"needs a login but \$CLOUDRUN_ANALYZER_SMTP_USER is empty") as failure:
         credentials(SmtpConfig(), {"CLOUDRUN_ANALYZER_SMTP_PASSWORD": PASSWORD})
     assert "smtp.username_env: null" in failure.value.hint
-    with pytest.raises(ConfigError, match="USER and .*PASSWORD are empty"):
+    with pytest.raises(ConfigError, match=r"USER and .*PASSWORD are empty"):
         credentials(SmtpConfig(), {})
     assert credentials(SmtpConfig(), ENV) == (USER, PASSWORD)
 
