@@ -62,13 +62,15 @@ die() { say "error: $1"; [[ -n "${2:-}" ]] && say "  fix: $2"; exit 1; }
 exists() { "$@" >/dev/null 2>&1; }
 
 # Run an IAM-dependent command until it succeeds, waiting RETRY_DELAY, 2x, 4x... seconds between
-# attempts: a service account or a role granted a moment ago may not be visible yet.
+# attempts: a service account, a grant or an API enabled a moment ago may not be visible yet. Other
+# errors (a wrong flag, a missing image) stop at once.
+PROPAGATING='does not exist|not found|NOT_FOUND|Permission denied on secret|PERMISSION_DENIED|UNAVAILABLE|try again'
 retry() {
   local attempt=1 delay=$RETRY_DELAY output
   until output=$("$@" 2>&1); do
-    if ((attempt >= RETRIES)); then
+    if ((attempt >= RETRIES)) || ! grep -Eq "$PROPAGATING" <<<"$output"; then
       say "$output"
-      die "gave up after $RETRIES attempts: $*" "if the message is a permission or a missing resource, fix it and re-run this script"
+      die "failed after $attempt attempt(s): ${*:1:4}" "fix what the message says and run this script again (it is safe to re-run)"
     fi
     say "not yet ($(head -n 1 <<<"$output")); retrying in ${delay}s: ${*:1:4}"
     sleep "$delay"
