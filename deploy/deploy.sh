@@ -88,10 +88,9 @@ command -v "$ANALYZER" >/dev/null || die "$ANALYZER is not installed (it checks 
 [[ "$TRIGGER" == job || "$TRIGGER" == service ]] || die "TRIGGER=$TRIGGER" "use TRIGGER=job or TRIGGER=service"
 facts=$("$ANALYZER" check-config "$CONFIG" --bucket "$BUCKET" --format env) ||
   die "$CONFIG is not ready to deploy (the lines above say why)"
-digest=off smtp_user_env='' smtp_password_env='' serve_accounts=''
+smtp_user_env='' smtp_password_env='' serve_accounts=''
 while IFS='=' read -r key value; do
   case $key in
-    digest) digest=$value ;;
     smtp_user_env) smtp_user_env=$value ;;
     smtp_password_env) smtp_password_env=$value ;;
     serve_accounts) serve_accounts=$value ;;
@@ -111,11 +110,11 @@ gcloud services enable "${APIS[@]}" --project "$PROJECT"
 login=no user_source='' password_source=''
 if [[ -n "$smtp_user_env" ]]; then
   login=yes
-  if [[ -n "${SMTP_USER:-}" ]]; then user_source=env
+  if [[ -n "${SMTP_USER:-}" ]]; then user_source=variable
   elif exists gcloud secrets describe "$USER_SECRET" --project "$PROJECT"; then user_source=secret
   else die "$CONFIG sends a digest through a server that needs a login, and no user is given" \
     "set SMTP_USER=... (or smtp.username_env: null in $CONFIG for a relay without login)"; fi
-  if [[ -n "${SMTP_PASSWORD:-}" ]]; then password_source=env
+  if [[ -n "${SMTP_PASSWORD:-}" ]]; then password_source=variable
   elif exists gcloud secrets describe "$PASSWORD_SECRET" --project "$PROJECT"; then password_source=secret
   else die "$CONFIG sends a digest through a server that needs a login, and no password is given" \
     "set SMTP_PASSWORD=... once (it is stored as the $PASSWORD_SECRET secret)"; fi
@@ -187,13 +186,13 @@ grant_secret "$CONFIG_SECRET"
 secrets="$MOUNTED_CONFIG=$CONFIG_SECRET:latest"
 env_vars=''
 if [[ $login == yes ]]; then
-  if [[ $password_source == env ]]; then
+  if [[ $password_source == variable ]]; then
     (umask 077 && printf %s "$SMTP_PASSWORD" >"$scratch/password")
     put_secret "$PASSWORD_SECRET" "$scratch/password"
   fi
   grant_secret "$PASSWORD_SECRET"
   secrets+=",$smtp_password_env=$PASSWORD_SECRET:latest"
-  if [[ $user_source == env ]]; then
+  if [[ $user_source == variable ]]; then
     env_vars="$smtp_user_env=$SMTP_USER"
   else
     grant_secret "$USER_SECRET"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -331,6 +332,14 @@ def test_a_digest_that_needs_a_login_and_has_none_deploys_nothing(world: World, 
     assert "SMTP_USER" in result.stderr
     mutations = [c["argv"][:3] for c in world.state["calls"] if c["changed"]]
     assert mutations == [["services", "enable", "serviceusage.googleapis.com"]]
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (.ci/run installs it)")
+def test_the_scripts_pass_shellcheck() -> None:
+    result = subprocess.run(
+        ["shellcheck", str(DEPLOY), str(ROOT / "tests" / "bin" / "gcloud")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
 
 
 def test_check_config_names_the_bucket_and_the_smtp_variables(tmp_path: Path) -> None:
