@@ -205,11 +205,15 @@ env_flags=(--set-env-vars "$env_vars")
 # ---------------------------------------------------------------------------------------------
 # 4. The trigger: Cloud Run Jobs + Scheduler (OAuth), or a service + Scheduler (OIDC)
 
-# Create or update one Scheduler job (its name first, then the target's flags).
+# Create or update one Scheduler job (its name first, then the target's flags; `update` spells
+# --headers as --update-headers).
 schedule() {
   local name=$1 verb=create
   shift
-  exists gcloud scheduler jobs describe "$name" --project "$PROJECT" --location "$REGION" && verb=update
+  if exists gcloud scheduler jobs describe "$name" --project "$PROJECT" --location "$REGION"; then
+    verb=update
+    set -- "${@/#--headers/--update-headers}"
+  fi
   retry gcloud scheduler jobs "$verb" http "$name" --project "$PROJECT" --location "$REGION" \
     --time-zone "$TIME_ZONE" --http-method POST "$@"
 }

@@ -38,6 +38,46 @@ BOOLEAN_FLAGS = frozenset(
         "--enabled",
     }
 )
+GLOBAL_FLAGS = frozenset({"--project", "--format", "--quiet"})
+SCHEDULER_FLAGS = frozenset(
+    {
+        "--location",
+        "--schedule",
+        "--time-zone",
+        "--uri",
+        "--http-method",
+        "--message-body",
+        "--attempt-deadline",
+        "--max-retry-attempts",
+        "--min-backoff",
+        "--max-backoff",
+        "--oauth-service-account-email",
+        "--oauth-token-scope",
+        "--oidc-service-account-email",
+        "--oidc-token-audience",
+    }
+)
+WORKLOAD_FLAGS = frozenset(
+    {
+        "--region",
+        "--image",
+        "--service-account",
+        "--memory",
+        "--cpu",
+        "--set-secrets",
+        "--set-env-vars",
+        "--clear-env-vars",
+        "--args",
+    }
+)
+# The flags of the long commands, as gcloud's reference gives them: a misspelt or misplaced flag fails
+# here as it fails there ("unrecognized arguments").
+ACCEPTED_FLAGS = {
+    ("scheduler", "jobs", "create", "http"): SCHEDULER_FLAGS | {"--headers"},
+    ("scheduler", "jobs", "update", "http"): SCHEDULER_FLAGS | {"--update-headers"},
+    ("run", "jobs", "deploy"): WORKLOAD_FLAGS | {"--tasks", "--max-retries", "--task-timeout"},
+    ("run", "deploy"): WORKLOAD_FLAGS | {"--timeout", "--concurrency", "--max-instances", "--no-allow-unauthenticated"},
+}
 REQUIRED_API = {
     "iam": "iam.googleapis.com",
     "storage": "storage.googleapis.com",
@@ -178,6 +218,11 @@ class Fake:
         handler = self.handler(args.positional)
         if handler is None:
             raise Usage(f"Invalid choice: {' '.join(words)!r}.")
+        for command, accepted in ACCEPTED_FLAGS.items():
+            if tuple(args.positional[: len(command)]) == command:
+                unknown = sorted(set(args.flags) - accepted - GLOBAL_FLAGS)
+                if unknown:
+                    raise Usage(f"unrecognized arguments: {' '.join(unknown)}")
         if group in REQUIRED_API:
             project_flag = args.get("--project")
             if group == "storage" and project_flag is None:
@@ -493,7 +538,10 @@ class Fake:
             "--message-body",
             "--headers",
         )
-        return {key.removeprefix("--"): args.get(key) for key in keys if key in args.flags}
+        spec = {key.removeprefix("--"): args.get(key) for key in keys if key in args.flags}
+        if "--update-headers" in args.flags:
+            spec["headers"] = args.get("--update-headers")
+        return spec
 
     def scheduler_create(self, args: Args) -> None:
         project = self.project(args.get("--project"))

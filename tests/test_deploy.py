@@ -313,7 +313,12 @@ def test_the_service_trigger_gets_its_invoker_binding_and_a_scheduler_consistent
         assert json.loads(spec["message-body"]) == {"digest": mode}
         assert spec["attempt-deadline"] == "1800s"  # Scheduler's most for HTTP targets
         assert int(spec["max-retry-attempts"]) >= 3 and spec["min-backoff"] == "300s"  # retries after a 409
-    assert done.returncode == 0
+        assert spec["headers"] == "Content-Type=application/json"
+    before = len(world.state["calls"])
+    again = world.deploy(job_config(tmp_path / "job.yaml"), TRIGGER="service", IMAGE="")
+    assert again.returncode == 0, again.stderr
+    assert [c["argv"][:4] for c in calls(world.state, before) if c["changed"]] == []
+    assert world.project == project
 
 
 def test_a_config_for_another_bucket_or_none_deploys_nothing(world: World, tmp_path: Path) -> None:
