@@ -400,31 +400,35 @@ def gcs(world: World) -> Iterator[tuple[str, BucketIam]]:
 
 
 def execute(state: dict[str, Any], name: str, folder: Path, extra_env: dict[str, str]) -> list[dict[str, Any]]:
-    """Run every task of the deployed job ``name`` as Cloud Run would; their outcomes."""
+    """Run every task of the deployed job ``name`` at once, as Cloud Run does; their outcomes."""
     job = state["projects"][PROJECT]["jobs"][name]
     env, args = job_environment(state, job, folder)
     count = int(job["tasks"])
-    outcomes = []
-    for index in range(count):
-        task_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("CLOUDRUN_ANALYZER_")},
-            **env,
-            **extra_env,
-            "CLOUD_RUN_JOB": name,
-            "CLOUD_RUN_EXECUTION": f"{name}-exec",
-            "CLOUD_RUN_TASK_INDEX": str(index),
-            "CLOUD_RUN_TASK_COUNT": str(count),
-            "NO_GCE_CHECK": "true",
-        }
-        done = subprocess.run(
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDRUN_ANALYZER_")}
+    tasks = [
+        subprocess.Popen(
             [sys.executable, "-c", "from analyzer.cli import main; main()", *args],
-            env=task_env,
-            capture_output=True,
+            env={
+                **base,
+                **env,
+                **extra_env,
+                "CLOUD_RUN_JOB": name,
+                "CLOUD_RUN_EXECUTION": f"{name}-exec",
+                "CLOUD_RUN_TASK_INDEX": str(index),
+                "CLOUD_RUN_TASK_COUNT": str(count),
+                "NO_GCE_CHECK": "true",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=180,
         )
-        assert done.returncode == 0, done.stderr
-        outcomes.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for index in range(count)
+    ]
+    outcomes = []
+    for task in tasks:
+        out, err = task.communicate(timeout=180)
+        assert task.returncode == 0, err
+        outcomes.append(json.loads(out.strip().splitlines()[-1]))
     return outcomes
 
 
@@ -443,11 +447,13 @@ def test_the_deployed_job_runs_with_the_granted_roles_and_sends_the_first_digest
     storage = {"STORAGE_EMULATOR_HOST": url}
 
     daily = execute(state, "cloudrun-analyzer", tmp_path / "daily", storage)
-    assert sorted(o["merged"] for o in daily) == ["merged", "waiting"]
+    merged = sorted(o["merged"] for o in daily)
+    assert merged[0] == "merged" and set(merged[1:]) <= {"waiting", "merged elsewhere", "already merged"}
     assert {o["digest"] for o in daily} <= {"skipped", "not attempted"}
     weekly = execute(state, "cloudrun-analyzer-digest", tmp_path / "weekly", storage)
     assert [o["analyzed"] for o in weekly] == ["skipped", "skipped"]
-    assert sorted(o["digest"] for o in weekly) == ["already sent", "sent"]
+    sent = sorted(o["digest"] for o in weekly)
+    assert sent.count("sent") == 1 and set(sent) <= {"sent", "already sent", "sending elsewhere"}
     assert len(relay.messages) == 1
     assert relay.logins == [USER]
 
