@@ -16,7 +16,12 @@ RUN pip install --require-hashes --no-deps -r requirements.lock \
     && pip install --no-deps --no-build-isolation . \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin analyzer
 
+# matplotlib keeps its font cache under MPLCONFIGDIR (else $HOME, /nonexistent here, and then a new
+# temporary directory in every task, rebuilt each time): build it once, here, as the user that runs.
+ENV MPLCONFIGDIR=/var/cache/cloudrun-analyzer/matplotlib
+RUN mkdir -p "$MPLCONFIGDIR" && chown 10001 "$MPLCONFIGDIR"
 USER 10001
+RUN python -c "import matplotlib.font_manager"
 # Cloud Run Jobs run `run --config ...`; a service overrides the args with `serve --config ...`.
 ENTRYPOINT ["cloudrun-analyzer"]
 CMD ["--help"]

@@ -307,8 +307,8 @@ def _job_setup(config_path: Path, verbose: bool) -> JobConfig:
 
 
 def _job(config: JobConfig, slot: TaskSlot) -> Job:
-    from analyzer.delivery.store import open_store
     from analyzer.job import Job, digest_for
+    from analyzer.store import open_store
 
     store = open_store(config.store.url)
     return Job(config, store, slot, digest=digest_for(config, store))
@@ -342,9 +342,11 @@ def run_command(config_path: Path, digest_mode: str, force: bool, verbose: bool)
       cloudrun-analyzer run --config configs/example-job.yaml
     """
     from analyzer import logs
+    from analyzer.job import check_digest_login
     from analyzer.sharding import TaskSlot
 
     config = _job_setup(config_path, verbose)
+    check_digest_login(config, digest_mode=digest_mode)
     job = _job(config, TaskSlot.from_env())
     with logs.progress("reading Cloud Monitoring") as progress:
         outcome = job.run(now=datetime.now(UTC), digest_mode=digest_mode, force=force, progress=progress)
@@ -368,10 +370,11 @@ def merge_command(config_path: Path, tasks: int, digest_mode: str, force: bool, 
     Exits 5 when a shard is missing.
     """
     from analyzer.errors import NoDataError
-    from analyzer.job import Layout, RunOutcome
+    from analyzer.job import Layout, RunOutcome, check_digest_login
     from analyzer.sharding import TaskSlot
 
     config = _job_setup(config_path, verbose)
+    check_digest_login(config, digest_mode=digest_mode)
     job = _job(config, TaskSlot(0, tasks))
     now = datetime.now(UTC)
     layout = Layout(config.window.resolve(now)[1])
@@ -389,13 +392,26 @@ def merge_command(config_path: Path, tasks: int, digest_mode: str, force: bool, 
 
 @cli.command("check-config")
 @click.argument("config_path", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--bucket", help="The bucket being deployed to: exit 2 unless store.url is gs://BUCKET/...")
+@click.option("--format", "output", type=click.Choice(["text", "env"]), default="text", show_default=True,
+              help="env: KEY=value lines for deploy/deploy.sh (store bucket, digest, SMTP variables).")
 @edge
-def check_config(config_path: Path) -> None:
-    """Validate a job config FILE and summarize it; exit 2 naming each bad key and its fix."""
+def check_config(config_path: Path, bucket: str | None, output: str) -> None:
+    """Validate a job config FILE and summarize it; exit 2 naming each bad key and its fix.
+
+    \b
+    Before a deploy, name the bucket it deploys to (deploy/deploy.sh does):
+      cloudrun-analyzer check-config my-job.yaml --bucket shop-cloudrun-analyzer
+    """
     from analyzer.config import load_config
-    from analyzer.job import describe_config
+    from analyzer.job import deploy_facts, describe_config
 
     config = load_config(config_path)
+    facts = deploy_facts(config, bucket=bucket, source=str(config_path))
+    if output == "env":
+        for key, value in facts.items():
+            click.echo(f"{key}={value}")
+        return
     click.echo(f"{config_path}: valid")
     for line in describe_config(config, now=datetime.now(UTC)):
         click.echo(f"  {line}")
@@ -421,11 +437,13 @@ def serve_command(config_path: Path, host: str | None, port: int, verbose: bool)
     import threading
 
     from analyzer import logs
+    from analyzer.job import check_digest_login
     from analyzer.oidc import TokenPolicy
     from analyzer.serve import TriggerServer
     from analyzer.sharding import TaskSlot
 
     config = _job_setup(config_path, verbose)
+    check_digest_login(config, digest_mode="now")  # a caller may ask for the digest
     serve = config.serve
     if not serve.allowed_service_accounts:
         raise ConfigError(f"{config_path}: serve.allowed_service_accounts is empty, so no caller could run",
@@ -499,9 +517,9 @@ def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
       cloudrun-analyzer digest --snapshot ./snap --store gs://my-bucket/cloudrun --to oncall@example.com
     """
     from analyzer.config import DigestConfig, StoreConfig
-    from analyzer.delivery.store import open_store
     from analyzer.delivery.weekly import run_digest
     from analyzer.pipeline import analyze
+    from analyzer.store import open_store
 
     config = load_analysis_config(config_path)
     smtp, digest_config, store_config = _delivery_sections(config_path)

@@ -333,7 +333,8 @@ class SmtpConfig(_Section):
         description="starttls: upgrade after connecting; ssl: implicit TLS (SMTPS); none: plaintext")
     username_env: EnvName | None = Field(
         default="CLOUDRUN_ANALYZER_SMTP_USER",
-        description="variable holding the AUTH user; unset or empty = no AUTH")
+        description="variable holding the AUTH user; the server needs a login unless this is null "
+                    "(a relay that takes mail from this network without one)")
     password_env: EnvName = Field(
         default="CLOUDRUN_ANALYZER_SMTP_PASSWORD", description="variable holding the password")
     sender: Email | None = Field(default=None, description="From: address, e.g. analyzer@example.com")

@@ -38,11 +38,11 @@ from urllib.parse import quote, unquote
 
 from analyzer import logs
 from analyzer.config import JobConfig
-from analyzer.delivery.store import Store
 from analyzer.errors import ConfigError, InputError, NoDataError
 from analyzer.model import RawData, ServiceKey
 from analyzer.sharding import TaskSlot, share
 from analyzer.sources.restjson import format_time, parse_time
+from analyzer.store import Store
 
 log = logs.get("job")
 JSON = "application/json"
@@ -511,12 +511,10 @@ def describe_config(config: JobConfig, *, now: datetime, env: Mapping[str, str] 
     ]
     digest, smtp = config.digest, config.smtp
     if digest.recipients:
-        secret = smtp.password_env
-        state = "set" if env.get(secret) else "NOT SET: the digest cannot log in"
-        user = smtp.username_env
-        login = (
-            f"; login from ${user} and ${secret} ({state})" if user and env.get(user) else "; no SMTP login"
-        )
+        user, secret = smtp.username_env, smtp.password_env
+        missing = [f"${name}" for name in (user, secret) if not env.get(name or "")]
+        state = f"NOT SET here: {', '.join(missing)}; the job needs them" if missing else "set"
+        login = f"; login from ${user} and ${secret} ({state})" if user else "; no SMTP login (relay)"
         lines.append(
             f"digest: {len(digest.recipients)} recipients on {digest.day}s via {smtp.host}:{smtp.port} "
             f"({smtp.security}){login}"
@@ -529,6 +527,28 @@ def describe_config(config: JobConfig, *, now: datetime, env: Mapping[str, str] 
         + (f", audience {serve.audience}" if serve.audience else "")
     )
     return lines
+
+
+def deploy_facts(config: JobConfig, *, bucket: str | None, source: str) -> dict[str, str]:
+    """What a deploy needs to know of a config (``check-config --format env``); with ``bucket``, a
+    ConfigError unless the store is in that bucket (a forgotten CONFIG must not deploy someone else's)."""
+    from analyzer.store import split_gcs_url
+
+    url = config.store.url
+    store_bucket = split_gcs_url(url)[0] if url.startswith("gs://") else ""
+    if bucket is not None and store_bucket != bucket:
+        raise ConfigError(
+            f"{source}: store.url is {url}, not in gs://{bucket} (the bucket being deployed to)",
+            hint=f"set store.url: gs://{bucket}/reports in {source}, or deploy with BUCKET={store_bucket or '...'}",
+        )
+    login = bool(config.digest.recipients) and bool(config.smtp.username_env)
+    return {
+        "store_bucket": store_bucket,
+        "digest": "on" if config.digest.recipients else "off",
+        "smtp_user_env": (config.smtp.username_env or "") if login else "",
+        "smtp_password_env": config.smtp.password_env if login else "",
+        "serve_accounts": ",".join(config.serve.allowed_service_accounts),
+    }
 
 
 def record_history(store: Store, report: Mapping[str, Any], *, now: datetime) -> None:
@@ -587,6 +607,19 @@ class FleetDigest:
         message = build_message(digest, sender=smtp.sender, recipients=recipients, date=now)
         send(message, smtp, sender=smtp.sender, recipients=recipients, env=self.env)
         return f"{message['Message-ID']} to {len(recipients)} recipients: {digest.subject}"
+
+
+def check_digest_login(config: JobConfig, *, digest_mode: str, env: Mapping[str, str] | None = None) -> None:
+    """Refuse to start a run that may send the digest but could not log in to the mail server
+    (ConfigError, exit 2): better a failed first run than an unsent digest discovered weeks later."""
+    if digest_mode == "skip" or not config.digest.recipients:
+        return
+    from analyzer.delivery.email import credentials
+
+    if not config.smtp.sender:
+        raise ConfigError("digest.recipients is set but smtp.sender is not",
+                          hint="set smtp.sender to the From: address, e.g. cloudrun-analyzer@example.com")
+    credentials(config.smtp, os.environ if env is None else env)
 
 
 def digest_for(config: JobConfig, store: Store, env: Mapping[str, str] | None = None) -> Digest | None:
