@@ -103,6 +103,14 @@ def severity(*, ongoing: bool, impact: Impact) -> Severity:
     return Severity.CRITICAL if ongoing and (impact.harming or soon) else Severity.WARNING
 
 
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+def at_least(severity: Severity, threshold: Severity) -> bool:
+    """``severity`` is as severe as ``threshold`` or more (``--fail-on``)."""
+    return SEVERITY_RANK[severity] >= SEVERITY_RANK[threshold]
+
+
 def urgency_key(*, ongoing: bool, harming: bool, hours_to_limit: float | None,
                 per_month_usd: float) -> tuple[int, int, float, float]:
     """The sort key of the urgency order (smaller is more urgent), from plain values so that findings
