@@ -167,6 +167,13 @@ def test_the_service_digest_subject_names_the_leak(urgent_analysis: Analysis) ->
     digest = build_digest(urgent_analysis, previous=None, config=DigestConfig(), generated_at=NOW)
     assert "week to 08 Mar: leaky: memory leak" in digest.subject
     assert digest.text.index(LEAK_REVISION) < digest.text.index(SLOW_REVISION)
+    assert _services_listed(digest.text) == ["leaky", "slow"]  # and its chart comes first
+
+
+def _services_listed(text: str) -> list[str]:
+    """The services table of a digest's text part, in order."""
+    table = text[text.index("SERVICES (this week / last week)"):]
+    return re.findall(r"^  (\w+): ongoing", table, flags=re.MULTILINE)
 
 
 def test_the_fleet_report_and_digest_from_shards_lead_with_the_leak(
@@ -186,6 +193,7 @@ def test_the_fleet_report_and_digest_from_shards_lead_with_the_leak(
     new = digest.text[digest.text.index("NEW THIS WEEK"):digest.text.index("STILL ONGOING")]
     assert new.index(LEAK_REVISION) < new.index(SLOW_REVISION)
     assert "users: instances OOM-killed" in new
+    assert _services_listed(digest.text) == ["leaky", "slow"]
 
 
 @pytest.fixture(scope="module")

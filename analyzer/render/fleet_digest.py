@@ -130,6 +130,7 @@ def fleet_digest(
                 last_costs.get(key),
                 _state(s, by_service.get(key, [])),
                 f"{link}#service-{s['service']}" if link else None,
+                min((f.urgency_key for f in by_service.get(key, [])), default=None),
             )
         )
     sort_lines(lines)

@@ -54,11 +54,14 @@ class FindingRecord:
         return parse_time(self.onset)
 
     @property
+    def urgency_key(self) -> tuple[int, int, float, float]:
+        return urgency_key(ongoing=self.ongoing, harming=self.impact.harming,
+                           hours_to_limit=self.impact.hours_to_limit, per_month_usd=self.per_month_usd)
+
+    @property
     def urgency(self) -> tuple[object, ...]:
-        """Its place in the urgency order (``analysis.impact``), as the report's."""
-        return (urgency_key(ongoing=self.ongoing, harming=self.impact.harming,
-                            hours_to_limit=self.impact.hours_to_limit, per_month_usd=self.per_month_usd),
-                self.service, self.revision, KIND_ORDER.get(self.kind, 9), self.onset)
+        """Its place in the urgency order (``analysis.impact``), ties broken as the report's."""
+        return (self.urgency_key, self.service, self.revision, KIND_ORDER.get(self.kind, 9), self.onset)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> FindingRecord:
