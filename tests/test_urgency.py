@@ -25,7 +25,7 @@ from analyzer.model import Finding, FindingKind, Impact, RevisionInfo, ServiceKe
 from analyzer.render.digest import build_digest
 from analyzer.render.fleet import merge_reports, render_fleet
 from analyzer.render.fleet_digest import fleet_digest
-from analyzer.render.html import harm, per_month, report_context
+from analyzer.render.html import HeadlineItem, harm, headline_of, per_month, report_context
 from analyzer.render.json_report import impact_from_json, impact_json, report_json
 from analyzer.render.text import summary_text
 from analyzer.sources.snapshot import write_snapshot
@@ -118,6 +118,19 @@ def test_a_finding_that_costs_nothing_says_so_and_shows_its_harm_never_a_bare_ze
     impact = Impact(oom_kills=3, hours_to_limit=5.0, harming=True, worst_memory_end=0.99)
     assert harm(impact) == "instances OOM-killed 3 times"
     assert impact_from_json(json.loads(json.dumps(impact_json(impact)))) == impact
+
+
+def test_the_headline_names_the_most_urgent_revision_with_its_harm_before_its_dollars() -> None:
+    items = [
+        HeadlineItem("slow", "slow-2", ("latency_regression",), True, 150.0,
+                     impact=Impact(latency_added_ms_p95=300.0, baseline_latency_ms_p95=1000.0)),
+        HeadlineItem("leaky", "leaky-2", ("memory_baseline_rise",), True, 0.0,
+                     impact=Impact(oom_kills=3, harming=True)),
+        HeadlineItem("old", "old-2", ("memory_baseline_rise",), False, 900.0, impact=Impact(oom_kills=9, harming=True)),
+    ]
+    assert headline_of(items, at_risk=150.0) == (
+        "leaky: memory leak (rising baseline) since leaky-2, instances OOM-killed 3 times, no added cost yet "
+        "(+1 more revision, $150.00/month at risk in all)")
 
 
 # ---------------------------------------------------------------------------------------------
