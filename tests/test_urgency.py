@@ -5,6 +5,7 @@ regression costs far more (tests/urgent_fleet.py). The browser half is in test_r
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from analyzer.model import Finding, FindingKind, Impact, RevisionInfo, ServiceKe
 from analyzer.render.digest import build_digest
 from analyzer.render.fleet import merge_reports, render_fleet
 from analyzer.render.fleet_digest import fleet_digest
-from analyzer.render.html import HeadlineItem, harm, headline_of, per_month, report_context
+from analyzer.render.html import HeadlineItem, harm, headline_of, per_month, render_report, report_context
 from analyzer.render.json_report import impact_from_json, impact_json, report_json
 from analyzer.render.text import summary_text
 from analyzer.sources.snapshot import write_snapshot
@@ -238,3 +239,20 @@ def test_the_exit_code_can_be_limited_to_critical_findings(
         doc = json.loads(result.stdout)
         assert doc["findings"][0]["revision"] == LEAK_REVISION
 
+
+
+def test_a_leak_that_costs_nothing_yet_reads_so_beside_its_harm_never_zero_dollars(
+        urgent_analysis: Analysis) -> None:
+    analysis = copy.deepcopy(urgent_analysis)
+    for finding in analysis.findings:
+        if finding.service == "leaky":  # as under request-based billing before it adds instances
+            finding.excess_cost_usd_per_month = finding.excess_cost_usd_window = 0.0
+    html = render_report(analysis, generated_at=NOW)
+    card = html[html.index(f'id="incident-leaky-{LEAK_REVISION}"'):]
+    card = card[:card.index("</article>")]
+    assert "no added cost yet" in card and "What users see:</strong> instances OOM-killed 2 times" in card
+    assert "$0.00/month" not in html
+    assert report_context(analysis, generated_at=NOW, charts=False)["headline"].startswith(
+        f"leaky: memory leak (rising baseline) since {LEAK_REVISION}, instances OOM-killed 2 times, "
+        "no added cost yet (+1 more revision")
+    assert "(ongoing, no added cost yet)" in summary_text(analysis)
