@@ -1,8 +1,8 @@
 """The command line: ``cloudrun-analyzer report|…``. The edge where errors become messages and exit codes.
 
-Exit codes: 0 success · 1 findings present with ``--fail-on-findings`` · 2 bad config or usage ·
-3 unreadable input · 4 a Google API call failed · 5 nothing could be analyzed · 6 delivery failed ·
-70 internal error (a bug: please report it).
+Exit codes: 0 success · 1 ongoing findings with ``--fail-on-findings`` (or as severe as ``--fail-on``) ·
+2 bad config or usage · 3 unreadable input · 4 a Google API call failed · 5 nothing could be analyzed ·
+6 delivery failed · 70 internal error (a bug: please report it).
 """
 
 from __future__ import annotations
@@ -19,10 +19,15 @@ import click
 
 from analyzer import __version__
 from analyzer.analysis import Analysis
+from analyzer.analysis.impact import at_least
 from analyzer.config import AnalysisConfig, load_yaml, parse_config
 from analyzer.errors import AnalyzerError, ConfigError
+<<<<<<< HEAD
 from analyzer.logs import printable
 from analyzer.model import RawData
+=======
+from analyzer.model import RawData, Severity
+>>>>>>> issue-12
 
 if TYPE_CHECKING:
     from analyzer.config import DigestConfig, JobConfig, SmtpConfig, StoreConfig
@@ -211,12 +216,16 @@ def _read_live(query: LiveQuery) -> RawData:
               help="Write the findings as JSON here (schema in docs/json-schema.md).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="What to print on stdout.")
-@click.option("--fail-on-findings", is_flag=True, help="Exit 1 when there are ongoing findings (for CI gates).")
+@click.option("--fail-on-findings", is_flag=True,
+              help="Exit 1 when there are ongoing findings (for CI gates); the same as --fail-on warning.")
+@click.option("--fail-on", "fail_on", type=click.Choice([s.value for s in (Severity.WARNING, Severity.CRITICAL)]),
+              help="Exit 1 when an ongoing finding is at least this severe; critical: hurting users now or "
+                   "within 24 h (OOM kills, memory at the limit, more 5xx; see docs/reports.md).")
 @edge
 def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region: str | None,
            services: tuple[str, ...], days: int | None, start: str | None, end: str | None,
            config_path: Path | None, out: Path | None, json_path: Path | None, fmt: str,
-           fail_on_findings: bool) -> None:
+           fail_on_findings: bool, fail_on: str | None) -> None:
     """Analyze one window and report findings, costs and fix checks.
 
     \b
@@ -224,6 +233,7 @@ def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
       cloudrun-analyzer report --demo --out report.html --json findings.json
       cloudrun-analyzer report --snapshot ./snap --format json > findings.json
       cloudrun-analyzer report --project my-project --region europe-west1 --days 7 --out report.html
+      cloudrun-analyzer report --snapshot ./snap --fail-on critical   # exit 1 if users are hurt
     """
     from analyzer.pipeline import analyze
 
@@ -237,7 +247,8 @@ def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
     for path, what in ((out, "HTML report"), (json_path, "JSON findings")):
         if path is not None:
             click.echo(f"wrote {what}: {path}", err=True)
-    if fail_on_findings and any(f.ongoing for f in analysis.findings):
+    threshold = Severity(fail_on) if fail_on else Severity.WARNING if fail_on_findings else None
+    if threshold and any(f.ongoing and at_least(f.severity, threshold) for f in analysis.findings):
         sys.exit(EXIT_FINDINGS)
 
 

@@ -1,10 +1,11 @@
-"""The terminal summary: what a person reads first after running the CLI."""
+"""The terminal summary: what a person reads first after running the CLI (findings most urgent
+first, as ``analysis.findings`` holds them)."""
 
 from __future__ import annotations
 
 from analyzer.analysis import Analysis
 from analyzer.logs import printable
-from analyzer.render.html import usd
+from analyzer.render.html import harm, per_month, usd
 
 
 def summary_text(analysis: Analysis) -> str:
@@ -17,12 +18,13 @@ def summary_text(analysis: Analysis) -> str:
     if not analysis.findings:
         lines.append("  no findings")
     for f in analysis.findings:
-        dollars = (f"ongoing, {usd(f.excess_cost_usd_per_month)}/month extra" if f.ongoing
+        dollars = (f"ongoing, {per_month(f.excess_cost_usd_per_month)}" if f.ongoing
                    else f"resolved by {f.resolved_by}, saves {usd(f.savings_usd_per_month)}/month")
         lines.append(
             f"  [{f.severity.value:8}] {f.service}: {f.kind.value} since {f.onset:%Y-%m-%d %H:%M} UTC in {f.revision} "
             f"({dollars})"
         )
+        lines.append(f"             users: {harm(f.impact)}")
         lines.append(f"             {f.summary}")
     for p in analysis.problems:
         lines.append(f"  problem: {p.subject}: {p.message}" + (f" (fix: {p.hint})" if p.hint else ""))
