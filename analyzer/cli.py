@@ -22,12 +22,8 @@ from analyzer.analysis import Analysis
 from analyzer.analysis.impact import at_least
 from analyzer.config import AnalysisConfig, load_yaml, parse_config
 from analyzer.errors import AnalyzerError, ConfigError
-<<<<<<< HEAD
 from analyzer.logs import printable
-from analyzer.model import RawData
-=======
 from analyzer.model import RawData, Severity
->>>>>>> issue-12
 
 if TYPE_CHECKING:
     from analyzer.config import DigestConfig, JobConfig, SmtpConfig, StoreConfig

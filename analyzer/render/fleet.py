@@ -15,14 +15,9 @@ from typing import Any
 
 from analyzer.analysis.impact import KIND_ORDER, urgency_key
 from analyzer.errors import InputError
-<<<<<<< HEAD
-from analyzer.render.html import environment
-from analyzer.render.json_report import SCHEMA, SCHEMA_VERSION
-from analyzer.render.links import revision_url, service_url
-=======
 from analyzer.render.html import environment, harm
 from analyzer.render.json_report import SCHEMA, SCHEMA_VERSION, impact_from_json
->>>>>>> issue-12
+from analyzer.render.links import revision_url, service_url
 from analyzer.sources.restjson import format_time, parse_time
 
 
@@ -125,13 +120,10 @@ def render_fleet(report: Mapping[str, Any]) -> str:
                 f,
                 onset_time=_when(f.get("onset")),
                 page=page_of.get((f["project"], f["region"], f["service"])),
-<<<<<<< HEAD
                 # Links are made here from the names, never taken from a shard (a tampered one could
                 # hold a javascript: URL).
                 console_url=revision_url(f["project"], f["region"], f["service"], f["revision"]),
-=======
                 harm=harm(impact_from_json(f.get("impact"))),
->>>>>>> issue-12
             )
             for f in report["findings"]
         ],
