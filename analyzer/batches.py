@@ -45,8 +45,15 @@ BATCH_SERVICE_DAYS = 350  # service-days read and analyzed together (50 services
 SNAPSHOT_BATCH_BYTES = 256 * 2**20  # spilled (pickled) series arrays read back by one batch
 
 
-def services_per_batch(days: float) -> int:
-    """How many services one batch holds for a window of ``days``: memory grows with service-days."""
+WHOLE_FLEET = 10**9  # one batch: what must see every service at once
+
+
+def services_per_batch(days: float, config: AnalysisConfig | None = None) -> int:
+    """How many services one batch holds for a window of ``days``: memory grows with service-days.
+    The free tier is one allowance per billing account, shared by every service analyzed together, so
+    with ``pricing.apply_free_tier`` the fleet is one batch (docs/performance.md)."""
+    if config is not None and config.pricing.apply_free_tier:
+        return WHOLE_FLEET
     return max(1, int(BATCH_SERVICE_DAYS // max(days, 1.0)))
 
 
@@ -118,7 +125,7 @@ def plan_snapshot(directory: Path, *, batch_size: int | None = None) -> Plan:
     snapshot.read_manifest(directory, meta)
     for path in files:
         part = RawData()
-        snapshot.read_file(part, path)
+        snapshot.read_file(part, path, directory)
         meta.revisions.extend(part.revisions)
         meta.services.extend(part.services)
         meta.service_infos.extend(part.service_infos)

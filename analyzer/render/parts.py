@@ -27,6 +27,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from analyzer.analysis import Analysis, ServiceResult
+from analyzer.analysis.impact import finding_order
 from analyzer.model import Finding, Problem, ServiceKey
 from analyzer.render.charts import SPARK_HEIGHT, SPARK_WIDTH, Chart, Sparkline, service_charts, sparkline
 from analyzer.render.fleet import merge_json
@@ -94,14 +95,19 @@ class ServiceRow:
     cost_usd: float | None
     monthly_projection_usd: float | None
     per_month_usd: float  # ongoing extra dollars per month (each revision counted once)
+    urgency: tuple[int, int, float, float]  # its most urgent finding's place in the urgency order
     spark: Sparkline
     section: str  # HTML rendered by the templates (autoescaped): the full section or a compact entry
     compact: bool
 
 
-def row_order(row: ServiceRow) -> tuple[float, int, bool, str]:
-    """Sections and overview rows: the costliest ongoing trouble first, then by findings, then by name."""
-    return (-row.per_month_usd, -row.incidents, row.status != "analyzed", row.key.service)
+NO_FINDING = (9, 0, 0.0, 0.0)  # after every finding in the urgency order
+
+
+def row_order(row: ServiceRow) -> tuple[object, ...]:
+    """Sections and overview rows: the service of the most urgent finding first (docs/reports.md), then
+    by dollars, by findings, by name."""
+    return (row.urgency, -row.per_month_usd, -row.incidents, row.status != "analyzed", row.key.service)
 
 
 @dataclass(slots=True)
@@ -152,6 +158,7 @@ def _row(section: ServiceSection, analysis: Analysis, compact: bool) -> ServiceR
         result.cost.cost_usd if result.cost else None,
         result.cost.monthly_projection_usd if result.cost else None,
         section.per_month_usd,
+        min((i.urgency[0] for i in section.incidents), default=NO_FINDING),
         sparkline(result, start, end, analysis.step_seconds),
         html,
         compact,
@@ -229,7 +236,7 @@ def summarize(
         window = (min(p.window_start for p in parts), max(p.window_end for p in parts))
     rows = sorted((r for p in parts for r in p.rows), key=row_order)
     findings = sorted(
-        (f for p in parts for f in p.findings), key=lambda f: (-f.excess_cost_usd_per_month, f.service, f.onset)
+        (f for p in parts for f in p.findings), key=finding_order
     )
     origins = dict.fromkeys(p.origin for p in parts if p.origin)
     return ReportSummary(
@@ -281,7 +288,7 @@ def assemble_report(
         raise ValueError("two services share an anchor: render every part with the fleet's report_layout")
     incidents = sorted(
         (i for p in parts for i in p.incidents),
-        key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]),
+        key=lambda i: i.urgency,
     )
     style, style_source, script, script_source = _inline()
     # The sections were rendered by our autoescaping templates in render_part: markup, not text.
