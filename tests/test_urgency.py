@@ -26,8 +26,9 @@ from analyzer.model import Finding, FindingKind, Impact, RevisionInfo, ServiceKe
 from analyzer.render.digest import build_digest
 from analyzer.render.fleet import merge_reports, render_fleet
 from analyzer.render.fleet_digest import fleet_digest
-from analyzer.render.html import HeadlineItem, harm, headline_of, per_month, render_report, report_context
+from analyzer.render.html import HeadlineItem, harm, headline_of, per_month, render_report
 from analyzer.render.json_report import impact_from_json, impact_json, report_json
+from analyzer.render.parts import render_part, report_context
 from analyzer.render.text import summary_text
 from analyzer.sources.snapshot import write_snapshot
 from tests.urgent_fleet import LEAK_REVISION, SLOW_REVISION, analyze_services
@@ -114,7 +115,7 @@ def test_more_5xx_than_the_previous_revision_counts_only_beyond_chance() -> None
 def test_a_finding_that_costs_nothing_says_so_and_shows_its_harm_never_a_bare_zero() -> None:
     assert per_month(0.0) == "no added cost yet"
     assert per_month(0.004) == "no added cost yet"
-    assert per_month(12.5) == "$12.50/month"
+    assert per_month(12.5) == "≈$12/month"  # a model estimate: ≈ and two significant figures
     assert harm(Impact()) == "no harm to users measured"
     impact = Impact(oom_kills=3, hours_to_limit=5.0, harming=True, worst_memory_end=0.99)
     assert harm(impact) == "instances OOM-killed 3 times"
@@ -170,11 +171,11 @@ def test_json_and_terminal_lead_with_the_leak(urgent_analysis: Analysis) -> None
 
 
 def test_the_report_headline_and_first_rows_name_the_leak(urgent_analysis: Analysis) -> None:
-    context = report_context(urgent_analysis, generated_at=NOW, charts=False)
+    context = report_context([render_part(urgent_analysis, generated_at=NOW)], generated_at=NOW)
     assert context["headline"].startswith(f"leaky: memory leak (rising baseline) since {LEAK_REVISION}, "
                                           "instances OOM-killed")
     assert [i.revision for i in context["incidents"]] == [LEAK_REVISION, SLOW_REVISION]
-    assert context["services"][0].result.key.service == "leaky"
+    assert context["rows"][0].key.service == "leaky"
 
 
 def test_the_service_digest_subject_names_the_leak(urgent_analysis: Analysis) -> None:
@@ -252,7 +253,7 @@ def test_a_leak_that_costs_nothing_yet_reads_so_beside_its_harm_never_zero_dolla
     card = card[:card.index("</article>")]
     assert "no added cost yet" in card and "What users see:</strong> instances OOM-killed 2 times" in card
     assert "$0.00/month" not in html
-    assert report_context(analysis, generated_at=NOW, charts=False)["headline"].startswith(
+    assert report_context([render_part(analysis, generated_at=NOW)], generated_at=NOW)["headline"].startswith(
         f"leaky: memory leak (rising baseline) since {LEAK_REVISION}, instances OOM-killed 2 times, "
         "no added cost yet (+1 more revision")
     assert "(ongoing, no added cost yet)" in summary_text(analysis)

@@ -281,6 +281,18 @@ def assemble_report(
     """The HTML page of all parts: headline, totals, revisions with findings, a sortable overview of
     every service, then the sections. ``window`` defaults to the parts' own; ``problems`` met outside
     any batch (listing the fleet, say) are shown with the parts' own."""
+    context = report_context(parts, generated_at=generated_at, window=window, problems=problems)
+    return environment().get_template("report.html.j2").render(context)
+
+
+def report_context(
+    parts: Sequence[ReportPart],
+    *,
+    generated_at: datetime,
+    window: tuple[datetime, datetime] | None = None,
+    problems: Iterable[Problem] = (),
+) -> dict[str, Any]:
+    """What the page shows, in the order it shows it (urgency first: docs/reports.md)."""
     summary = summarize(parts, window=window, problems=problems)
     rows = summary.services
     anchors = [r.anchor for r in rows]
@@ -292,7 +304,7 @@ def assemble_report(
     )
     style, style_source, script, script_source = _inline()
     # The sections were rendered by our autoescaping templates in render_part: markup, not text.
-    context = {
+    return {
         "analysis": summary,
         "rows": rows,
         "sections": [Markup(r.section) for r in rows if not r.compact],
@@ -310,7 +322,6 @@ def assemble_report(
         "script": script,
         "script_source": script_source,
     }
-    return environment().get_template("report.html.j2").render(context)
 
 
 def assemble_json(parts: Sequence[ReportPart], *, generated_at: datetime) -> dict[str, Any]:
