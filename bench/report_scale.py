@@ -3,7 +3,8 @@
 Serves a generated fleet (``fleet_scale.add_aligned_fleet``: 2 revisions a service, every metric of the
 query plan already aligned to 300 s) from the fake Monitoring and Cloud Run APIs in this process, on
 loopback gRPC. Then, each as a child process measured by ``wait4`` (CPU of the child and of every
-worker it waited for; peak RSS of the child and of its largest worker):
+worker it waited for) and its own ``VmHWM`` (peak RSS; its largest worker's from ``RUSAGE_CHILDREN``,
+an upper bound that includes the main process's image copied when the worker was forked):
 
 - **report**: ``cloudrun-analyzer report --project … --workers W --out … --json …`` exactly as a user
   runs it with the emulator variables (list the fleet, fetch each batch with Google's clients, parse,
@@ -44,7 +45,7 @@ from bench.fleet_scale import START, add_aligned_fleet  # noqa: E402
 class Measure:
     wall_s: float
     cpu_s: float  # the child's and every worker's it waited for (the floor: its calls alone, no start-up)
-    peak_mib: float  # the child's own
+    peak_mib: float  # the child's own (VmHWM: wait4's figure would count this process's image copied at fork)
     worker_peak_mib: float  # the largest worker's
     output: str
 
@@ -69,7 +70,7 @@ def _measured(command: list[str], env: dict[str, str]) -> Measure:
     if code != 0:
         raise SystemExit(f"{command[:3]} exited {code}: {streams['err'].decode()[-3000:]}")
     report = json.loads(streams["out"].decode().strip().splitlines()[-1])
-    return Measure(wall, report.get("floor_cpu_s", usage.ru_utime + usage.ru_stime), usage.ru_maxrss / 1024,
+    return Measure(wall, report.get("floor_cpu_s", usage.ru_utime + usage.ru_stime), report["peak_mib"],
                    report.get("worker_peak_mib", 0.0), streams["err"].decode())
 
 
@@ -85,11 +86,17 @@ def child_main(argv: list[str]) -> None:
             cli.main(args=rest, prog_name="cloudrun-analyzer", standalone_mode=False)
         finally:
             children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            print(json.dumps({"worker_peak_mib": children}), flush=True)
+            print(json.dumps({"worker_peak_mib": children, "peak_mib": _own_peak_mib()}), flush=True)
         return
     began = time.process_time()
     floor(rest)
-    print(json.dumps({"worker_peak_mib": 0.0, "floor_cpu_s": time.process_time() - began}), flush=True)
+    print(json.dumps({"worker_peak_mib": 0.0, "floor_cpu_s": time.process_time() - began,
+                      "peak_mib": _own_peak_mib()}), flush=True)
+
+
+def _own_peak_mib() -> float:
+    line = next(line for line in open("/proc/self/status", encoding="ascii") if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def floor(argv: list[str]) -> None:
