@@ -95,7 +95,8 @@ def child_main(argv: list[str]) -> None:
 
 
 def _own_peak_mib() -> float:
-    line = next(line for line in open("/proc/self/status", encoding="ascii") if line.startswith("VmHWM:"))
+    with open("/proc/self/status", encoding="ascii") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
 
 

@@ -138,8 +138,9 @@ def _hostile_bodies(snap: Path) -> dict[str, str]:
 
 
 # case -> series of the bad file still read: the 3e9-bucket file is a copy of a good one whose other
-# three series are fine (a malformed series is skipped on its own); any other bad file adds none.
-HOSTILE_CASES = {"3e9 buckets": 3, "1e999": 0, "NaN": 0, "200k-deep nesting": 0, "5000-digit integer": 0,
+# three series are fine (a malformed series is skipped on its own) but repeat the good file's, so they
+# are counted once (issue 16: the same series twice); any other bad file adds none.
+HOSTILE_CASES = {"3e9 buckets": 0, "1e999": 0, "NaN": 0, "200k-deep nesting": 0, "5000-digit integer": 0,
                  "explicit bounds": 0}
 
 

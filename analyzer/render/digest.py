@@ -33,6 +33,7 @@ from analyzer.render.html import environment, headline, incidents_of, kind_name,
 from analyzer.render.week import WeekChanges, WindowRecord, compare, record_from_analysis
 
 MAX_HTML_BYTES = 100_000  # Gmail clips at about 102 KB (104,448 bytes); keep a margin
+KEEP_SERVICES, KEEP_REVISIONS = 10, 5  # what a digest too large for one email still lists, at least
 CHART_SIZE = (5.6, 3.0)  # inches at CHART_DPI: 560 × 300 px, shown 1:1
 CHART_DPI = 100
 BLENDS = (0.3, 0.6)  # anti-aliasing steps kept per colour in the palette PNG (about 10 KB instead of 60)
@@ -319,15 +320,29 @@ def build_digest(
 def render_within(context: dict[str, Any], lines: Sequence[Any], max_html_bytes: int) -> tuple[str, str, int]:
     """Render the digest's HTML and text, listing as many services as fit in ``max_html_bytes`` of
     HTML (Gmail clips longer mails): a fleet too large for one email lists its most urgent services
-    and links the rest. Returns the HTML, the text and how many services are listed."""
+    and links the rest; when even no service table is not enough, it lists fewer revisions per group
+    (new, ongoing, resolved: the most urgent first) and links the rest. Returns the HTML, the text and
+    how many services are listed."""
     env = environment()
     shown = len(lines)
+    limit: int | None = None  # revisions listed per group; None: all
+    changes = context.get("changes")
+    most = max((len(g) for g in (changes.new, changes.ongoing, changes.resolved)), default=0) if changes else 0
     while True:
-        context.update(services=lines[:shown], hidden=len(lines) - shown)
+        context.update(services=lines[:shown], hidden=len(lines) - shown, revision_limit=limit)
         html = env.get_template("digest.html.j2").render(context)
-        if len(html.encode("utf-8")) <= max_html_bytes or shown == 0:
+        if len(html.encode("utf-8")) <= max_html_bytes or (shown == 0 and limit == 0):
             break
-        shown //= 2
+        # Keep a few of each: services first down to KEEP_SERVICES, then revisions down to
+        # KEEP_REVISIONS, then whatever is still needed.
+        if shown > KEEP_SERVICES:
+            shown = max(KEEP_SERVICES, shown // 2)
+        elif (limit is None or limit > KEEP_REVISIONS) and most > KEEP_REVISIONS:
+            limit = max(KEEP_REVISIONS, (most if limit is None else limit) // 2)
+        elif shown:
+            shown //= 2
+        else:
+            limit = (most if limit is None else limit) // 2
     return html, env.get_template("digest.txt.j2").render(context), shown
 
 
