@@ -223,3 +223,19 @@ def test_when_deploys_are_too_many_to_label_only_the_storys_are(
     html = render_part(_share(demo_analysis, [by_name["catalog"]]), generated_at=NOW).rows[0].section
     assert 'class="deploy-label"' not in html
     assert html.count('<line class="deploy"') == 4 * len(catalog.deploys)  # a bare line on each chart
+
+
+def test_hostile_names_stay_text_in_the_overview_and_the_compact_entries(demo_analysis: Analysis) -> None:
+    from tests.hostile import HOSTILE_SERVICE
+    from tests.test_report_html import assert_only_the_sort_script_runs, parse
+
+    fleet = fleet_analysis(demo_analysis, services=30, with_findings=1)
+    hostile = [renamed(r, f"{HOSTILE_SERVICE}{i}") for i, r in enumerate(fleet.services)]
+    html = render_report(_share(fleet, hostile), generated_at=NOW)
+    tree = parse(html)
+    assert_only_the_sort_script_runs(tree)
+    assert not any(name.startswith("on") for e in tree.elements for name in e.attrs)
+    compact = [e for e in tree.all("details") if "compact" in e.attrs.get("class", "")]
+    assert len(compact) == 29
+    assert all(HOSTILE_SERVICE in e.text for e in compact)
+    assert html.count("&lt;script&gt;alert(&#34;svc&#34;)") >= 30 * 3  # overview, section or entry, links
