@@ -1,8 +1,8 @@
 """The command line: ``cloudrun-analyzer report|…``. The edge where errors become messages and exit codes.
 
-Exit codes: 0 success · 1 findings present with ``--fail-on-findings`` · 2 bad config or usage ·
-3 unreadable input · 4 a Google API call failed · 5 nothing could be analyzed · 6 delivery failed ·
-70 internal error (a bug: please report it).
+Exit codes: 0 success · 1 ongoing findings with ``--fail-on-findings`` (or as severe as ``--fail-on``) ·
+2 bad config or usage · 3 unreadable input · 4 a Google API call failed · 5 nothing could be analyzed ·
+6 delivery failed · 70 internal error (a bug: please report it).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import click
 
 from analyzer import __version__
 from analyzer.analysis import Analysis
+from analyzer.analysis.impact import at_least
 from analyzer.config import AnalysisConfig, load_yaml, parse_config
 from analyzer.errors import AnalyzerError, ConfigError
-from analyzer.model import RawData
+from analyzer.logs import printable
+from analyzer.model import RawData, Severity
 
 if TYPE_CHECKING:
     from analyzer.config import DigestConfig, JobConfig, SmtpConfig, StoreConfig
@@ -44,14 +46,14 @@ def edge(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except AnalyzerError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
+            click.secho(f"error: {printable(exc.message)}", fg="red", err=True)  # messages quote input
             if exc.hint:
-                click.echo(f"  fix: {exc.hint}", err=True)
+                click.echo(f"  fix: {printable(exc.hint)}", err=True)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as exc:  # pragma: no cover - the last line of defence
-            click.secho(f"internal error: {type(exc).__name__}: {exc}", fg="red", err=True)
+            click.secho(f"internal error: {type(exc).__name__}: {printable(str(exc))}", fg="red", err=True)
             click.echo("  this is a bug in cloudrun-analyzer; please report it with the command you ran", err=True)
             sys.exit(EXIT_INTERNAL)
 
@@ -210,12 +212,16 @@ def _read_live(query: LiveQuery) -> RawData:
               help="Write the findings as JSON here (schema in docs/json-schema.md).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="What to print on stdout.")
-@click.option("--fail-on-findings", is_flag=True, help="Exit 1 when there are ongoing findings (for CI gates).")
+@click.option("--fail-on-findings", is_flag=True,
+              help="Exit 1 when there are ongoing findings (for CI gates); the same as --fail-on warning.")
+@click.option("--fail-on", "fail_on", type=click.Choice([s.value for s in (Severity.WARNING, Severity.CRITICAL)]),
+              help="Exit 1 when an ongoing finding is at least this severe; critical: hurting users now or "
+                   "within 24 h (OOM kills, memory at the limit, more 5xx; see docs/reports.md).")
 @edge
 def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region: str | None,
            services: tuple[str, ...], days: int | None, start: str | None, end: str | None,
            config_path: Path | None, out: Path | None, json_path: Path | None, fmt: str,
-           fail_on_findings: bool) -> None:
+           fail_on_findings: bool, fail_on: str | None) -> None:
     """Analyze one window and report findings, costs and fix checks.
 
     \b
@@ -223,6 +229,7 @@ def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
       cloudrun-analyzer report --demo --out report.html --json findings.json
       cloudrun-analyzer report --snapshot ./snap --format json > findings.json
       cloudrun-analyzer report --project my-project --region europe-west1 --days 7 --out report.html
+      cloudrun-analyzer report --snapshot ./snap --fail-on critical   # exit 1 if users are hurt
     """
     from analyzer.pipeline import analyze
 
@@ -236,7 +243,8 @@ def report(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
     for path, what in ((out, "HTML report"), (json_path, "JSON findings")):
         if path is not None:
             click.echo(f"wrote {what}: {path}", err=True)
-    if fail_on_findings and any(f.ongoing for f in analysis.findings):
+    threshold = Severity(fail_on) if fail_on else Severity.WARNING if fail_on_findings else None
+    if threshold and any(f.ongoing and at_least(f.severity, threshold) for f in analysis.findings):
         sys.exit(EXIT_FINDINGS)
 
 
@@ -267,9 +275,9 @@ def fetch(projects: tuple[str, ...], region: str | None, services: tuple[str, ..
         raise ConfigError(f"{directory} is not empty", hint="choose a new directory so snapshots do not mix")
     data, written = fetch_to_snapshot(query, directory, progress=_progress())
     for problem in data.problems:
-        click.echo(f"problem: {problem.subject}: {problem.message}", err=True)
+        click.echo(printable(f"problem: {problem.subject}: {problem.message}"), err=True)
         if problem.hint:
-            click.echo(f"  fix: {problem.hint}", err=True)
+            click.echo(printable(f"  fix: {problem.hint}"), err=True)
     click.echo(f"wrote {len(written)} files to {directory}: {len(data.series)} series, "
                f"{len(data.revisions)} revisions, {len(data.problems)} problems")
 
@@ -306,8 +314,8 @@ def _job_setup(config_path: Path, verbose: bool) -> JobConfig:
 
 
 def _job(config: JobConfig, slot: TaskSlot) -> Job:
-    from analyzer.delivery.store import open_store
     from analyzer.job import Job, digest_for
+    from analyzer.store import open_store
 
     store = open_store(config.store.url)
     return Job(config, store, slot, digest=digest_for(config, store))
@@ -341,9 +349,11 @@ def run_command(config_path: Path, digest_mode: str, force: bool, verbose: bool)
       cloudrun-analyzer run --config configs/example-job.yaml
     """
     from analyzer import logs
+    from analyzer.job import check_digest_login
     from analyzer.sharding import TaskSlot
 
     config = _job_setup(config_path, verbose)
+    check_digest_login(config, digest_mode=digest_mode)
     job = _job(config, TaskSlot.from_env())
     with logs.progress("reading Cloud Monitoring") as progress:
         outcome = job.run(now=datetime.now(UTC), digest_mode=digest_mode, force=force, progress=progress)
@@ -367,10 +377,11 @@ def merge_command(config_path: Path, tasks: int, digest_mode: str, force: bool, 
     Exits 5 when a shard is missing.
     """
     from analyzer.errors import NoDataError
-    from analyzer.job import Layout, RunOutcome
+    from analyzer.job import Layout, RunOutcome, check_digest_login
     from analyzer.sharding import TaskSlot
 
     config = _job_setup(config_path, verbose)
+    check_digest_login(config, digest_mode=digest_mode)
     job = _job(config, TaskSlot(0, tasks))
     now = datetime.now(UTC)
     layout = Layout(config.window.resolve(now)[1])
@@ -388,13 +399,26 @@ def merge_command(config_path: Path, tasks: int, digest_mode: str, force: bool, 
 
 @cli.command("check-config")
 @click.argument("config_path", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--bucket", help="The bucket being deployed to: exit 2 unless store.url is gs://BUCKET/...")
+@click.option("--format", "output", type=click.Choice(["text", "env"]), default="text", show_default=True,
+              help="env: KEY=value lines for deploy/deploy.sh (store bucket, digest, SMTP variables).")
 @edge
-def check_config(config_path: Path) -> None:
-    """Validate a job config FILE and summarize it; exit 2 naming each bad key and its fix."""
+def check_config(config_path: Path, bucket: str | None, output: str) -> None:
+    """Validate a job config FILE and summarize it; exit 2 naming each bad key and its fix.
+
+    \b
+    Before a deploy, name the bucket it deploys to (deploy/deploy.sh does):
+      cloudrun-analyzer check-config my-job.yaml --bucket shop-cloudrun-analyzer
+    """
     from analyzer.config import load_config
-    from analyzer.job import describe_config
+    from analyzer.job import deploy_facts, describe_config
 
     config = load_config(config_path)
+    facts = deploy_facts(config, bucket=bucket, source=str(config_path))
+    if output == "env":
+        for key, value in facts.items():
+            click.echo(f"{key}={value}")
+        return
     click.echo(f"{config_path}: valid")
     for line in describe_config(config, now=datetime.now(UTC)):
         click.echo(f"  {line}")
@@ -420,16 +444,23 @@ def serve_command(config_path: Path, host: str | None, port: int, verbose: bool)
     import threading
 
     from analyzer import logs
+    from analyzer.job import check_digest_login
     from analyzer.oidc import TokenPolicy
     from analyzer.serve import TriggerServer
     from analyzer.sharding import TaskSlot
 
     config = _job_setup(config_path, verbose)
+    check_digest_login(config, digest_mode="now")  # a caller may ask for the digest
     serve = config.serve
     if not serve.allowed_service_accounts:
         raise ConfigError(f"{config_path}: serve.allowed_service_accounts is empty, so no caller could run",
                           hint="list the Cloud Scheduler job's service account, e.g. "
                                "[analyzer-scheduler@my-project.iam.gserviceaccount.com]")
+    if not serve.audience:
+        raise ConfigError(f"{config_path}: serve.audience is not set, so a token Google signed for any other "
+                          "service would be accepted",
+                          hint="set serve.audience to the URL the Scheduler job calls (its OIDC audience), "
+                               "e.g. https://analyzer-abc-uc.a.run.app")
     policy = TokenPolicy(mode=serve.mode, allowed_accounts=frozenset(serve.allowed_service_accounts),
                          audience=serve.audience, issuers=tuple(serve.issuers), certs_url=serve.certs_url,
                          clock_skew_s=serve.clock_skew_seconds)
@@ -493,9 +524,9 @@ def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
       cloudrun-analyzer digest --snapshot ./snap --store gs://my-bucket/cloudrun --to oncall@example.com
     """
     from analyzer.config import DigestConfig, StoreConfig
-    from analyzer.delivery.store import open_store
     from analyzer.delivery.weekly import run_digest
     from analyzer.pipeline import analyze
+    from analyzer.store import open_store
 
     config = load_analysis_config(config_path)
     smtp, digest_config, store_config = _delivery_sections(config_path)
@@ -510,7 +541,7 @@ def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
     outcome = run_digest(analysis, store=open_store(store_config.url), smtp=smtp, config=digest_config,
                          generated_at=datetime.now(UTC), dry_run=dry_run, resend=resend)
     sent = outcome.digest
-    click.echo(f"subject: {sent.subject}")
+    click.echo(f"subject: {printable(sent.subject)}")
     changes = sent.changes
     click.echo(f"  {len(changes.new)} new, {len(changes.ongoing)} ongoing, {len(changes.resolved)} resolved"
                f" · HTML {sent.html_bytes / 1024:.1f} KB · {len(sent.images)} charts "

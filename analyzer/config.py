@@ -288,7 +288,8 @@ class ServeConfig(_Section):
     mode: Literal["iam", "public"] = Field(
         default="iam", description="iam: Cloud Run IAM checked the token (signature stripped); "
                                    "public: verify it here")
-    audience: str | None = Field(default=None, description="the token's expected aud: the URL called")
+    audience: str | None = Field(default=None, description="the token's expected aud: the URL called "
+                                                           "(required by serve, in both modes)")
     allowed_service_accounts: list[Email] = Field(
         default_factory=list, description="service accounts whose tokens may trigger a run (Scheduler's)")
     issuers: list[str] = Field(default=["https://accounts.google.com", "accounts.google.com"], min_length=1)
@@ -332,7 +333,8 @@ class SmtpConfig(_Section):
         description="starttls: upgrade after connecting; ssl: implicit TLS (SMTPS); none: plaintext")
     username_env: EnvName | None = Field(
         default="CLOUDRUN_ANALYZER_SMTP_USER",
-        description="variable holding the AUTH user; unset or empty = no AUTH")
+        description="variable holding the AUTH user; the server needs a login unless this is null "
+                    "(a relay that takes mail from this network without one)")
     password_env: EnvName = Field(
         default="CLOUDRUN_ANALYZER_SMTP_PASSWORD", description="variable holding the password")
     sender: Email | None = Field(default=None, description="From: address, e.g. analyzer@example.com")

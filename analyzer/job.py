@@ -34,14 +34,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
+from urllib.parse import quote, unquote
 
 from analyzer import logs
 from analyzer.config import JobConfig
-from analyzer.delivery.store import Store
 from analyzer.errors import ConfigError, InputError, NoDataError
 from analyzer.model import RawData, ServiceKey
 from analyzer.sharding import TaskSlot, share
 from analyzer.sources.restjson import format_time, parse_time
+from analyzer.store import Store
 
 log = logs.get("job")
 JSON = "application/json"
@@ -78,7 +79,16 @@ class Layout:
         return f"reports/{end:%Y-%m-%d}" if end.time() == time(0) else f"reports/{end:%Y-%m-%dT%H-%M-%SZ}"
 
     def chart(self, key: ServiceKey) -> str:
-        return f"{self.run}/charts/{key.project}.{key.region}.{key.service}.png"
+        """``charts/P.R.S.png``, each part percent-encoded (``/``, ``.``, ``\\`` and ``%`` too), so any
+        name is one key segment that ``chart_service`` splits back into the same service."""
+        parts = (quote(part, safe="").replace(".", "%2E") for part in (key.project, key.region, key.service))
+        return f"{self.run}/charts/{'.'.join(parts)}.png"
+
+    @staticmethod
+    def chart_service(chart_key: str) -> ServiceKey:
+        """The service whose chart is at ``chart_key`` (the inverse of ``chart``)."""
+        project, region, service = chart_key.rsplit("/", 1)[-1].removesuffix(".png").split(".")
+        return ServiceKey(unquote(project), unquote(region), unquote(service))
 
     @property
     def shards(self) -> str:
@@ -501,12 +511,10 @@ def describe_config(config: JobConfig, *, now: datetime, env: Mapping[str, str] 
     ]
     digest, smtp = config.digest, config.smtp
     if digest.recipients:
-        secret = smtp.password_env
-        state = "set" if env.get(secret) else "NOT SET: the digest cannot log in"
-        user = smtp.username_env
-        login = (
-            f"; login from ${user} and ${secret} ({state})" if user and env.get(user) else "; no SMTP login"
-        )
+        user, secret = smtp.username_env, smtp.password_env
+        missing = [f"${name}" for name in (user, secret) if not env.get(name or "")]
+        state = f"NOT SET here: {', '.join(missing)}; the job needs them" if missing else "set"
+        login = f"; login from ${user} and ${secret} ({state})" if user else "; no SMTP login (relay)"
         lines.append(
             f"digest: {len(digest.recipients)} recipients on {digest.day}s via {smtp.host}:{smtp.port} "
             f"({smtp.security}){login}"
@@ -519,6 +527,28 @@ def describe_config(config: JobConfig, *, now: datetime, env: Mapping[str, str] 
         + (f", audience {serve.audience}" if serve.audience else "")
     )
     return lines
+
+
+def deploy_facts(config: JobConfig, *, bucket: str | None, source: str) -> dict[str, str]:
+    """What a deploy needs to know of a config (``check-config --format env``); with ``bucket``, a
+    ConfigError unless the store is in that bucket (a forgotten CONFIG must not deploy someone else's)."""
+    from analyzer.store import split_gcs_url
+
+    url = config.store.url
+    store_bucket = split_gcs_url(url)[0] if url.startswith("gs://") else ""
+    if bucket is not None and store_bucket != bucket:
+        raise ConfigError(
+            f"{source}: store.url is {url}, not in gs://{bucket} (the bucket being deployed to)",
+            hint=f"set store.url: gs://{bucket}/reports in {source}, or deploy with BUCKET={store_bucket or '...'}",
+        )
+    login = bool(config.digest.recipients) and bool(config.smtp.username_env)
+    return {
+        "store_bucket": store_bucket,
+        "digest": "on" if config.digest.recipients else "off",
+        "smtp_user_env": (config.smtp.username_env or "") if login else "",
+        "smtp_password_env": config.smtp.password_env if login else "",
+        "serve_accounts": ",".join(config.serve.allowed_service_accounts),
+    }
 
 
 def record_history(store: Store, report: Mapping[str, Any], *, now: datetime) -> None:
@@ -549,10 +579,9 @@ class FleetDigest:
     def _images(self, layout: Layout) -> dict[ServiceKey, bytes]:
         images = {}
         for key in self.store.list(f"{layout.run}/charts/"):
-            project, region, service = key.rsplit("/", 1)[-1].removesuffix(".png").split(".", 2)
             data = self.store.read(key)
             if data is not None:
-                images[ServiceKey(project, region, service)] = data
+                images[Layout.chart_service(key)] = data
         return images
 
     def send(self, report: Mapping[str, Any], *, now: datetime) -> str:
@@ -578,6 +607,19 @@ class FleetDigest:
         message = build_message(digest, sender=smtp.sender, recipients=recipients, date=now)
         send(message, smtp, sender=smtp.sender, recipients=recipients, env=self.env)
         return f"{message['Message-ID']} to {len(recipients)} recipients: {digest.subject}"
+
+
+def check_digest_login(config: JobConfig, *, digest_mode: str, env: Mapping[str, str] | None = None) -> None:
+    """Refuse to start a run that may send the digest but could not log in to the mail server
+    (ConfigError, exit 2): better a failed first run than an unsent digest discovered weeks later."""
+    if digest_mode == "skip" or not config.digest.recipients:
+        return
+    from analyzer.delivery.email import credentials
+
+    if not config.smtp.sender:
+        raise ConfigError("digest.recipients is set but smtp.sender is not",
+                          hint="set smtp.sender to the From: address, e.g. cloudrun-analyzer@example.com")
+    credentials(config.smtp, os.environ if env is None else env)
 
 
 def digest_for(config: JobConfig, store: Store, env: Mapping[str, str] | None = None) -> Digest | None:

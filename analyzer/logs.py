@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -42,6 +43,14 @@ _LABELS = {
 }
 
 Progress = Callable[[int, int, str], None]
+# Control characters (C0 but newline and tab, DEL, C1) and the bidirectional overrides: from a
+# service name or a file, they could rewrite the terminal (ESC sequences) or reorder what it shows.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``), safe for a terminal."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 def on_cloud_run(env: Mapping[str, str] | None = None) -> bool:
@@ -95,7 +104,7 @@ class HumanFormatter(logging.Formatter):
         )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return printable(line)
 
 
 def setup(

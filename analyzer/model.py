@@ -216,6 +216,24 @@ class Severity(enum.StrEnum):
     CRITICAL = "critical"
 
 
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """What a finding's revision did to users while it served, beside its dollars (measured by
+    ``analysis.impact``; the findings of one revision share it, as they share its dollars)."""
+
+    oom_kills: int = 0  # episodes of the worst instance reaching its memory limit and being replaced
+    worst_memory_end: float | None = None  # worst instance over the revision's last hour, fraction of the limit
+    requests: float = 0.0  # requests the revision served in the window
+    error_rate: float | None = None  # share of them that ended in 5xx
+    baseline_error_rate: float | None = None  # the predecessor's share (None: no predecessor in the window)
+    excess_errors: float = 0.0  # requests that ended in 5xx beyond the predecessor's rate
+    errors_rising: bool = False  # that excess is clearly more than chance
+    latency_added_ms_p95: float | None = None  # typical p95 latency against the predecessor's
+    baseline_latency_ms_p95: float | None = None  # the predecessor's typical p95 latency
+    hours_to_limit: float | None = None  # the worst instance to its memory limit at the leak's rate
+    harming: bool = False  # users were hurt while it served: OOM kills, memory at the limit or 5xx rising
+
+
 @dataclass(slots=True)
 class Finding:
     """One anomaly: what, where, since when, caused by which revision, why we think so, what it costs."""
@@ -239,6 +257,7 @@ class Finding:
     excess_cost_usd_window: float = 0.0
     excess_cost_usd_per_month: float = 0.0
     savings_usd_per_month: float = 0.0  # what the resolving revision saves, if resolved
+    impact: Impact = field(default_factory=Impact)  # what it does to users (analysis.impact)
 
     @property
     def key(self) -> ServiceKey:

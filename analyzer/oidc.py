@@ -7,20 +7,27 @@ Two modes, because Cloud Run changes what the service sees (docs/operations.md e
   expiry, ``email`` (one of the allowed service accounts) and ``email_verified``.
 - ``iam`` (the service requires ``roles/run.invoker``): Cloud Run has already verified the token and
   forwards it with its signature replaced by ``SIGNATURE_REMOVED_BY_GOOGLE``, so the signature cannot
-  be checked here. IAM is relied on for authenticity; the claims are still checked (issuer, expiry,
-  the audience when configured, the allowed account). A token that still carries a signature is
-  verified as in public mode. Never use ``iam`` on a service that allows unauthenticated calls.
+  be checked here. IAM is relied on for authenticity, but only where IAM can have checked it: on
+  Cloud Run (``K_SERVICE`` set) and in the header IAM reads, ``X-Serverless-Authorization`` when the
+  request has one (then ``Authorization`` passes through unchecked and is ignored here), else
+  ``Authorization``. The claims are still checked (issuer, expiry, audience, the allowed account).
+  A token that still carries a signature is verified as in public mode. Never use ``iam`` on a
+  service that allows unauthenticated calls.
+
+The audience is required in both modes: without it a token Google signed for any other service
+would do.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import google.auth.transport.requests
 from google.auth import exceptions as auth_exceptions
@@ -28,7 +35,14 @@ from google.auth import transport
 from google.oauth2 import id_token
 
 STRIPPED_SIGNATURE = "SIGNATURE_REMOVED_BY_GOOGLE"
+IAM_HEADER = "X-Serverless-Authorization"  # read by Cloud Run IAM instead of Authorization when sent
 CERTS_MAX_AGE_S = 3600.0
+
+
+class Headers(Protocol):
+    """A request's headers (``http.server``'s message, or a plain mapping in tests)."""
+
+    def get(self, name: str, /) -> Any: ...
 
 
 class TokenRejected(Exception):
@@ -46,7 +60,7 @@ class TokenPolicy:
 
     mode: str  # "public" | "iam"
     allowed_accounts: frozenset[str]
-    audience: str | None = None
+    audience: str
     issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")
     certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     clock_skew_s: int = 10
@@ -88,12 +102,26 @@ class CachedCertsRequest(transport.Request):
         return response
 
 
-def bearer_token(authorization: str | None) -> str:
-    """The token of an ``Authorization: Bearer`` header; 401 when there is none."""
+def behind_cloud_run(env: Mapping[str, str] | None = None) -> bool:
+    """True in a Cloud Run service (``K_SERVICE`` set), the only place IAM can stand in front."""
+    return bool((os.environ if env is None else env).get("K_SERVICE"))
+
+
+def bearer_token(authorization: str | None, *, header: str = "Authorization") -> str:
+    """The token of a ``Bearer`` header; 401 when there is none."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise TokenRejected("missing 'Authorization: Bearer <OIDC token>' header", status=401)
+        raise TokenRejected(f"missing '{header}: Bearer <OIDC token>' header", status=401)
     return token.strip()
+
+
+def request_token(headers: Headers) -> str:
+    """The token Cloud Run IAM checked: ``X-Serverless-Authorization`` when the request carries one
+    (IAM then ignores ``Authorization``, so this does too), else ``Authorization``."""
+    sent = headers.get(IAM_HEADER)
+    if sent is not None:
+        return bearer_token(sent, header=IAM_HEADER)
+    return bearer_token(headers.get("Authorization"))
 
 
 def _unverified_claims(token: str) -> Mapping[str, Any]:
@@ -116,11 +144,10 @@ def _check_claims(claims: Mapping[str, Any], policy: TokenPolicy, *, now: float)
     expiry = claims.get("exp")
     if not isinstance(expiry, int | float) or now > expiry + policy.clock_skew_s:
         raise TokenRejected("token expired")
-    if policy.audience is not None:
-        audience = claims.get("aud")
-        audiences: Sequence[Any] = audience if isinstance(audience, list) else [audience]
-        if policy.audience not in audiences:
-            raise TokenRejected(f"audience {audience!r} is not {policy.audience!r}")
+    audience = claims.get("aud")
+    audiences: Sequence[Any] = audience if isinstance(audience, list) else [audience]
+    if policy.audience not in audiences:
+        raise TokenRejected(f"audience {audience!r} is not the configured serve.audience")
     email = claims.get("email")
     if email not in policy.allowed_accounts:
         raise TokenRejected(
@@ -131,12 +158,19 @@ def _check_claims(claims: Mapping[str, Any], policy: TokenPolicy, *, now: float)
 
 
 def verify(
-    authorization: str | None, policy: TokenPolicy, *, request: transport.Request, now: float | None = None
+    headers: Headers,
+    policy: TokenPolicy,
+    *,
+    request: transport.Request,
+    now: float | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Mapping[str, Any]:
     """The claims of the request's token when it may trigger a run; TokenRejected otherwise."""
-    token = bearer_token(authorization)
+    token = request_token(headers)
     now = time.time() if now is None else now
-    if policy.mode == "iam" and token.rsplit(".", 1)[-1] == STRIPPED_SIGNATURE:
+    if token.rsplit(".", 1)[-1] == STRIPPED_SIGNATURE:
+        if policy.mode != "iam" or not behind_cloud_run(env):
+            raise TokenRejected("a stripped signature is trusted only in iam mode on Cloud Run")
         claims = _unverified_claims(token)  # Cloud Run IAM verified the signature and removed it
     else:
         try:

@@ -9,6 +9,11 @@ so a test never relies on a precondition nobody enforces.
 ``expect(name, contenders)`` makes the proxy hold the conditional uploads of ``name`` until that many
 have arrived (or a timeout passes) and then let them race: a test can force every task to contend for
 one claim at the same instant, and ``outcomes(name)`` tells it who won (200) and who was refused (412).
+
+It also speaks like Cloud Storage where the emulator does not: a 404 carries Google's body ("No such
+object: B/K", or "The specified bucket does not exist."), and with ``iam`` set (``tests.gcs_iam``)
+every request is checked against the roles its caller holds on the bucket and refused with Google's
+403 when a permission is missing, e.g. ``storage.buckets.get`` for an account with object roles only.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
+
+from tests.gcs_iam import BucketIam, forbidden, not_found, target
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "host", "proxy-connection"})
 PRECONDITION_FAILED = {
@@ -62,8 +69,9 @@ class PreconditionProxy(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, iam: BucketIam | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.iam = iam
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.create_lock = threading.Lock()  # one conditional upload at a time: check, then write
@@ -110,6 +118,10 @@ class PreconditionProxy(ThreadingHTTPServer):
         status, _, _ = self.forward("GET", path, {}, b"")
         return status == 200
 
+    def bucket_exists(self, bucket: str) -> bool:
+        status, _, _ = self.forward("GET", f"/storage/v1/b/{quote(bucket, safe='')}", {}, b"")
+        return status == 200
+
 
 def _upload_name(query: dict[str, list[str]], content_type: str, body: bytes) -> str | None:
     """The object name of an upload: the ``name`` parameter, or the metadata part of a multipart body."""
@@ -117,9 +129,7 @@ def _upload_name(query: dict[str, list[str]], content_type: str, body: bytes) ->
         return query["name"][0]
     if not content_type.startswith("multipart/"):
         return None
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
-    )
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
     for part in message.iter_parts():
         if part.get_content_type() == "application/json":
             payload = part.get_payload(decode=True)
@@ -141,14 +151,49 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        if self.server.iam is not None and not self._authorized(self.server.iam, url.path, query, body):
+            return
         if "ifGenerationMatch" in query:
             self._conditional(url.path, query, headers, body)
             return
-        self._answer(*self.server.forward(self.command, self.path, headers, body))
+        self._answer(*self._upstream(url.path, headers, body))
 
-    def _conditional(
-        self, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
-    ) -> None:
+    def _upstream(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Forward the request; a 404 gets the body Cloud Storage sends (the emulator's is empty)."""
+        answer = self.server.forward(self.command, self.path, headers, body)
+        if answer[0] != 404:
+            return answer
+        found = target(self.command, path, parse_qs(urlsplit(self.path).query), None)
+        if found.bucket is None:
+            return answer
+        exists = self.server.bucket_exists(found.bucket)
+        data = json.dumps(not_found(found.bucket, found.name, bucket_exists=exists)).encode()
+        return 404, [("Content-Type", "application/json; charset=UTF-8")], data
+
+    def _authorized(self, iam: BucketIam, path: str, query: dict[str, list[str]], body: bytes) -> bool:
+        """Check the caller's permission as Cloud Storage would; answer 403 (or 501) when refused."""
+        name = _upload_name(query, self.headers.get("Content-Type", ""), body)
+        found = target(self.command, path, query, name)
+        if found.permission is None:
+            self._json(501, {"error": {"code": 501, "message": f"the IAM double does not model {self.command} {path}"}})
+            return False
+        if found.permission == "session" or (found.bucket and not self.server.bucket_exists(found.bucket)):
+            return True  # a resumed upload was authorized when opened; a missing bucket is a 404
+        needed = [found.permission]
+        replaces = (
+            found.permission == "storage.objects.create"
+            and query.get("ifGenerationMatch") != ["0"]
+            and self.server.exists(found.bucket or "", found.name or "")
+        )
+        if replaces:
+            needed.append("storage.objects.delete")  # replacing an object also deletes the old one
+        missing = iam.missing(found.bucket or "", found.name, needed)
+        if missing is None:
+            return True
+        self._json(403, forbidden(iam.caller, missing, found.bucket or "", found.name))
+        return False
+
+    def _conditional(self, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes) -> None:
         segments = path.split("/")  # /upload/storage/v1/b/BUCKET/o
         name = _upload_name(query, self.headers.get("Content-Type", ""), body)
         upload = (
@@ -167,9 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.record(name, 412)
                 self._json(412, PRECONDITION_FAILED)
                 return
-            status, response_headers, response_body = self.server.forward(
-                self.command, self.path, headers, body
-            )
+            status, response_headers, response_body = self._upstream(path, headers, body)
         self.server.record(name, status)
         self._answer(status, response_headers, response_body)
 
@@ -191,9 +234,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def enforcing(upstream: str) -> Iterator[PreconditionProxy]:
-    """A running proxy in front of ``upstream``; its ``url`` is the value for STORAGE_EMULATOR_HOST."""
-    proxy = PreconditionProxy(upstream)
+def enforcing(upstream: str, iam: BucketIam | None = None) -> Iterator[PreconditionProxy]:
+    """A running proxy in front of ``upstream``; its ``url`` is the value for STORAGE_EMULATOR_HOST.
+    With ``iam``, requests are also checked against the caller's roles (``tests.gcs_iam``)."""
+    proxy = PreconditionProxy(upstream, iam)
     thread = threading.Thread(target=proxy.serve_forever, name="gcs-precondition-proxy", daemon=True)
     thread.start()
     try:

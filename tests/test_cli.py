@@ -26,10 +26,13 @@ def test_demo_writes_html_and_json_with_the_documented_keys(demo_run: tuple[Path
     html, findings, output = demo_run
     assert "<svg" in html.read_text(encoding="utf-8")
     doc = json.loads(findings.read_text(encoding="utf-8"))
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     for finding in doc["findings"]:
-        required = {"kind", "project", "region", "service", "revision", "onset", "excess_cost_usd_per_month"}
+        required = {"kind", "project", "region", "service", "revision", "onset", "excess_cost_usd_per_month",
+                    "severity", "impact"}
         assert required <= set(finding)
+        assert {"harming", "oom_kills", "excess_5xx_requests", "latency_added_ms_p95",
+                "time_to_limit_hours"} <= set(finding["impact"])
         assert finding["onset"].endswith("Z")
     for service in doc["services"]:
         assert {"service", "cost_usd", "revisions"} <= set(service)

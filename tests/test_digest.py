@@ -473,9 +473,22 @@ def test_credentials_are_never_sent_in_plaintext_to_another_host() -> None:
     plain = SmtpConfig.model_validate({"host": "mail.example.com", "port": 25, "security": "none"})
     with pytest.raises(ConfigError, match="plaintext"):
         credentials(plain, ENV)
-    assert credentials(plain, {}) is None  # no user: no AUTH, nothing to protect
+    relay = plain.model_copy(update={"username_env": None})
+    assert credentials(relay, {}) is None  # a relay that needs no login: no AUTH, nothing to protect
     with pytest.raises(ConfigError, match="CLOUDRUN_ANALYZER_SMTP_PASSWORD"):
         credentials(SmtpConfig(), {"CLOUDRUN_ANALYZER_SMTP_USER": USER})
+
+
+def test_a_server_that_needs_a_login_is_never_sent_to_without_one() -> None:
+    """Regression: with the user variable unset the digest went out without AUTH, which relays refuse."""
+    from analyzer.delivery.email import credentials
+
+    with pytest.raises(ConfigError, match=r"needs a login but \$CLOUDRUN_ANALYZER_SMTP_USER is empty") as failure:
+        credentials(SmtpConfig(), {"CLOUDRUN_ANALYZER_SMTP_PASSWORD": PASSWORD})
+    assert "smtp.username_env: null" in failure.value.hint
+    with pytest.raises(ConfigError, match=r"USER and .*PASSWORD are empty"):
+        credentials(SmtpConfig(), {})
+    assert credentials(SmtpConfig(), ENV) == (USER, PASSWORD)
 
 
 def test_history_says_new_then_ongoing_then_resolved(
@@ -602,14 +615,13 @@ def test_cli_delivery_failure_exits_6(tmp_path: Path) -> None:
     snapshot = write_hostile_snapshot(tmp_path / "snap")
     config = tmp_path / "c.yaml"
     config.write_text(
-        f"smtp: {{host: 127.0.0.1, port: {_free_port()}, security: starttls, "
+        f"smtp: {{host: 127.0.0.1, port: {_free_port()}, security: starttls, username_env: null, "
         "sender: a@example.com, timeout_seconds: 5}\ndigest: {recipients: [b@example.com]}\n",
         encoding="utf-8",
     )
     result = CliRunner().invoke(
         cli,
         ["digest", "--snapshot", str(snapshot), "--config", str(config), "--store", str(tmp_path / "s")],
-        env={"CLOUDRUN_ANALYZER_SMTP_USER": ""},
     )
     assert result.exit_code == 6, result.output
     assert "cannot connect to 127.0.0.1" in result.output
@@ -679,8 +691,8 @@ def test_the_fleet_digest_and_the_report_say_the_same_headline(demo_analysis: An
     ongoing = [FindingRecord(**{**{k: getattr(f, k) for k in FindingRecord.__dataclass_fields__}, "ongoing": True})
                for f in stored]
     text = fleet_headline(ongoing, at_risk=at_risk)
-    assert text.startswith("llm-router: memory leak (rising baseline) and instance creep since llm-router-00042-xyz, $")
-    assert text.endswith("/month, instances already OOM-killed")
+    assert text == ("llm-router: memory leak (rising baseline) and instance creep since llm-router-00042-xyz, "
+                    "instances OOM-killed 2 times, p95 latency +1,159 ms (+26%), ≈$72/month")
 
 
 def test_a_dry_run_links_the_report_it_wrote_not_one_it_did_not(demo_analysis: Analysis, tmp_path: Path) -> None:

@@ -177,3 +177,40 @@ def test_digest_html_shows_its_charts(page: Page, demo_analysis: Analysis, tmp_p
     assert page.evaluate("document.querySelectorAll('style, script, link').length") == 0
     page.screenshot(ARTIFACTS / "digest.png")
     page.set_viewport(1280, 900)
+
+
+FIRST_ROWS = """
+({headline: document.querySelector('p.headline').innerText,
+  rows: [...document.querySelectorAll('table.top tbody tr')].map(tr => ({
+    cells: [...tr.cells].map(td => td.innerText.trim()),
+    visible: tr.checkVisibility(), top: tr.getBoundingClientRect().top})),
+  firstCard: document.querySelector('article.incident').id})
+"""
+
+
+def test_what_hurts_users_now_leads_the_report(page: Page, urgent_analysis: Analysis, tmp_path: Path) -> None:
+    # A cheap leak already OOM-killing instances, and a latency regression worth far more dollars.
+    path = tmp_path / "urgent.html"
+    path.write_text(render_report(urgent_analysis, generated_at=NOW), encoding="utf-8")
+    page.set_viewport(1280, 900)
+    page.navigate(path.as_uri())
+    assert page.problems() == []
+    shown: dict[str, Any] = page.evaluate(FIRST_ROWS)
+    assert shown["headline"].startswith("leaky: memory leak (rising baseline) since leaky-00002-bbb, "
+                                        "instances OOM-killed")
+    first, second = shown["rows"]
+    assert first["visible"] and first["top"] < second["top"] < 900  # both above the fold, leak on top
+    assert first["cells"][:3] == ["critical", "leaky", "leaky-00002-bbb"]
+    assert "OOM-killed" in first["cells"][4]
+    assert second["cells"][:3] == ["warning", "slow", "slow-00002-bbb"]
+    assert float(second["cells"][-1].strip("$/month").replace(",", "")) > 50
+    assert shown["firstCard"] == "incident-leaky-leaky-00002-bbb"
+    page.screenshot(ARTIFACTS / "report-urgent.png")
+
+
+def test_the_demo_report_still_leads_with_the_incident(page: Page, report_file: Path) -> None:
+    page.navigate(report_file.as_uri())
+    shown: dict[str, Any] = page.evaluate(FIRST_ROWS)
+    assert [row["cells"][2] for row in shown["rows"]] == ["llm-router-00042-xyz"]
+    assert "instances OOM-killed 2 times" in shown["rows"][0]["cells"][4]
+    assert shown["firstCard"] == "incident-llm-router-llm-router-00042-xyz"

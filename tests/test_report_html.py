@@ -173,7 +173,7 @@ def test_summary_comes_first_with_dollars_and_the_culprit_revision(demo_html: st
     assert "spent in this window" in summary
     assert "llm-router-00042-xyz" in summary
     assert "fixed by llm-router-00043-fix" in summary
-    assert "OOM kills" in summary
+    assert "instances OOM-killed 2 times" in summary  # the harm, beside the dollars
 
 
 def test_leak_card_says_the_limit_was_already_reached_and_links_the_console(demo_html: str) -> None:

@@ -1,5 +1,7 @@
 """The history store: a local directory, and a GCS bucket through the real google-cloud-storage client
-against gcp-storage-emulator running in this process. Both keep the same contract."""
+against gcp-storage-emulator running in this process (behind the proxy that answers like Cloud Storage,
+tests/gcs_preconditions.py). Both keep the same contract, and the bucket store needs no more than
+roles/storage.objectUser (tests/gcs_iam.py enforces Cloud Storage's IAM)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from analyzer.delivery.history import PREFIX, load_record, previous_record, record_key, save_record
-from analyzer.delivery.store import LocalStore, Store, check_key, open_store, split_gcs_url
+from analyzer.delivery.store import LocalStore
 from analyzer.errors import ConfigError, DeliveryError
 from analyzer.render.week import WindowRecord
+from analyzer.store import Store, check_key, open_store, split_gcs_url
+from tests.gcs_iam import BucketIam
+from tests.gcs_preconditions import enforcing
 
 BUCKET = "history-bucket"
 
@@ -28,7 +33,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
+def backend() -> Iterator[str]:
     """gcp-storage-emulator in this process, with one bucket; yields its http://host:port."""
     from gcp_storage_emulator.server import create_server
 
@@ -39,6 +44,25 @@ def emulator() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator(backend: str) -> Iterator[str]:
+    """The emulator behind the proxy that answers like Cloud Storage; yields the proxy's URL."""
+    with enforcing(backend) as proxy:
+        yield proxy.url
+
+
+JOB_ACCOUNT = "serviceAccount:analyzer-job@shop-prod.iam.gserviceaccount.com"
+
+
+@pytest.fixture
+def iam(backend: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[BucketIam]:
+    """The emulator behind Cloud Storage's IAM: every request comes from the job's account."""
+    policy = BucketIam(caller=JOB_ACCOUNT)
+    with enforcing(backend, policy) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        yield policy
 
 
 @pytest.fixture(params=["local", "gcs"])
@@ -89,9 +113,7 @@ def test_history_records_round_trip_and_last_week_is_found(store: Store, demo_re
     found = previous_record(store, week_later)
     assert found is not None
     assert found.window_end == demo_record.window_end
-    assert (
-        previous_record(store, datetime(2026, 11, 24, tzinfo=UTC)) is None
-    )  # one day later is not last week
+    assert previous_record(store, datetime(2026, 11, 24, tzinfo=UTC)) is None  # one day later is not last week
 
 
 def test_a_damaged_record_names_the_object_and_the_fix(store: Store) -> None:
@@ -121,17 +143,14 @@ def test_local_writes_are_atomic_and_creates_exclusive_across_threads(tmp_path: 
     store = LocalStore(tmp_path)
     wins: list[bool] = []
     threads = [
-        threading.Thread(target=lambda i=i: wins.append(store.create("claim", str(i).encode())))
-        for i in range(16)
+        threading.Thread(target=lambda i=i: wins.append(store.create("claim", str(i).encode()))) for i in range(16)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert wins.count(True) == 1
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(LocalStore.TEMP_PREFIX)], (
-        "temporary files left"
-    )
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(LocalStore.TEMP_PREFIX)], "temporary files left"
 
 
 def test_keys_cannot_escape_the_store(tmp_path: Path) -> None:
@@ -157,3 +176,48 @@ def test_a_missing_bucket_says_to_create_it(emulator: str, monkeypatch: pytest.M
     assert "gcloud storage buckets create gs://no-such-bucket" in failure.value.hint
     with pytest.raises(DeliveryError):
         store.read("history/x.json")  # an absent bucket is not an absent object
+
+
+def test_object_roles_alone_read_write_and_find_absent_objects(iam: BucketIam, request: pytest.FixtureRequest) -> None:
+    """Regression: reading a missing object asked for the bucket (storage.buckets.get), which no
+    object role grants, so the job's first read failed on Google with the documented role."""
+    iam.grant(BUCKET, JOB_ACCOUNT, "roles/storage.objectUser")
+    store = open_store(f"gs://{BUCKET}/{request.node.name}")
+    assert store.read("reports/2026-01-08/report.json") is None
+    store.write("history/a.json", b"1")
+    store.write("history/a.json", b"2")  # replacing needs storage.objects.delete too
+    assert store.read("history/a.json") == b"2"
+    assert store.create("digests/W1/claim", b"me") is True
+    assert store.create("digests/W1/claim", b"you") is False
+    assert store.list("history/") == ["history/a.json"]
+    store.delete("history/a.json")
+    store.delete("history/a.json")
+    # google-cloud-storage >= 3.x also fetches bucket metadata in a background thread for its traces
+    # and shrugs off the 403; nothing the store itself asks for is refused.
+    assert {permission for permission, _ in iam.denied} <= {"storage.buckets.get"}
+
+
+def test_the_double_refuses_bucket_metadata_to_object_roles(iam: BucketIam) -> None:
+    """What real Cloud Storage does, so the test above can fail: object roles get no bucket GET."""
+    from google.api_core.exceptions import Forbidden
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    iam.grant(BUCKET, JOB_ACCOUNT, "roles/storage.objectAdmin")
+    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    with pytest.raises(Forbidden, match=r"storage\.buckets\.get"):
+        client.bucket(BUCKET).exists()
+    assert iam.denied == [("storage.buckets.get", BUCKET)]
+    client.close()
+
+
+def test_without_a_role_the_error_names_the_role_to_grant(iam: BucketIam) -> None:
+    store = open_store(f"gs://{BUCKET}/no-role")
+    with pytest.raises(DeliveryError, match="permission denied") as failure:
+        store.read("history/x.json")
+    assert "roles/storage.objectUser" in failure.value.hint
+    assert f"gs://{BUCKET}" in failure.value.hint
+    iam.grant(BUCKET, JOB_ACCOUNT, "roles/storage.objectViewer")
+    assert store.read("history/x.json") is None
+    with pytest.raises(DeliveryError, match=r"storage\.objects\.create"):
+        store.write("history/x.json", b"{}")

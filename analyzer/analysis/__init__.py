@@ -15,6 +15,7 @@ import pandas as pd
 from analyzer.analysis.cost import ServiceCost, apply_free_tier, service_cost
 from analyzer.analysis.findings import RevisionEvidence, detect_service
 from analyzer.analysis.fixcheck import FixCheck, fix_checks
+from analyzer.analysis.impact import assess, finding_order
 from analyzer.analysis.pricing import PriceTable, load_table
 from analyzer.analysis.timeline import ServiceView, build_view
 from analyzer.analysis.whatif import WhatIf, service_what_ifs
@@ -84,6 +85,7 @@ def analyze_frames(frames: Frames, config: AnalysisConfig, *, table: PriceTable 
             continue
         try:
             evidence = detect_service(view, config, table)
+            assess(view, [f for e in evidence for f in e.findings])
             result = ServiceResult(key, view, service_cost(view, table, config, window), evidence)
             result.fixes = fix_checks(view, evidence, table, config)
             result.what_ifs = service_what_ifs(view, table, config, findings=result.findings)
@@ -99,6 +101,6 @@ def analyze_frames(frames: Frames, config: AnalysisConfig, *, table: PriceTable 
         for result, cost in zip(results, costs, strict=True):
             result.cost = cost
     findings = sorted((f for r in results for f in r.findings),
-                      key=lambda f: (-f.excess_cost_usd_per_month, f.service, f.onset))
+                      key=finding_order)
     return Analysis(findings, results, problems, frames.window_start, frames.window_end, frames.step_seconds,
                     table, config, origin)

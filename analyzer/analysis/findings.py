@@ -168,16 +168,7 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
             finding.excess_cost_usd_window = round(excess.window_usd, 2)
             finding.excess_cost_usd_per_month = round(excess.per_month_usd, 2)
             finding.evidence.update(cost_model.excess_evidence(excess))
-        finding.severity = _severity(finding)
     return found
-
-
-def _severity(finding: Finding) -> Severity:
-    if finding.time_to_limit_hours is not None and finding.time_to_limit_hours < 24:
-        return Severity.CRITICAL
-    if finding.excess_cost_usd_per_month >= 100 or finding.kind is FindingKind.MEMORY_BASELINE_RISE:
-        return Severity.CRITICAL if finding.excess_cost_usd_per_month >= 1000 else Severity.WARNING
-    return Severity.WARNING if finding.excess_cost_usd_per_month >= 1 or finding.confidence >= 0.9 else Severity.INFO
 
 
 def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], config: AnalysisConfig,

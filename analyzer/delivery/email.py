@@ -101,16 +101,21 @@ def _tls_context(config: SmtpConfig) -> ssl.SSLContext:
 
 
 def credentials(config: SmtpConfig, env: Mapping[str, str]) -> tuple[str, str] | None:
-    """(user, password) from the environment, or None for no AUTH."""
-    user = env.get(config.username_env, "") if config.username_env else ""
-    if not user:
+    """(user, password) from the environment, or None when the config says the relay needs no login
+    (``smtp.username_env: null``). A server that needs one and a variable left empty is an error, not
+    a silent send without AUTH that the relay refuses every week."""
+    if not config.username_env:
         return None
-    password = env.get(config.password_env, "")
-    if not password:
+    user, password = env.get(config.username_env, ""), env.get(config.password_env, "")
+    empty = [f"${name}" for name, value in ((config.username_env, user), (config.password_env, password))
+             if not value]
+    if empty:
         raise ConfigError(
-            f"${config.username_env} is set but ${config.password_env} is empty",
-            hint=f"export {config.password_env} (for example from Secret Manager), "
-            f"or unset {config.username_env} to send without AUTH",
+            f"the SMTP server {config.host} needs a login but {' and '.join(empty)} "
+            f"{'is' if len(empty) == 1 else 'are'} empty",
+            hint=f"set {config.username_env} and {config.password_env} (on Cloud Run deploy/deploy.sh sets "
+            "them from SMTP_USER and the cloudrun-analyzer-smtp-password secret), or set "
+            "smtp.username_env: null if the relay takes mail without a login",
         )
     if config.security == "none" and config.host not in LOOPBACK:
         raise ConfigError(

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from analyzer.delivery.store import Store
 from analyzer.errors import DeliveryError
 from analyzer.render.week import WindowRecord
+from analyzer.store import Store
 
 PREFIX = "history/"
 # "Last week" is the newest record whose window ended at least this long before this one, so that

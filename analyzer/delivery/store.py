@@ -1,8 +1,8 @@
-"""The store that keeps run history and reports: a local directory, or a GCS bucket (``gs://B/P``).
+"""The store in a local directory: run history and reports as files (``analyzer.store.Store``).
 
-A ``Store`` reads and writes bytes under ``/``-separated keys, lists keys by prefix, and creates a key
-only if it does not exist yet (what makes a retried job idempotent). The GCS implementation lives in
-``analyzer.sources.gcs`` because only the source layer imports Google's libraries.
+A store reads and writes bytes under ``/``-separated keys, lists keys by prefix, and creates a key
+only if it does not exist yet (what makes a retried job idempotent). The contract and ``open_store``
+are in ``analyzer.store``; the Cloud Storage implementation is ``analyzer.sources.gcs``.
 """
 
 from __future__ import annotations
@@ -11,51 +11,9 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-from analyzer.errors import ConfigError, DeliveryError
-
-
-@runtime_checkable
-class Store(Protocol):
-    """Bytes under keys like ``history/2026-11-23T00-00-00Z.json``."""
-
-    @property
-    def url(self) -> str:
-        """Where the store is, for messages: a directory or ``gs://bucket/prefix``."""
-        ...
-
-    def read(self, key: str) -> bytes | None:
-        """The object's bytes, or None when there is none."""
-        ...
-
-    def write(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
-        """Create or replace the object."""
-        ...
-
-    def create(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> bool:
-        """Create the object only if it does not exist; False (and nothing written) if it does."""
-        ...
-
-    def list(self, prefix: str = "") -> list[str]:
-        """Keys starting with ``prefix``, sorted."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove the object if it exists."""
-        ...
-
-    def location(self, key: str) -> str:
-        """The object's full address (a path or a gs:// URL), for people."""
-        ...
-
-
-def check_key(key: str) -> str:
-    """A relative ``/``-separated key without empty, ``.`` or ``..`` parts (no escaping the store)."""
-    parts = key.split("/")
-    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"invalid store key {key!r}")
-    return key
+from analyzer.errors import DeliveryError
+from analyzer.store import check_key
 
 
 class LocalStore:
@@ -141,24 +99,3 @@ class LocalStore:
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
-
-
-def split_gcs_url(url: str) -> tuple[str, str]:
-    """``gs://bucket/some/prefix`` → (``bucket``, ``some/prefix/``); the prefix is empty or ends in ``/``."""
-    if not url.startswith("gs://"):
-        raise ConfigError(f"{url!r} is not a gs:// URL", hint="write gs://BUCKET/PREFIX")
-    bucket, _, prefix = url[len("gs://") :].partition("/")
-    if not bucket:
-        raise ConfigError(f"{url!r} names no bucket", hint="write gs://BUCKET/PREFIX")
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
-
-
-def open_store(url: str) -> Store:
-    """The store at ``url``: ``gs://BUCKET/PREFIX`` (honours STORAGE_EMULATOR_HOST) or a local directory."""
-    if url.startswith("gs://"):
-        from analyzer.sources.gcs import GcsStore
-
-        bucket, prefix = split_gcs_url(url)
-        return GcsStore(bucket, prefix)
-    return LocalStore(Path(url).expanduser())

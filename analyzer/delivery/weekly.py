@@ -20,13 +20,13 @@ from analyzer.analysis import Analysis
 from analyzer.config import DigestConfig, SmtpConfig
 from analyzer.delivery.email import DRY_RUN_SENDER, build_message, send, write_eml, write_file
 from analyzer.delivery.history import previous_record, save_record
-from analyzer.delivery.store import Store
 from analyzer.errors import ConfigError
 from analyzer.render.digest import Digest, build_digest, report_key
 from analyzer.render.html import render_report
 from analyzer.render.json_report import report_json
 from analyzer.render.week import WindowRecord, record_from_analysis
 from analyzer.sources.restjson import format_time
+from analyzer.store import Store
 
 SENT_PREFIX = "sent/"
 

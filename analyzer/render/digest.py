@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from analyzer.analysis import Analysis, ServiceResult
+from analyzer.analysis.impact import urgency
 from analyzer.config import DigestConfig
 from analyzer.model import FindingKind, ServiceKey
 from analyzer.render.charts import PALETTE, ChartSpec, chart_specs, downsample, time_ticks
@@ -60,6 +61,7 @@ class ServiceLine:
     last_week_usd: float | None
     state: str  # "ongoing", "fixed", "healthy", "no data", "failed"
     anchor_url: str | None
+    urgency: tuple[int, int, float, float] | None = None  # of its most urgent finding (analysis.impact)
 
     @property
     def change(self) -> float | None:
@@ -72,8 +74,9 @@ STATE_ORDER = {"ongoing": 0, "failed": 1, "no data": 2, "fixed": 3, "healthy": 4
 
 
 def sort_lines(lines: list[ServiceLine]) -> None:
-    """What needs attention first, then the costliest."""
-    lines.sort(key=lambda line: (STATE_ORDER.get(line.state, 5), -(line.cost_usd or 0.0), line.key.service))
+    """What needs attention first (its most urgent finding), then the costliest."""
+    lines.sort(key=lambda line: (STATE_ORDER.get(line.state, 5), line.urgency or (9, 9, 0.0, 0.0),
+                                 -(line.cost_usd or 0.0), line.key.service))
 
 
 @dataclass(slots=True)
@@ -122,6 +125,7 @@ def _draw(axes: Any, spec: ChartSpec, *, deploy_labels_at: float | None) -> None
                 deploy.when,
                 deploy_labels_at,
                 f" {deploy.short}",
+                parse_math=False,  # a revision name is text: "$...$" in it is not mathtext
                 fontsize=7,
                 color=INK,
                 va="top",
@@ -265,6 +269,7 @@ def build_digest(
             last_costs.get((r.key.project, r.key.region, r.key.service)),
             _state(r),
             f"{link}#service-{r.key.service}" if link else None,
+            min((urgency(f) for f in r.findings), default=None),
         )
         for r in analysis.services
     ]

@@ -13,9 +13,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from analyzer.analysis.impact import KIND_ORDER, urgency_key
 from analyzer.errors import InputError
-from analyzer.render.html import environment
-from analyzer.render.json_report import SCHEMA, SCHEMA_VERSION
+from analyzer.render.html import environment, harm
+from analyzer.render.json_report import SCHEMA, SCHEMA_VERSION, impact_from_json
+from analyzer.render.links import revision_url, service_url
 from analyzer.sources.restjson import format_time, parse_time
 
 
@@ -34,8 +36,12 @@ def _total(items: Sequence[Mapping[str, Any]], key: str) -> float | None:
     return round(sum(values), 2) if values else None
 
 
-def _finding_order(f: Mapping[str, Any]) -> tuple[float, str, str]:
-    return (-float(f.get("excess_cost_usd_per_month") or 0.0), str(f.get("service")), str(f.get("onset")))
+def _finding_order(f: Mapping[str, Any]) -> tuple[object, ...]:
+    """The urgency order (``analysis.impact``), read from the findings' JSON as the shards wrote it."""
+    impact = impact_from_json(f.get("impact"))
+    return (urgency_key(ongoing=bool(f.get("ongoing")), harming=impact.harming, hours_to_limit=impact.hours_to_limit,
+                        per_month_usd=float(f.get("excess_cost_usd_per_month") or 0.0)),
+            str(f.get("service")), str(f.get("revision")), KIND_ORDER.get(str(f.get("kind")), 9), str(f.get("onset")))
 
 
 def merge_reports(
@@ -114,10 +120,21 @@ def render_fleet(report: Mapping[str, Any]) -> str:
                 f,
                 onset_time=_when(f.get("onset")),
                 page=page_of.get((f["project"], f["region"], f["service"])),
+                # Links are made here from the names, never taken from a shard (a tampered one could
+                # hold a javascript: URL).
+                console_url=revision_url(f["project"], f["region"], f["service"], f["revision"]),
+                harm=harm(impact_from_json(f.get("impact"))),
             )
             for f in report["findings"]
         ],
-        "services": [dict(s, page=pages.get(s.get("shard", ""))) for s in report["services"]],
+        "services": [
+            dict(
+                s,
+                page=pages.get(s.get("shard", "")),
+                console_url=service_url(s["project"], s["region"], s["service"]),
+            )
+            for s in report["services"]
+        ],
         "ongoing": sum(1 for f in report["findings"] if f.get("ongoing")),
     }
     return environment().get_template("fleet.html.j2").render(context)

@@ -83,11 +83,10 @@ def fleet_headline(findings: Sequence[FindingRecord], *, at_risk: float) -> str:
         revisions.setdefault((f.project, f.region, f.service, f.revision), []).append(f)
     items = []
     for (_, _, service, revision), group in revisions.items():
-        limits = [f.time_to_limit_hours for f in group if f.time_to_limit_hours is not None]
+        group.sort(key=lambda f: f.urgency)
         items.append(HeadlineItem(
             service, revision, tuple(f.kind for f in group), any(f.ongoing for f in group),
-            max(f.per_month_usd for f in group), max(f.savings_usd_per_month for f in group),
-            at_limit=any(f.at_limit for f in group), hours_to_limit=min(limits) if limits else None,
+            max(f.per_month_usd for f in group), max(f.savings_usd_per_month for f in group), group[0].impact,
         ))
     return headline_of(items, at_risk=at_risk)
 
@@ -131,6 +130,7 @@ def fleet_digest(
                 last_costs.get(key),
                 _state(s, by_service.get(key, [])),
                 f"{link}#service-{s['service']}" if link else None,
+                min((f.urgency_key for f in by_service.get(key, [])), default=None),
             )
         )
     sort_lines(lines)

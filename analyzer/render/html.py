@@ -19,8 +19,9 @@ import pandas as pd
 
 from analyzer.analysis import Analysis, ServiceResult
 from analyzer.analysis.findings import OOM_LEVEL
+from analyzer.analysis.impact import NEAR_LIMIT, SOON_HOURS, urgency, urgency_key
 from analyzer.analysis.memory import LeakEvidence
-from analyzer.model import Finding, FindingKind, RevisionInfo, ServiceKey, Severity
+from analyzer.model import Finding, FindingKind, Impact, RevisionInfo, ServiceKey, Severity
 from analyzer.render.charts import PALETTE, service_charts
 from analyzer.render.links import revision_url, service_url
 from analyzer.resources import templates_dir
@@ -99,6 +100,39 @@ def figure(value: object) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
+def per_month(value: float | None) -> str:
+    """Dollars per month, or "no added cost yet" where they round to nothing (a leak that has not
+    added instances yet is not free: its harm is shown beside)."""
+    if value is not None and math.isfinite(value) and abs(value) < 0.005:
+        return "no added cost yet"
+    return f"{estimate_usd(value)}/month"
+
+
+LATENCY_SHOWN = 0.05  # p95 latency added is worth a reader's time from this share of the old p95
+
+
+def harm_words(impact: Impact) -> list[str]:
+    """What a finding's revision does to users, in words, the harm now first (``analysis.impact``)."""
+    words = []
+    if impact.oom_kills:
+        words.append(f"instances OOM-killed {plural(impact.oom_kills, 'time')}")
+    elif impact.worst_memory_end is not None and impact.worst_memory_end >= NEAR_LIMIT:
+        words.append(f"worst instance at {pct(impact.worst_memory_end)} of its memory limit")
+    if impact.errors_rising:
+        words.append(f"{impact.excess_errors:,.0f} more requests failed (5xx) than at the previous revision's rate "
+                     f"({pct(impact.error_rate, 2)} against {pct(impact.baseline_error_rate, 2)})")
+    if not impact.oom_kills and impact.hours_to_limit is not None and impact.hours_to_limit <= SOON_HOURS:
+        words.append(f"memory limit in ~{duration(impact.hours_to_limit)}")
+    added, before = impact.latency_added_ms_p95, impact.baseline_latency_ms_p95
+    if added is not None and before and added >= LATENCY_SHOWN * before:
+        words.append(f"p95 latency +{added:,.0f} ms ({added / before:+.0%})")
+    return words
+
+
+def harm(impact: Impact) -> str:
+    return "; ".join(harm_words(impact)) or "no harm to users measured"
+
+
 def humanize(key: str) -> str:
     return key.replace("_", " ").replace(" pct", " %").replace(" usd", " $")
 
@@ -153,6 +187,8 @@ def environment() -> jinja2.Environment:
         first_upper=first_upper,
         plural=plural,
         short_image=short_image,
+        per_month=per_month,
+        harm=harm,
     )
     env.globals.update(revision_url=revision_url, service_url=service_url, palette=PALETTE)
     return env
@@ -187,6 +223,16 @@ class Incident:
     @property
     def ongoing(self) -> bool:
         return any(f.ongoing for f in self.findings)
+
+    @property
+    def impact(self) -> Impact:
+        """What the revision does to users (its findings share it)."""
+        return self.findings[0].impact
+
+    @property
+    def urgency(self) -> tuple[object, ...]:
+        """Its most urgent finding's place in the urgency order (``analysis.impact``)."""
+        return (min(urgency(f) for f in self.findings), self.result.key.service, self.revision)
 
     @property
     def resolved_by(self) -> str:
@@ -251,7 +297,7 @@ def memory_state(
 
 
 def incidents_of(result: ServiceResult, window_end: datetime) -> list[Incident]:
-    """The service's findings grouped by revision, most expensive first."""
+    """The service's findings grouped by revision, most urgent first."""
     names = {s.name for s in result.view.spans}
     groups: dict[str, list[Finding]] = {}
     for finding in result.findings:
@@ -269,7 +315,7 @@ def incidents_of(result: ServiceResult, window_end: datetime) -> list[Incident]:
         if leak is not None and memory is not None:
             incident.memory = memory_state(result, leak, memory, window_end)
         incidents.append(incident)
-    return sorted(incidents, key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]))
+    return sorted(incidents, key=lambda i: i.urgency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,23 +328,25 @@ class HeadlineItem:
     ongoing: bool
     per_month_usd: float
     savings_usd_per_month: float = 0.0
-    at_limit: bool = False  # instances already reach the memory limit
-    hours_to_limit: float | None = None
-    severity_rank: int = 0  # 0 = critical; breaks ties between equally costly revisions
+    impact: Impact = field(default_factory=Impact)  # what it does to users (its findings share it)
+
+    @property
+    def urgency(self) -> tuple[object, ...]:
+        return (urgency_key(ongoing=self.ongoing, harming=self.impact.harming,
+                            hours_to_limit=self.impact.hours_to_limit, per_month_usd=self.per_month_usd),
+                self.service, self.revision)
 
 
 def headline_of(items: Sequence[HeadlineItem], *, at_risk: float) -> str:
-    """One sentence: the costliest ongoing revision and its urgency, or that nothing is ongoing. The
-    HTML report, the service digest and the fleet digest all say it this way."""
+    """One sentence: the most urgent ongoing revision (``analysis.impact``'s order), what it does to
+    users and what it costs, or that nothing is ongoing. The HTML report, the service digest and the
+    fleet digest all say it this way."""
     ongoing = [i for i in items if i.ongoing]
     if ongoing:
-        top = max(ongoing, key=lambda i: (i.per_month_usd, -i.severity_rank))
+        top = min(ongoing, key=lambda i: i.urgency)
         what = " and ".join(kind_name(k) for k in dict.fromkeys(top.kinds[:2]))
-        text = f"{top.service}: {what} since {top.revision}, {usd(top.per_month_usd)}/month"
-        if top.at_limit:
-            text += ", instances already OOM-killed"
-        elif top.hours_to_limit is not None and top.hours_to_limit < 72:
-            text += f", memory limit in ~{duration(top.hours_to_limit)}"
+        text = ", ".join([f"{top.service}: {what} since {top.revision}", *harm_words(top.impact)[:2],
+                          per_month(top.per_month_usd)])
         others = len(ongoing) - 1
         return text + (
             f" (+{plural(others, 'more revision')}, {usd(at_risk)}/month at risk in all)" if others else ""
@@ -315,8 +363,7 @@ def headline(incidents: Iterable[Incident], *, at_risk: float) -> str:
     """The headline of an analysis's incidents (see ``headline_of``)."""
     items = [
         HeadlineItem(i.result.key.service, i.revision, tuple(f.kind.value for f in i.findings), i.ongoing,
-                     i.per_month_usd, i.savings_usd_per_month, bool(i.memory and i.memory.at_limit),
-                     i.memory.hours_to_limit if i.memory else None, SEVERITY_ORDER[i.severity])
+                     i.per_month_usd, i.savings_usd_per_month, i.impact)
         for i in incidents
     ]
     return headline_of(items, at_risk=at_risk)
@@ -364,6 +411,7 @@ def report_context(analysis: Analysis, *, generated_at: datetime, charts: bool =
     ]
     sections.sort(
         key=lambda s: (
+            s.incidents[0].urgency[0] if s.incidents else (2,),  # the most urgent first
             -s.per_month_usd,
             -len(s.incidents),
             s.result.status != "analyzed",
@@ -372,7 +420,7 @@ def report_context(analysis: Analysis, *, generated_at: datetime, charts: bool =
     )
     incidents = sorted(
         (i for s in sections for i in s.incidents),
-        key=lambda i: (not i.ongoing, -i.per_month_usd, SEVERITY_ORDER[i.severity]),
+        key=lambda i: i.urgency,
     )
     return {
         "analysis": analysis,

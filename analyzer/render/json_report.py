@@ -1,6 +1,6 @@
 """The machine-readable report: findings, services with costs, fix checks and problems.
 
-Schema ``cloudrun-analyzer/report`` version 1, documented in docs/json-schema.md. Additive changes
+Schema ``cloudrun-analyzer/report`` version 2, documented in docs/json-schema.md. Additive changes
 keep the version; removing or renaming a key bumps it.
 """
 
@@ -13,12 +13,12 @@ from typing import Any
 from analyzer.analysis import Analysis, ServiceResult
 from analyzer.analysis.fixcheck import FixCheck
 from analyzer.analysis.whatif import WhatIf
-from analyzer.model import Finding
+from analyzer.model import Finding, Impact
 from analyzer.render.links import revision_url, service_url
 from analyzer.sources.restjson import format_time
 
 SCHEMA = "cloudrun-analyzer/report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: findings in urgency order, severity follows harm, ``impact`` per finding
 
 
 def _number(value: float | None, digits: int = 4) -> float | None:
@@ -51,9 +51,52 @@ def finding_json(f: Finding) -> dict[str, Any]:
         "excess_cost_usd_window": _number(f.excess_cost_usd_window, 2),
         "excess_cost_usd_per_month": _number(f.excess_cost_usd_per_month, 2) or 0.0,
         "savings_usd_per_month": _number(f.savings_usd_per_month, 2) or 0.0,
+        "impact": impact_json(f.impact),
         "evidence": {k: (_number(v, 6) if isinstance(v, float) else v) for k, v in f.evidence.items()},
         "console_url": revision_url(f.project, f.region, f.service, f.revision),
     }
+
+
+def impact_json(impact: Impact) -> dict[str, Any]:
+    return {
+        "harming": impact.harming,
+        "oom_kills": impact.oom_kills,
+        "worst_memory_end_pct_of_limit": _number(impact.worst_memory_end * 100 if impact.worst_memory_end is not None
+                                                 else None, 1),
+        "requests": _number(impact.requests, 0),
+        "error_rate_pct": _number(impact.error_rate * 100 if impact.error_rate is not None else None, 4),
+        "baseline_error_rate_pct": _number(impact.baseline_error_rate * 100
+                                           if impact.baseline_error_rate is not None else None, 4),
+        "excess_5xx_requests": _number(impact.excess_errors, 0),
+        "errors_rising": impact.errors_rising,
+        "latency_added_ms_p95": _number(impact.latency_added_ms_p95, 1),
+        "baseline_latency_ms_p95": _number(impact.baseline_latency_ms_p95, 1),
+        "time_to_limit_hours": _number(impact.hours_to_limit, 1),
+    }
+
+
+def impact_from_json(doc: Any) -> Impact:
+    """The ``impact`` of a finding read back from JSON (a report of schema version 1 has none)."""
+    if not isinstance(doc, dict):
+        return Impact()
+
+    def share(key: str) -> float | None:
+        value = doc.get(key)
+        return float(value) / 100 if value is not None else None
+
+    def number(key: str) -> float | None:
+        value = doc.get(key)
+        return float(value) if value is not None else None
+
+    return Impact(
+        oom_kills=int(doc.get("oom_kills") or 0), worst_memory_end=share("worst_memory_end_pct_of_limit"),
+        requests=float(doc.get("requests") or 0.0), error_rate=share("error_rate_pct"),
+        baseline_error_rate=share("baseline_error_rate_pct"),
+        excess_errors=float(doc.get("excess_5xx_requests") or 0.0),
+        errors_rising=bool(doc.get("errors_rising")),
+        latency_added_ms_p95=number("latency_added_ms_p95"), baseline_latency_ms_p95=number("baseline_latency_ms_p95"),
+        hours_to_limit=number("time_to_limit_hours"), harming=bool(doc.get("harming")),
+    )
 
 
 def _service_json(result: ServiceResult) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from analyzer.analysis import Analysis
-from analyzer.analysis.findings import OOM_LEVEL
+from analyzer.analysis.impact import KIND_ORDER, urgency_key
 from analyzer.errors import DeliveryError
-from analyzer.render.json_report import finding_json
+from analyzer.model import Impact
+from analyzer.render.json_report import finding_json, impact_from_json
 from analyzer.sources.restjson import format_time, parse_time
 
 SCHEMA = "cloudrun-analyzer/history"
@@ -42,7 +43,7 @@ class FindingRecord:
     per_month_usd: float
     savings_usd_per_month: float
     time_to_limit_hours: float | None
-    at_limit: bool = False  # its instances already reach the memory limit (OOM kills)
+    impact: Impact = field(default_factory=Impact)  # what it did to users (none in older records)
 
     @property
     def key(self) -> FindingKey:
@@ -51,6 +52,16 @@ class FindingRecord:
     @property
     def onset_time(self) -> datetime:
         return parse_time(self.onset)
+
+    @property
+    def urgency_key(self) -> tuple[int, int, float, float]:
+        return urgency_key(ongoing=self.ongoing, harming=self.impact.harming,
+                           hours_to_limit=self.impact.hours_to_limit, per_month_usd=self.per_month_usd)
+
+    @property
+    def urgency(self) -> tuple[object, ...]:
+        """Its place in the urgency order (``analysis.impact``), ties broken as the report's."""
+        return (self.urgency_key, self.service, self.revision, KIND_ORDER.get(self.kind, 9), self.onset)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> FindingRecord:
@@ -70,13 +81,8 @@ class FindingRecord:
             time_to_limit_hours=(
                 float(doc["time_to_limit_hours"]) if doc.get("time_to_limit_hours") is not None else None
             ),
-            at_limit=_at_limit(doc),
+            impact=impact_from_json(doc.get("impact")),
         )
-
-
-def _at_limit(doc: dict[str, Any]) -> bool:
-    worst = (doc.get("evidence") or {}).get("worst_instance_highest_pct_of_limit")
-    return isinstance(worst, int | float) and worst >= OOM_LEVEL * 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +204,6 @@ class ChangedFinding:
     note: str  # why it is in this group, in words
 
 
-SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
-KIND_RANK = {"memory_baseline_rise": 0, "instance_creep": 1, "latency_regression": 2, "cpu_regression": 3}
 
 
 @dataclass(slots=True)
@@ -216,6 +220,11 @@ class RevisionChanges:
     @property
     def per_month_usd(self) -> float:
         return max(c.finding.per_month_usd for c in self.changed)
+
+    @property
+    def impact(self) -> Impact:
+        """What the revision does to users (its findings share it)."""
+        return self.first.impact
 
     @property
     def onset(self) -> datetime:
@@ -238,18 +247,16 @@ class WeekChanges:
 
     @staticmethod
     def by_revision(group: list[ChangedFinding]) -> list[RevisionChanges]:
-        """One group's findings by revision, most expensive first (the digest shows them this way)."""
+        """One group's findings by revision, most urgent first (the digest shows them this way)."""
         revisions: dict[tuple[str, str, str, str], list[ChangedFinding]] = {}
         for c in group:
             f = c.finding
             revisions.setdefault((f.project, f.region, f.service, f.revision), []).append(c)
         items = []
         for members in revisions.values():
-            members.sort(
-                key=lambda c: (SEVERITY_RANK.get(c.finding.severity, 3), KIND_RANK.get(c.finding.kind, 9))
-            )
+            members.sort(key=lambda c: c.finding.urgency)
             items.append(RevisionChanges(members[0].change, members))
-        return sorted(items, key=lambda i: (-i.per_month_usd, i.first.service, i.first.revision))
+        return sorted(items, key=lambda i: i.first.urgency)
 
 
 def compare(current: list[FindingRecord], previous: WindowRecord | None) -> WeekChanges:
@@ -275,5 +282,5 @@ def compare(current: list[FindingRecord], previous: WindowRecord | None) -> Week
         if last.ongoing and key not in now_keys:
             changes.resolved.append(ChangedFinding(Change.RESOLVED, last, "no longer seen this week"))
     for group in (changes.new, changes.ongoing, changes.resolved):
-        group.sort(key=lambda c: (-c.finding.per_month_usd, c.finding.service, c.finding.kind))
+        group.sort(key=lambda c: c.finding.urgency)
     return changes

@@ -1,9 +1,15 @@
 """The history and report store in a Cloud Storage bucket (``gs://BUCKET/PREFIX``).
 
 It lives in the source layer because only this layer imports Google's client libraries; it implements
-``analyzer.delivery.store.Store``. ``STORAGE_EMULATOR_HOST`` points the client at an emulator (the
-library then uses anonymous credentials). ``create`` is a conditional write (``if_generation_match=0``),
-so two runs of the same job cannot both claim a key.
+``analyzer.store.Store``. ``STORAGE_EMULATOR_HOST`` points the client at an emulator (the library then
+uses anonymous credentials). ``create`` is a conditional write (``if_generation_match=0``), so two runs
+of the same job cannot both claim a key.
+
+Least privilege: every call is an object call (``storage.objects.get/list/create/delete``), which
+``roles/storage.objectUser`` on the bucket grants; nothing reads the bucket's own metadata
+(``storage.buckets.get``, which no object role has). A missing object and a missing bucket are told
+apart by what Cloud Storage says in the 404 itself ("No such object: B/K" or "The specified bucket
+does not exist."), not by asking for the bucket.
 """
 
 from __future__ import annotations
@@ -17,10 +23,18 @@ import google.cloud.storage as storage
 from google.api_core import exceptions as api_exceptions
 from google.auth.exceptions import DefaultCredentialsError
 
-from analyzer.delivery.store import check_key
 from analyzer.errors import DeliveryError
+from analyzer.store import check_key
 
 TIMEOUT_S = 60.0
+DOCUMENTED_ROLE = "roles/storage.objectUser"
+
+
+def missing_bucket(error: api_exceptions.NotFound) -> bool:
+    """Whether a 404 is about the bucket rather than the object (the body says which; an object's
+    404 reads "No such object: BUCKET/KEY", a bucket's "The specified bucket does not exist.")."""
+    text = f"{error.message} {getattr(error.response, 'text', '')}".lower()
+    return "no such object" not in text and ("bucket does not exist" in text or "no such bucket" in text)
 
 
 class GcsStore:
@@ -74,8 +88,9 @@ class GcsStore:
         except api_exceptions.Forbidden as exc:
             raise DeliveryError(
                 f"permission denied to {action} {where}: {exc.message}",
-                hint=f"grant roles/storage.objectAdmin on gs://{self.bucket_name} to the "
-                "analyzer's service account",
+                hint=f"grant {DOCUMENTED_ROLE} on gs://{self.bucket_name} to the analyzer's service "
+                f"account: gcloud storage buckets add-iam-policy-binding gs://{self.bucket_name} "
+                f"--member serviceAccount:ACCOUNT --role {DOCUMENTED_ROLE}",
             ) from exc
         except api_exceptions.NotFound as exc:
             raise DeliveryError(
@@ -99,13 +114,11 @@ class GcsStore:
         try:
             data: bytes = self._call("read from", lambda: blob.download_as_bytes(timeout=TIMEOUT_S))
         except DeliveryError as exc:
-            if isinstance(exc.__cause__, api_exceptions.NotFound) and self._bucket_exists():
+            cause = exc.__cause__
+            if isinstance(cause, api_exceptions.NotFound) and not missing_bucket(cause):
                 return None
             raise
         return data
-
-    def _bucket_exists(self) -> bool:
-        return bool(self._call("look up", lambda: self._get_bucket().exists(timeout=TIMEOUT_S)))
 
     def write(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         blob = self._blob(key)

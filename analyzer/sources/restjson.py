@@ -70,20 +70,37 @@ def _epoch(text: str) -> int:
     return int(parse_time(text).timestamp())
 
 
+# Cloud Monitoring allows 200 buckets in a custom distribution and Cloud Run's own use fewer: far
+# more is a hostile or broken file, and would allocate gigabytes (numFiniteBuckets: 3e9).
+MAX_BUCKETS = 4096
+
+
+def _bucket_count(buckets: Mapping[str, Any]) -> int:
+    raw = field(buckets, "numFiniteBuckets", 0)
+    n = int(raw) if isinstance(raw, int | str) or (isinstance(raw, float) and raw.is_integer()) else -1
+    if not 0 <= n <= MAX_BUCKETS:
+        raise ValueError(f"numFiniteBuckets {str(raw)[:24]} is not an integer in 0..{MAX_BUCKETS}")
+    return n
+
+
 def bucket_bounds(options: Mapping[str, Any]) -> np.ndarray:
-    """The finite boundaries between buckets (bucket 0 is underflow, the last overflow)."""
+    """The finite boundaries between buckets (bucket 0 is underflow, the last overflow); at most
+    MAX_BUCKETS of them."""
     if (linear := field(options, "linearBuckets")) is not None:
-        n = int(field(linear, "numFiniteBuckets", 0))
+        n = _bucket_count(linear)
         width = float(field(linear, "width", 0.0))
         offset = float(field(linear, "offset", 0.0))
         return offset + width * np.arange(n + 1, dtype=np.float64)
     if (expo := field(options, "exponentialBuckets")) is not None:
-        n = int(field(expo, "numFiniteBuckets", 0))
+        n = _bucket_count(expo)
         growth = float(field(expo, "growthFactor", 0.0))
         scale = float(field(expo, "scale", 0.0))
         return scale * growth ** np.arange(n + 1, dtype=np.float64)
     if (explicit := field(options, "explicitBuckets")) is not None:
-        return np.asarray([float(b) for b in field(explicit, "bounds", [])], dtype=np.float64)
+        bounds = field(explicit, "bounds", [])
+        if len(bounds) > MAX_BUCKETS + 1:
+            raise ValueError(f"{len(bounds)} explicit bucket bounds, more than {MAX_BUCKETS + 1}")
+        return np.asarray([float(b) for b in bounds], dtype=np.float64)
     raise ValueError(f"unknown bucketOptions {sorted(options)}")
 
 

@@ -8,18 +8,26 @@ Layout (see docs/snapshot-format.md)::
     DIR/manifest.json       (optional) {"window": {"start": T, "end": T}, ...} written by `fetch`
 
 A file that cannot be read is recorded as a Problem naming the file; every other file is still read.
+Snapshots come from strangers (bug reports, shared folders), so the reader trusts nothing in them:
+it reads only regular files inside the directory (no links out of it, no devices or FIFOs), at most
+``MAX_FILE_BYTES`` each, rejects numbers JSON cannot hold (``1e999``, 5,000-digit integers) and
+nesting Python cannot parse, keeps only the Revision and Service fields the analyzer reads
+(sources/redact.py), and turns any failure to parse one file into a Problem naming it.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from analyzer.errors import InputError
 from analyzer.model import Problem, RawData
-from analyzer.sources import restjson
+from analyzer.sources import redact, restjson
 from analyzer.sources.duplicates import drop_duplicate_series
 
 KNOWN_METRICS = frozenset(
@@ -38,16 +46,64 @@ KNOWN_METRICS = frozenset(
     }
 )
 SUBDIRS = ("timeSeries", "revisions", "services")
+# One timeSeries.list page of 100,000 distribution points is about 40 MB of JSON; parsed, a file
+# takes several times its size in memory.
+MAX_FILE_BYTES = 128 * 2**20
+# What a bad file's parse can raise besides InputError: data of the wrong shape or out of range.
+PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError)
 
 
-def _load(path: Path) -> Any:
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:24]} is out of range")
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _read_regular(path: Path, root: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file inside ``root`` no larger than MAX_FILE_BYTES."""
+    real = path.resolve()
+    if not real.is_relative_to(root.resolve()):
+        raise InputError(f"{path}: a link to {real}, outside the snapshot directory: not read",
+                         hint="copy the file into the snapshot instead of linking to it")
     try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{path}: not a regular file (a directory, device, FIFO or socket): not read",
+                             hint="a snapshot holds only .json files")
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB: not read",
+                         hint="save each page of a paged response as its own file")
+    return b"".join(chunks)
+
+
+def _load(path: Path, root: Path) -> Any:
+    """The JSON document in ``path`` (see _read_regular for which files are read)."""
+    data = _read_regular(path, root)
+    try:
+        return json.loads(data.decode("utf-8"), parse_float=_finite, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot be read ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except RecursionError as exc:
+        raise InputError(f"{path}: nested too deeply to parse") from exc
+    except ValueError as exc:  # a number out of range or with thousands of digits
+        raise InputError(f"{path}: not readable JSON ({exc})") from exc
 
 
 def _files(directory: Path, sub: str) -> list[Path]:
@@ -72,13 +128,29 @@ def read_snapshot(directory: Path) -> RawData:
     for sub in SUBDIRS:
         for path in _files(directory, sub):
             try:
-                body = _load(path)
+                body = redact.keep_read_fields(sub, _load(path, directory))
             except InputError as exc:
                 data.problems.append(Problem(str(path), exc.message, exc.hint or "fix or remove the file"))
                 continue
-            ingest(data, sub, str(path), body)
+            _ingest_file(data, sub, path, body)
     drop_duplicate_series(data)
     return data
+
+
+def _ingest_file(data: RawData, sub: str, path: Path, body: Any) -> None:
+    """Ingest one file's body whole or not at all: a parse failure anywhere in it is one Problem."""
+    read = RawData()
+    try:
+        ingest(read, sub, str(path), body)
+    except PARSE_ERRORS as exc:
+        data.problems.append(Problem(str(path), f"could not be parsed, so none of it was read: "
+                                                f"{type(exc).__name__}: {str(exc)[:200]}", "fix or remove the file"))
+        return
+    data.series.extend(read.series)
+    data.revisions.extend(read.revisions)
+    data.services.extend(read.services)
+    data.service_infos.extend(read.service_infos)
+    data.problems.extend(read.problems)
 
 
 def ingest(data: RawData, sub: str, source: str, body: Any) -> None:
@@ -98,7 +170,7 @@ def _read_manifest(directory: Path, data: RawData) -> None:
     if not path.exists():
         return
     try:
-        window = _load(path).get("window") or {}
+        window = _load(path, directory).get("window") or {}
         if window.get("start"):
             data.window_start = restjson.parse_time(window["start"])
         if window.get("end"):
@@ -192,7 +264,8 @@ def write_snapshot(
     *,
     manifest: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """Write (subdir, file stem, body) documents as a snapshot; returns the files written."""
+    """Write (subdir, file stem, body) documents as a snapshot; returns the files written. Revisions
+    and services keep only the fields the analyzer reads (no env values, no secrets: redact.py)."""
     written: list[Path] = []
     for sub, stem, body in documents:
         if sub not in SUBDIRS:
@@ -200,7 +273,8 @@ def write_snapshot(
         folder = directory / sub
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{stem}.json"
-        path.write_text(json.dumps(body, separators=(",", ":")), encoding="utf-8")
+        kept = redact.keep_read_fields(sub, body)
+        path.write_text(json.dumps(kept, separators=(",", ":")), encoding="utf-8")
         written.append(path)
     if manifest is not None:
         directory.mkdir(parents=True, exist_ok=True)
