@@ -1,0 +1,162 @@
+"""Each detector's gates at their boundaries, on hand-made tables (tests/synthetic.py): a case just
+inside a default threshold and one just outside it, so that doubling or halving any default of the
+``detection`` section fails at least one test (``python bench/mutate_thresholds.py`` checks this)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzer.analysis.creep import detect_creep
+from analyzer.analysis.memory import detect_leak
+from analyzer.analysis.regression import detect_cpu, detect_latency
+from analyzer.config import DetectionConfig
+from tests import synthetic as s
+
+DEFAULTS = DetectionConfig()
+A_DAY_BEFORE = s.Rev("a", 0.0)  # a healthy predecessor serving for three days
+
+
+def _leak(revisions: list[s.Rev], *, until: float, **kw: float) -> bool:
+    view = s.view(revisions, until=until, **kw)
+    found = detect_leak(view, view.span("b"), DEFAULTS)
+    return found is not None and found.confirmed
+
+
+def _young_leak(per_day: float, age_hours: float, **kw: float) -> bool:
+    """Revision b deployed after three healthy days, leaking ``per_day`` of the limit, seen at ``age_hours``."""
+    return _leak([A_DAY_BEFORE, s.Rev("b", 72.0, memory=s.leak(per_day))], until=72.0 + age_hours, **kw)
+
+
+# --- memory: slope, rise, duration, warm-up, bin width, significance ---------------------------------
+
+
+def test_a_slow_leak_above_the_slope_floor_is_reported_and_one_below_is_not() -> None:
+    assert _young_leak(0.03, 72.0)  # 3 % of the limit a day over three days (floor: 2 %)
+    assert not _young_leak(0.014, 72.0)  # 1.4 %/day: below the floor, although clearly significant
+
+
+def test_a_climb_must_rise_by_min_rise_in_total() -> None:
+    assert _young_leak(0.05, 14.0)  # 5 %/day for 13 h after warm-up: 2.4 % of the limit (floor 2 %)
+    assert not _young_leak(0.07, 7.5)  # 7 %/day for 6.5 h: 1.6 %
+
+
+def test_a_young_leak_is_reported_once_it_has_climbed_for_min_duration_after_the_warm_up() -> None:
+    # 30 %/day: 45 min of warm-up are skipped, then the climb must last 6 h (half-hour troughs)
+    assert not _young_leak(0.3, 6.5)
+    assert _young_leak(0.3, 7.0)
+    assert _young_leak(0.3, 9.0)
+
+
+def test_troughs_need_bins_longer_than_the_sawtooth() -> None:
+    # A 90-minute GC sawtooth: half-hour or hourly bins would see its ramps, not its troughs, so a
+    # young revision is not judged until the 2 h bins have enough points (12 h), and then it is.
+    assert not _young_leak(0.3, 7.0, sawtooth_minutes=90.0)
+    assert _young_leak(0.3, 13.0, sawtooth_minutes=90.0)
+
+
+def test_a_leak_trend_needs_p_below_the_significance_level() -> None:
+    # Seeded noise putting the trend test's p-value at 0.008 on day 3 of a 4 %/day leak.
+    assert _young_leak(0.04, 14.0, seed=21, memory_noise=0.004)
+
+
+# --- creep: excess fraction, excess instances, duration, reference ------------------------------------
+
+
+def _creep(revisions: list[s.Rev], *, until: float, **kw: float) -> str | None:
+    """The reference the creep of revision b was judged against, or None when there is no creep."""
+    view = s.view(revisions, until=until, **kw)
+    found = detect_creep(view, view.span("b"), DEFAULTS)
+    return None if found is None else found.reference
+
+
+def _more_instances(factor: float, *, peak_rps: float = 20.0, until: float = 96.0) -> str | None:
+    revisions = [A_DAY_BEFORE, s.Rev("b", 48.0, instance_factor=s.step_up(factor))]
+    return _creep(revisions, until=until, peak_rps=peak_rps, diurnal=0.0)
+
+
+def test_creep_needs_the_excess_fraction() -> None:
+    assert _more_instances(1.35) == "revision a"  # +35 % on 10 instances (floor +25 %)
+    assert _more_instances(1.18) is None  # +18 %: 1.8 instances more, but not enough in proportion
+
+
+def test_creep_needs_the_excess_in_instances() -> None:
+    assert _more_instances(1.7, peak_rps=3.0) == "revision a"  # 1.5 instances, +1.05 (floor 0.75)
+    assert _more_instances(1.3, peak_rps=3.0) is None  # +30 %, but only 0.45 of an instance
+
+
+def test_creep_needs_min_duration_hours() -> None:
+    assert _more_instances(1.5, until=48.0 + 0.75 + 5.0) == "revision a"  # 5 h after warm-up (floor 4 h)
+    assert _more_instances(1.5, until=48.0 + 0.75 + 3.0) is None  # 3 h
+
+
+@pytest.mark.parametrize(("served", "reference"), [(16.0, "revision a"), (8.0, None)])
+def test_creep_reference_is_the_previous_revision_when_it_served_half_the_reference_hours(
+    served: float, reference: str | None
+) -> None:
+    # a served 16 h (>= 12 h, half of reference_hours): b's 50 % more instances are judged against it.
+    # a served 8 h: too little to learn from; b is judged against its own first day, which has no excess.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0), s.Rev("b", 48.0 + served, instance_factor=s.step_up(1.5))]
+    assert _creep(revisions, until=96.0 + served) == reference
+
+
+# --- latency and CPU: increase, hours, compared span, significance ------------------------------------
+
+
+def _regressions(revisions: list[s.Rev], *, until: float, **kw: float) -> tuple[float | None, float | None]:
+    """The latency and CPU increases reported for revision b (None: not reported)."""
+    view = s.view(revisions, until=until, **kw)
+    latency = detect_latency(view, view.span("b"), DEFAULTS)
+    cpu = detect_cpu(view, view.span("b"), DEFAULTS, default_cpu=1.0)
+    return (latency.increase if latency else None), (cpu.increase if cpu else None)
+
+
+def _slower(latency: float, cpu: float, *, until: float = 96.0, hours: float = float("inf")) -> tuple[bool, bool]:
+    revisions = [A_DAY_BEFORE, s.Rev("b", 48.0, latency_factor=s.step_up(latency, hours=hours),
+                                    cpu_factor=s.step_up(cpu, hours=hours))]
+    found = _regressions(revisions, until=until)
+    return found[0] is not None, found[1] is not None
+
+
+def test_regressions_need_the_minimum_increase() -> None:
+    assert _slower(1.18, 1.22) == (True, True)  # latency +18 % (floor +12 %), CPU +22 % (floor +15 %)
+    assert _slower(1.08, 1.11) == (False, False)
+
+
+def test_regressions_need_min_hours_of_the_new_revision() -> None:
+    assert _slower(1.5, 1.5, until=48.0 + 0.75 + 3.6) == (True, True)  # 3.6 h after warm-up (floor 3 h)
+    assert _slower(1.5, 1.5, until=48.0 + 0.75 + 2.5) == (False, False)
+
+
+def test_a_slowdown_that_fades_within_the_compared_day_is_a_warm_up() -> None:
+    # The later half of the compared 24 h decides: slow for 11 h, then normal, fades; slow for 30 h does not.
+    assert _slower(1.5, 1.5, until=120.0, hours=11.0) == (False, False)
+    assert _slower(1.5, 1.5, until=120.0, hours=30.0) == (True, True)
+
+
+def _hour_of_day_spread(age: np.ndarray) -> np.ndarray:
+    """Revision a: each hour of the day 0.9 ... 1.1 times the normal, so its hours have distinct ranks."""
+    return np.asarray(0.9 + 0.2 * (np.floor(age) % 24) / 23)
+
+
+@pytest.mark.parametrize(("hours", "low_hours", "reported"), [(5, 1, True), (7, 2, False)])
+def test_regressions_need_p_below_the_significance_level(hours: int, low_hours: int, reported: bool) -> None:
+    # b is 30 % slower and hungrier except in its first hours (0.95): against a's 24 distinct hourly
+    # values, 5 hours with 1 low give a one-sided Mann-Whitney p of 0.0082, 7 hours with 2 low 0.0123.
+    def factor(age: np.ndarray) -> np.ndarray:
+        return np.where(age < low_hours, 0.95, 1.3)
+
+    revisions = [s.Rev("a", 0.0, latency_factor=_hour_of_day_spread, cpu_factor=_hour_of_day_spread),
+                 s.Rev("b", 48.0, latency_factor=factor, cpu_factor=factor)]
+    latency, cpu = _regressions(revisions, until=48.0 + 0.75 + hours - 0.75, metric_noise=0.0, diurnal=0.0)
+    assert (latency is not None, cpu is not None) == (reported, reported)
+    if reported:
+        assert latency == pytest.approx(0.3) and cpu == pytest.approx(0.3)
+
+
+def test_the_synthetic_table_is_what_the_tests_assume() -> None:
+    view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0)], until=60.0)
+    assert [span.name for span in view.spans] == ["a", "b"]
+    assert view.span("b").deploy_time == s.START + pd.Timedelta(hours=48)
+    assert view.step_seconds == s.STEP
