@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the analyzer pac
 
 import scenarios  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
+from analyzer.analysis import calibration  # noqa: E402
 from analyzer.frames import build as build_frames  # noqa: E402
 from analyzer.model import RawData, RawSeries  # noqa: E402
 from analyzer.pipeline import analyze  # noqa: E402
@@ -82,7 +83,8 @@ class Hit:
     service: str
     revision: str
     onset: float  # epoch seconds
-    carried_by: str = ""  # the later revision the finding says carried it on (memory)
+    carried_by: str = ""  # the later revision the finding says carried it on
+    strength: str = ""  # the evidence strength class confidence is calibrated per (analysis.calibration)
 
     def plain(self) -> dict[str, Any]:
         return {
@@ -91,6 +93,7 @@ class Hit:
             "revision": self.revision,
             "onset": _iso(self.onset),
             "carried_by": self.carried_by,
+            "strength": self.strength,
         }
 
 
@@ -105,7 +108,8 @@ def _epoch(text: str) -> float:
 def _product_hits(raw: RawData) -> list[Hit]:
     result = analyze(raw)
     return [
-        Hit(str(f.kind), f.service, f.revision, f.onset.timestamp(), str(f.evidence.get("carried_by", "")))
+        Hit(str(f.kind), f.service, f.revision, f.onset.timestamp(), str(f.evidence.get("carried_by", "")),
+            calibration.strength(f))
         for f in result.findings
     ]
 

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzer.analysis import analyze_frames
 from analyzer.analysis.creep import detect_creep
 from analyzer.analysis.memory import detect_leak
 from analyzer.analysis.regression import detect_cpu, detect_latency
-from analyzer.config import DetectionConfig
+from analyzer.analysis.timeline import reference_span
+from analyzer.config import AnalysisConfig, DetectionConfig
 from tests import synthetic as s
 
 DEFAULTS = DetectionConfig()
@@ -67,7 +69,9 @@ def test_a_leak_trend_needs_p_below_the_significance_level() -> None:
 def _creep(revisions: list[s.Rev], *, until: float, **kw: float) -> str | None:
     """The reference the creep of revision b was judged against, or None when there is no creep."""
     view = s.view(revisions, until=until, **kw)
-    found = detect_creep(view, view.span("b"), DEFAULTS)
+    span = view.span("b")
+    found = detect_creep(view, span, DEFAULTS,
+                         reference=reference_span(view, span, set(), DEFAULTS.creep.reference_hours))
     return None if found is None else found.reference
 
 
@@ -91,14 +95,11 @@ def test_creep_needs_min_duration_hours() -> None:
     assert _more_instances(1.5, until=48.0 + 0.75 + 3.0) is None  # 3 h
 
 
-@pytest.mark.parametrize(("served", "reference"), [(16.0, "revision a"), (8.0, None)])
-def test_creep_reference_is_the_previous_revision_when_it_served_half_the_reference_hours(
-    served: float, reference: str | None
-) -> None:
-    # a served 16 h (>= 12 h, half of reference_hours): b's 50 % more instances are judged against it.
-    # a served 8 h: too little to learn from; b is judged against its own first day, which has no excess.
-    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0), s.Rev("b", 48.0 + served, instance_factor=s.step_up(1.5))]
-    assert _creep(revisions, until=96.0 + served) == reference
+def test_creep_is_judged_against_the_last_revision_that_served_reference_hours() -> None:
+    # a0 served 30 h, then a only 16 h (less than reference_hours, 24 h): b's 50 % more instances are
+    # judged against a0, and the finding says so.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 46.0, instance_factor=s.step_up(1.5))]
+    assert _creep(revisions, until=94.0) == "revision a0"
 
 
 # --- latency and CPU: increase, hours, compared span, significance ------------------------------------
@@ -107,8 +108,11 @@ def test_creep_reference_is_the_previous_revision_when_it_served_half_the_refere
 def _regressions(revisions: list[s.Rev], *, until: float, **kw: float) -> tuple[float | None, float | None]:
     """The latency and CPU increases reported for revision b (None: not reported)."""
     view = s.view(revisions, until=until, **kw)
-    latency = detect_latency(view, view.span("b"), DEFAULTS)
-    cpu = detect_cpu(view, view.span("b"), DEFAULTS, default_cpu=1.0)
+    span = view.span("b")
+    latency = detect_latency(view, span, DEFAULTS,
+                             reference=reference_span(view, span, set(), DEFAULTS.latency.compare_hours))
+    cpu = detect_cpu(view, span, DEFAULTS, default_cpu=1.0,
+                     reference=reference_span(view, span, set(), DEFAULTS.cpu.compare_hours))
     return (latency.increase if latency else None), (cpu.increase if cpu else None)
 
 
@@ -160,3 +164,33 @@ def test_the_synthetic_table_is_what_the_tests_assume() -> None:
     assert [span.name for span in view.spans] == ["a", "b"]
     assert view.span("b").deploy_time == s.START + pd.Timedelta(hours=48)
     assert view.step_seconds == s.STEP
+
+
+# --- references through the whole analysis ---------------------------------------------------------
+
+
+def _analyze(revisions: list[s.Rev], *, until: float) -> list[tuple[str, str, str]]:
+    """(kind, revision, what it was compared with or carried by) of every finding."""
+    analysis = analyze_frames(s.frames(revisions, until=until), AnalysisConfig())
+    return sorted((f.kind.value, f.revision, str(f.evidence.get("reference") or f.evidence.get("previous_revision")
+                                                 or "") + "|" + str(f.evidence.get("carried_by", "")))
+                  for f in analysis.findings)
+
+
+def test_a_regression_after_a_short_lived_revision_is_compared_with_the_last_long_lived_one() -> None:
+    # a served 6 h between a0 and b: b is compared with a0, and says so.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0), s.Rev("b", 54.0, latency_factor=s.step_up(1.4))]
+    assert _analyze(revisions, until=100.0) == [("latency_regression", "b", "a0|")]
+
+
+def test_a_regression_carried_by_the_next_deploy_is_one_finding_on_the_revision_that_introduced_it() -> None:
+    # a is 40 % slower than a0; b ships the same code: b is judged against a0 (a has a finding), is just
+    # as slow, and carries a's regression rather than being reported again. c fixes it.
+    slow = s.step_up(1.4)
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0, latency_factor=slow), s.Rev("b", 80.0, latency_factor=slow),
+                 s.Rev("c", 112.0)]
+    analysis = analyze_frames(s.frames(revisions, until=150.0), AnalysisConfig())
+    [finding] = analysis.findings
+    assert (finding.kind.value, finding.revision) == ("latency_regression", "a")
+    assert finding.evidence["previous_revision"] == "a0" and finding.evidence["carried_by"] == "b"
+    assert finding.resolved_by == "c"

@@ -13,10 +13,11 @@ import pandas as pd
 
 from analyzer.analysis import cost as cost_model
 from analyzer.analysis.creep import CreepEvidence, detect_creep
+from analyzer.analysis.envelope import build_envelope, sequential_leak
 from analyzer.analysis.memory import LeakEvidence, detect_leak, hours_to_limit
 from analyzer.analysis.pricing import PriceTable
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
-from analyzer.analysis.timeline import RevisionSpan, ServiceView, hours_between
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, hours_between, reference_span
 from analyzer.config import AnalysisConfig
 from analyzer.model import Finding, FindingKind, Severity
 
@@ -33,6 +34,7 @@ class RevisionEvidence:
     """Everything the detectors found about one revision (kept for charts and the fix check)."""
 
     span: RevisionSpan
+    reference: RevisionSpan | None = None  # what creep, regressions and the excess cost compared with
     leak: LeakEvidence | None = None
     creep: CreepEvidence | None = None
     latency: RegressionEvidence | None = None
@@ -43,20 +45,46 @@ class RevisionEvidence:
 def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable) -> list[RevisionEvidence]:
     detection = config.detection
     evidence: list[RevisionEvidence] = []
+    flagged: set[str] = set()  # revisions with a finding (or a leak candidate): never a reference
     for span in view.spans:
+        # Creep is judged on days of serving, regressions on their compared hours.
+        creep_reference = reference_span(view, span, flagged, detection.creep.reference_hours)
         item = RevisionEvidence(
             span,
-            leak=detect_leak(view, span, detection),
-            creep=detect_creep(view, span, detection),
-            latency=detect_latency(view, span, detection),
-            cpu=detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu),
+            reference=creep_reference,
+            leak=detect_leak(view, span, detection, flagged=flagged),
+            creep=detect_creep(view, span, detection, reference=creep_reference),
+            latency=detect_latency(view, span, detection,
+                                   reference=reference_span(view, span, flagged, detection.latency.compare_hours)),
+            cpu=detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu,
+                           reference=reference_span(view, span, flagged, detection.cpu.compare_hours)),
         )
         item.findings = _findings(view, item, config, table)
+        if item.findings or item.leak is not None:
+            flagged.add(span.name)
         evidence.append(item)
+    _sequential_leaks(view, evidence, flagged, config, table)
     _merge_carried_leaks(view, evidence, config, table)
+    _merge_carried_regressions(evidence)
     _mark_resolution(view, evidence)
     _measure_savings(view, evidence, table, config)
     return evidence
+
+
+def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagged: set[str],
+                      config: AnalysisConfig, table: PriceTable) -> None:
+    """Revisions the trend test did not confirm (too young, rolled back after a day or two) are tested
+    again, sequentially, against how this service's healthy revisions behaved after their deploys."""
+    envelope = build_envelope(view, [e.span for e in evidence if e.span.name not in flagged], config.detection)
+    if envelope is None:
+        return
+    for item in evidence:
+        if item.span.name in envelope.revisions or (item.leak is not None and item.leak.confirmed):
+            continue
+        leak = sequential_leak(view, item.span, envelope, config.detection)
+        if leak is not None:
+            item.leak = leak
+            item.findings = _findings(view, item, config, table)
 
 
 def _attribution(span: RevisionSpan, onset: pd.Timestamp) -> float:
@@ -106,6 +134,8 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> 
         "segments_between_resets": leak.segments,
         "memory_limit": f"{limit:g} GiB" if limit else "unknown",
     }
+    if leak.against:
+        finding.evidence["judged_against"] = leak.against
     return finding
 
 
@@ -160,7 +190,7 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
     # One excess per revision, over all the time it served: its findings are symptoms of the change it
     # brought, and a detector's onset can lag the deploy by hours (healthy hours add about nothing).
     start = min([span.first_seen, *(pd.Timestamp(f.onset) for f in found)])
-    excess = cost_model.excess_cost(view, span, start, table, config) if found else None
+    excess = cost_model.excess_cost(view, span, start, table, config, reference=item.reference) if found else None
     for finding in found:
         if leak_signature and (item.leak is None or item.leak.onset_at_deploy):
             finding.likely_cause = PER_REQUEST_LEAK
@@ -237,21 +267,52 @@ def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, af
     after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
 
 
+def _merge_carried_regressions(evidence: list[RevisionEvidence]) -> None:
+    """A revision judged against an older reference because its predecessor had a finding (creep, a
+    latency or CPU regression) and showing the same kind of finding carries that one on: one finding,
+    on the revision that introduced it, which names the (first) carrier."""
+    origin: dict[FindingKind, Finding] = {}  # per kind, the finding a run of carriers goes back to
+    for before, after in pairwise(evidence):
+        for finding in before.findings:
+            origin[finding.kind] = finding
+        if after.reference is None or after.reference.name == before.span.name:
+            origin.clear()
+            continue
+        for finding in [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]:
+            first = origin.get(finding.kind)
+            if first is not None and _has_kind(before, finding.kind):
+                after.findings.remove(finding)
+                first.evidence.setdefault("carried_by", after.span.name)
+
+
 def _has_kind(item: RevisionEvidence, kind: FindingKind) -> bool:
-    carried = kind is FindingKind.MEMORY_BASELINE_RISE and item.leak is not None
-    return carried or any(f.kind is kind for f in item.findings)
+    """The revision shows ``kind``: a finding of it, or the detector's evidence of a finding carried on."""
+    detected = {FindingKind.MEMORY_BASELINE_RISE: item.leak, FindingKind.INSTANCE_CREEP: item.creep,
+                FindingKind.LATENCY_REGRESSION: item.latency, FindingKind.CPU_REGRESSION: item.cpu}[kind]
+    return detected is not None or any(f.kind is kind for f in item.findings)
 
 
 def _mark_resolution(view: ServiceView, evidence: list[RevisionEvidence]) -> None:
-    """A finding is resolved when a later revision without the same kind of finding took over."""
+    """A finding is resolved when a later revision without the same kind of finding took over, or when
+    traffic went back (a rollback) to an earlier revision without it; the summary says which."""
     last = view.spans[-1].name if view.spans else ""
+    serving = view.totals["serving"].dropna() if len(view.totals) else pd.Series(dtype=object)
+    serving_now = str(serving.iloc[-1]) if len(serving) else ""
+    names = [e.span.name for e in evidence]
     for index, item in enumerate(evidence):
         for finding in item.findings:
             later = [e for e in evidence[index + 1:] if not _has_kind(e, finding.kind)]
             if item.span.name != last and later:
-                finding.ongoing = False
                 finding.resolved_by = later[0].span.name
-                finding.savings_usd_per_month = finding.excess_cost_usd_per_month
+                ended = f"it ended when {finding.resolved_by} took over"
+            elif serving_now in names[:index] and not _has_kind(evidence[names.index(serving_now)], finding.kind):
+                finding.resolved_by = serving_now
+                ended = f"the rollback to {serving_now} ended it"
+            else:
+                continue
+            finding.ongoing = False
+            finding.savings_usd_per_month = finding.excess_cost_usd_per_month
+            finding.summary += f"; {ended}"
 
 
 def _measure_savings(view: ServiceView, evidence: list[RevisionEvidence], table: PriceTable,

@@ -1,0 +1,37 @@
+"""What a finding's confidence means: the precision measured on a labelled suite for findings of the
+same kind and evidence strength, not a number set by hand.
+
+``bench/calibrate.py`` derives ``MEASURED`` from a run of ``bench/evaluate.py`` (strict matching: the
+right kind, revision and onset within 2 h); the suite it was measured on is named in ``SUITE`` and shown
+with the number. A kind and strength the suite had fewer than ``MIN_FINDINGS`` findings of has no
+measured precision: the confidence is then left unset (None) rather than guessed.
+"""
+
+from __future__ import annotations
+
+from analyzer.model import Finding, FindingKind
+
+SUITE = "dev-seed7-n200"  # bench/evaluate.py --count 200 --seed 7 (a development suite, not a held-out one)
+MIN_FINDINGS = 5
+
+# (kind, strength) -> (strict precision, findings it was measured on, strict-match share of lenient matches)
+MEASURED: dict[tuple[str, str], tuple[float, int, float]] = {}
+
+
+def strength(finding: Finding) -> str:
+    """The evidence strength class a finding's precision is measured per: how far past its gate it is."""
+    evidence = finding.evidence
+    if finding.kind is FindingKind.MEMORY_BASELINE_RISE:
+        value = float(evidence.get("trough_slope_pct_of_limit_per_day", 0.0))
+        return "strong" if value >= 10.0 else "moderate"
+    if finding.kind is FindingKind.INSTANCE_CREEP:
+        value = float(evidence.get("excess_pct", 0.0))
+        return "strong" if value >= 50.0 else "moderate"
+    value = float(evidence.get("increase_pct", 0.0))
+    return "strong" if value >= 30.0 else "moderate"
+
+
+def measured(finding: Finding) -> tuple[float, int, float] | None:
+    """The measured (precision, findings, attribution) for this finding's kind and strength, if any."""
+    found = MEASURED.get((finding.kind.value, strength(finding)))
+    return found if found is not None and found[1] >= MIN_FINDINGS else None
