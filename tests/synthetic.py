@@ -23,7 +23,8 @@ Curve = Callable[[np.ndarray], np.ndarray]  # hours since the revision's deploy 
 
 @dataclass(frozen=True)
 class Rev:
-    """One revision: deployed ``at`` hours after START, serving until the next one (or ``until``)."""
+    """One revision: deployed ``at`` hours after START, serving until the next one (or ``until``). A name
+    that comes again is a rollback: traffic goes back to that revision, which keeps its behaviour."""
 
     name: str
     at: float
@@ -57,8 +58,10 @@ def frames(revisions: list[Rev], *, until: float, seed: int = 1, peak_rps: float
     load = peak_rps * (1.0 + diurnal * np.sin(2 * np.pi * (hours - 8.0) / 24.0)) / (1.0 + diurnal)
     load *= 1.0 + metric_noise * rng.standard_normal(len(hours))
     tables = []
-    for index, rev in enumerate(revisions):
+    first = {r.name: r for r in reversed(revisions)}  # a rollback serves the revision first deployed
+    for index, served in enumerate(revisions):
         mine = serving == index
+        rev = first[served.name]
         if not mine.any():
             continue
         age = hours[mine] - rev.at
@@ -82,11 +85,12 @@ def frames(revisions: list[Rev], *, until: float, seed: int = 1, peak_rps: float
             table[column] = value
         tables.append(table)
     metrics = pd.concat(tables, ignore_index=True)[[*KEY_COLUMNS, "ts", *METRIC_COLUMNS]]
+    metrics = metrics.sort_values(["revision", "ts"], kind="stable").reset_index(drop=True)
     infos = {
         (KEY, r.name): RevisionInfo(KEY.project, KEY.region, KEY.service, r.name,
                                     create_time=(START + pd.Timedelta(hours=r.at)).to_pydatetime(),
                                     cpu_limit=1.0, memory_limit_gib=0.5)
-        for r in revisions
+        for r in first.values()
     }
     return Frames(metrics, infos, STEP, START.to_pydatetime(), (START + pd.Timedelta(hours=until)).to_pydatetime(),
                   [KEY])

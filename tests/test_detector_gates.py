@@ -194,3 +194,38 @@ def test_a_regression_carried_by_the_next_deploy_is_one_finding_on_the_revision_
     assert (finding.kind.value, finding.revision) == ("latency_regression", "a")
     assert finding.evidence["previous_revision"] == "a0" and finding.evidence["carried_by"] == "b"
     assert finding.resolved_by == "c"
+
+
+# --- the sequential test against the service's envelope ------------------------------------------------
+
+
+def _memory_findings(revisions: list[s.Rev], *, until: float) -> list[tuple[str, str, str]]:
+    analysis = analyze_frames(s.frames(revisions, until=until), AnalysisConfig())
+    return [(f.revision, str(f.evidence.get("judged_against", "")), f.summary) for f in analysis.findings
+            if f.kind.value == "memory_baseline_rise"]
+
+
+def test_a_fast_leak_is_reported_six_hours_after_its_deploy_against_the_services_envelope() -> None:
+    # 20 %/day from the deploy; a0 and a are healthy and served 30 h and 42 h: by +6 h the trend test
+    # has too few troughs, the sequential test against a0 and a has enough.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 72.0, memory=s.leak(0.2))]
+    [(revision, against, _)] = _memory_findings(revisions, until=78.0)
+    assert revision == "b" and "a0, a" in against
+
+
+def test_a_warm_up_like_the_healthy_revisions_is_not_a_leak() -> None:
+    # Every revision fills a cache of 8 % of the limit over its first 6 h: b's climb is the envelope's.
+    def warm(age: np.ndarray) -> np.ndarray:
+        return np.asarray(0.40 + 0.08 * np.clip(age / 6.0, 0.0, 1.0))
+
+    revisions = [s.Rev("a0", 0.0, memory=warm), s.Rev("a", 30.0, memory=warm), s.Rev("b", 72.0, memory=warm)]
+    for until in (76.0, 78.0, 84.0):
+        assert _memory_findings(revisions, until=until) == []
+
+
+@pytest.mark.parametrize(("after", "ended"), [("a", "the rollback to a ended it"), ("c", "it ended when c took over")])
+def test_a_leaking_revision_rolled_back_or_fixed_after_fourteen_hours_gets_its_finding(after: str, ended: str) -> None:
+    # b leaks 15 %/day and serves 14 h; then traffic goes back to a (a rollback) or to a new revision c.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 72.0, memory=s.leak(0.15)), s.Rev(after, 86.0)]
+    [(revision, _, summary)] = _memory_findings(revisions, until=110.0)
+    assert revision == "b" and summary.endswith(ended)

@@ -5,19 +5,23 @@ Method, per service:
 
 1. the envelope: how the typical instance's memory troughs move after a deploy, learned from the
    service's healthy revisions that served at least ``ENVELOPE_MIN_HOURS`` (never one with a finding
-   or a leak candidate): per revision, the troughs relative to its level just after the warm-up, with
-   the part explained by load per instance removed (one slope, from hour-to-hour changes pooled over
-   those revisions), aligned by age; the envelope at an age is the median over revisions (the highest
-   when there are fewer than three), so one odd revision does not move it;
-2. the noise: the robust spread of those revisions' hour-to-hour residual changes;
-3. a one-sided CUSUM on a revision's residuals (its troughs, less its own start level, the load term
-   and the envelope at its age): the rise since the lowest point, less an allowance of
-   ``ALLOWANCE_PER_DAY`` of the limit per day. It alarms when that exceeds ``h``, set from the healthy
-   revisions themselves (the largest value any of them reached against the envelope without it, with a
-   margin) and never below the configured ``min_rise`` or ``ALARM_SIGMAS`` noise units;
-4. an alarm is reported when the climb since the CUSUM's start also passes the memory size gates
-   (slope and rise) and still holds at the end of the data (its last third rises at half its pace);
-   the onset is where the CUSUM last left zero.
+   or a leak candidate): per revision, the hourly troughs relative to its level just after the
+   warm-up, with the part explained by load per instance removed (one slope, from hour-to-hour changes
+   pooled over those revisions), aligned by age; the envelope at an age is the median over revisions
+   (the highest when there are fewer than three), held at the highest level it has reached by then,
+   so one odd revision does not move it and a warm-up that rises and stays is not a leak;
+2. the noise: the robust spread of those revisions' residuals around the envelope, widened for their
+   lag-1 autocorrelation;
+3. a sequential probability ratio test (SPRT) on a revision's residuals (its troughs less its start
+   level, the load term and the envelope at its age), hour by hour from its warm-up: the log
+   likelihood ratio of a drift of ``DRIFT_PER_DAY`` of the limit per day against none (the level
+   profiled out). It alarms when the ratio passes ``log(1 / ALPHA)`` (Ville's bound on an alarm
+   ever happening without a drift), and at least ``HEALTHY_MARGIN`` times the highest ratio any
+   healthy revision reached against the envelope of the others;
+4. an alarm is reported when the climb also passes the memory size gates (a slope of at least
+   ``MIN_SLOPE_PER_DAY``, the configured ``min_rise``) and still holds at the end of the data (its last
+   third rises at half its pace); the onset is the deploy, or a hinge where the residuals start to
+   climb when that fits far better than a straight line.
 """
 
 from __future__ import annotations
@@ -36,9 +40,9 @@ from analyzer.model import FloatArray
 
 ENVELOPE_MIN_HOURS = 12.0  # a revision must have served this long to show the service's after-deploy course
 ENVELOPE_HOURS = 72  # ages the envelope covers; older revisions are judged by the trend test alone
-ALLOWANCE_PER_DAY = 0.04  # drift, fraction of the limit per day, the CUSUM lets pass (half a 8 %/day leak)
-ALARM_SIGMAS = 6.0  # the alarm level is at least this many noise units
-HEALTHY_MARGIN = 1.5  # and at least this times the highest CUSUM a healthy revision reached
+DRIFT_PER_DAY = 0.10  # the drift the SPRT is tuned to find: a leak of 10 % of the limit a day
+ALPHA = 1e-3  # the chance, per revision, of an alarm without a drift (if the noise model held)
+HEALTHY_MARGIN = 1.5  # the alarm is also at least this times the highest ratio a healthy revision reached
 START_BINS = 2  # the revision's start level: the median of its first troughs
 BIN_MINUTES = 60
 MIN_SLOPE_PER_DAY = 0.05  # what the sequential test is for: leaks that fill the limit within weeks
@@ -59,8 +63,8 @@ class Envelope:
     ages: FloatArray  # hours since the warm-up ended, one per bin
     rise: FloatArray  # the healthy course relative to the start level
     load_slope: float  # trough change per unit of load per instance
-    noise: float  # robust spread of the residual changes from bin to bin
-    alarm: float  # the CUSUM level that alarms
+    noise: float  # robust spread of the residuals around the envelope, widened for autocorrelation
+    alarm: float  # the log likelihood ratio that alarms
     minutes: int  # bin width
     revisions: tuple[str, ...]  # what it was learned from
 
@@ -119,19 +123,31 @@ def _load_slope(series: list[_Series]) -> float:
     return max(float(np.dot(dx[keep], dy[keep]) / np.dot(dx[keep], dx[keep])), 0.0)
 
 
-def cusum(residual: FloatArray, age: FloatArray, allowance_per_hour: float) -> tuple[FloatArray, FloatArray]:
-    """One-sided CUSUM of the rise: per bin, the residual's rise since its lowest point so far less the
-    allowance over the time since then; and the index where each run started (last reset)."""
-    statistic = np.zeros(len(residual))
-    started = np.zeros(len(residual))
-    value, start = 0.0, 0
-    for i in range(1, len(residual)):
-        step = residual[i] - residual[i - 1] - allowance_per_hour * (age[i] - age[i - 1])
-        value = value + step
-        if value <= 0.0:
-            value, start = 0.0, i
-        statistic[i], started[i] = value, start
-    return statistic, started
+def drift_llr(residual: FloatArray, age: FloatArray, noise: float) -> FloatArray:
+    """Per bin, the log likelihood ratio of a drift of ``DRIFT_PER_DAY`` against none, on the residuals up
+    to that bin (the level profiled out: the ages centred on their mean)."""
+    drift = DRIFT_PER_DAY / 24.0
+    out = np.zeros(len(residual))
+    if noise <= 0:
+        return out
+    for n in range(3, len(residual) + 1):
+        t = age[:n] - age[:n].mean()
+        out[n - 1] = (drift * float(t @ residual[:n]) - drift**2 * float(t @ t) / 2.0) / noise**2
+    return out
+
+
+def _noise(residuals: list[FloatArray]) -> float:
+    """Robust spread of the residual levels, widened by sqrt((1 + r) / (1 - r)) for their lag-1
+    autocorrelation r: neighbouring hours move together, so they are worth fewer independent looks."""
+    pooled = np.concatenate(residuals) if residuals else np.zeros(0)
+    if pooled.size < 6:
+        return 0.0
+    spread = 1.4826 * float(np.median(np.abs(pooled - np.median(pooled))))
+    pairs = [(r[1:] - r.mean(), r[:-1] - r.mean()) for r in residuals if len(r) > 2]
+    num = sum(float(a @ b) for a, b in pairs)
+    den = sum(float(a @ a) for a, _ in pairs)
+    lag1 = min(max(num / den, 0.0), 0.9) if den > 0 else 0.0
+    return spread * math.sqrt((1 + lag1) / (1 - lag1))
 
 
 def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: DetectionConfig) -> Envelope | None:
@@ -150,34 +166,41 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
     load_slope = _load_slope(series)
     ages = np.arange(0.0, ENVELOPE_HOURS + 1e-9, minutes / 60.0)
     rise = _course(series, load_slope, ages)
-    changes = np.concatenate([np.diff(_relative(s, load_slope) - np.interp(s.age, ages, rise)) for s in series])
-    noise = 1.4826 * float(np.median(np.abs(changes - np.median(changes)))) if changes.size else 0.0
-    allowance = ALLOWANCE_PER_DAY / 24.0
-    # How high a healthy revision's CUSUM gets against the envelope of the others (or its own when alone).
-    highest = 0.0
+    # Each healthy revision against the envelope of the others (its own when alone): how far off a
+    # revision without a leak gets, and how high its ratio climbs.
+    residuals = []
     for i, one in enumerate(series):
         others = [s for j, s in enumerate(series) if j != i] or [one]
-        course = _course(others, load_slope, ages)
-        residual = _relative(one, load_slope) - np.interp(one.age, ages, course)
-        highest = max(highest, float(cusum(residual, one.age, allowance)[0].max()))
-    alarm = max(config.memory.min_rise, ALARM_SIGMAS * noise, HEALTHY_MARGIN * highest)
+        residuals.append(_relative(one, load_slope) - np.interp(one.age, ages, _course(others, load_slope, ages)))
+    noise = max(_noise(residuals), 1e-4)
+    highest = max(float(drift_llr(r, one.age, noise).max()) for r, one in zip(residuals, series, strict=True))
+    alarm = max(math.log(1.0 / ALPHA), HEALTHY_MARGIN * highest)
     return Envelope(ages, rise, load_slope, noise, alarm, minutes, tuple(name for name, _ in found))
+
+
+def _climb_start(age: FloatArray, residual: FloatArray) -> int:
+    """The bin where the climb starts: 0 (the deploy), unless a flat-then-rising hinge beats a straight
+    line by more than its extra parameters are worth (BIC)."""
+    n = len(residual)
+    if n < 8:
+        return 0
+    fit = stats.hinge(age, residual, min_after=4)
+    linear = max(stats.linear_sse(age, residual), 1e-12)
+    return fit.index if n * math.log(linear / max(fit.sse, 1e-12)) > 2 * math.log(n) else 0
 
 
 def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
                     config: DetectionConfig) -> LeakEvidence | None:
-    """A leak found by the CUSUM of ``span``'s troughs against the service's envelope, or None."""
+    """A leak found by the SPRT of ``span``'s troughs against the service's envelope, or None."""
     series = _series(view, span, config, envelope.minutes)
     if series is None or series.age[-1] > ENVELOPE_HOURS:
         return None
     residual = _relative(series, envelope.load_slope) - envelope.expected(series.age)
-    statistic, started = cusum(residual, series.age, ALLOWANCE_PER_DAY / 24.0)
-    alarms = np.flatnonzero(statistic >= envelope.alarm)
-    if not alarms.size:
+    ratio = drift_llr(residual, series.age, envelope.noise)
+    if not (ratio >= envelope.alarm).any():
         return None
-    first = int(alarms[0])
-    start = int(started[first])
     cfg = config.memory
+    start = _climb_start(series.age, residual)
     age, climb = series.age[start:], residual[start:]
     if len(climb) < 4:
         return None
@@ -186,7 +209,6 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
     # Still climbing at the end of the data: the last third rises at half the pace (not a bump).
     tail = max(3, len(climb) // 3)
     tail_slope = stats.theil_sen(age[-tail:], climb[-tail:])[0]
-    # The CUSUM is the test (its level set from healthy revisions); these are the memory gates on size.
     slope_floor = max(cfg.min_slope_per_day, MIN_SLOPE_PER_DAY)
     if trend.slope * 24 < slope_floor or rise < cfg.min_rise or tail_slope < trend.slope / 2:
         return None
