@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer.analysis import analyze_frames
+from analyzer.analysis import analyze_frames, memory
 from analyzer.analysis.creep import detect_creep
 from analyzer.analysis.memory import detect_leak
 from analyzer.analysis.regression import detect_cpu, detect_latency
@@ -229,3 +229,12 @@ def test_a_leaking_revision_rolled_back_or_fixed_after_fourteen_hours_gets_its_f
     revisions = [s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 72.0, memory=s.leak(0.15)), s.Rev(after, 86.0)]
     [(revision, _, summary)] = _memory_findings(revisions, until=110.0)
     assert revision == "b" and summary.endswith(ended)
+
+
+@pytest.mark.parametrize(("p_value", "passes"), [(0.007, True), (0.015, False)])
+def test_the_leak_gate_takes_a_trend_at_p_below_significance(p_value: float, passes: bool) -> None:
+    # The gate itself, on a climb far past every other threshold (8 %/day over 24 h): only p decides.
+    trend = memory._SignalTrend(memory.TYPICAL, slope=0.08 / 24, p_value=p_value, covered=24.0,
+                                positions=np.arange(12), segments=[(0, 12)], adjusted=np.zeros(12),
+                                keeps_climbing=True, resets_explained=True, onset_offset=0)
+    assert trend.passes(DEFAULTS.memory) is passes

@@ -35,3 +35,21 @@ def measured(finding: Finding) -> tuple[float, int, float] | None:
     """The measured (precision, findings, attribution) for this finding's kind and strength, if any."""
     found = MEASURED.get((finding.kind.value, strength(finding)))
     return found if found is not None and found[1] >= MIN_FINDINGS else None
+
+
+def apply(finding: Finding) -> None:
+    """Set the finding's confidence (measured precision) and attribution confidence (the share of
+    findings on the right service and kind that also named the right revision and onset), and say in
+    its evidence what they were measured on; 0 and "not measured" when the suite had too few."""
+    kind, level = finding.kind.value.replace("_", " "), strength(finding)
+    found = measured(finding)
+    if found is None:
+        finding.confidence = finding.attribution_confidence = 0.0
+        finding.evidence["confidence_basis"] = (f"not measured: fewer than {MIN_FINDINGS} {level} {kind} findings "
+                                                f"on the labelled suite {SUITE}")
+        return
+    precision, count, attribution = found
+    finding.confidence, finding.attribution_confidence = precision, attribution
+    finding.evidence["confidence_basis"] = (f"{precision:.0%} of {count} {level} {kind} findings on the labelled "
+                                            f"suite {SUITE} were right (kind, revision, onset within 2 h); "
+                                            f"{attribution:.0%} of those on the right service named the right revision")

@@ -1,6 +1,7 @@
 """Run every detector over one service and turn their evidence into Findings a person can act on:
-onset, attributed revision with a confidence, severity, a likely cause, time to the memory limit,
-and dollars (per window and per month, and what a fixing revision saved).
+onset, attributed revision, a confidence measured on the labelled suite (``calibration``), severity, a
+likely cause, time to the memory limit, and dollars (per window and per month, and what a fixing
+revision saved).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from itertools import pairwise
 
 import pandas as pd
 
+from analyzer.analysis import calibration
 from analyzer.analysis import cost as cost_model
 from analyzer.analysis.creep import CreepEvidence, detect_creep
 from analyzer.analysis.envelope import build_envelope, sequential_leak
@@ -87,22 +89,12 @@ def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagg
             item.findings = _findings(view, item, config, table)
 
 
-def _attribution(span: RevisionSpan, onset: pd.Timestamp) -> float:
-    """How sure we are that deploying ``span`` (the revision serving at the onset) caused it."""
-    if not span.deploy_time_known:
-        return 0.5  # deployed before the data starts: we only know it was serving
-    lag = hours_between(span.deploy_time, onset)
-    if lag <= 2.0:
-        return 0.95
-    return 0.75 if lag <= 12.0 else 0.55
-
-
-def _base(view: ServiceView, span: RevisionSpan, kind: FindingKind, onset: pd.Timestamp, summary: str,
-          confidence: float) -> Finding:
+def _base(view: ServiceView, span: RevisionSpan, kind: FindingKind, onset: pd.Timestamp, summary: str) -> Finding:
+    """A finding without its measured confidence yet (``calibration.apply`` sets it from the evidence)."""
     return Finding(
         kind=kind, project=view.key.project, region=view.key.region, service=view.key.service,
         revision=span.name, onset=onset.to_pydatetime(), severity=Severity.WARNING,
-        confidence=round(confidence, 3), summary=summary, attribution_confidence=_attribution(span, onset),
+        confidence=0.0, summary=summary, attribution_confidence=0.0,
         deploy_time=span.deploy_time.to_pydatetime() if span.deploy_time_known else None,
     )
 
@@ -117,8 +109,7 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> 
         summary += f"; instances already reach their limit ({leak.peak_max:.0%}) and are replaced (OOM kills)"
     elif to_limit is not None and to_limit < 24 * 14:
         summary += f"; the worst instance reaches its limit in about {_duration(to_limit)}"
-    finding = _base(view, span, FindingKind.MEMORY_BASELINE_RISE, leak.onset, summary,
-                    min(0.99, 1.0 - leak.p_value) * min(1.0, 0.6 + leak.rise))
+    finding = _base(view, span, FindingKind.MEMORY_BASELINE_RISE, leak.onset, summary)
     finding.time_to_limit_hours = round(to_limit, 1) if to_limit is not None else None
     finding.evidence = {
         "signal": leak.signal,
@@ -142,8 +133,7 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> 
 def _creep_finding(view: ServiceView, span: RevisionSpan, creep: CreepEvidence) -> Finding:
     summary = (f"{span.name} runs {creep.actual:.1f} instances where its load needs about {creep.expected:.1f} "
                f"(+{creep.excess_fraction:.0%}, judged against {creep.reference})")
-    finding = _base(view, span, FindingKind.INSTANCE_CREEP, creep.onset, summary,
-                    min(0.99, 0.5 + creep.excess_fraction / 2))
+    finding = _base(view, span, FindingKind.INSTANCE_CREEP, creep.onset, summary)
     finding.evidence = {
         "expected_instances": round(creep.expected, 2),
         "actual_instances": round(creep.actual, 2),
@@ -168,7 +158,7 @@ def _regression_finding(view: ServiceView, span: RevisionSpan, reg: RegressionEv
         evidence["cpu_at_low_traffic_before_pct"] = round(reg.low_traffic_before * 100, 1)
         evidence["cpu_at_low_traffic_after_pct"] = round(reg.low_traffic_after * 100, 1)
         summary += f"; CPU at low traffic {reg.low_traffic_before:.0%} → {reg.low_traffic_after:.0%}"
-    finding = _base(view, span, reg.kind, reg.onset, summary, min(0.99, 1.0 - reg.p_value))
+    finding = _base(view, span, reg.kind, reg.onset, summary)
     finding.evidence = evidence
     return finding
 
@@ -198,6 +188,7 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
             finding.excess_cost_usd_window = round(excess.window_usd, 2)
             finding.excess_cost_usd_per_month = round(excess.per_month_usd, 2)
             finding.evidence.update(cost_model.excess_evidence(excess))
+        calibration.apply(finding)
         finding.severity = _severity(finding)
     return found
 
@@ -259,7 +250,6 @@ def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, af
             finding.revision = span.name
             finding.onset = span.deploy_time.to_pydatetime()
             finding.deploy_time = span.deploy_time.to_pydatetime() if span.deploy_time_known else None
-            finding.attribution_confidence = min(finding.attribution_confidence, 0.75)
             finding.summary = (f"Introduced by {span.name} (served {served:.0f} h, its worst instance already "
                                f"climbing) and carried on by {after.span.name}: {finding.summary}")
             finding.evidence["carried_by"] = after.span.name
