@@ -1,8 +1,10 @@
 """Measure what a finding's confidence should say: strict precision per kind and evidence strength on
-a labelled suite already scored by ``bench/evaluate.py``, printed as ``analysis/calibration.py``'s table.
+a labelled suite already scored, printed as ``analysis/calibration.py``'s table.
 
-    python bench/evaluate.py --count 200 --seed 7 --workers 2     # writes bench/out/dev-seed7-n200/
-    python bench/calibrate.py bench/out/dev-seed7-n200/per_scenario.json
+    python bench/quick.py make --seed 101 --count 120
+    python bench/quick.py score 'bench/out/quick/s101-*.pkl' --dump bench/out/quick-s101-n120.json
+    python bench/calibrate.py bench/out/quick-s101-n120.json
+    # or: python bench/calibrate.py bench/out/dev-seed7-n200/per_scenario.json  (after evaluate.py --seed 7)
 
 Per (kind, strength): precision = strict matches / findings, counting as neither right nor wrong a
 finding on an ambiguous label, or a memory finding in a scenario whose only leak is weak (as the strong-

@@ -5,6 +5,7 @@ them in seconds (evaluate.py re-simulates, writes and parses every scenario, whi
     python bench/quick.py make --seed 999 --classes warmup:25 big_sawtooth:25
     python bench/quick.py score 'bench/out/quick/*.pkl' [-v]        # P/R/onset/attribution, negatives
     python bench/quick.py delay 'bench/out/quick/*.pkl'             # strong leaks on data cut at onset + h
+    python bench/quick.py score 'bench/out/quick/s101-*.pkl' --dump bench/out/s101.json   # for calibrate.py
 
 Scoring is simpler than evaluate.py's, so use evaluate.py for the figures in the docs: a label matches
 the first unused finding that evaluate.py's strict rule accepts (same kind and revision, or the one
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import json
 import os
 import pickle
 import sys
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scenarios
 from evaluate import strict_pair
 
-from analyzer.analysis import analyze_frames
+from analyzer.analysis import analyze_frames, calibration
 from analyzer.config import AnalysisConfig
 from analyzer.frames import Frames, build
 from analyzer.model import RawData
@@ -78,12 +80,19 @@ def make(args: argparse.Namespace) -> None:
     print(f"{len(jobs)} scenarios in {OUT}")
 
 
-Found = tuple[str, str, str, pd.Timestamp, str, str]  # kind, service, revision, onset, summary, carried_by
+Found = tuple[str, str, str, pd.Timestamp, str, str, str]  # kind, service, revision, onset, summary, carried_by,
+# strength
 
 
 def _found(analysis: Any) -> list[Found]:
     return [(f.kind.value, f.service, f.revision, pd.Timestamp(f.onset), f.summary,
-             str(f.evidence.get("carried_by", ""))) for f in analysis.findings]
+             str(f.evidence.get("carried_by", "")), calibration.strength(f)) for f in analysis.findings]
+
+
+def _hit(found: Found) -> dict[str, str]:
+    """A finding as evaluate.py's per_scenario.json has it (what bench/calibrate.py reads)."""
+    return {"kind": found[0], "service": found[1], "revision": found[2],
+            "onset": found[3].strftime("%Y-%m-%dT%H:%M:%SZ"), "carried_by": found[5], "strength": found[6]}
 
 
 def _strict(label: dict[str, Any], found: Found, window_start: float) -> bool:
@@ -104,6 +113,9 @@ def _analyze(path: str) -> tuple[str, dict[str, Any], list[Found]]:
 def score(args: argparse.Namespace) -> None:
     with Pool(args.workers) as pool:
         results = pool.map(_analyze, sorted(glob.glob(args.pattern)))
+    if args.dump:
+        dumped = [{"labels": labels, "analyzer": [_hit(f) for f in found]} for _, labels, found in results]
+        Path(args.dump).write_text(json.dumps(dumped, indent=1), encoding="utf-8")
     tp: dict[str, int] = defaultdict(int)
     fp: dict[str, int] = defaultdict(int)
     fn: dict[str, int] = defaultdict(int)
@@ -205,6 +217,7 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("pattern", help="glob of pickled scenarios")
         p.add_argument("-v", "--verbose", action="store_true", help="list every miss and false positive")
+        p.add_argument("--dump", help="score: also write labels and findings as JSON, for bench/calibrate.py")
         p.set_defaults(run=run)
     args = parser.parse_args()
     args.run(args)

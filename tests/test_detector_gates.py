@@ -231,10 +231,17 @@ def test_a_leaking_revision_rolled_back_or_fixed_after_fourteen_hours_gets_its_f
     assert revision == "b" and summary.endswith(ended)
 
 
-@pytest.mark.parametrize(("p_value", "passes"), [(0.007, True), (0.015, False)])
-def test_the_leak_gate_takes_a_trend_at_p_below_significance(p_value: float, passes: bool) -> None:
-    # The gate itself, on a climb far past every other threshold (8 %/day over 24 h): only p decides.
-    trend = memory._SignalTrend(memory.TYPICAL, slope=0.08 / 24, p_value=p_value, covered=24.0,
-                                positions=np.arange(12), segments=[(0, 12)], adjusted=np.zeros(12),
-                                keeps_climbing=True, resets_explained=True, onset_offset=0)
+@pytest.mark.parametrize(("change", "passes"), [
+    ({}, True),
+    ({"p_value": 0.007}, True), ({"p_value": 0.015}, False),  # significance 0.01
+    ({"slope": 0.03 / 24, "covered": 48.0}, True), ({"slope": 0.015 / 24, "covered": 48.0}, False),  # 2 %/day
+    ({"covered": 4.5}, False),  # min_duration_hours 6 h (the 8 %/day climb has risen 1.5 % in 4.5 h)
+    ({"slope": 0.2 / 24, "covered": 4.5}, False), ({"slope": 0.2 / 24, "covered": 8.0}, True),
+    ({"slope": 0.025 / 24, "covered": 20.0}, True), ({"slope": 0.025 / 24, "covered": 16.0}, False),  # min_rise 2 %
+])
+def test_the_leak_gate_at_each_threshold(change: dict[str, float], passes: bool) -> None:
+    # The gate itself, on a climb past every threshold (8 %/day over 24 h at p 0.001) but the one changed.
+    fields = {"slope": 0.08 / 24, "p_value": 0.001, "covered": 24.0, **change}
+    trend = memory._SignalTrend(memory.TYPICAL, positions=np.arange(12), segments=[(0, 12)], adjusted=np.zeros(12),
+                                keeps_climbing=True, resets_explained=True, onset_offset=0, **fields)
     assert trend.passes(DEFAULTS.memory) is passes

@@ -1,21 +1,33 @@
 """What a finding's confidence means: the precision measured on a labelled suite for findings of the
 same kind and evidence strength, not a number set by hand.
 
-``bench/calibrate.py`` derives ``MEASURED`` from a run of ``bench/evaluate.py`` (strict matching: the
-right kind, revision and onset within 2 h); the suite it was measured on is named in ``SUITE`` and shown
-with the number. A kind and strength the suite had fewer than ``MIN_FINDINGS`` findings of has no
-measured precision: the confidence is then left unset (None) rather than guessed.
+``bench/calibrate.py`` derives ``MEASURED`` from a scored suite (``bench/evaluate.py``'s per_scenario.json,
+or ``bench/quick.py score --dump``), with strict matching: the right kind, revision and onset within 2 h.
+The suite it was measured on is named in ``SUITE`` and shown with the number; re-measure after a
+detector change. A kind and strength the suite had fewer than ``MIN_FINDINGS`` findings of has no
+measured precision: the confidence is then 0 and the evidence says "not measured", rather than a guess.
 """
 
 from __future__ import annotations
 
 from analyzer.model import Finding, FindingKind
 
-SUITE = "dev-seed7-n200"  # bench/evaluate.py --count 200 --seed 7 (a development suite, not a held-out one)
+# bench/quick.py make --seed 101 --count 120, then score --dump (a development draw, not a held-out one),
+# measured on 2026-12-03 at the detectors of issue 14.
+SUITE = "quick-seed101-n120"
 MIN_FINDINGS = 5
 
 # (kind, strength) -> (strict precision, findings it was measured on, strict-match share of lenient matches)
-MEASURED: dict[tuple[str, str], tuple[float, int, float]] = {}
+MEASURED: dict[tuple[str, str], tuple[float, int, float]] = {
+    ("cpu_regression", "moderate"): (0.75, 4, 0.75),
+    ("cpu_regression", "strong"): (1.0, 16, 1.0),
+    ("instance_creep", "moderate"): (0.8, 5, 0.8),
+    ("instance_creep", "strong"): (1.0, 9, 1.0),
+    ("latency_regression", "moderate"): (1.0, 12, 1.0),
+    ("latency_regression", "strong"): (1.0, 7, 1.0),
+    ("memory_baseline_rise", "moderate"): (0.955, 22, 1.0),
+    ("memory_baseline_rise", "strong"): (0.8, 25, 0.87),
+}
 
 
 def strength(finding: Finding) -> str:
