@@ -39,9 +39,10 @@ def detect_only(frames: Frames, config: AnalysisConfig) -> int:
         view = build_view(frames, key)
         for span in view.spans:
             detect_leak(view, span, config.detection)
-            detect_creep(view, span, config.detection)
-            detect_latency(view, span, config.detection)
-            detect_cpu(view, span, config.detection, default_cpu=config.pricing.default_cpu)
+            previous = view.previous(span.name)
+            detect_creep(view, span, config.detection, reference=previous)
+            detect_latency(view, span, config.detection, reference=previous)
+            detect_cpu(view, span, config.detection, reference=previous, default_cpu=config.pricing.default_cpu)
             count += 1
     return count
 

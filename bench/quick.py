@@ -5,12 +5,14 @@ them in seconds (evaluate.py re-simulates, writes and parses every scenario, whi
     python bench/quick.py make --seed 999 --classes warmup:25 big_sawtooth:25
     python bench/quick.py score 'bench/out/quick/*.pkl' [-v]        # P/R/onset/attribution, negatives
     python bench/quick.py delay 'bench/out/quick/*.pkl'             # strong leaks on data cut at onset + h
+    python bench/quick.py score 'bench/out/quick/s101-*.pkl' --dump bench/out/s101.json   # for calibrate.py
 
-Scoring is simpler than evaluate.py's, so use evaluate.py for the figures in the docs: a finding matches
-the first unused label of its service and kind (not the nearest onset), and ambiguous labels count as
-misses when not found. Frames are built at 300 s steps, as the live query plan aligns them. Scenarios
-drawn with ``--count`` get the class mix of a suite of that size, so ``--seed 7 --count 100`` is not the
-first half of the dev suite.
+Scoring is simpler than evaluate.py's, so use evaluate.py for the figures in the docs: a label matches
+the first unused finding that evaluate.py's strict rule accepts (same kind and revision, or the one
+that carried it; onset within 2 h), not the nearest onset, and ambiguous labels count as misses when
+not found. ``delay`` uses the same strict rule. Frames are built at 300 s steps, as the live query
+plan aligns them. Scenarios drawn with ``--count`` get the class mix of a suite of that size, so
+``--seed 7 --count 100`` is not the first half of the dev suite.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import json
 import os
 import pickle
 import sys
@@ -33,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenarios
+from evaluate import strict_pair
 
-from analyzer.analysis import analyze_frames
+from analyzer.analysis import analyze_frames, calibration
 from analyzer.config import AnalysisConfig
 from analyzer.frames import Frames, build
 from analyzer.model import RawData
@@ -76,17 +80,42 @@ def make(args: argparse.Namespace) -> None:
     print(f"{len(jobs)} scenarios in {OUT}")
 
 
-def _analyze(path: str) -> tuple[str, dict[str, Any], list[tuple[str, str, str, pd.Timestamp, str]]]:
+Found = tuple[str, str, str, pd.Timestamp, str, str, str]  # kind, service, revision, onset, summary, carried_by,
+# strength
+
+
+def _found(analysis: Any) -> list[Found]:
+    return [(f.kind.value, f.service, f.revision, pd.Timestamp(f.onset), f.summary,
+             str(f.evidence.get("carried_by", "")), calibration.strength(f)) for f in analysis.findings]
+
+
+def _hit(found: Found) -> dict[str, str]:
+    """A finding as evaluate.py's per_scenario.json has it (what bench/calibrate.py reads)."""
+    return {"kind": found[0], "service": found[1], "revision": found[2],
+            "onset": found[3].strftime("%Y-%m-%dT%H:%M:%SZ"), "carried_by": found[5], "strength": found[6]}
+
+
+def _strict(label: dict[str, Any], found: Found, window_start: float) -> bool:
+    hit = {"revision": found[2], "carried_by": found[5], "onset": found[3].strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return found[:2] == (label["kind"], label["service"]) and strict_pair(label, hit, window_start)
+
+
+def _window_start(labels: dict[str, Any]) -> float:
+    return parse_time(labels["window"]["start"]).timestamp()
+
+
+def _analyze(path: str) -> tuple[str, dict[str, Any], list[Found]]:
     with open(path, "rb") as f:
         frames, labels = pickle.load(f)
-    analysis = analyze_frames(frames, AnalysisConfig())
-    found = [(f.kind.value, f.service, f.revision, pd.Timestamp(f.onset), f.summary) for f in analysis.findings]
-    return path, labels, found
+    return path, labels, _found(analyze_frames(frames, AnalysisConfig()))
 
 
 def score(args: argparse.Namespace) -> None:
     with Pool(args.workers) as pool:
         results = pool.map(_analyze, sorted(glob.glob(args.pattern)))
+    if args.dump:
+        dumped = [{"labels": labels, "analyzer": [_hit(f) for f in found]} for _, labels, found in results]
+        Path(args.dump).write_text(json.dumps(dumped, indent=1), encoding="utf-8")
     tp: dict[str, int] = defaultdict(int)
     fp: dict[str, int] = defaultdict(int)
     fn: dict[str, int] = defaultdict(int)
@@ -104,7 +133,8 @@ def score(args: argparse.Namespace) -> None:
         for label in labels["labels"]:
             kind = label["kind"]
             is_strong = kind == "memory_baseline_rise" and label.get("strong")
-            match = next((i for i, f in enumerate(found) if f[:2] == (kind, label["service"]) and i not in used), None)
+            match = next((i for i, f in enumerate(found)
+                          if i not in used and _strict(label, f, _window_start(labels))), None)
             if match is None:
                 fn[kind] += 1
                 strong[1] += bool(is_strong)
@@ -156,8 +186,7 @@ def _delay_one(path: str) -> list[tuple[str, float, float | None]]:
             if at > pd.Timestamp(frames.window_end):
                 break
             analysis = analyze_frames(_cut(frames, at), AnalysisConfig())
-            if any(f.kind.value == label["kind"] and f.service == label["service"]
-                   and pd.Timestamp(f.onset) >= start - pd.Timedelta(hours=6) for f in analysis.findings):
+            if any(_strict(label, f, _window_start(labels)) for f in _found(analysis)):
                 hours = h
                 break
         out.append((os.path.basename(path), float(label["slope_pct_limit_per_day"]), hours))
@@ -171,7 +200,8 @@ def delay(args: argparse.Namespace) -> None:
     for name, slope, h in rows:
         print(f"{name} {slope:5.1f} %/day  {'not within 48 h' if h is None else f'+{h} h'}")
     by = {h: sum(x <= h for x in hours) for h in DELAY_HOURS}
-    print(f"{len(hours)} strong leaks, median {np.median(hours) if hours else float('nan')} h, found by:", by)
+    median, p90 = (np.quantile(hours, q, method="higher") if hours else float("nan") for q in (0.5, 0.9))
+    print(f"{len(hours)} strong leaks, median {median} h, p90 {p90} h, found by:", by)
 
 
 def main() -> None:
@@ -187,6 +217,7 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("pattern", help="glob of pickled scenarios")
         p.add_argument("-v", "--verbose", action="store_true", help="list every miss and false positive")
+        p.add_argument("--dump", help="score: also write labels and findings as JSON, for bench/calibrate.py")
         p.set_defaults(run=run)
     args = parser.parse_args()
     args.run(args)

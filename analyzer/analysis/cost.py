@@ -392,15 +392,15 @@ def _predict(reference: pd.DataFrame, target: pd.DataFrame, column: str) -> np.n
     return model.predict(target["req_rate"].to_numpy(dtype=np.float64))
 
 
-def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame,
-               config: AnalysisConfig) -> tuple[pd.DataFrame, str]:
-    """The steps that show the old behaviour: the detectors' reference (the previous revision), else the
-    earlier revisions together when the previous one served too briefly, else ``span``'s first hours."""
+def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame, config: AnalysisConfig,
+               reference: RevisionSpan | None) -> tuple[pd.DataFrame, str]:
+    """The steps that show the old behaviour: the detectors' reference revision (by default the previous
+    one), else the earlier revisions together when it served too briefly, else ``span``'s first hours."""
     warmup, hours = config.detection.warmup_minutes, config.detection.creep.reference_hours
-    reference, described = reference_totals(view, span, warmup, hours)
-    previous = view.previous(span.name)
+    steps, described = reference_totals(view, span, warmup, hours, reference)
+    previous = reference if reference is not None else view.previous(span.name)
     if previous is None or described == f"revision {previous.name}":
-        return totals.loc[reference.index], described
+        return totals.loc[steps.index], described
     earlier = view.spans[:view.spans.index(span)]
     warm = pd.Timedelta(minutes=warmup)
     start = span.first_seen - pd.Timedelta(hours=3 * hours)
@@ -411,17 +411,17 @@ def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame,
     if mask.sum() * view.step_seconds >= hours * 3600 / 2:
         names = [old.name for old in earlier if (mask & (totals["serving"] == old.name)).any()]
         return totals.loc[mask], "revisions " + ", ".join(names)
-    return totals.loc[reference.index], described
+    return totals.loc[steps.index], described
 
 
 def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, table: PriceTable,
-                config: AnalysisConfig) -> Excess | None:
+                config: AnalysisConfig, *, reference: RevisionSpan | None = None) -> Excess | None:
     """Resources beyond what the reference period (see ``_reference``) needed on average for the same
     request rate, from ``onset`` while ``span`` served, priced at ``span``'s unit prices. None when
     there is too little reference data."""
     quantities = service_steps(view, table, config)[["billable_s", "vcpu_s", "gib_s"]]
     totals = view.totals.join(quantities.rename(columns={"billable_s": "billable_q"}), how="left")
-    ref, described = _reference(view, span, totals, config)
+    ref, described = _reference(view, span, totals, config, reference)
     # Steps without a request rate cannot be compared with anything: they are left out.
     mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= onset) & totals["req_rate"].notna()]
     if mine.empty:

@@ -1,7 +1,8 @@
 """Instance creep: a service runs more instances than its load explains.
 
-The expected instance count for a request rate is learned from a reference period (the previous
-revision while it served, or else the revision's own first hours after warm-up) with a load model,
+The expected instance count for a request rate is learned from a reference period (the reference
+revision's last days of serving: the last earlier revision that served long enough without a finding,
+see ``timeline.reference_span``; or else the revision's own first hours after warm-up) with a load model,
 so traffic growth, diurnal swings and batch days move the expectation with them. The excess
 (actual − expected) must be both relatively and absolutely large, and last; its onset is where the
 hourly excess series shifts up, and it is attributed to the revision serving then.
@@ -36,9 +37,11 @@ def _instances(frame: pd.DataFrame) -> pd.Series:
     return frame["inst_active"].fillna(0.0) + frame["inst_idle"].fillna(0.0)
 
 
-def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> CreepEvidence | None:
+def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
+                 reference: RevisionSpan | None) -> CreepEvidence | None:
     cfg = config.creep
-    reference, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours)
+    reference_steps, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours,
+                                                  reference)
     totals = view.totals
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= warm) & totals["inst_active"].notna()]
@@ -47,7 +50,7 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig)
     # Load is the request rate: "more instances than the previous revision needed for the same
     # traffic" is what the user pays for, whatever the cause (slower requests, a leak, a config change).
     load = "req_rate"
-    model = load_model.fit(reference[load].to_numpy(), _instances(reference).to_numpy())
+    model = load_model.fit(reference_steps[load].to_numpy(), _instances(reference_steps).to_numpy())
     if model is None:
         return None
     expected = pd.Series(model.predict(mine[load].fillna(0.0).to_numpy()), index=mine.index)

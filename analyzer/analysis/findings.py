@@ -1,6 +1,7 @@
 """Run every detector over one service and turn their evidence into Findings a person can act on:
-onset, attributed revision with a confidence, severity, a likely cause, time to the memory limit,
-and dollars (per window and per month, and what a fixing revision saved).
+onset, attributed revision, a confidence measured on the labelled suite (``calibration``), severity, a
+likely cause, time to the memory limit, and dollars (per window and per month, and what a fixing
+revision saved).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from itertools import pairwise
 
 import pandas as pd
 
+from analyzer.analysis import calibration
 from analyzer.analysis import cost as cost_model
 from analyzer.analysis.creep import CreepEvidence, detect_creep
+from analyzer.analysis.envelope import build_envelope, sequential_leak
 from analyzer.analysis.memory import LeakEvidence, detect_leak, hours_to_limit
 from analyzer.analysis.pricing import PriceTable
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
-from analyzer.analysis.timeline import RevisionSpan, ServiceView, hours_between
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, hours_between, reference_span
 from analyzer.config import AnalysisConfig
 from analyzer.model import Finding, FindingKind, Severity
 
@@ -33,6 +36,7 @@ class RevisionEvidence:
     """Everything the detectors found about one revision (kept for charts and the fix check)."""
 
     span: RevisionSpan
+    reference: RevisionSpan | None = None  # what creep, regressions and the excess cost compared with
     leak: LeakEvidence | None = None
     creep: CreepEvidence | None = None
     latency: RegressionEvidence | None = None
@@ -43,38 +47,54 @@ class RevisionEvidence:
 def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable) -> list[RevisionEvidence]:
     detection = config.detection
     evidence: list[RevisionEvidence] = []
+    flagged: set[str] = set()  # revisions with a finding (or a leak candidate): never a reference
     for span in view.spans:
+        # Creep is judged on days of serving, regressions on their compared hours.
+        creep_reference = reference_span(view, span, flagged, detection.creep.reference_hours)
         item = RevisionEvidence(
             span,
-            leak=detect_leak(view, span, detection),
-            creep=detect_creep(view, span, detection),
-            latency=detect_latency(view, span, detection),
-            cpu=detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu),
+            reference=creep_reference,
+            leak=detect_leak(view, span, detection, flagged=flagged),
+            creep=detect_creep(view, span, detection, reference=creep_reference),
+            latency=detect_latency(view, span, detection,
+                                   reference=reference_span(view, span, flagged, detection.latency.compare_hours)),
+            cpu=detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu,
+                           reference=reference_span(view, span, flagged, detection.cpu.compare_hours)),
         )
         item.findings = _findings(view, item, config, table)
+        if item.findings or item.leak is not None:
+            flagged.add(span.name)
         evidence.append(item)
+    _sequential_leaks(view, evidence, flagged, config, table)
     _merge_carried_leaks(view, evidence, config, table)
+    _merge_carried_regressions(evidence)
     _mark_resolution(view, evidence)
     _measure_savings(view, evidence, table, config)
     return evidence
 
 
-def _attribution(span: RevisionSpan, onset: pd.Timestamp) -> float:
-    """How sure we are that deploying ``span`` (the revision serving at the onset) caused it."""
-    if not span.deploy_time_known:
-        return 0.5  # deployed before the data starts: we only know it was serving
-    lag = hours_between(span.deploy_time, onset)
-    if lag <= 2.0:
-        return 0.95
-    return 0.75 if lag <= 12.0 else 0.55
+def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagged: set[str],
+                      config: AnalysisConfig, table: PriceTable) -> None:
+    """Revisions the trend test did not confirm (too young, rolled back after a day or two) are tested
+    again, sequentially, against how this service's healthy revisions behaved after their deploys."""
+    envelope = build_envelope(view, [e.span for e in evidence if e.span.name not in flagged], config.detection)
+    if envelope is None:
+        return
+    for item in evidence:
+        if item.span.name in envelope.revisions or (item.leak is not None and item.leak.confirmed):
+            continue
+        leak = sequential_leak(view, item.span, envelope, config.detection)
+        if leak is not None:
+            item.leak = leak
+            item.findings = _findings(view, item, config, table)
 
 
-def _base(view: ServiceView, span: RevisionSpan, kind: FindingKind, onset: pd.Timestamp, summary: str,
-          confidence: float) -> Finding:
+def _base(view: ServiceView, span: RevisionSpan, kind: FindingKind, onset: pd.Timestamp, summary: str) -> Finding:
+    """A finding without its measured confidence yet (``calibration.apply`` sets it from the evidence)."""
     return Finding(
         kind=kind, project=view.key.project, region=view.key.region, service=view.key.service,
         revision=span.name, onset=onset.to_pydatetime(), severity=Severity.WARNING,
-        confidence=round(confidence, 3), summary=summary, attribution_confidence=_attribution(span, onset),
+        confidence=0.0, summary=summary, attribution_confidence=0.0,
         deploy_time=span.deploy_time.to_pydatetime() if span.deploy_time_known else None,
     )
 
@@ -89,8 +109,7 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> 
         summary += f"; instances already reach their limit ({leak.peak_max:.0%}) and are replaced (OOM kills)"
     elif to_limit is not None and to_limit < 24 * 14:
         summary += f"; the worst instance reaches its limit in about {_duration(to_limit)}"
-    finding = _base(view, span, FindingKind.MEMORY_BASELINE_RISE, leak.onset, summary,
-                    min(0.99, 1.0 - leak.p_value) * min(1.0, 0.6 + leak.rise))
+    finding = _base(view, span, FindingKind.MEMORY_BASELINE_RISE, leak.onset, summary)
     finding.time_to_limit_hours = round(to_limit, 1) if to_limit is not None else None
     finding.evidence = {
         "signal": leak.signal,
@@ -106,14 +125,15 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> 
         "segments_between_resets": leak.segments,
         "memory_limit": f"{limit:g} GiB" if limit else "unknown",
     }
+    if leak.against:
+        finding.evidence["judged_against"] = leak.against
     return finding
 
 
 def _creep_finding(view: ServiceView, span: RevisionSpan, creep: CreepEvidence) -> Finding:
     summary = (f"{span.name} runs {creep.actual:.1f} instances where its load needs about {creep.expected:.1f} "
                f"(+{creep.excess_fraction:.0%}, judged against {creep.reference})")
-    finding = _base(view, span, FindingKind.INSTANCE_CREEP, creep.onset, summary,
-                    min(0.99, 0.5 + creep.excess_fraction / 2))
+    finding = _base(view, span, FindingKind.INSTANCE_CREEP, creep.onset, summary)
     finding.evidence = {
         "expected_instances": round(creep.expected, 2),
         "actual_instances": round(creep.actual, 2),
@@ -138,7 +158,7 @@ def _regression_finding(view: ServiceView, span: RevisionSpan, reg: RegressionEv
         evidence["cpu_at_low_traffic_before_pct"] = round(reg.low_traffic_before * 100, 1)
         evidence["cpu_at_low_traffic_after_pct"] = round(reg.low_traffic_after * 100, 1)
         summary += f"; CPU at low traffic {reg.low_traffic_before:.0%} → {reg.low_traffic_after:.0%}"
-    finding = _base(view, span, reg.kind, reg.onset, summary, min(0.99, 1.0 - reg.p_value))
+    finding = _base(view, span, reg.kind, reg.onset, summary)
     finding.evidence = evidence
     return finding
 
@@ -160,7 +180,7 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
     # One excess per revision, over all the time it served: its findings are symptoms of the change it
     # brought, and a detector's onset can lag the deploy by hours (healthy hours add about nothing).
     start = min([span.first_seen, *(pd.Timestamp(f.onset) for f in found)])
-    excess = cost_model.excess_cost(view, span, start, table, config) if found else None
+    excess = cost_model.excess_cost(view, span, start, table, config, reference=item.reference) if found else None
     for finding in found:
         if leak_signature and (item.leak is None or item.leak.onset_at_deploy):
             finding.likely_cause = PER_REQUEST_LEAK
@@ -168,6 +188,7 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
             finding.excess_cost_usd_window = round(excess.window_usd, 2)
             finding.excess_cost_usd_per_month = round(excess.per_month_usd, 2)
             finding.evidence.update(cost_model.excess_evidence(excess))
+        calibration.apply(finding)
     return found
 
 
@@ -220,7 +241,6 @@ def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, af
             finding.revision = span.name
             finding.onset = span.deploy_time.to_pydatetime()
             finding.deploy_time = span.deploy_time.to_pydatetime() if span.deploy_time_known else None
-            finding.attribution_confidence = min(finding.attribution_confidence, 0.75)
             finding.summary = (f"Introduced by {span.name} (served {served:.0f} h, its worst instance already "
                                f"climbing) and carried on by {after.span.name}: {finding.summary}")
             finding.evidence["carried_by"] = after.span.name
@@ -228,21 +248,52 @@ def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, af
     after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
 
 
+def _merge_carried_regressions(evidence: list[RevisionEvidence]) -> None:
+    """A revision judged against an older reference because its predecessor had a finding (creep, a
+    latency or CPU regression) and showing the same kind of finding carries that one on: one finding,
+    on the revision that introduced it, which names the (first) carrier."""
+    origin: dict[FindingKind, Finding] = {}  # per kind, the finding a run of carriers goes back to
+    for before, after in pairwise(evidence):
+        for finding in before.findings:
+            origin[finding.kind] = finding
+        if after.reference is None or after.reference.name == before.span.name:
+            origin.clear()
+            continue
+        for finding in [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]:
+            first = origin.get(finding.kind)
+            if first is not None and _has_kind(before, finding.kind):
+                after.findings.remove(finding)
+                first.evidence.setdefault("carried_by", after.span.name)
+
+
 def _has_kind(item: RevisionEvidence, kind: FindingKind) -> bool:
-    carried = kind is FindingKind.MEMORY_BASELINE_RISE and item.leak is not None
-    return carried or any(f.kind is kind for f in item.findings)
+    """The revision shows ``kind``: a finding of it, or the detector's evidence of a finding carried on."""
+    detected = {FindingKind.MEMORY_BASELINE_RISE: item.leak, FindingKind.INSTANCE_CREEP: item.creep,
+                FindingKind.LATENCY_REGRESSION: item.latency, FindingKind.CPU_REGRESSION: item.cpu}[kind]
+    return detected is not None or any(f.kind is kind for f in item.findings)
 
 
 def _mark_resolution(view: ServiceView, evidence: list[RevisionEvidence]) -> None:
-    """A finding is resolved when a later revision without the same kind of finding took over."""
+    """A finding is resolved when a later revision without the same kind of finding took over, or when
+    traffic went back (a rollback) to an earlier revision without it; the summary says which."""
     last = view.spans[-1].name if view.spans else ""
+    serving = view.totals["serving"].dropna() if len(view.totals) else pd.Series(dtype=object)
+    serving_now = str(serving.iloc[-1]) if len(serving) else ""
+    names = [e.span.name for e in evidence]
     for index, item in enumerate(evidence):
         for finding in item.findings:
             later = [e for e in evidence[index + 1:] if not _has_kind(e, finding.kind)]
             if item.span.name != last and later:
-                finding.ongoing = False
                 finding.resolved_by = later[0].span.name
-                finding.savings_usd_per_month = finding.excess_cost_usd_per_month
+                ended = f"it ended when {finding.resolved_by} took over"
+            elif serving_now in names[:index] and not _has_kind(evidence[names.index(serving_now)], finding.kind):
+                finding.resolved_by = serving_now
+                ended = f"the rollback to {serving_now} ended it"
+            else:
+                continue
+            finding.ongoing = False
+            finding.savings_usd_per_month = finding.excess_cost_usd_per_month
+            finding.summary += f"; {ended}"
 
 
 def _measure_savings(view: ServiceView, evidence: list[RevisionEvidence], table: PriceTable,

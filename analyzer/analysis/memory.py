@@ -18,6 +18,7 @@ Method, per revision and after its warm-up:
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -54,6 +55,7 @@ class LeakEvidence:
     # False for a significant climb that failed a plausibility gate (resets not explained, levelling
     # off): not reported on its own, but it tells where a leak confirmed in the next revision began.
     confirmed: bool = True
+    against: str = ""  # what the climb was judged against, when not a flat line (the service's envelope)
 
 
 def _typical_memory(rows: pd.DataFrame) -> FloatArray:
@@ -401,13 +403,15 @@ LOOKBACK = 5  # earlier revisions searched for one that lived as long as this on
 
 
 def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame, signal: str,
-                       config: DetectionConfig) -> bool:
+                       config: DetectionConfig, flagged: Collection[str]) -> bool:
     """A young revision whose memory (the climbing signal) rose no more than an earlier revision's did
     at the same age: the service warms up this way after its deploys (caches, JIT), and a new revision
     is judged against that, not against a flat line. Earlier revisions are the last few that served
     at least half as long as this one has (compared at this one's age, or at their end). A leak rises
     further than the usual warm-up, and one that does not is reported once it outlasts it. ``mine``
-    is this revision's ``troughs`` at the configured (long) width."""
+    is this revision's ``troughs`` at the configured (long) width. Revisions named in ``flagged`` (with a
+    finding or a leak candidate of their own) are never the yardstick: a leak they carried is not
+    what this service does after a deploy."""
     cfg = config.memory
     column = COLUMN[signal]
     if len(mine) < 3:
@@ -418,7 +422,8 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     if age >= YOUNG_HOURS or not own_rise > 0:
         return False
     warm = pd.Timedelta(minutes=config.warmup_minutes)
-    for previous in view.spans[: view.spans.index(span)][-LOOKBACK:]:
+    earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
+    for previous in earlier[-LOOKBACK:]:
         before = view.revision_rows(previous.name)
         before = troughs(before.loc[before["ts"] >= previous.first_seen + warm], cfg.trough_window_minutes)
         if len(before) < 3:
@@ -435,7 +440,10 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     return False
 
 
-def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> LeakEvidence | None:
+def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
+                flagged: Collection[str] = ()) -> LeakEvidence | None:
+    """The leak evidence of ``span`` (confirmed, or a candidate that failed a gate), or None. ``flagged``
+    names earlier revisions that had a finding or a leak candidate: they are not warm-up references."""
     cfg = config.memory
     rows = view.revision_rows(span.name)
     rows = rows.loc[rows["ts"] >= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)]
@@ -464,7 +472,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
                 break
     if reading is None:
         return None
-    if chosen is not None and _rises_like_before(view, span, long_bins, chosen.name, config):
+    if chosen is not None and _rises_like_before(view, span, long_bins, chosen.name, config, flagged):
         chosen = None  # what this service does after every deploy: kept as an unconfirmed candidate
     confirmed = chosen is not None
     if chosen is None:
@@ -472,10 +480,10 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
         if not candidates:
             return None
         chosen = min(candidates, key=lambda t: t.p_value)
-    bins, hours = reading.bins, reading.hours
-    index = int(chosen.positions[chosen.onset_offset])
-    onset_at_deploy = hours[index] <= max(2.0, config.warmup_minutes / 60 + 1.0)
-    onset = span.deploy_time if onset_at_deploy else pd.Timestamp(bins.index[index])
+    bins = reading.bins
+    start_hours = _onset_hours(reading, chosen, cfg)
+    onset_at_deploy = start_hours <= max(2.0, config.warmup_minutes / 60 + 1.0)
+    onset = span.deploy_time if onset_at_deploy else (bins.index[0] + pd.Timedelta(hours=start_hours)).round("min")
     y = bins["trough"].to_numpy(dtype=np.float64)
     return LeakEvidence(
         revision=span.name,
@@ -496,6 +504,35 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig) 
         fit_slope_per_hour=chosen.slope,
         confirmed=confirmed,
     )
+
+
+def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) -> float:
+    """Hours from the first bin to where the climb starts. Each signal's hinge is placed between bins
+    (a rising series' bin minimum sits at the bin's start, so the kink is found to the step, not to the
+    bin), and the earlier of the two signals is kept when the other one climbs too: the worst instance
+    can be a young instance for hours after a deploy, its climb starting late although the fleet's
+    started with the deploy."""
+    starts = [_hinge_hours(reading, chosen)]
+    other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
+    if other is not None and reading.agrees(other.name, cfg):
+        starts.append(_hinge_hours(reading, other))
+    return min(starts)
+
+
+def _hinge_hours(reading: _Reading, trend: _SignalTrend) -> float:
+    a, b = trend.segments[0]
+    picked = trend.positions[a:b]
+    index = trend.onset_offset - a
+    if index > 0:
+        return stats.hinge_time(reading.hours[picked], trend.adjusted[a:b], index)
+    first = int(picked[0])
+    if first == 0:
+        return float(reading.hours[0])
+    # The trend was tested from its own start (a flag flipped later): place that start against the
+    # flat stretch before it.
+    values = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[: int(picked[-1]) + 1]
+    keep = np.isfinite(values)
+    return stats.hinge_time(reading.hours[: len(values)][keep], values[keep], int(keep[:first].sum()))
 
 
 def _nanmax(values: FloatArray) -> float:

@@ -1,9 +1,10 @@
 """Latency and CPU regressions: a revision is slower, or burns more CPU per request, than the one
 it replaced.
 
-Hourly values of the revision after its warm-up are compared with the previous revision's last
-hours before the deploy (the same number of hours on each side, so both cover the same part of the
-day where the data allow). A finding needs a relative increase above a floor and a one-sided
+Hourly values of the revision after its warm-up are compared with the reference revision's last
+hours of serving (the last earlier revision that served at least ``compare_hours`` without a finding,
+see ``timeline.reference_span``; the same number of hours on each side, so both cover the same part
+of the day where the data allow). A finding needs a relative increase above a floor and a one-sided
 Mann–Whitney test below the significance level. CPU is measured per request (utilization × instances
 × vCPU limit ÷ requests), so more traffic is not more CPU, and also at the quietest hours, where the
 incident's signature (CPU high at low traffic) shows.
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import load_model
-from analyzer.analysis.timeline import RevisionSpan, ServiceView
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, serving_rows
 from analyzer.config import DetectionConfig, RegressionDetection
 from analyzer.model import FindingKind, FloatArray
 
@@ -64,9 +65,7 @@ def _sides(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: R
            warmup_minutes: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     warm = pd.Timedelta(minutes=warmup_minutes)
     horizon = pd.Timedelta(hours=cfg.compare_hours)
-    before = view.revision_rows(previous.name)
-    before = before.loc[(before["ts"] < span.first_seen) & (before["ts"] >= previous.first_seen + warm)
-                        & (before["ts"] >= span.first_seen - horizon)]
+    before = serving_rows(view, previous, span.first_seen, warmup_minutes, cfg.compare_hours)
     after = view.revision_rows(span.name)
     after = after.loc[(after["ts"] >= span.first_seen + warm) & (after["ts"] < span.first_seen + warm + horizon)]
     need = cfg.min_hours * 3600 / view.step_seconds
@@ -115,12 +114,12 @@ def _hourly_weighted(rows: pd.DataFrame, column: str) -> pd.Series:
     return (summed["v"] / summed["w"]).replace([np.inf, -np.inf], np.nan).dropna()
 
 
-def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> RegressionEvidence | None:
-    previous = view.previous(span.name)
-    if previous is None:
+def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
+                   reference: RevisionSpan | None) -> RegressionEvidence | None:
+    if reference is None:
         return None
     cfg = config.latency
-    sides = _sides(view, span, previous, cfg, config.warmup_minutes)
+    sides = _sides(view, span, reference, cfg, config.warmup_minutes)
     if sides is None:
         return None
     best: RegressionEvidence | None = None
@@ -132,7 +131,7 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
         b, a = float(np.median(before)), float(np.median(after))
         if b <= 0 or _fades(after, b, cfg):
             continue
-        evidence = RegressionEvidence(FindingKind.LATENCY_REGRESSION, span.name, previous.name, span.deploy_time,
+        evidence = RegressionEvidence(FindingKind.LATENCY_REGRESSION, span.name, reference.name, span.deploy_time,
                                       label, b, a, a / b - 1.0, mann_whitney_greater(after, before))
         if best is None or evidence.increase > best.increase:
             best = evidence
@@ -169,16 +168,15 @@ def _quiet_cpu(rows: pd.DataFrame) -> float:
 
 
 def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
-               default_cpu: float) -> RegressionEvidence | None:
-    previous = view.previous(span.name)
-    if previous is None:
+               reference: RevisionSpan | None, default_cpu: float) -> RegressionEvidence | None:
+    if reference is None:
         return None
     cfg = config.cpu
-    sides = _sides(view, span, previous, cfg, config.warmup_minutes)
+    sides = _sides(view, span, reference, cfg, config.warmup_minutes)
     if sides is None:
         return None
     before_rows, after_rows = sides
-    before = _cpu_per_request(before_rows, previous.info.cpu_limit or default_cpu).to_numpy()
+    before = _cpu_per_request(before_rows, reference.info.cpu_limit or default_cpu).to_numpy()
     after = _cpu_per_request(after_rows, span.info.cpu_limit or default_cpu).to_numpy()
     if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
         return None
@@ -187,10 +185,10 @@ def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *
         increase = a / b - 1.0
         p_value = mann_whitney_greater(after, before)
         if increase >= cfg.min_increase and p_value <= cfg.significance:
-            return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, span.deploy_time,
+            return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, reference.name, span.deploy_time,
                                       "CPU seconds per request", b, a, increase, p_value,
                                       _quiet_cpu(before_rows), _quiet_cpu(after_rows))
-    return _cpu_drift(view, span, previous, config, default_cpu)
+    return _cpu_drift(view, span, reference, config, default_cpu)
 
 
 DRIFT_REFERENCE_HOURS = 12  # hours of the previous revision needed to learn CPU against load
@@ -208,11 +206,7 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     the instance)."""
     cfg = config.cpu
     warm = pd.Timedelta(minutes=config.warmup_minutes)
-    window = pd.Timedelta(hours=3 * cfg.compare_hours)
-    before_rows = view.revision_rows(previous.name)
-    before_rows = before_rows.loc[(before_rows["ts"] < span.first_seen)
-                                  & (before_rows["ts"] >= previous.first_seen + warm)
-                                  & (before_rows["ts"] >= span.first_seen - window)]
+    before_rows = serving_rows(view, previous, span.first_seen, config.warmup_minutes, 3 * cfg.compare_hours)
     after_rows = view.revision_rows(span.name)
     after_rows = after_rows.loc[after_rows["ts"] >= span.first_seen + warm]
     before = _hourly_cpu(before_rows, previous.info.cpu_limit or default_cpu)

@@ -103,21 +103,51 @@ def _totals(rows: pd.DataFrame) -> pd.DataFrame:
     return totals
 
 
+def served_hours(view: ServiceView, span: RevisionSpan) -> float:
+    """How long ``span`` was the revision taking most of the traffic."""
+    return float((view.totals["serving"] == span.name).sum()) * view.step_seconds / 3600.0
+
+
+def reference_span(view: ServiceView, span: RevisionSpan, flagged: set[str],
+                   min_served_hours: float) -> RevisionSpan | None:
+    """The revision ``span`` is compared with: the last earlier one that served at least
+    ``min_served_hours`` and has no finding (``flagged`` names those that have one), so a predecessor
+    that served only hours, or that itself leaked or regressed, is not the yardstick; without such a
+    revision, the previous one when it has no finding, else the last earlier one without a finding."""
+    earlier = view.spans[: view.spans.index(span)]
+    clean = [old for old in earlier if old.name not in flagged]
+    for old in reversed(clean):
+        if served_hours(view, old) >= min_served_hours:
+            return old
+    return clean[-1] if clean else None
+
+
+def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestamp, warmup_minutes: int,
+                 hours: float) -> pd.DataFrame:
+    """The last ``hours`` of ``reference``'s rows while it served, after its warm-up and before ``before``."""
+    rows = view.revision_rows(reference.name)
+    served = view.totals.index[view.totals["serving"] == reference.name]
+    end = min(before, served.max() + pd.Timedelta(seconds=view.step_seconds)) if len(served) else before
+    rows = rows.loc[(rows["ts"] >= reference.first_seen + pd.Timedelta(minutes=warmup_minutes)) & (rows["ts"] < end)]
+    return rows.loc[rows["ts"] >= end - pd.Timedelta(hours=hours)]
+
+
 def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
-                     reference_hours: float) -> tuple[pd.DataFrame, str]:
-    """Service-level steps that show how the service behaved before ``span``: the previous
-    revision's serving steps just before the deploy (up to 3 × ``reference_hours``), or, without
-    enough of them, the revision's own first ``reference_hours`` after warm-up. Returns the steps
-    and a description for the report."""
+                     reference_hours: float, reference: RevisionSpan | None = None) -> tuple[pd.DataFrame, str]:
+    """Service-level steps that show how the service behaved before ``span``: the reference revision's
+    (by default the previous one) last serving steps before the deploy (up to 3 × ``reference_hours``),
+    or, without enough of them, the revision's own first ``reference_hours`` after warm-up. Returns
+    the steps and a description for the report."""
     totals = view.totals.loc[view.totals["inst_active"].notna()]
     warm = pd.Timedelta(minutes=warmup_minutes)
-    previous = view.previous(span.name)
-    if previous is not None:
-        window = pd.Timedelta(hours=reference_hours * 3)
-        mask = ((totals["serving"] == previous.name) & (totals.index >= previous.first_seen + warm)
-                & (totals.index < span.first_seen) & (totals.index >= span.first_seen - window))
+    reference = reference if reference is not None else view.previous(span.name)
+    if reference is not None:
+        mask = ((totals["serving"] == reference.name) & (totals.index >= reference.first_seen + warm)
+                & (totals.index < span.first_seen))
+        if mask.any():
+            mask &= totals.index >= totals.index[mask].max() - pd.Timedelta(hours=reference_hours * 3)
         if mask.sum() * view.step_seconds >= reference_hours * 3600 / 2:
-            return totals.loc[mask], f"revision {previous.name}"
+            return totals.loc[mask], f"revision {reference.name}"
     start = span.first_seen + warm
     end = start + pd.Timedelta(hours=reference_hours)
     mask = (totals["serving"] == span.name) & (totals.index >= start) & (totals.index < end)

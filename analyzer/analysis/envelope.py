@@ -1,0 +1,243 @@
+"""A service's own memory envelope, and a sequential test of a revision's troughs against it: leaks
+reported hours after they start, and on revisions rolled back or fixed after a day or two.
+
+Method, per service:
+
+1. the envelope: how the typical instance's memory troughs move after a deploy, learned from the
+   service's healthy revisions that served at least ``ENVELOPE_MIN_HOURS`` (never one with a finding
+   or a leak candidate): per revision, the hourly troughs relative to its level just after the
+   warm-up, with the part explained by load per instance removed (one slope, from hour-to-hour changes
+   pooled over those revisions), aligned by age; the envelope at an age is the median over revisions
+   (the highest when there are fewer than three), held at the highest level it has reached by then,
+   so one odd revision does not move it and a warm-up that rises and stays is not a leak;
+2. the noise: the robust spread of those revisions' residuals around the envelope, widened for their
+   lag-1 autocorrelation;
+3. a sequential probability ratio test (SPRT) on a revision's residuals (its troughs less its start
+   level, the load term and the envelope at its age), hour by hour from its warm-up: the log
+   likelihood ratio of a drift of ``DRIFT_PER_DAY`` of the limit per day against none (the level
+   profiled out). It alarms when the ratio passes ``log(1 / ALPHA)`` (Ville's bound on an alarm
+   ever happening without a drift), and at least ``HEALTHY_MARGIN`` times the highest ratio any
+   healthy revision reached against the envelope of the others;
+4. an alarm is reported when the climb also passes the memory size gates (a slope of at least
+   ``MIN_SLOPE_PER_DAY``, the configured ``min_rise``) and still holds at the end of the data (its last
+   third rises at half its pace); the onset is the deploy, or a hinge where the residuals start to
+   climb when that fits far better than a straight line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analyzer.analysis import stats
+from analyzer.analysis.memory import TYPICAL, LeakEvidence, troughs
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, served_hours
+from analyzer.config import DetectionConfig
+from analyzer.model import FloatArray
+
+ENVELOPE_MIN_HOURS = 12.0  # a revision must have served this long to show the service's after-deploy course
+ENVELOPE_HOURS = 72  # ages the envelope covers; older revisions are judged by the trend test alone
+DRIFT_PER_DAY = 0.10  # the drift the SPRT is tuned to find: a leak of 10 % of the limit a day
+ALPHA = 1e-3  # the chance, per revision, of an alarm without a drift (if the noise model held)
+HEALTHY_MARGIN = 1.5  # the alarm is also at least this times the highest ratio a healthy revision reached
+START_BINS = 2  # the revision's start level: the median of its first troughs
+BIN_MINUTES = 60
+MIN_SLOPE_PER_DAY = 0.05  # what the sequential test is for: leaks that fill the limit within weeks
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One revision's troughs after its warm-up, at one bin width."""
+
+    age: FloatArray  # hours since the first trough
+    level: FloatArray  # trough, fraction of the limit
+    load: FloatArray  # requests per instance
+    stamps: pd.DatetimeIndex
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    ages: FloatArray  # hours since the warm-up ended, one per bin
+    rise: FloatArray  # the healthy course relative to the start level
+    load_slope: float  # trough change per unit of load per instance
+    noise: float  # robust spread of the residuals around the envelope, widened for autocorrelation
+    alarm: float  # the log likelihood ratio that alarms
+    minutes: int  # bin width
+    revisions: tuple[str, ...]  # what it was learned from
+
+    def expected(self, age: FloatArray) -> FloatArray:
+        """The healthy rise at these ages (held at its last value beyond the ages seen)."""
+        return np.interp(age, self.ages, self.rise)
+
+
+def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minutes: int) -> _Series | None:
+    rows = view.revision_rows(span.name)
+    rows = rows.loc[rows["ts"] >= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)]
+    if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
+        return None
+    bins = troughs(rows, minutes)
+    if len(bins) < START_BINS + 2:
+        return None
+    stamps = pd.DatetimeIndex(bins.index)
+    age = ((stamps - stamps[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
+    load = bins["load"].to_numpy(dtype=np.float64)
+    load = np.where(np.isfinite(load), load, np.nanmedian(load) if np.isfinite(load).any() else 0.0)
+    return _Series(age, bins["trough"].to_numpy(dtype=np.float64), load, stamps)
+
+
+def _relative(series: _Series, load_slope: float) -> FloatArray:
+    adjusted = series.level - load_slope * (series.load - np.median(series.load[:START_BINS]))
+    return adjusted - float(np.median(adjusted[:START_BINS]))
+
+
+def _course(series: list[_Series], load_slope: float, ages: FloatArray) -> FloatArray:
+    curves = np.full((len(series), len(ages)), np.nan)
+    for i, one in enumerate(series):
+        inside = ages <= one.age[-1]
+        curves[i, inside] = np.interp(ages[inside], one.age, _relative(one, load_slope))
+    counts = np.isfinite(curves).sum(axis=0)
+    known = counts > 0
+    middle = np.full(len(ages), np.nan)
+    seen = curves[:, known]
+    middle[known] = np.where(counts[known] >= 3, np.nanmedian(seen, axis=0), np.nanmax(seen, axis=0))
+    if not known.any():
+        return np.zeros(len(ages))
+    # beyond the oldest healthy revision: hold its last value (a leak must climb past it)
+    # The highest the healthy course has reached by each age: a warm-up rises and stays, and a revision
+    # is not reported for being where a healthy one already was (also where fewer revisions are known).
+    held: FloatArray = np.maximum.accumulate(np.interp(ages, ages[known], middle[known]))
+    return held
+
+
+def _load_slope(series: list[_Series]) -> float:
+    """Trough change per unit of load per instance, from bin-to-bin changes (so slow drifts cancel);
+    only a positive effect is kept (more in-flight work, more memory)."""
+    dy = np.concatenate([np.diff(s.level) for s in series])
+    dx = np.concatenate([np.diff(s.load) for s in series])
+    keep = np.isfinite(dy) & np.isfinite(dx)
+    if keep.sum() < 6 or float(np.dot(dx[keep], dx[keep])) <= 0:
+        return 0.0
+    return max(float(np.dot(dx[keep], dy[keep]) / np.dot(dx[keep], dx[keep])), 0.0)
+
+
+def drift_llr(residual: FloatArray, age: FloatArray, noise: float) -> FloatArray:
+    """Per bin, the log likelihood ratio of a drift of ``DRIFT_PER_DAY`` against none, on the residuals up
+    to that bin (the level profiled out: the ages centred on their mean)."""
+    drift = DRIFT_PER_DAY / 24.0
+    out = np.zeros(len(residual))
+    if noise <= 0:
+        return out
+    for n in range(3, len(residual) + 1):
+        t = age[:n] - age[:n].mean()
+        out[n - 1] = (drift * float(t @ residual[:n]) - drift**2 * float(t @ t) / 2.0) / noise**2
+    return out
+
+
+def _noise(residuals: list[FloatArray]) -> float:
+    """Robust spread of the residual levels, widened by sqrt((1 + r) / (1 - r)) for their lag-1
+    autocorrelation r: neighbouring hours move together, so they are worth fewer independent looks."""
+    pooled = np.concatenate(residuals) if residuals else np.zeros(0)
+    if pooled.size < 6:
+        return 0.0
+    spread = 1.4826 * float(np.median(np.abs(pooled - np.median(pooled))))
+    pairs = [(r[1:] - r.mean(), r[:-1] - r.mean()) for r in residuals if len(r) > 2]
+    num = sum(float(a @ b) for a, b in pairs)
+    den = sum(float(a @ a) for a, _ in pairs)
+    lag1 = min(max(num / den, 0.0), 0.9) if den > 0 else 0.0
+    return spread * math.sqrt((1 + lag1) / (1 - lag1))
+
+
+def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: DetectionConfig) -> Envelope | None:
+    """The envelope from ``healthy`` (revisions without a finding or a leak candidate), or None when
+    none of them served ``ENVELOPE_MIN_HOURS``."""
+    spans = [s for s in healthy if served_hours(view, s) >= ENVELOPE_MIN_HOURS]
+    if not spans:
+        return None
+    # Hourly troughs: noisier than 2 h ones under a slow sawtooth, which the noise and the healthy
+    # revisions' own CUSUM (the alarm level) then absorb, but hours sooner.
+    minutes = min(BIN_MINUTES, config.memory.trough_window_minutes)
+    found = [(s.name, one) for s in spans if (one := _series(view, s, config, minutes)) is not None]
+    if not found:
+        return None
+    series = [one for _, one in found]
+    load_slope = _load_slope(series)
+    ages = np.arange(0.0, ENVELOPE_HOURS + 1e-9, minutes / 60.0)
+    rise = _course(series, load_slope, ages)
+    # Each healthy revision against the envelope of the others (its own when alone): how far off a
+    # revision without a leak gets, and how high its ratio climbs.
+    residuals = []
+    for i, one in enumerate(series):
+        others = [s for j, s in enumerate(series) if j != i] or [one]
+        residuals.append(_relative(one, load_slope) - np.interp(one.age, ages, _course(others, load_slope, ages)))
+    noise = max(_noise(residuals), 1e-4)
+    highest = max(float(drift_llr(r, one.age, noise).max()) for r, one in zip(residuals, series, strict=True))
+    alarm = max(math.log(1.0 / ALPHA), HEALTHY_MARGIN * highest)
+    return Envelope(ages, rise, load_slope, noise, alarm, minutes, tuple(name for name, _ in found))
+
+
+def _climb_start(age: FloatArray, residual: FloatArray) -> int:
+    """The bin where the climb starts: 0 (the deploy), unless a flat-then-rising hinge beats a straight
+    line by more than its extra parameters are worth (BIC)."""
+    n = len(residual)
+    if n < 8:
+        return 0
+    fit = stats.hinge(age, residual, min_after=4)
+    linear = max(stats.linear_sse(age, residual), 1e-12)
+    return fit.index if n * math.log(linear / max(fit.sse, 1e-12)) > 2 * math.log(n) else 0
+
+
+def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
+                    config: DetectionConfig) -> LeakEvidence | None:
+    """A leak found by the SPRT of ``span``'s troughs against the service's envelope, or None."""
+    series = _series(view, span, config, envelope.minutes)
+    if series is None or series.age[-1] > ENVELOPE_HOURS:
+        return None
+    residual = _relative(series, envelope.load_slope) - envelope.expected(series.age)
+    ratio = drift_llr(residual, series.age, envelope.noise)
+    if not (ratio >= envelope.alarm).any():
+        return None
+    cfg = config.memory
+    start = _climb_start(series.age, residual)
+    age, climb = series.age[start:], residual[start:]
+    if len(climb) < 4:
+        return None
+    trend = stats.mann_kendall(age, climb)
+    rise = float(np.median(climb[-2:]) - np.median(climb[:2]))
+    # Still climbing at the end of the data: the last third rises at half the pace (not a bump).
+    tail = max(3, len(climb) // 3)
+    tail_slope = stats.theil_sen(age[-tail:], climb[-tail:])[0]
+    slope_floor = max(cfg.min_slope_per_day, MIN_SLOPE_PER_DAY)
+    if trend.slope * 24 < slope_floor or rise < cfg.min_rise or tail_slope < trend.slope / 2:
+        return None
+    warm_end = series.stamps[0]
+    onset_stamp = pd.Timestamp(series.stamps[start])
+    onset_at_deploy = (onset_stamp - warm_end) / pd.Timedelta(hours=1) <= max(1.0, envelope.minutes / 60.0)
+    rows = view.revision_rows(span.name)
+    peak = rows["mem_max"].to_numpy(dtype=np.float64)
+    peak_max = float(np.nanmax(peak)) if np.isfinite(peak).any() else math.nan
+    tail_peak = peak[-max(1, len(peak) // 10):]
+    peak_end = float(np.nanmax(tail_peak)) if np.isfinite(tail_peak).any() else math.nan
+    levels = series.level
+    return LeakEvidence(
+        revision=span.name,
+        onset=span.deploy_time if onset_at_deploy else onset_stamp,
+        signal=TYPICAL,
+        slope_per_day=trend.slope * 24,
+        rise=rise,
+        p_value=trend.p_value,
+        hours=float(age[-1] - age[0]),
+        trough_start=float(np.median(levels[:START_BINS])),
+        trough_end=float(np.median(levels[-START_BINS:])),
+        trough_high=float(np.max(levels)),
+        peak_end=peak_end,
+        peak_max=peak_max,
+        segments=1,
+        onset_at_deploy=bool(onset_at_deploy),
+        troughs=pd.Series(levels, index=series.stamps),
+        fit_slope_per_hour=trend.slope,
+        confirmed=True,
+        against=f"this service's healthy revisions after their deploys ({', '.join(envelope.revisions)})",
+    )

@@ -1,0 +1,247 @@
+"""Each detector's gates at their boundaries, on hand-made tables (tests/synthetic.py): a case just
+inside a default threshold and one just outside it, so that doubling or halving any default of the
+``detection`` section fails at least one test (``python bench/mutate_thresholds.py`` checks this)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzer.analysis import analyze_frames, memory
+from analyzer.analysis.creep import detect_creep
+from analyzer.analysis.memory import detect_leak
+from analyzer.analysis.regression import detect_cpu, detect_latency
+from analyzer.analysis.timeline import reference_span
+from analyzer.config import AnalysisConfig, DetectionConfig
+from tests import synthetic as s
+
+DEFAULTS = DetectionConfig()
+A_DAY_BEFORE = s.Rev("a", 0.0)  # a healthy predecessor serving for three days
+
+
+def _leak(revisions: list[s.Rev], *, until: float, **kw: float) -> bool:
+    view = s.view(revisions, until=until, **kw)
+    found = detect_leak(view, view.span("b"), DEFAULTS)
+    return found is not None and found.confirmed
+
+
+def _young_leak(per_day: float, age_hours: float, **kw: float) -> bool:
+    """Revision b deployed after three healthy days, leaking ``per_day`` of the limit, seen at ``age_hours``."""
+    return _leak([A_DAY_BEFORE, s.Rev("b", 72.0, memory=s.leak(per_day))], until=72.0 + age_hours, **kw)
+
+
+# --- memory: slope, rise, duration, warm-up, bin width, significance ---------------------------------
+
+
+def test_a_slow_leak_above_the_slope_floor_is_reported_and_one_below_is_not() -> None:
+    assert _young_leak(0.03, 72.0)  # 3 % of the limit a day over three days (floor: 2 %)
+    assert not _young_leak(0.014, 72.0)  # 1.4 %/day: below the floor, although clearly significant
+
+
+def test_a_climb_must_rise_by_min_rise_in_total() -> None:
+    assert _young_leak(0.05, 14.0)  # 5 %/day for 13 h after warm-up: 2.4 % of the limit (floor 2 %)
+    assert not _young_leak(0.07, 7.5)  # 7 %/day for 6.5 h: 1.6 %
+
+
+def test_a_young_leak_is_reported_once_it_has_climbed_for_min_duration_after_the_warm_up() -> None:
+    # 30 %/day: 45 min of warm-up are skipped, then the climb must last 6 h (half-hour troughs)
+    assert not _young_leak(0.3, 6.5)
+    assert _young_leak(0.3, 7.0)
+    assert _young_leak(0.3, 9.0)
+
+
+def test_troughs_need_bins_longer_than_the_sawtooth() -> None:
+    # A 90-minute GC sawtooth: half-hour or hourly bins would see its ramps, not its troughs, so a
+    # young revision is not judged until the 2 h bins have enough points (12 h), and then it is.
+    assert not _young_leak(0.3, 7.0, sawtooth_minutes=90.0)
+    assert _young_leak(0.3, 13.0, sawtooth_minutes=90.0)
+
+
+def test_a_leak_trend_needs_p_below_the_significance_level() -> None:
+    # Seeded noise putting the trend test's p-value at 0.008 on day 3 of a 4 %/day leak.
+    assert _young_leak(0.04, 14.0, seed=21, memory_noise=0.004)
+
+
+# --- creep: excess fraction, excess instances, duration, reference ------------------------------------
+
+
+def _creep(revisions: list[s.Rev], *, until: float, **kw: float) -> str | None:
+    """The reference the creep of revision b was judged against, or None when there is no creep."""
+    view = s.view(revisions, until=until, **kw)
+    span = view.span("b")
+    found = detect_creep(view, span, DEFAULTS,
+                         reference=reference_span(view, span, set(), DEFAULTS.creep.reference_hours))
+    return None if found is None else found.reference
+
+
+def _more_instances(factor: float, *, peak_rps: float = 20.0, until: float = 96.0) -> str | None:
+    revisions = [A_DAY_BEFORE, s.Rev("b", 48.0, instance_factor=s.step_up(factor))]
+    return _creep(revisions, until=until, peak_rps=peak_rps, diurnal=0.0)
+
+
+def test_creep_needs_the_excess_fraction() -> None:
+    assert _more_instances(1.35) == "revision a"  # +35 % on 10 instances (floor +25 %)
+    assert _more_instances(1.18) is None  # +18 %: 1.8 instances more, but not enough in proportion
+
+
+def test_creep_needs_the_excess_in_instances() -> None:
+    assert _more_instances(1.7, peak_rps=3.0) == "revision a"  # 1.5 instances, +1.05 (floor 0.75)
+    assert _more_instances(1.3, peak_rps=3.0) is None  # +30 %, but only 0.45 of an instance
+
+
+def test_creep_needs_min_duration_hours() -> None:
+    assert _more_instances(1.5, until=48.0 + 0.75 + 5.0) == "revision a"  # 5 h after warm-up (floor 4 h)
+    assert _more_instances(1.5, until=48.0 + 0.75 + 3.0) is None  # 3 h
+
+
+def test_creep_is_judged_against_the_last_revision_that_served_reference_hours() -> None:
+    # a0 served 30 h, then a only 16 h (less than reference_hours, 24 h): b's 50 % more instances are
+    # judged against a0, and the finding says so.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 46.0, instance_factor=s.step_up(1.5))]
+    assert _creep(revisions, until=94.0) == "revision a0"
+
+
+# --- latency and CPU: increase, hours, compared span, significance ------------------------------------
+
+
+def _regressions(revisions: list[s.Rev], *, until: float, **kw: float) -> tuple[float | None, float | None]:
+    """The latency and CPU increases reported for revision b (None: not reported)."""
+    view = s.view(revisions, until=until, **kw)
+    span = view.span("b")
+    latency = detect_latency(view, span, DEFAULTS,
+                             reference=reference_span(view, span, set(), DEFAULTS.latency.compare_hours))
+    cpu = detect_cpu(view, span, DEFAULTS, default_cpu=1.0,
+                     reference=reference_span(view, span, set(), DEFAULTS.cpu.compare_hours))
+    return (latency.increase if latency else None), (cpu.increase if cpu else None)
+
+
+def _slower(latency: float, cpu: float, *, until: float = 96.0, hours: float = float("inf")) -> tuple[bool, bool]:
+    revisions = [A_DAY_BEFORE, s.Rev("b", 48.0, latency_factor=s.step_up(latency, hours=hours),
+                                    cpu_factor=s.step_up(cpu, hours=hours))]
+    found = _regressions(revisions, until=until)
+    return found[0] is not None, found[1] is not None
+
+
+def test_regressions_need_the_minimum_increase() -> None:
+    assert _slower(1.18, 1.22) == (True, True)  # latency +18 % (floor +12 %), CPU +22 % (floor +15 %)
+    assert _slower(1.08, 1.11) == (False, False)
+
+
+def test_regressions_need_min_hours_of_the_new_revision() -> None:
+    assert _slower(1.5, 1.5, until=48.0 + 0.75 + 3.6) == (True, True)  # 3.6 h after warm-up (floor 3 h)
+    assert _slower(1.5, 1.5, until=48.0 + 0.75 + 2.5) == (False, False)
+
+
+def test_a_slowdown_that_fades_within_the_compared_day_is_a_warm_up() -> None:
+    # The later half of the compared 24 h decides: slow for 11 h, then normal, fades; slow for 30 h does not.
+    assert _slower(1.5, 1.5, until=120.0, hours=11.0) == (False, False)
+    assert _slower(1.5, 1.5, until=120.0, hours=30.0) == (True, True)
+
+
+def _hour_of_day_spread(age: np.ndarray) -> np.ndarray:
+    """Revision a: each hour of the day 0.9 ... 1.1 times the normal, so its hours have distinct ranks."""
+    return np.asarray(0.9 + 0.2 * (np.floor(age) % 24) / 23)
+
+
+@pytest.mark.parametrize(("hours", "low_hours", "reported"), [(5, 1, True), (7, 2, False)])
+def test_regressions_need_p_below_the_significance_level(hours: int, low_hours: int, reported: bool) -> None:
+    # b is 30 % slower and hungrier except in its first hours (0.95): against a's 24 distinct hourly
+    # values, 5 hours with 1 low give a one-sided Mann-Whitney p of 0.0082, 7 hours with 2 low 0.0123.
+    def factor(age: np.ndarray) -> np.ndarray:
+        return np.where(age < low_hours, 0.95, 1.3)
+
+    revisions = [s.Rev("a", 0.0, latency_factor=_hour_of_day_spread, cpu_factor=_hour_of_day_spread),
+                 s.Rev("b", 48.0, latency_factor=factor, cpu_factor=factor)]
+    latency, cpu = _regressions(revisions, until=48.0 + 0.75 + hours - 0.75, metric_noise=0.0, diurnal=0.0)
+    assert (latency is not None, cpu is not None) == (reported, reported)
+    if reported:
+        assert latency == pytest.approx(0.3) and cpu == pytest.approx(0.3)
+
+
+def test_the_synthetic_table_is_what_the_tests_assume() -> None:
+    view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0)], until=60.0)
+    assert [span.name for span in view.spans] == ["a", "b"]
+    assert view.span("b").deploy_time == s.START + pd.Timedelta(hours=48)
+    assert view.step_seconds == s.STEP
+
+
+# --- references through the whole analysis ---------------------------------------------------------
+
+
+def _analyze(revisions: list[s.Rev], *, until: float) -> list[tuple[str, str, str]]:
+    """(kind, revision, what it was compared with or carried by) of every finding."""
+    analysis = analyze_frames(s.frames(revisions, until=until), AnalysisConfig())
+    return sorted((f.kind.value, f.revision, str(f.evidence.get("reference") or f.evidence.get("previous_revision")
+                                                 or "") + "|" + str(f.evidence.get("carried_by", "")))
+                  for f in analysis.findings)
+
+
+def test_a_regression_after_a_short_lived_revision_is_compared_with_the_last_long_lived_one() -> None:
+    # a served 6 h between a0 and b: b is compared with a0, and says so.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0), s.Rev("b", 54.0, latency_factor=s.step_up(1.4))]
+    assert _analyze(revisions, until=100.0) == [("latency_regression", "b", "a0|")]
+
+
+def test_a_regression_carried_by_the_next_deploy_is_one_finding_on_the_revision_that_introduced_it() -> None:
+    # a is 40 % slower than a0; b ships the same code: b is judged against a0 (a has a finding), is just
+    # as slow, and carries a's regression rather than being reported again. c fixes it.
+    slow = s.step_up(1.4)
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0, latency_factor=slow), s.Rev("b", 80.0, latency_factor=slow),
+                 s.Rev("c", 112.0)]
+    analysis = analyze_frames(s.frames(revisions, until=150.0), AnalysisConfig())
+    [finding] = analysis.findings
+    assert (finding.kind.value, finding.revision) == ("latency_regression", "a")
+    assert finding.evidence["previous_revision"] == "a0" and finding.evidence["carried_by"] == "b"
+    assert finding.resolved_by == "c"
+
+
+# --- the sequential test against the service's envelope ------------------------------------------------
+
+
+def _memory_findings(revisions: list[s.Rev], *, until: float) -> list[tuple[str, str, str]]:
+    analysis = analyze_frames(s.frames(revisions, until=until), AnalysisConfig())
+    return [(f.revision, str(f.evidence.get("judged_against", "")), f.summary) for f in analysis.findings
+            if f.kind.value == "memory_baseline_rise"]
+
+
+def test_a_fast_leak_is_reported_six_hours_after_its_deploy_against_the_services_envelope() -> None:
+    # 20 %/day from the deploy; a0 and a are healthy and served 30 h and 42 h: by +6 h the trend test
+    # has too few troughs, the sequential test against a0 and a has enough.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 72.0, memory=s.leak(0.2))]
+    [(revision, against, _)] = _memory_findings(revisions, until=78.0)
+    assert revision == "b" and "a0, a" in against
+
+
+def test_a_warm_up_like_the_healthy_revisions_is_not_a_leak() -> None:
+    # Every revision fills a cache of 8 % of the limit over its first 6 h: b's climb is the envelope's.
+    def warm(age: np.ndarray) -> np.ndarray:
+        return np.asarray(0.40 + 0.08 * np.clip(age / 6.0, 0.0, 1.0))
+
+    revisions = [s.Rev("a0", 0.0, memory=warm), s.Rev("a", 30.0, memory=warm), s.Rev("b", 72.0, memory=warm)]
+    for until in (76.0, 78.0, 84.0):
+        assert _memory_findings(revisions, until=until) == []
+
+
+@pytest.mark.parametrize(("after", "ended"), [("a", "the rollback to a ended it"), ("c", "it ended when c took over")])
+def test_a_leaking_revision_rolled_back_or_fixed_after_fourteen_hours_gets_its_finding(after: str, ended: str) -> None:
+    # b leaks 15 %/day and serves 14 h; then traffic goes back to a (a rollback) or to a new revision c.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 72.0, memory=s.leak(0.15)), s.Rev(after, 86.0)]
+    [(revision, _, summary)] = _memory_findings(revisions, until=110.0)
+    assert revision == "b" and summary.endswith(ended)
+
+
+@pytest.mark.parametrize(("change", "passes"), [
+    ({}, True),
+    ({"p_value": 0.007}, True), ({"p_value": 0.015}, False),  # significance 0.01
+    ({"slope": 0.03 / 24, "covered": 48.0}, True), ({"slope": 0.015 / 24, "covered": 48.0}, False),  # 2 %/day
+    ({"covered": 4.5}, False),  # min_duration_hours 6 h (the 8 %/day climb has risen 1.5 % in 4.5 h)
+    ({"slope": 0.2 / 24, "covered": 4.5}, False), ({"slope": 0.2 / 24, "covered": 8.0}, True),
+    ({"slope": 0.025 / 24, "covered": 20.0}, True), ({"slope": 0.025 / 24, "covered": 16.0}, False),  # min_rise 2 %
+])
+def test_the_leak_gate_at_each_threshold(change: dict[str, float], passes: bool) -> None:
+    # The gate itself, on a climb past every threshold (8 %/day over 24 h at p 0.001) but the one changed.
+    fields = {"slope": 0.08 / 24, "p_value": 0.001, "covered": 24.0, **change}
+    trend = memory._SignalTrend(memory.TYPICAL, positions=np.arange(12), segments=[(0, 12)], adjusted=np.zeros(12),
+                                keeps_climbing=True, resets_explained=True, onset_offset=0, **fields)
+    assert trend.passes(DEFAULTS.memory) is passes
