@@ -38,7 +38,14 @@ REVISION: Shape = {
     "maxInstanceRequestConcurrency": None,
     "containers": CONTAINER,
 }
-SERVICE: Shape = {"name": None}
+TRAFFIC: Shape = {"type": None, "type_": None, "revision": None, "percent": None}  # to_dict says type_
+SERVICE: Shape = {
+    "name": None,
+    "scaling": {"minInstanceCount": None},  # a service-level floor, shared by the revisions taking traffic
+    "traffic": TRAFFIC,
+    "trafficStatuses": TRAFFIC,
+    "latestReadyRevision": None,  # what a LATEST traffic target means
+}
 LIST_KEYS = {"revisions": REVISION, "services": SERVICE}
 
 
