@@ -115,7 +115,7 @@ def test_more_5xx_than_the_previous_revision_counts_only_beyond_chance() -> None
 def test_a_finding_that_costs_nothing_says_so_and_shows_its_harm_never_a_bare_zero() -> None:
     assert per_month(0.0) == "no added cost yet"
     assert per_month(0.004) == "no added cost yet"
-    assert per_month(12.5) == "≈$12/month"  # a model estimate: ≈ and two significant figures
+    assert per_month(12.5) == "≈$13/month"  # a model estimate (issue 16): ≈ and two significant figures
     assert harm(Impact()) == "no harm to users measured"
     impact = Impact(oom_kills=3, hours_to_limit=5.0, harming=True, worst_memory_end=0.99)
     assert harm(impact) == "instances OOM-killed 3 times"

@@ -63,7 +63,8 @@ def estimate_usd(value: float | None) -> str:
         return "n/a"
     if value == 0:
         return usd(0.0)
-    rounded = float(f"{value:.2g}")
+    step = 10.0 ** (math.floor(math.log10(abs(value))) - 1)  # two significant figures, halves up
+    rounded = math.copysign(math.floor(abs(value) / step + 0.5) * step, value)
     return "≈" + usd(rounded, 2 if abs(rounded) < 10 else 0)
 
 

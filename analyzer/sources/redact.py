@@ -38,13 +38,13 @@ REVISION: Shape = {
     "maxInstanceRequestConcurrency": None,
     "containers": CONTAINER,
 }
-TRAFFIC: Shape = {"type": None, "type_": None, "revision": None, "percent": None}
+TRAFFIC: Shape = {"type": None, "type_": None, "revision": None, "percent": None}  # to_dict says type_
 SERVICE: Shape = {
     "name": None,
-    "scaling": {"minInstanceCount": None},  # a service-level floor of idle instances (billed)
-    "latestReadyRevision": None,  # what a LATEST traffic target means
-    "trafficStatuses": TRAFFIC,  # where traffic goes now: the floor is split over those revisions
+    "scaling": {"minInstanceCount": None},  # a service-level floor, shared by the revisions taking traffic
     "traffic": TRAFFIC,
+    "trafficStatuses": TRAFFIC,
+    "latestReadyRevision": None,  # what a LATEST traffic target means
 }
 LIST_KEYS = {"revisions": REVISION, "services": SERVICE}
 
