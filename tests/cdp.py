@@ -87,9 +87,10 @@ class Page:
         result: dict[str, Any] = reply.get("result", {})
         return result
 
-    def wait_for_event(self, method: str, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_for_event(self, method: str, timeout: float = 30.0, *, since: int | None = None) -> dict[str, Any]:
+        """The first ``method`` event after the ``since``-th one (default: after those seen now)."""
         with self._cond:
-            seen = len(self.events)
+            seen = len(self.events) if since is None else since
 
             def arrived() -> bool:
                 return any(e.get("method") == method for e in self.events[seen:])
@@ -102,7 +103,8 @@ class Page:
         with self._cond:
             self.events.clear()
         self.call("Page.navigate", url=url)
-        self.wait_for_event("Page.loadEventFired")
+        # Counted from the clear: the load event may arrive before Page.navigate's reply is read.
+        self.wait_for_event("Page.loadEventFired", since=0)
 
     def reload(self) -> None:
         """Load the page again, in its renderer process (``navigate`` may start another)."""
