@@ -219,14 +219,21 @@ def plan_live(query: Any, *, env: dict[str, str], now: datetime | None = None, b
     size = batch_size or services_per_batch((end - start).total_seconds() / 86_400)
     keys = inventory.services
     origin = f"live projects {', '.join(query.projects)}"
-    live = LiveBatch(env=env, start=start, end=end, now=now)
-    groups = [keys[i : i + size] for i in range(0, len(keys), size)] or [[]]
+    return plan_listed(keys, size=size, live=LiveBatch(env=env, start=start, end=end, now=now), origin=origin,
+                       problems=problems)
+
+
+def plan_listed(keys: Sequence[ServiceKey], *, size: int, live: LiveBatch, origin: str,
+                problems: Sequence[Problem] = ()) -> Plan:
+    """Listed services read live in batches of ``size``; ``problems`` travel with the first batch (there
+    is one, without services, when nothing was listed, so that they are still reported)."""
+    groups = [list(keys[i : i + size]) for i in range(0, len(keys), size)] or [[]]
     batches = [
-        Batch(i, group, RawData(problems=problems if i == 0 else [], window_start=start, window_end=end,
-                                origin=origin), live=live)
+        Batch(i, group, RawData(problems=list(problems) if i == 0 else [], window_start=live.start,
+                                window_end=live.end, origin=origin), live=live)
         for i, group in enumerate(groups)
     ]
-    return Plan(batches, origin, (start, end), services=len(keys))
+    return Plan(batches, origin, (live.start, live.end), services=len(keys))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,6 +425,7 @@ __all__ = [
     "collect",
     "default_workers",
     "load_batch",
+    "plan_listed",
     "plan_live",
     "plan_raw",
     "plan_snapshot",

@@ -197,7 +197,7 @@ def plan_share(
 ) -> tuple[int, list[ServiceKey], Plan, list[Any]]:
     """(fleet size, this task's services, the batches that read and analyze them, problems met while
     listing). Batches bound a task's memory whatever its share (analyzer/batches.py)."""
-    from analyzer.batches import Batch, LiveBatch, Plan, plan_raw, services_per_batch
+    from analyzer.batches import LiveBatch, plan_listed, plan_raw, services_per_batch
     from analyzer.sources.inventory import restrict, services_of
 
     size = services_per_batch((window[1] - window[0]).total_seconds() / 86_400, config.analysis)
@@ -229,14 +229,10 @@ def plan_share(
     finally:
         clients.close()
     mine = share(inventory.services, slot)
-    live = LiveBatch(env=env, start=window[0], end=window[1], now=now)
     origin = "live " + ", ".join(sorted({f"projects/{k.project}" for k in mine}))
-    groups = [mine[i : i + size] for i in range(0, len(mine), size)]
-    batches = [
-        Batch(i, group, RawData(window_start=window[0], window_end=window[1], origin=origin), live=live)
-        for i, group in enumerate(groups)
-    ]
-    return len(inventory.services), mine, Plan(batches, origin, window, services=len(mine)), inventory.problems
+    plan = plan_listed(mine, size=size, live=LiveBatch(env=env, start=window[0], end=window[1], now=now),
+                       origin=origin)
+    return len(inventory.services), mine, plan, inventory.problems
 
 
 def _read_local(config: JobConfig) -> RawData:
