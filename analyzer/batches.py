@@ -407,15 +407,16 @@ class ReportRun:
 
 
 def report_parts(plan: Plan, config: AnalysisConfig, *, generated_at: datetime, workers: int,
-                 progress: BatchProgress | None = None) -> ReportRun:
-    """Analyze every batch of ``plan`` into a ``ReportPart`` (the fleet's layout shared by all), in order.
+                 progress: BatchProgress | None = None, digest_charts: bool = False) -> ReportRun:
+    """Analyze every batch of ``plan`` into a ``ReportPart`` (the fleet's layout shared by all), in order;
+    ``digest_charts``: also draw the digest's chart of each service with findings.
     Raises NoDataError when no batch had any metric."""
     from functools import partial
 
     from analyzer.render.parts import render_part, report_layout
 
     layout = report_layout(key for batch in plan.batches for key in batch.keys)
-    summarize = partial(render_part, generated_at=generated_at, layout=layout)
+    summarize = partial(render_part, generated_at=generated_at, layout=layout, digest_charts=digest_charts)
     run = collect(plan, config, summarize, workers=workers, progress=progress)
     if not run.has_data:
         raise no_data(plan, run.problems + [p for part in run.summaries for p in part.problems])

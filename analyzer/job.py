@@ -46,6 +46,7 @@ from analyzer.store import Store
 
 if TYPE_CHECKING:
     from analyzer.batches import Plan
+    from analyzer.render.digest import ServiceChart
 
 log = logs.get("job")
 JSON = "application/json"
@@ -251,7 +252,7 @@ class Shard:
 
     report: dict[str, Any]
     html: str | None = None  # None when there was nothing to analyze
-    charts: dict[ServiceKey, bytes] = field(default_factory=dict)
+    charts: dict[ServiceKey, ServiceChart] = field(default_factory=dict)
     findings: int = 0
 
 
@@ -401,8 +402,8 @@ class Job:
             "fleet_services": fleet,
             "window_key": layout.key,
         }
-        for key, png in shard.charts.items():
-            self.store.write(layout.chart(key), png, content_type="image/png")
+        for key, chart in shard.charts.items():
+            self.store.write(layout.chart(key), chart.png, content_type="image/png")
         if shard.html is not None:
             self.store.write(layout.shard(self.slot, "html"), shard.html.encode(), content_type=HTML)
         # the JSON last: its presence is what tells the other tasks this shard is complete
@@ -583,12 +584,15 @@ class FleetDigest:
     def due(self, now: datetime) -> bool:
         return now.astimezone(UTC).strftime("%A").lower() == self.config.digest.day
 
-    def _images(self, layout: Layout) -> dict[ServiceKey, bytes]:
+    def _images(self, layout: Layout) -> dict[ServiceKey, ServiceChart]:
+        from analyzer.render.digest import stored_chart
+
         images = {}
         for key in self.store.list(f"{layout.run}/charts/"):
             data = self.store.read(key)
             if data is not None:
-                images[Layout.chart_service(key)] = data
+                service = Layout.chart_service(key)
+                images[service] = stored_chart(service, data)
         return images
 
     def send(self, report: Mapping[str, Any], *, now: datetime) -> str:
