@@ -38,6 +38,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
         "region": f.region,
         "service": f.service,
         "revision": f.revision,
+        "container": f.container or None,
         "onset": format_time(f.onset),
         "severity": f.severity.value,
         "confidence": f.confidence,
