@@ -11,7 +11,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -38,9 +38,10 @@ from analyzer.errors import ConfigError, DeliveryError
 from analyzer.model import RawData
 from analyzer.pipeline import analyze
 from analyzer.render.digest import MAX_HTML_BYTES, build_digest
-from analyzer.render.week import Change
+from analyzer.render.week import Change, compare, record_from_analysis
 from analyzer.sources.snapshot import read_snapshot
 from tests.hostile import HOSTILE_ANNOTATION, HOSTILE_SERVICE, write_hostile_snapshot
+from tests.sidecars import SIDECAR_LEAKS, analysis_of
 
 USER, PASSWORD = "digest-bot", "s3cret-Pa55-not-for-logs"
 ENV = {"CLOUDRUN_ANALYZER_SMTP_USER": USER, "CLOUDRUN_ANALYZER_SMTP_PASSWORD": PASSWORD}
@@ -712,3 +713,17 @@ def test_a_dry_run_links_the_report_it_wrote_not_one_it_did_not(demo_analysis: A
     assert all(str(report) in body for body in bodies)
     assert "reports.example.com" not in text
     assert not (tmp_path / "store").exists()
+
+
+def test_a_sidecars_leak_is_its_own_finding_from_week_to_week_and_its_line_names_it() -> None:
+    analysis = analysis_of(SIDECAR_LEAKS)
+    digest = build_digest(analysis, previous=None, config=DIGEST, generated_at=NOW)
+    assert "Memory leak (rising baseline): Sidecar otel-collector leaks: its memory troughs" in digest.text
+    record = record_from_analysis(analysis, generated_at=NOW)
+    (sidecar,) = record.findings
+    assert sidecar.container == "otel-collector"
+    # Last week the same revision's own (ingress) memory leaked: that one ended, the sidecar's is new.
+    ingress = replace(sidecar, container="")
+    changes = compare(record.findings, replace(record, findings=[ingress]))
+    assert [c.finding for c in changes.new] == [sidecar]
+    assert [c.finding for c in changes.resolved] == [ingress]

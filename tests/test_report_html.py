@@ -21,6 +21,7 @@ from analyzer.render.html import render_report
 from analyzer.resources import templates_dir
 from analyzer.sources.snapshot import read_snapshot
 from tests.hostile import HOSTILE_ANNOTATION, HOSTILE_LABEL, HOSTILE_SERVICE, write_hostile_snapshot
+from tests.sidecars import LEAKING_REVISION, SIDECAR_FLAT, SIDECAR_LEAKS, analysis_of
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 CONSOLE = "https://console.cloud.google.com/"
@@ -251,3 +252,30 @@ def test_model_estimates_carry_an_approximately_sign_and_no_cents(demo_html: str
     assert amounts and all(a.startswith("≈$") for a in amounts)
     assert not [a for a in amounts if re.fullmatch(r"≈\$[\d,]{2,}\.\d\d", a)]  # no cents from $10 up
     assert "the fix saves <strong>≈$" in demo_html
+
+
+def _figures(html: str) -> dict[str, str]:
+    """Each chart's markup by its id (the SVG's void elements with titles defeat the Tree)."""
+    return {m.group(1): html[m.start(): html.index("</figure>", m.start())]
+            for m in re.finditer(r'<figure class="[^"]*" id="([^"]+)"', html)}
+
+
+def test_a_leaking_sidecar_gets_its_own_memory_chart_and_card_named_for_it() -> None:
+    html = render_report(analysis_of(SIDECAR_LEAKS), generated_at=NOW)
+    figures = _figures(html)
+    sidecar, service = figures["service-svc-0000-mem-otel-collector"], figures["service-svc-0000-mem"]
+    assert "<strong>Memory utilization of sidecar otel-collector</strong>" in sidecar
+    assert "memory limit (256 MiB)</text>" in sidecar and "Sidecar otel-collector leaks" in sidecar
+    assert "memory limit (512 MiB)</text>" in service and "No rising baseline found." in service
+    assert 'class="chart-box wide"' in sidecar and 'class="chart-box"' in service
+    card = html[html.index(f'id="incident-svc-0000-{LEAKING_REVISION}"'):]
+    card = card[: card.index("</article>")]
+    assert "Memory leak (rising baseline) in sidecar <code>otel-collector</code>" in card
+    assert "sidecar <code>otel-collector</code> reaches its own memory limit in the worst instance" in card
+
+
+def test_healthy_sidecars_add_no_chart_and_the_analyzed_container_is_named() -> None:
+    html = render_report(analysis_of(SIDECAR_FLAT), generated_at=NOW)
+    assert set(_figures(html)) == {f"service-svc-0000-{c}" for c in ("mem", "inst", "lat", "cpu")}
+    assert ("runs sidecar containers (otel-collector): memory and CPU are those of the ingress container app "
+            "(each sidecar&#39;s memory is checked for leaks on its own)") in html
