@@ -22,11 +22,13 @@ from tests.fakes.fleet import FleetSpec, add_fleet
 from tests.fakes.monitoring import FakeMetricService
 from tests.fakes.run import FakeRun
 
-# 0.0002 of the limit per minute: about 29 % per day, from 40 % at the deploy to ~62 % at the end.
+# 0.0002 of the limit per minute: about 29 % per day, from 50 % at the deploy to ~72 % at the end.
 SIDECAR_LEAKS = FleetSpec(project="sidecar-leaks", services=1, hours=36.0, sidecar="otel-collector",
                           sidecar_leaking=[0], leak_per_minute=0.0002)
 SIDECAR_FLAT = replace(SIDECAR_LEAKS, project="sidecar-flat", sidecar_leaking=[])
 INGRESS_LEAKS = replace(SIDECAR_LEAKS, project="ingress-leaks", sidecar_leaking=[], leaking=[0])
+# Three revisions of 12 h: the second one's sidecar leaks, the third one's does not (it fixed it).
+SIDECAR_FIXED = replace(SIDECAR_LEAKS, project="sidecar-fixed", revisions_per_service=3, leaking_revision=1)
 LEAKING_REVISION = "svc-0000-00002"
 DEPLOYED = datetime.fromtimestamp(SIDECAR_LEAKS.start, UTC) + timedelta(hours=18)  # the second revision
 
@@ -52,7 +54,7 @@ def snapshot(spec: FleetSpec) -> RawData:
 
 @cache
 def _analysis(project: str) -> Analysis:
-    spec = next(s for s in (SIDECAR_LEAKS, SIDECAR_FLAT, INGRESS_LEAKS) if s.project == project)
+    spec = next(s for s in (SIDECAR_LEAKS, SIDECAR_FLAT, INGRESS_LEAKS, SIDECAR_FIXED) if s.project == project)
     return analyze(snapshot(spec))
 
 

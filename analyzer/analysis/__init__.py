@@ -93,6 +93,10 @@ def analyze_frames(frames: Frames, config: AnalysisConfig, *, table: PriceTable 
             result.fixes = fix_checks(view, evidence, table, config)
             result.what_ifs = service_what_ifs(view, table, config, findings=result.findings)
             result.sidecars = analyze_sidecars(frames, view, config, table)
+            # A sidecar's fix is checked where the service's own fix check by that revision does not
+            # already show it (one check per fixing revision: the report links to it by that name).
+            fixers = {fix.fixed for fix in result.fixes}
+            result.fixes += [fix for s in result.sidecars for fix in s.fixes if fix.fixed not in fixers]
         except Exception as exc:  # one service's bad data must not sink the fleet report
             problems.append(Problem(str(key), f"analysis failed: {type(exc).__name__}: {exc}",
                                     "please report this with the snapshot (cloudrun-analyzer fetch) attached: "

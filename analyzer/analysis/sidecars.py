@@ -12,7 +12,8 @@ reported memory (``Frames.sidecars``):
    sequential test, carried leaks and resolution), giving findings that name the container;
 3. their harm and severity measured on that view (``impact.assess``: OOM kills and time to the
    sidecar's own limit; errors and latency are the revision's). They carry no dollars of their own
-   (``findings.SIDECAR_COST``).
+   (``findings.SIDECAR_COST``);
+4. the fix check of a revision that ended such a leak (``fixcheck``), its memory the sidecar's.
 
 Only sidecars with a finding are kept (their view feeds the report's chart of the sidecar), so a
 fleet of healthy sidecars costs no memory after the analysis.
@@ -20,9 +21,10 @@ fleet of healthy sidecars costs no memory after the analysis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from analyzer.analysis.findings import RevisionEvidence, detect_sidecar_leaks
+from analyzer.analysis.fixcheck import MEASURES, FixCheck, fix_checks
 from analyzer.analysis.impact import assess
 from analyzer.analysis.pricing import PriceTable
 from analyzer.analysis.timeline import RevisionSpan, ServiceView
@@ -38,6 +40,7 @@ class SidecarResult:
     container: str
     view: ServiceView  # the service's view, memory columns and limits the sidecar's
     evidence: list[RevisionEvidence]
+    fixes: list[FixCheck] = field(default_factory=list)  # revisions that ended its leak
 
     @property
     def findings(self) -> list[Finding]:
@@ -75,5 +78,16 @@ def analyze_sidecars(frames: Frames, view: ServiceView, config: AnalysisConfig,
         found = [f for e in evidence for f in e.findings]
         if found:
             assess(mine, found)
-            results.append(SidecarResult(container, mine, evidence))
+            results.append(SidecarResult(container, mine, evidence, _fixes(mine, evidence, container, config, table)))
     return results
+
+
+def _fixes(view: ServiceView, evidence: list[RevisionEvidence], container: str, config: AnalysisConfig,
+           table: PriceTable) -> list[FixCheck]:
+    if not any(f.resolved_by for e in evidence for f in e.findings):
+        return []
+    memory = MEASURES[0][1]  # the troughs of the view's memory: the sidecar's
+    return [replace(check, container=container,
+                    measures=tuple(replace(m, name=f"{m.name} of sidecar {container}") if m.name == memory else m
+                                   for m in check.measures))
+            for check in fix_checks(view, evidence, table, config)]

@@ -175,6 +175,7 @@ def _fix_json(service: ServiceResult, fix: FixCheck) -> dict[str, Any]:
         "broken_revision": fix.broken,
         "fixing_revision": fix.fixed,
         "baseline_revision": fix.baseline_revision or None,
+        "container": fix.container or None,
         "kinds": list(fix.kinds),
         "measures": [
             {"name": m.name, "unit": m.unit, "baseline": _number(m.baseline), "broken": _number(m.broken),

@@ -37,12 +37,13 @@ class FleetSpec:
     hours: float = 6.0
     revisions_per_service: int = 2
     instances: int = 3
-    leaking: Sequence[int] = ()  # indexes of services whose newest revision leaks
+    leaking: Sequence[int] = ()  # indexes of services whose newest revision (or ``leaking_revision``) leaks
     seed: int = 7
     names: list[str] = field(default_factory=list)
     sidecar: str = ""  # a second container's name (every revision runs it beside "app")
     sidecar_leaking: Sequence[int] = ()  # indexes of services whose newest revision's sidecar leaks
     leak_per_minute: float = 0.0015  # how fast a leak climbs, fraction of the container's limit per minute
+    leaking_revision: int = -1  # which revision of a leaking service leaks (-1: the newest; a later one fixes it)
 
     def service_name(self, index: int) -> str:
         return self.names[index] if index < len(self.names) else f"svc-{index:04d}"
@@ -132,8 +133,8 @@ def add_fleet(monitoring: FakeMetricService, run: FakeRun, spec: FleetSpec) -> l
                 service,
                 revision,
                 ends[mask],
-                leaking=i in spec.leaking and r == len(deploys) - 1,
-                sidecar_leaking=i in spec.sidecar_leaking and r == len(deploys) - 1,
+                leaking=i in spec.leaking and r == spec.leaking_revision % len(deploys),
+                sidecar_leaking=i in spec.sidecar_leaking and r == spec.leaking_revision % len(deploys),
             )
     return names
 
@@ -230,12 +231,12 @@ def _add_sidecar_series(
     *,
     leaking: bool,
 ) -> None:
-    """The sidecar's own utilizations: memory far above the ingress container's (so merging it would
-    show), flat, or climbing from lower down when it leaks."""
+    """The sidecar's own utilizations: memory above the ingress container's (so merging it would show),
+    flat, or climbing from the same level when it leaks."""
     rng = np.random.default_rng([spec.seed, len(ends), 0x51DE])
     n, k = len(ends), spec.instances
-    climb = 0.40 + spec.leak_per_minute * np.arange(n)[:, None] if leaking else 0.70
-    memory = np.clip(climb + 0.02 * rng.random((n, k)), 0, 0.99)
+    level = 0.50 + (spec.leak_per_minute * np.arange(n)[:, None] if leaking else 0.0)
+    memory = np.clip(level + 0.02 * rng.random((n, k)), 0, 0.99)
     for metric, samples in (
         (f"{P}container/memory/utilizations", memory),
         (f"{P}container/cpu/utilizations", 0.60 + 0.05 * rng.random((n, k))),
