@@ -24,7 +24,7 @@ from analyzer.sources.restjson import format_time, parse_time
 SCHEMA = "cloudrun-analyzer/history"
 SCHEMA_VERSION = 1
 
-FindingKey = tuple[str, str, str, str, str, str]
+FindingKey = tuple[str, ...]  # project, region, service, kind, revision[, sidecar container]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,8 @@ class FindingRecord:
 
     @property
     def key(self) -> FindingKey:
-        return (self.project, self.region, self.service, self.kind, self.revision, self.container)
+        own = (self.project, self.region, self.service, self.kind, self.revision)
+        return (*own, self.container) if self.container else own
 
     @property
     def onset_time(self) -> datetime:
