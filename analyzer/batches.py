@@ -87,6 +87,7 @@ class Plan:
     window: tuple[datetime | None, datetime | None] = (None, None)
     scratch: tempfile.TemporaryDirectory[str] | None = None
     services: int = 0
+    fleet: int = 0  # services in the whole input, when the plan holds only a share of them
 
     def close(self) -> None:
         if self.scratch is not None:
@@ -109,18 +110,22 @@ def plan_raw(raw: RawData, *, batch_size: int) -> Plan:
         if index and len(groups) > 1:
             part.problems = [p for p in part.problems if p.subject in {str(k) for k in group}]
         batches.append(Batch(index, group, part))
-    return Plan(batches, raw.origin, (raw.window_start, raw.window_end), services=len(keys))
+    return Plan(batches, raw.origin, (raw.window_start, raw.window_end), services=len(keys), fleet=len(keys))
 
 
-def plan_snapshot(directory: Path, *, batch_size: int | None = None) -> Plan:
+def plan_snapshot(directory: Path, *, batch_size: int | None = None,
+                  keep: Callable[[ServiceKey], bool] | None = None) -> Plan:
     """Read a snapshot once, file by file, spilling each service's series to its own file on disk;
     then group services (in name order) into batches of ``batch_size``, or, by default, of about
-    ``SNAPSHOT_BATCH_BYTES`` of spilled arrays. Revisions, services and problems stay in memory."""
+    ``SNAPSHOT_BATCH_BYTES`` of spilled arrays. Revisions, services and problems stay in memory.
+    ``keep``: only the services it accepts are spilled and planned (a job task's share); the others'
+    series are dropped as they are read, and so are problems that name them."""
     from analyzer.sources import snapshot
 
     files = snapshot.check_directory(directory)
     scratch = tempfile.TemporaryDirectory(prefix="cloudrun-analyzer-")
     spills: dict[ServiceKey, Path] = {}
+    seen: set[ServiceKey] = set()  # services left to other shares
     meta = RawData(origin=f"snapshot {directory}")
     snapshot.read_manifest(directory, meta)
     for path in files:
@@ -134,11 +139,17 @@ def plan_snapshot(directory: Path, *, batch_size: int | None = None) -> Plan:
         for s in part.series:
             by_service.setdefault(ServiceKey(s.project, s.region, s.service), []).append(s)
         for key, found in by_service.items():
+            if keep is not None and not keep(key):
+                seen.add(key)
+                continue
             spill = spills.setdefault(key, Path(scratch.name) / f"service-{len(spills):06d}.pickle")
             with spill.open("ab") as handle:
                 pickle.dump(found, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    keys = sorted(set(spills) | {r.key for r in meta.revisions} | set(meta.services),
-                  key=lambda k: (k.project, k.region, k.service))
+    every = set(spills) | seen | {r.key for r in meta.revisions} | set(meta.services)
+    keys = sorted(every if keep is None else filter(keep, every), key=lambda k: (k.project, k.region, k.service))
+    if keep is not None:
+        others = {str(k) for k in every} - {str(k) for k in keys}
+        meta.problems = [p for p in meta.problems if p.subject not in others]
     sizes = [_size(spills[k]) if k in spills else 0 for k in keys]
     batches: list[Batch] = []
     for group in _groups(keys, sizes, batch_size):
@@ -155,7 +166,7 @@ def plan_snapshot(directory: Path, *, batch_size: int | None = None) -> Plan:
         batches.append(Batch(len(batches), group, base, spills=[spills[k] for k in group if k in spills]))
     if not batches:
         batches.append(Batch(0, [], replace(meta, revisions=[], services=[], service_infos=[])))
-    return Plan(batches, meta.origin, (meta.window_start, meta.window_end), scratch, len(keys))
+    return Plan(batches, meta.origin, (meta.window_start, meta.window_end), scratch, len(keys), len(every))
 
 
 def _groups(keys: list[ServiceKey], sizes: list[int], batch_size: int | None) -> Iterator[list[ServiceKey]]:
@@ -233,7 +244,7 @@ def plan_listed(keys: Sequence[ServiceKey], *, size: int, live: LiveBatch, origi
                                 window_end=live.end, origin=origin), live=live)
         for i, group in enumerate(groups)
     ]
-    return Plan(batches, origin, (live.start, live.end), services=len(keys))
+    return Plan(batches, origin, (live.start, live.end), services=len(keys), fleet=len(keys))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,15 +407,16 @@ class ReportRun:
 
 
 def report_parts(plan: Plan, config: AnalysisConfig, *, generated_at: datetime, workers: int,
-                 progress: BatchProgress | None = None) -> ReportRun:
-    """Analyze every batch of ``plan`` into a ``ReportPart`` (the fleet's layout shared by all), in order.
+                 progress: BatchProgress | None = None, digest_charts: bool = False) -> ReportRun:
+    """Analyze every batch of ``plan`` into a ``ReportPart`` (the fleet's layout shared by all), in order;
+    ``digest_charts``: also draw the digest's chart of each service with findings.
     Raises NoDataError when no batch had any metric."""
     from functools import partial
 
     from analyzer.render.parts import render_part, report_layout
 
     layout = report_layout(key for batch in plan.batches for key in batch.keys)
-    summarize = partial(render_part, generated_at=generated_at, layout=layout)
+    summarize = partial(render_part, generated_at=generated_at, layout=layout, digest_charts=digest_charts)
     run = collect(plan, config, summarize, workers=workers, progress=progress)
     if not run.has_data:
         raise no_data(plan, run.problems + [p for part in run.summaries for p in part.problems])

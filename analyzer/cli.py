@@ -24,7 +24,7 @@ from analyzer.analysis.impact import at_least
 from analyzer.config import AnalysisConfig, load_yaml, parse_config
 from analyzer.errors import AnalyzerError, ConfigError
 from analyzer.logs import printable
-from analyzer.model import RawData, Severity
+from analyzer.model import Severity
 
 if TYPE_CHECKING:
     from analyzer.batches import Plan, ReportRun
@@ -88,19 +88,6 @@ def cli() -> None:
     """
 
 
-def _read_source(demo: bool, snapshot: Path | None, live: Callable[[], RawData] | None) -> RawData:
-    _one_source(demo, snapshot, live is not None)
-    from analyzer.pipeline import load_demo
-    from analyzer.sources.snapshot import read_snapshot
-
-    if demo:
-        return load_demo()
-    if snapshot is not None:
-        return read_snapshot(snapshot)
-    assert live is not None
-    return live()
-
-
 def _one_source(demo: bool, snapshot: Path | None, live: bool) -> None:
     if sum([demo, snapshot is not None, live]) != 1:
         raise click.UsageError("choose one source: --demo, --snapshot DIR, or --project P (live)")
@@ -124,11 +111,15 @@ def plan_source(demo: bool, snapshot: Path | None, query: LiveQuery | None, conf
     return batches.plan_live(query, env=dict(os.environ), batch_size=batch_size)
 
 
-def run_report(plan: Plan, config: AnalysisConfig, *, workers: int, now: datetime, quiet: bool) -> ReportRun:
+def run_report(plan: Plan, config: AnalysisConfig, *, workers: int, now: datetime, quiet: bool,
+               digest_charts: bool = False) -> ReportRun:
     from analyzer.batches import report_parts
 
-    return report_parts(plan, config, generated_at=now, workers=workers,
-                        progress=None if quiet else _batch_progress(len(plan.batches), plan.services))
+    try:
+        return report_parts(plan, config, generated_at=now, workers=workers, digest_charts=digest_charts,
+                            progress=None if quiet else _batch_progress(len(plan.batches), plan.services))
+    finally:
+        plan.close()
 
 
 def write_outputs(run: ReportRun, *, out: Path | None, json_path: Path | None, now: datetime) -> None:
@@ -150,12 +141,7 @@ def write_outputs(run: ReportRun, *, out: Path | None, json_path: Path | None, n
 def _json(run: ReportRun, now: datetime) -> dict[str, Any]:
     from analyzer.render.parts import assemble_json
 
-    report = assemble_json(run.parts, generated_at=now)
-    if run.problems:
-        report["problems"] = [*report.get("problems", []),
-                              *({"subject": p.subject, "message": p.message, "hint": p.hint or None}
-                                for p in run.problems)]
-    return report
+    return assemble_json(run.parts, generated_at=now, problems=run.problems)
 
 
 def print_summary(run: ReportRun, *, fmt: str, now: datetime) -> None:
@@ -249,12 +235,6 @@ def _batch_progress(batches: int, services: int) -> Callable[[int, int, str], No
                    nl=done == total)
 
     return show
-
-
-def _read_live(query: LiveQuery) -> RawData:
-    from analyzer.sources.live import fetch_live
-
-    return fetch_live(query, progress=_progress())
 
 
 def workers_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -575,11 +555,12 @@ def _delivery_sections(path: Path | None) -> tuple[SmtpConfig, DigestConfig, Sto
 @click.option("--dry-run", "dry_run", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.eml",
               help="Write the email to FILE.eml instead of sending it; the store is only read.")
 @click.option("--resend", is_flag=True, help="Send even if this window's digest was already sent.")
+@workers_option
 @edge
 def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region: str | None,
            services: tuple[str, ...], days: int | None, start: str | None, end: str | None,
            config_path: Path | None, store_url: str | None, recipients: tuple[str, ...], dry_run: Path | None,
-           resend: bool) -> None:
+           resend: bool, workers: int | None, batch_size: int | None) -> None:
     """Email the weekly digest: what is new, ongoing and resolved since last week, in dollars.
 
     SMTP credentials come from the variables named by smtp.username_env and smtp.password_env
@@ -591,9 +572,10 @@ def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
       cloudrun-analyzer digest --project my-project --days 7 --config analyzer.yaml
       cloudrun-analyzer digest --snapshot ./snap --store gs://my-bucket/cloudrun --to oncall@example.com
     """
+    from analyzer.batches import default_workers
     from analyzer.config import DigestConfig, StoreConfig
     from analyzer.delivery.weekly import run_digest
-    from analyzer.pipeline import analyze
+    from analyzer.render.parts import finish
     from analyzer.store import open_store
 
     config = load_analysis_config(config_path)
@@ -604,10 +586,13 @@ def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
         digest_config = parse_config(DigestConfig, {**digest_config.model_dump(), "recipients": recipients},
                                      source="--to")
     query = live_query(projects, region, services, days, start, end, step_seconds=config.step_seconds)
-    raw = _read_source(demo, snapshot, None if query is None else lambda: _read_live(query))
-    analysis = analyze(raw, config)
-    outcome = run_digest(analysis, store=open_store(store_config.url), smtp=smtp, config=digest_config,
-                         generated_at=datetime.now(UTC), dry_run=dry_run, resend=resend)
+    now = datetime.now(UTC)
+    # Read and analyzed in batches, as `report` is: memory follows the batch, not the fleet.
+    run = run_report(plan_source(demo, snapshot, query, config, batch_size=batch_size), config,
+                     workers=workers or default_workers(), now=now, quiet=False, digest_charts=True)
+    finished = finish(run.parts, generated_at=now, problems=run.problems)
+    outcome = run_digest(finished, store=open_store(store_config.url), smtp=smtp, config=digest_config,
+                         generated_at=now, dry_run=dry_run, resend=resend)
     sent = outcome.digest
     click.echo(f"subject: {printable(sent.subject)}")
     changes = sent.changes
@@ -620,7 +605,7 @@ def digest(demo: bool, snapshot: Path | None, projects: tuple[str, ...], region:
         return
     click.echo(f"full report: {outcome.report_location}", err=True)
     if outcome.already_sent:
-        click.echo(f"already sent for the window ending {analysis.window_end:%Y-%m-%d %H:%M} UTC; "
+        click.echo(f"already sent for the window ending {finished.window_end:%Y-%m-%d %H:%M} UTC; "
                    "nothing sent (--resend sends again)", err=True)
     else:
         count = len(outcome.recipients)

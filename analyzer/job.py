@@ -39,13 +39,14 @@ from urllib.parse import quote, unquote
 from analyzer import logs
 from analyzer.config import JobConfig
 from analyzer.errors import ConfigError, InputError
-from analyzer.model import RawData, ServiceKey
+from analyzer.model import ServiceKey
 from analyzer.sharding import TaskSlot, share
 from analyzer.sources.restjson import format_time, parse_time
 from analyzer.store import Store
 
 if TYPE_CHECKING:
     from analyzer.batches import Plan
+    from analyzer.render.digest import ServiceChart
 
 log = logs.get("job")
 JSON = "application/json"
@@ -197,16 +198,26 @@ def plan_share(
 ) -> tuple[int, list[ServiceKey], Plan, list[Any]]:
     """(fleet size, this task's services, the batches that read and analyze them, problems met while
     listing). Batches bound a task's memory whatever its share (analyzer/batches.py)."""
-    from analyzer.batches import LiveBatch, plan_listed, plan_raw, services_per_batch
+    from pathlib import Path
+
+    from analyzer.batches import LiveBatch, plan_listed, plan_raw, plan_snapshot, services_per_batch
+    from analyzer.pipeline import load_demo
+    from analyzer.sharding import shard_of
     from analyzer.sources.inventory import restrict, services_of
 
     size = services_per_batch((window[1] - window[0]).total_seconds() / 86_400, config.analysis)
     kind = config.source.kind
-    if kind in ("demo", "snapshot"):
-        raw = _read_local(config)
+    if kind == "demo":
+        raw = load_demo()
         fleet = services_of(raw)
         mine = share(fleet, slot)
         return len(fleet), mine, plan_raw(restrict(raw, mine), batch_size=size), []
+    if kind == "snapshot":
+        # Read file by file; only this task's services are kept (spilled to disk) and batched.
+        assert config.source.snapshot is not None  # load_config checked it
+        plan = plan_snapshot(Path(config.source.snapshot), batch_size=size,
+                             keep=lambda key: shard_of(key, slot.count) == slot.index)
+        return plan.fleet, [k for b in plan.batches for k in b.keys], plan, []
     from analyzer.sources.google_clients import MONITORING_EMULATOR_HOST, RUN_EMULATOR_HOST, build_clients
     from analyzer.sources.inventory import list_fleet
 
@@ -235,25 +246,13 @@ def plan_share(
     return len(inventory.services), mine, plan, inventory.problems
 
 
-def _read_local(config: JobConfig) -> RawData:
-    from pathlib import Path
-
-    from analyzer.pipeline import load_demo
-    from analyzer.sources.snapshot import read_snapshot
-
-    if config.source.kind == "demo":
-        return load_demo()
-    assert config.source.snapshot is not None  # load_config checked it
-    return read_snapshot(Path(config.source.snapshot))
-
-
 @dataclass(slots=True)
 class Shard:
     """One task's results: its report JSON, its HTML report, and the digest charts of its services."""
 
     report: dict[str, Any]
     html: str | None = None  # None when there was nothing to analyze
-    charts: dict[ServiceKey, bytes] = field(default_factory=dict)
+    charts: dict[ServiceKey, ServiceChart] = field(default_factory=dict)
     findings: int = 0
 
 
@@ -386,22 +385,25 @@ class Job:
 
         if not mine:
             plan.origin = "no service in this share"
-        shard = analyze_share(
-            self.config,
-            plan,
-            window=window,
-            generated_at=now,
-            problems=problems if self.slot.index == 0 else [],
-            workers=default_workers(),
-        )
+        try:
+            shard = analyze_share(
+                self.config,
+                plan,
+                window=window,
+                generated_at=now,
+                problems=problems if self.slot.index == 0 else [],
+                workers=default_workers(),
+            )
+        finally:
+            plan.close()  # a snapshot's spill files
         shard.report["job"] = {
             "config": self.fingerprint,
             "shard": self.slot.name,
             "fleet_services": fleet,
             "window_key": layout.key,
         }
-        for key, png in shard.charts.items():
-            self.store.write(layout.chart(key), png, content_type="image/png")
+        for key, chart in shard.charts.items():
+            self.store.write(layout.chart(key), chart.png, content_type="image/png")
         if shard.html is not None:
             self.store.write(layout.shard(self.slot, "html"), shard.html.encode(), content_type=HTML)
         # the JSON last: its presence is what tells the other tasks this shard is complete
@@ -582,12 +584,15 @@ class FleetDigest:
     def due(self, now: datetime) -> bool:
         return now.astimezone(UTC).strftime("%A").lower() == self.config.digest.day
 
-    def _images(self, layout: Layout) -> dict[ServiceKey, bytes]:
+    def _images(self, layout: Layout) -> dict[ServiceKey, ServiceChart]:
+        from analyzer.render.digest import stored_chart
+
         images = {}
         for key in self.store.list(f"{layout.run}/charts/"):
             data = self.store.read(key)
             if data is not None:
-                images[Layout.chart_service(key)] = data
+                service = Layout.chart_service(key)
+                images[service] = stored_chart(service, data)
         return images
 
     def send(self, report: Mapping[str, Any], *, now: datetime) -> str:

@@ -85,6 +85,10 @@ class Hit:
     onset: float  # epoch seconds
     carried_by: str = ""  # the later revision the finding says carried it on
     strength: str = ""  # the evidence strength class confidence is calibrated per (analysis.calibration)
+    # The finding's excess as a share of the revision's cost over its last day (evidence: cost now
+    # against the counterfactual cost), compared with the label's ``excess_fraction_last_day``.
+    excess_fraction: float | None = None
+    excess_usd_per_month: float = 0.0
 
     def plain(self) -> dict[str, Any]:
         return {
@@ -94,6 +98,8 @@ class Hit:
             "onset": _iso(self.onset),
             "carried_by": self.carried_by,
             "strength": self.strength,
+            "excess_fraction": self.excess_fraction,
+            "excess_usd_per_month": self.excess_usd_per_month,
         }
 
 
@@ -105,11 +111,18 @@ def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def _excess_fraction(evidence: dict[str, Any]) -> float | None:
+    now, expected = evidence.get("cost_now_usd_per_hour"), evidence.get("cost_counterfactual_usd_per_hour")
+    if not isinstance(now, int | float) or not isinstance(expected, int | float) or now <= 0:
+        return None
+    return (float(now) - float(expected)) / float(now)
+
+
 def _product_hits(raw: RawData) -> list[Hit]:
     result = analyze(raw)
     return [
         Hit(str(f.kind), f.service, f.revision, f.onset.timestamp(), str(f.evidence.get("carried_by", "")),
-            calibration.strength(f))
+            calibration.strength(f), _excess_fraction(f.evidence), f.excess_cost_usd_per_month)
         for f in result.findings
     ]
 
@@ -452,6 +465,29 @@ def _summary(tp: int, fp: int, fn: int, matches: Iterable[Match]) -> dict[str, A
     }  # fmt: skip
 
 
+EXCESS_MIN_FRACTION = 0.02  # labels whose excess is under 2 % of the cost are not priced against
+
+
+def excess_accuracy(matches: Iterable[Match]) -> dict[str, Any]:
+    """How far a found anomaly's excess cost is from the labelled one: the finding's excess share of
+    the revision's last-day cost over the label's (the same dollars of metered cost, so the ratio of the
+    shares is the ratio of the dollars). Over matched labels with an excess of 2 % or more."""
+    errors = [
+        m.hit["excess_fraction"] / m.label["excess_fraction_last_day"] - 1.0
+        for m in matches
+        if (m.label.get("excess_fraction_last_day") or 0.0) >= EXCESS_MIN_FRACTION
+        and m.hit.get("excess_fraction") is not None
+    ]
+    priced = np.abs(np.asarray(errors, dtype=np.float64))
+    return {
+        "priced": len(errors),
+        "within_10pct": int((priced <= 0.10).sum()),
+        "within_20pct": int((priced <= 0.20).sum()),
+        "median_abs_error": float(np.median(priced)) if errors else None,
+        "worst_error": float(max(errors, key=abs)) if errors else None,
+    }
+
+
 def _short_lived(label: dict[str, Any]) -> bool:
     low, high = SHORT_LIVED_HOURS
     return (
@@ -510,6 +546,7 @@ def score(results: list[dict[str, Any]], method: str, *, strict: bool = True) ->
     all_negatives = [ok for oks in negatives.values() for ok in oks]
     return {
         "per_kind": {k: _summary(len(t.tp), len(t.fp), len(t.fn), t.tp) for k, t in per_kind.items()},
+        "excess_cost": {k: excess_accuracy(t.tp) for k, t in per_kind.items()},
         "strong_leaks": _summary(len(strong_tp), strong_fp, strong_fn, strong_tp),
         "short_lived_strong_leaks": {"found": short_found, "of": short_of, "recall": _ratio(short_found, short_of)},
         "leaks_begun_before_window": {
@@ -601,6 +638,15 @@ def render(report: dict[str, Any]) -> str:
             f"(recall {_fmt(short['recall'])})"
         )
         lines.append("")
+    lines.append("excess cost of found anomalies against the labelled excess (matched labels with >= 2 % "
+                 "excess; finding's share of the last day's cost / label's):")
+    for kind in KINDS:
+        e = report["methods"]["analyzer"]["excess_cost"][kind]
+        lines.append(
+            f"  {kind:22s} {e['priced']:3d} priced: within ±10 %: {e['within_10pct']}, within ±20 %: "
+            f"{e['within_20pct']}, median |error| {_fmt(e['median_abs_error'])}, worst {_fmt(e['worst_error'])}"
+        )
+    lines.append("")
     lines.append("negative pass rate (no finding at all), per class:")
     classes = sorted(report["methods"]["analyzer"]["negative_pass_rate"])
     lines.append(f"  {'class':20s} " + " ".join(f"{m:>22s}" for m in METHODS))

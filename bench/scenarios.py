@@ -780,6 +780,8 @@ def labels_for(scenario: Scenario, services: list[sim.SimulatedService]) -> list
         in_window = episode.start >= scenario.start
         onset_iso = _iso(episode.start)
         base = {"service": episode.service, "revision": episode.origin, "onset": onset_iso}
+        if cf is not None and in_window:
+            base["excess_fraction_last_day"] = _excess_fraction(tl, cf, origin_index, episode.start)
         if origin.leaks:
             inst_minutes = float(tl.instances[rows].sum())
             slope = (
@@ -836,6 +838,20 @@ def labels_for(scenario: Scenario, services: list[sim.SimulatedService]) -> list
             if label is not None:
                 labels.append(label)
     return labels
+
+
+def _excess_fraction(tl: sim.Timeline, cf: sim.Timeline, revision: int, onset: datetime) -> float | None:
+    """The share of the revision's billable instance time beyond the counterfactual run's, over the last
+    24 h it served after ``onset``: what a finding's excess cost is a share of (its evidence's cost now
+    against the counterfactual cost, over the same last day). None when it served none of it."""
+    rows = np.flatnonzero((tl.revision == revision) & (tl.ends > onset.timestamp()))
+    if not rows.size:
+        return None
+    last = rows[tl.ends[rows] > tl.ends[rows[-1]] - 86_400]
+    actual = float(tl.billable_s[last].sum())
+    if actual <= 0:
+        return None
+    return round((actual - float(cf.billable_s[last].sum())) / actual, 4)
 
 
 def _regression_label(

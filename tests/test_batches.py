@@ -15,6 +15,7 @@ import pytest
 
 from analyzer import batches
 from analyzer.config import AnalysisConfig
+from analyzer.model import ServiceKey
 from analyzer.pipeline import analyze
 from analyzer.render.json_report import report_json
 from analyzer.simulate import demo_documents
@@ -115,3 +116,40 @@ def test_services_without_metrics_are_listed_in_their_batch(demo_raw: Any) -> No
     report = _batched(batches.plan_raw(raw, batch_size=1))
     statuses = {s["service"]: s.get("status") for s in report["services"]}
     assert statuses["quiet"] == "no data"
+
+
+def test_a_job_task_reads_only_its_share_of_a_snapshot(
+    demo_snapshot: Path, whole_demo: dict[str, Any], tmp_path: Path
+) -> None:
+    """A task of the scheduled job spills and batches its own services only (memory follows its share,
+    not the snapshot), and the three shares together are the whole analysis."""
+    from analyzer.config import load_config
+    from analyzer.job import plan_share
+    from analyzer.sharding import TaskSlot, share
+
+    config_path = tmp_path / "job.yaml"
+    config_path.write_text(
+        f"projects: [demo-project]\nsource: {{kind: snapshot, snapshot: '{demo_snapshot}'}}\n"
+        f"store: {{url: '{tmp_path / 'store'}'}}\n", encoding="utf-8")
+    config = load_config(config_path)
+    whole = batches.plan_snapshot(demo_snapshot)
+    whole.close()
+    every = sorted((k for b in whole.batches for k in b.keys), key=lambda k: k.service)
+    findings, services = [], []
+    for index in range(3):
+        slot = TaskSlot(index, 3)
+        fleet, mine, plan, _ = plan_share(config, slot, (NOW, NOW), now=NOW)
+        try:
+            assert fleet == 3 and plan.fleet == 3
+            assert mine == share(every, slot)
+            loaded = [batches.load_batch(b) for b in plan.batches]
+            assert {ServiceKey(s.project, s.region, s.service) for raw in loaded for s in raw.series} == set(mine)
+            assert {r.key for raw in loaded for r in raw.revisions} == set(mine)
+            if mine:
+                part = _essence(_batched(plan))
+                findings += part["findings"]
+                services += part["services"]
+        finally:
+            plan.close()
+    assert sum(len(share(every, TaskSlot(i, 3))) for i in range(3)) == 3
+    assert {"findings": sorted(findings), "services": sorted(services)} == _essence(whole_demo)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -37,9 +38,11 @@ from analyzer.delivery.weekly import run_digest, sent_marker
 from analyzer.errors import ConfigError, DeliveryError
 from analyzer.model import RawData
 from analyzer.pipeline import analyze
-from analyzer.render.digest import MAX_HTML_BYTES, build_digest
-from analyzer.render.week import Change, compare, record_from_analysis
+from analyzer.render.digest import MAX_HTML_BYTES
+from analyzer.render.fleet_digest import record_from_report
+from analyzer.render.week import Change, compare
 from analyzer.sources.snapshot import read_snapshot
+from tests.digests import digest_of, finished_of
 from tests.hostile import HOSTILE_ANNOTATION, HOSTILE_SERVICE, write_hostile_snapshot
 from tests.sidecars import SIDECAR_LEAKS, analysis_of
 
@@ -343,7 +346,7 @@ def test_digest_goes_through_starttls_with_auth_and_reads_right(
 ) -> None:
     store = LocalStore(tmp_path / "store")
     outcome = run_digest(
-        demo_analysis,
+        finished_of(demo_analysis),
         store=store,
         smtp=smtp_config(starttls_port, tls),
         config=DIGEST,
@@ -396,14 +399,14 @@ def test_a_retry_does_not_send_twice_and_resend_does(
 ) -> None:
     store = LocalStore(tmp_path / "store")
     smtp = smtp_config(starttls_port, tls)
-    run_digest(demo_analysis, store=store, smtp=smtp, config=DIGEST, generated_at=NOW, env=ENV)
-    again = run_digest(demo_analysis, store=store, smtp=smtp, config=DIGEST, generated_at=NOW, env=ENV)
+    run_digest(finished_of(demo_analysis), store=store, smtp=smtp, config=DIGEST, generated_at=NOW, env=ENV)
+    again = run_digest(finished_of(demo_analysis), store=store, smtp=smtp, config=DIGEST, generated_at=NOW, env=ENV)
     assert again.already_sent
     assert not again.sent
     assert not again.record_written
     assert len(mailbox.messages) == 1
     forced = run_digest(
-        demo_analysis, store=store, smtp=smtp, config=DIGEST, generated_at=NOW, env=ENV, resend=True
+        finished_of(demo_analysis), store=store, smtp=smtp, config=DIGEST, generated_at=NOW, env=ENV, resend=True
     )
     assert forced.sent
     assert len(mailbox.messages) == 2
@@ -413,7 +416,7 @@ def test_implicit_tls_on_the_smtps_port(
     demo_analysis: Analysis, mailbox: Mailbox, smtps_port: int, tls: Tls, tmp_path: Path
 ) -> None:
     outcome = run_digest(
-        demo_analysis,
+        finished_of(demo_analysis),
         store=LocalStore(tmp_path),
         smtp=smtp_config(smtps_port, tls, "ssl"),
         config=DIGEST,
@@ -433,7 +436,7 @@ def test_a_rejected_password_is_a_delivery_error_that_names_no_secret(
     wrong = {**ENV, "CLOUDRUN_ANALYZER_SMTP_PASSWORD": "wrong-" + PASSWORD}
     with pytest.raises(DeliveryError) as failure:
         run_digest(
-            demo_analysis,
+            finished_of(demo_analysis),
             store=store,
             smtp=smtp_config(starttls_port, tls),
             config=DIGEST,
@@ -448,7 +451,7 @@ def test_a_rejected_password_is_a_delivery_error_that_names_no_secret(
         "a failed send must leave the retry free"
     )
     assert run_digest(
-        demo_analysis,
+        finished_of(demo_analysis),
         store=store,
         smtp=smtp_config(starttls_port, tls),
         config=DIGEST,
@@ -463,7 +466,7 @@ def test_an_untrusted_certificate_is_refused(
     smtp = smtp_config(starttls_port, tls).model_copy(update={"ca_file": None})
     with pytest.raises(DeliveryError, match="not trusted") as failure:
         run_digest(
-            demo_analysis, store=LocalStore(tmp_path), smtp=smtp, config=DIGEST, generated_at=NOW, env=ENV
+            finished_of(demo_analysis), store=LocalStore(tmp_path), smtp=smtp, config=DIGEST, generated_at=NOW, env=ENV
         )
     assert "smtp.ca_file" in failure.value.hint
 
@@ -506,7 +509,7 @@ def test_history_says_new_then_ongoing_then_resolved(
     for end, shift in weeks:
         analysis = analyze(window(demo_raw, end, shift))
         outcome = run_digest(
-            analysis, store=store, smtp=smtp, config=DIGEST, generated_at=end + shift, env=ENV
+            finished_of(analysis), store=store, smtp=smtp, config=DIGEST, generated_at=end + shift, env=ENV
         )
         assert outcome.sent
         assert outcome.record_written
@@ -544,7 +547,7 @@ def test_history_says_new_then_ongoing_then_resolved(
 def test_hostile_names_are_inert_in_the_digest(tmp_path: Path) -> None:
     analysis = analyze(read_snapshot(write_hostile_snapshot(tmp_path / "snap")))
     assert analysis.findings
-    digest = build_digest(analysis, previous=None, config=DIGEST, generated_at=NOW)
+    digest = digest_of(analysis, previous=None, config=DIGEST, generated_at=NOW)
     parts = {image.cid: image.data for image in digest.images}
     parsed = check_email_safe(digest.html, parts)
     assert HOSTILE_SERVICE in " ".join(parsed.text)
@@ -564,10 +567,10 @@ def test_hostile_names_are_inert_in_the_digest(tmp_path: Path) -> None:
 
 
 def test_the_html_stays_under_the_clip_by_listing_fewer_services(demo_analysis: Analysis) -> None:
-    full = build_digest(demo_analysis, previous=None, config=DIGEST, generated_at=NOW)
+    full = digest_of(demo_analysis, previous=None, config=DIGEST, generated_at=NOW)
     assert full.html_bytes < MAX_HTML_BYTES
     assert full.services_shown == full.services_total == 3
-    squeezed = build_digest(
+    squeezed = digest_of(
         demo_analysis, previous=None, config=DIGEST, generated_at=NOW, max_html_bytes=full.html_bytes - 1
     )
     assert squeezed.html_bytes <= full.html_bytes - 1
@@ -701,7 +704,7 @@ def test_a_dry_run_links_the_report_it_wrote_not_one_it_did_not(demo_analysis: A
     """Issue 16: with report_url_base set, the dry run's email linked reports.example.com/.../report.html,
     which only a real run writes. Now it writes the report beside the .eml and links that file."""
     store = LocalStore(tmp_path / "store")
-    outcome = run_digest(demo_analysis, store=store, smtp=SmtpConfig(), config=DIGEST,
+    outcome = run_digest(finished_of(demo_analysis), store=store, smtp=SmtpConfig(), config=DIGEST,
                          generated_at=datetime(2026, 11, 23, tzinfo=UTC), dry_run=tmp_path / "out" / "d.eml")
     report = tmp_path / "out" / "d.report.html"
     assert outcome.report == report and report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
@@ -715,11 +718,31 @@ def test_a_dry_run_links_the_report_it_wrote_not_one_it_did_not(demo_analysis: A
     assert not (tmp_path / "store").exists()
 
 
+def test_cli_digest_reads_in_batches_and_says_the_same(tmp_path: Path) -> None:
+    """Issue 11: `digest` reads and analyzes in batches as `report` does (memory follows the batch);
+    one service a batch mails the same digest as one batch of all."""
+    def plain(batch_size: str, workers: str) -> str:
+        eml = tmp_path / f"d-{batch_size}.eml"
+        result = CliRunner().invoke(cli, ["digest", "--demo", "--dry-run", str(eml), "--to", "a@example.com",
+                                          "--batch-size", batch_size, "--workers", workers])
+        assert result.exit_code == 0, result.output
+        message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        body = message.get_body(("plain",))
+        assert body is not None
+        return re.sub(r"(?m)^.*[Gg]enerated.*$", "", str(body.get_content())).replace(eml.stem, "d")
+
+    one_each, whole = plain("1", "1"), plain("3", "1")
+    assert "NEW THIS WEEK" in whole and "llm-router" in whole
+    assert one_each == whole
+
+
 def test_a_sidecars_leak_is_its_own_finding_from_week_to_week_and_its_line_names_it() -> None:
     analysis = analysis_of(SIDECAR_LEAKS)
-    digest = build_digest(analysis, previous=None, config=DIGEST, generated_at=NOW)
+    report = finished_of(analysis, NOW, charts=False).report
+    digest = digest_of(analysis, generated_at=NOW, charts=False, previous=None, config=DIGEST)
     assert "Memory leak (rising baseline): Sidecar otel-collector leaks: its memory troughs" in digest.text
-    record = record_from_analysis(analysis, generated_at=NOW)
+    record = record_from_report(report, generated_at=NOW)
     (sidecar,) = record.findings
     assert sidecar.container == "otel-collector"
     # Last week the same revision's own (ingress) memory leaked: that one ended, the sidecar's is new.

@@ -20,10 +20,10 @@ import pytest
 
 from analyzer.analysis import Analysis
 from analyzer.config import DigestConfig
-from analyzer.render.digest import build_digest
 from analyzer.render.html import render_report
 from analyzer.render.parts import assemble_report
 from tests.cdp import Page, find_chromium, headless_page
+from tests.digests import digest_of
 from tests.fleet_report import fleet_parts
 
 pytestmark = pytest.mark.browser
@@ -155,7 +155,7 @@ def test_print_shows_the_evidence_and_makes_a_pdf(page: Page, report_file: Path)
 
 
 def test_digest_html_shows_its_charts(page: Page, demo_analysis: Analysis, tmp_path: Path) -> None:
-    digest = build_digest(
+    digest = digest_of(
         demo_analysis,
         previous=None,
         config=DigestConfig(report_url_base="https://r.example.com/cr"),

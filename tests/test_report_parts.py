@@ -16,12 +16,13 @@ from analyzer.analysis import Analysis, ServiceResult
 from analyzer.config import DigestConfig
 from analyzer.model import ServiceKey
 from analyzer.render.charts import ChartSpec, SeriesSpec, extremes, points, svg_chart
-from analyzer.render.digest import MAX_HTML_BYTES, build_digest
+from analyzer.render.digest import MAX_HTML_BYTES
 from analyzer.render.fleet import merge_reports
 from analyzer.render.fleet_digest import fleet_digest
 from analyzer.render.html import render_report
 from analyzer.render.json_report import report_json
 from analyzer.render.parts import assemble_json, assemble_report, render_part, report_layout
+from tests.digests import digest_of
 from tests.fleet_report import fleet_analysis, fleet_parts, renamed
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
@@ -146,7 +147,7 @@ def test_the_digests_stay_under_the_gmail_clip_at_1000_services(demo_analysis: A
     fleet = fleet_analysis(demo_analysis, services=1000, with_findings=50)
     ongoing = replace(fleet, findings=[replace(f, ongoing=True) for f in fleet.findings])
     config = DigestConfig(report_url_base="https://r.example.com/cr")
-    digest = build_digest(fleet, previous=None, config=config, generated_at=NOW)
+    digest = digest_of(fleet, previous=None, config=config, generated_at=NOW, charts=False)
     assert digest.html_bytes <= MAX_HTML_BYTES <= GMAIL_CLIP
     assert digest.services_total == 1000 and 0 < digest.services_shown < 1000
     shards = {
@@ -188,13 +189,16 @@ def test_parts_carry_the_digest_charts_when_asked(demo_analysis: Analysis) -> No
     part = render_part(demo_analysis, generated_at=NOW, digest_charts=True)
     (key,) = part.charts
     assert key.service == "llm-router"
-    assert part.charts[key].startswith(b"\x89PNG")
+    assert part.charts[key].png.startswith(b"\x89PNG")
+    assert any(label == "memory limit" for label, _, _ in part.charts[key].legend)
     config = DigestConfig(report_url_base="https://r.example.com/cr")
     digest = fleet_digest(
         merge_reports({"0-of-1": assemble_json([part], generated_at=NOW)}, generated_at=NOW),
         previous=None, config=config, generated_at=NOW, images=part.charts,
     )
-    assert len(digest.images) == 1 and digest.images[0].data == part.charts[key]
+    assert len(digest.images) == 1 and digest.images[0].data == part.charts[key].png
+    assert digest.images[0].legend == part.charts[key].legend  # the lines are named under the chart
+    assert digest.images[0].alt == part.charts[key].alt and "llm-router" in digest.images[0].alt
 
 
 def test_the_terminal_summary_of_parts_is_that_of_the_analysis(demo_analysis: Analysis) -> None:

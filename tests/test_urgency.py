@@ -23,7 +23,6 @@ from analyzer.analysis.timeline import RevisionSpan, ServiceView
 from analyzer.cli import cli
 from analyzer.config import DigestConfig
 from analyzer.model import Finding, FindingKind, Impact, RevisionInfo, ServiceKey, Severity
-from analyzer.render.digest import build_digest
 from analyzer.render.fleet import merge_reports, render_fleet
 from analyzer.render.fleet_digest import fleet_digest
 from analyzer.render.html import HeadlineItem, harm, headline_of, per_month, render_report
@@ -31,6 +30,7 @@ from analyzer.render.json_report import impact_from_json, impact_json, report_js
 from analyzer.render.parts import render_part, report_context
 from analyzer.render.text import summary_text
 from analyzer.sources.snapshot import write_snapshot
+from tests.digests import digest_of
 from tests.urgent_fleet import LEAK_REVISION, SLOW_REVISION, analyze_services
 
 NOW = datetime(2026, 3, 8, 6, 0, tzinfo=UTC)
@@ -179,7 +179,7 @@ def test_the_report_headline_and_first_rows_name_the_leak(urgent_analysis: Analy
 
 
 def test_the_service_digest_subject_names_the_leak(urgent_analysis: Analysis) -> None:
-    digest = build_digest(urgent_analysis, previous=None, config=DigestConfig(), generated_at=NOW)
+    digest = digest_of(urgent_analysis, previous=None, config=DigestConfig(), generated_at=NOW)
     assert "week to 08 Mar: leaky: memory leak" in digest.subject
     assert digest.text.index(LEAK_REVISION) < digest.text.index(SLOW_REVISION)
     assert _services_listed(digest.text) == ["leaky", "slow"]  # and its chart comes first

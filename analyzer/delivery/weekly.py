@@ -16,15 +16,14 @@ from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from analyzer.analysis import Analysis
 from analyzer.config import DigestConfig, SmtpConfig
 from analyzer.delivery.email import DRY_RUN_SENDER, build_message, send, write_eml, write_file
 from analyzer.delivery.history import previous_record, save_record
 from analyzer.errors import ConfigError
-from analyzer.render.digest import Digest, build_digest, report_key
-from analyzer.render.html import render_report
-from analyzer.render.json_report import report_json
-from analyzer.render.week import WindowRecord, record_from_analysis
+from analyzer.render.digest import Digest, report_key
+from analyzer.render.fleet_digest import fleet_digest, record_from_report
+from analyzer.render.parts import FinishedReport
+from analyzer.render.week import WindowRecord
 from analyzer.sources.restjson import format_time
 from analyzer.store import Store
 
@@ -49,7 +48,7 @@ def sent_marker(window_end: datetime) -> str:
 
 
 def run_digest(
-    analysis: Analysis,
+    report: FinishedReport,
     *,
     store: Store,
     smtp: SmtpConfig,
@@ -60,17 +59,20 @@ def run_digest(
     resend: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> DigestOutcome:
-    """Build the digest of ``analysis`` and deliver it (see the module docstring)."""
+    """Build the digest of ``report`` (a whole report, analyzed batch by batch) and deliver it (see the
+    module docstring)."""
     to = list(recipients if recipients else config.recipients)
-    key = report_key(analysis.window_end)
-    previous = previous_record(store, analysis.window_end)
+    window_end = report.window_end
+    key = report_key(window_end)
+    previous = previous_record(store, window_end)
     if dry_run is not None:
-        return _dry_run(analysis, previous, config, smtp, to, generated_at, dry_run)
-    digest = build_digest(
-        analysis,
+        return _dry_run(report, previous, config, smtp, to, generated_at, dry_run)
+    digest = fleet_digest(
+        report.report,
         previous=previous,
         config=config,
         generated_at=generated_at,
+        images=report.charts,
         report_location=store.location(key),
     )
     if not to:
@@ -83,19 +85,15 @@ def run_digest(
             hint="set smtp.sender to the From: address, e.g. cloudrun-analyzer@example.com",
         )
     message = build_message(digest, sender=smtp.sender, recipients=to, date=generated_at)
-    store.write(
-        key,
-        render_report(analysis, generated_at=generated_at).encode("utf-8"),
-        content_type="text/html; charset=utf-8",
-    )
+    store.write(key, report.html.encode("utf-8"), content_type="text/html; charset=utf-8")
     store.write(
         key.removesuffix(".html") + ".json",
-        json.dumps(report_json(analysis, generated_at=generated_at), indent=1).encode("utf-8"),
+        json.dumps(report.report, indent=1).encode("utf-8"),
         content_type="application/json",
     )
-    written = save_record(store, record_from_analysis(analysis, generated_at=generated_at, report=key))
+    written = save_record(store, record_from_report(report.report, generated_at=generated_at, location=key))
     outcome = DigestOutcome(digest, message, store.location(key), to, record_written=written)
-    marker = sent_marker(analysis.window_end)
+    marker = sent_marker(window_end)
     stamp = json.dumps(
         {"sent_at": format_time(generated_at), "subject": digest.subject, "recipients": len(to)}
     ).encode("utf-8")
@@ -113,14 +111,14 @@ def run_digest(
     return outcome
 
 
-def _dry_run(analysis: Analysis, previous: WindowRecord | None, config: DigestConfig, smtp: SmtpConfig,
+def _dry_run(report: FinishedReport, previous: WindowRecord | None, config: DigestConfig, smtp: SmtpConfig,
              to: list[str], generated_at: datetime, eml: Path) -> DigestOutcome:
     """Write the email and, beside it, the full report it links to; the store is left alone."""
-    report = eml.with_name(f"{eml.stem}.report.html")
-    write_file(report, render_report(analysis, generated_at=generated_at).encode("utf-8"))
+    page = eml.with_name(f"{eml.stem}.report.html")
+    write_file(page, report.html.encode("utf-8"))
     # No report_url_base: the stored report it would point at is not written by a dry run.
-    digest = build_digest(analysis, previous=previous, config=config.model_copy(update={"report_url_base": None}),
-                          generated_at=generated_at, report_location=str(report))
+    digest = fleet_digest(report.report, previous=previous, config=config.model_copy(update={"report_url_base": None}),
+                          generated_at=generated_at, images=report.charts, report_location=str(page))
     message = build_message(digest, sender=smtp.sender or DRY_RUN_SENDER, recipients=to, date=generated_at)
     write_eml(message, eml)
-    return DigestOutcome(digest, message, str(report), to, eml=eml, report=report)
+    return DigestOutcome(digest, message, str(page), to, eml=eml, report=page)

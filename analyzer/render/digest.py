@@ -24,13 +24,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from analyzer.analysis import Analysis, ServiceResult
-from analyzer.analysis.impact import urgency
+from analyzer.analysis import ServiceResult
 from analyzer.config import DigestConfig
 from analyzer.model import FindingKind, ServiceKey
 from analyzer.render.charts import PALETTE, ChartSpec, chart_specs, downsample, time_ticks
-from analyzer.render.html import environment, headline, incidents_of, kind_name, usd
-from analyzer.render.week import WeekChanges, WindowRecord, compare, record_from_analysis
+from analyzer.render.html import environment, kind_name, usd
+from analyzer.render.week import WeekChanges
 
 MAX_HTML_BYTES = 100_000  # Gmail clips at about 102 KB (104,448 bytes); keep a margin
 KEEP_SERVICES, KEEP_REVISIONS = 10, 5  # what a digest too large for one email still lists, at least
@@ -188,6 +187,24 @@ def legend(result: ServiceResult) -> tuple[tuple[str, str, bool], ...]:
     return tuple(dict.fromkeys(items))
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceChart:
+    """A service's digest chart: drawn where its analysis is (a batch, a job task), mailed later."""
+
+    png: bytes
+    alt: str
+    legend: tuple[tuple[str, str, bool], ...] = ()
+
+
+def service_chart(result: ServiceResult) -> ServiceChart:
+    return ServiceChart(service_png(result), _alt(result), legend(result))
+
+
+def stored_chart(key: ServiceKey, png: bytes) -> ServiceChart:
+    """A chart read back from a job's store (the PNG only)."""
+    return ServiceChart(png, f"{key.service}: memory as % of the limit and instances against load over the week")
+
+
 def service_png(result: ServiceResult) -> bytes:
     """Memory (troughs, trend, limit) above instances against load, as a small palette PNG."""
     specs = {s.chart_id: s for s in chart_specs(result)}
@@ -207,14 +224,6 @@ def service_png(result: ServiceResult) -> bytes:
     out = io.BytesIO()
     small.save(out, format="PNG", optimize=True)
     return out.getvalue()
-
-
-def _state(result: ServiceResult) -> str:
-    if result.status != "analyzed":
-        return result.status
-    if any(f.ongoing for f in result.findings):
-        return "ongoing"
-    return "fixed" if result.findings else "healthy"
 
 
 def subject(config: DigestConfig, window_end: datetime, changes: WeekChanges, head: str) -> str:
@@ -245,76 +254,6 @@ def report_link(config: DigestConfig, window_end: datetime) -> str | None:
 def report_key(window_end: datetime) -> str:
     """Where the digest command stores the window's full report (the link above points at it)."""
     return f"reports/{window_end:%Y-%m-%d}/report.html"
-
-
-def build_digest(
-    analysis: Analysis,
-    *,
-    previous: WindowRecord | None,
-    config: DigestConfig,
-    generated_at: datetime,
-    report_location: str = "",
-    max_html_bytes: int = MAX_HTML_BYTES,
-) -> Digest:
-    """The digest of one analysis against last week's record (None: no history yet)."""
-    current = record_from_analysis(analysis, generated_at=generated_at)
-    changes = compare(current.findings, previous)
-    incidents = [i for r in analysis.services for i in incidents_of(r, analysis.window_end)]
-    head = headline(incidents, at_risk=analysis.at_risk_usd_per_month)
-    link = report_link(config, analysis.window_end)
-    last_costs = {s.key: s.cost_usd for s in previous.services} if previous else {}
-    lines = [
-        ServiceLine(
-            r.key,
-            r.cost.cost_usd if r.cost else None,
-            last_costs.get((r.key.project, r.key.region, r.key.service)),
-            _state(r),
-            f"{link}#service-{r.key.service}" if link else None,
-            min((urgency(f) for f in r.findings), default=None),
-        )
-        for r in analysis.services
-    ]
-    sort_lines(lines)
-    changed = {f.finding.service for f in changes.all()}
-    results = {r.key: r for r in analysis.services}
-    charted = [
-        results[line.key]
-        for line in lines
-        if results[line.key].status == "analyzed" and (line.key.service in changed or line.state == "ongoing")
-    ]
-    image_of = {
-        r.key: InlineImage(
-            f"chart-{i}.{analysis.window_end:%Y%m%d}@cloudrun-analyzer",
-            f"{safe_name(r.key.service)}.png",
-            service_png(r),
-            _alt(r),
-            legend(r),
-        )
-        for i, r in enumerate(charted[: config.max_charts])
-    }
-    context: dict[str, Any] = {
-        "analysis": analysis,
-        "changes": changes,
-        "headline": head,
-        "report_url": link,
-        "report_location": report_location,
-        "generated_at": generated_at,
-        "previous": previous,
-        "last_week_total": previous.total_cost_usd if previous else None,
-        "image_of": image_of,
-        "saved_usd_per_month": sum(i.savings_usd_per_month for i in incidents if not i.ongoing),
-    }
-    html, text, shown = render_within(context, lines, max_html_bytes)
-    return Digest(
-        subject(config, analysis.window_end, changes, head),
-        head,
-        html,
-        text,
-        list(image_of.values()),
-        changes,
-        shown,
-        len(lines),
-    )
 
 
 def render_within(context: dict[str, Any], lines: Sequence[Any], max_html_bytes: int) -> tuple[str, str, int]:

@@ -19,6 +19,7 @@ from analyzer.render.digest import (
     MAX_HTML_BYTES,
     Digest,
     InlineImage,
+    ServiceChart,
     ServiceLine,
     render_within,
     report_link,
@@ -97,7 +98,7 @@ def fleet_digest(
     previous: WindowRecord | None,
     config: DigestConfig,
     generated_at: datetime,
-    images: Mapping[ServiceKey, bytes],
+    images: Mapping[ServiceKey, ServiceChart],
     report_location: str = "",
     max_html_bytes: int = MAX_HTML_BYTES,
 ) -> Digest:
@@ -139,8 +140,9 @@ def fleet_digest(
         InlineImage(
             f"chart-{i}.{current.window_end:%Y%m%d}@cloudrun-analyzer",
             f"{safe_name(key.service)}.png",
-            images[key],
-            f"{key.service}: memory as % of the limit and instances against load over the week",
+            images[key].png,
+            images[key].alt,
+            images[key].legend,
         )
         for i, key in enumerate(charted)
     ]

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from markupsafe import Markup
@@ -34,6 +34,10 @@ from analyzer.render.fleet import merge_json
 from analyzer.render.html import SEVERITY_ORDER, Incident, environment, headline, incidents_of
 from analyzer.render.json_report import report_json
 from analyzer.resources import templates_dir
+from analyzer.sources.restjson import parse_time
+
+if TYPE_CHECKING:
+    from analyzer.render.digest import ServiceChart  # matplotlib: imported only when a digest is drawn
 
 FULL_SECTIONS_UP_TO = 20  # services in a report small enough to chart every one, healthy or not
 SCRIPT = "report.js"  # the overview's sorting, inlined and allowed by its hash in the page's CSP
@@ -128,7 +132,7 @@ class ReportPart:
     report: dict[str, Any] = field(repr=False)  # the batch's ``report_json``
     # The digest's PNG of each analyzed service with findings (``digest_charts=True``), for
     # ``fleet_digest(assemble_json(parts), images=...)`` as the job does with its shards.
-    charts: dict[ServiceKey, bytes] = field(default_factory=dict, repr=False)
+    charts: dict[ServiceKey, ServiceChart] = field(default_factory=dict, repr=False)
 
 
 def _section(result: ServiceResult, analysis: Analysis, layout: ReportLayout) -> tuple[ServiceSection, bool]:
@@ -198,10 +202,10 @@ def render_part(
     )
 
 
-def _digest_charts(analysis: Analysis) -> dict[ServiceKey, bytes]:
-    from analyzer.render.digest import service_png  # matplotlib: only when a digest is sent
+def _digest_charts(analysis: Analysis) -> dict[ServiceKey, ServiceChart]:
+    from analyzer.render.digest import service_chart  # matplotlib: only when a digest is sent
 
-    return {r.key: service_png(r) for r in analysis.services if r.status == "analyzed" and r.findings}
+    return {r.key: service_chart(r) for r in analysis.services if r.status == "analyzed" and r.findings}
 
 
 @dataclass(slots=True)
@@ -324,6 +328,35 @@ def report_context(
     }
 
 
-def assemble_json(parts: Sequence[ReportPart], *, generated_at: datetime) -> dict[str, Any]:
-    """The JSON report of all parts (``cloudrun-analyzer/report``, as ``report_json`` of one analysis)."""
-    return merge_json([p.report for p in parts], generated_at=generated_at)
+def assemble_json(parts: Sequence[ReportPart], *, generated_at: datetime,
+                  problems: Iterable[Problem] = ()) -> dict[str, Any]:
+    """The JSON report of all parts (``cloudrun-analyzer/report``, as ``report_json`` of one analysis);
+    ``problems`` met outside any batch are listed after the parts' own."""
+    report = merge_json([p.report for p in parts], generated_at=generated_at)
+    extra = [{"subject": p.subject, "message": p.message, "hint": p.hint or None} for p in problems]
+    if extra:
+        report["problems"] = [*report.get("problems", []), *extra]
+    return report
+
+
+@dataclass(slots=True)
+class FinishedReport:
+    """A whole report as it is delivered: the JSON, the page, and the digest's chart of each service
+    with findings (when the parts were rendered with ``digest_charts``)."""
+
+    report: dict[str, Any]
+    html: str
+    charts: dict[ServiceKey, ServiceChart]
+
+    @property
+    def window_end(self) -> datetime:
+        return parse_time(self.report["window"]["end"])
+
+
+def finish(parts: Sequence[ReportPart], *, generated_at: datetime, problems: Sequence[Problem] = ()) -> FinishedReport:
+    """The JSON, the page and the charts of all parts (the weekly digest sends them)."""
+    return FinishedReport(
+        assemble_json(parts, generated_at=generated_at, problems=problems),
+        assemble_report(parts, generated_at=generated_at, problems=problems),
+        {key: chart for part in parts for key, chart in part.charts.items()},
+    )
