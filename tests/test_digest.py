@@ -742,6 +742,7 @@ def test_a_sidecars_leak_is_its_own_finding_from_week_to_week_and_its_line_names
     report = finished_of(analysis, NOW, charts=False).report
     digest = digest_of(analysis, generated_at=NOW, charts=False, previous=None, config=DIGEST)
     assert "Memory leak (rising baseline): Sidecar otel-collector leaks: its memory troughs" in digest.text
+    assert digest.headline.startswith("svc-0000: memory leak (rising baseline) in sidecar otel-collector since ")
     record = record_from_report(report, generated_at=NOW)
     (sidecar,) = record.findings
     assert sidecar.container == "otel-collector"

@@ -348,6 +348,7 @@ class HeadlineItem:
     per_month_usd: float
     savings_usd_per_month: float = 0.0
     impact: Impact = field(default_factory=Impact)  # what it does to users (its findings share it)
+    containers: tuple[str, ...] = ()  # the sidecar each of ``kinds`` is about ("": the service's own)
 
     @property
     def urgency(self) -> tuple[tuple[int, int, float, float], str, str]:
@@ -363,7 +364,9 @@ def headline_of(items: Sequence[HeadlineItem], *, at_risk: float) -> str:
     ongoing = [i for i in items if i.ongoing]
     if ongoing:
         top = min(ongoing, key=lambda i: i.urgency)
-        what = " and ".join(kind_name(k) for k in dict.fromkeys(top.kinds[:2]))
+        containers = (*top.containers, *[""] * len(top.kinds))
+        names = [kind_name(k) + (f" in sidecar {c}" if c else "") for k, c in zip(top.kinds, containers, strict=False)]
+        what = " and ".join(dict.fromkeys(names[:2]))
         text = ", ".join([f"{top.service}: {what} since {top.revision}", *harm_words(top.impact)[:2],
                           per_month(top.per_month_usd)])
         others = len(ongoing) - 1
@@ -382,7 +385,7 @@ def headline(incidents: Iterable[Incident], *, at_risk: float) -> str:
     """The headline of an analysis's incidents (see ``headline_of``)."""
     items = [
         HeadlineItem(i.key.service, i.revision, tuple(f.kind.value for f in i.findings), i.ongoing,
-                     i.per_month_usd, i.savings_usd_per_month, i.impact)
+                     i.per_month_usd, i.savings_usd_per_month, i.impact, tuple(f.container for f in i.findings))
         for i in incidents
     ]
     return headline_of(items, at_risk=at_risk)
