@@ -278,6 +278,7 @@ def test_a_leaking_sidecar_gets_its_own_memory_chart_and_card_named_for_it() -> 
     assert "Memory leak (rising baseline) in sidecar <code>otel-collector</code>" in card
     assert "sidecar <code>otel-collector</code> reaches its own memory limit in the worst instance" in card
     assert "svc-0000: memory leak (rising baseline) in sidecar otel-collector since svc-0000-00002" in html
+    assert "<td>memory leak (rising baseline) in sidecar otel-collector</td>" in html  # revisions with findings
 
 
 def test_healthy_sidecars_add_no_chart_and_the_analyzed_container_is_named() -> None:

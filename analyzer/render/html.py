@@ -143,6 +143,11 @@ def kind_name(kind: FindingKind | str) -> str:
     return KIND_NAMES.get(FindingKind(kind), humanize(str(kind)))
 
 
+def finding_name(kind: FindingKind | str, container: str = "") -> str:
+    """``memory leak (rising baseline)``, or ``... in sidecar otel-collector`` for a sidecar's finding."""
+    return kind_name(kind) + (f" in sidecar {container}" if container else "")
+
+
 def first_upper(text: str) -> str:
     """``CPU regression`` stays as it is, ``memory leak`` becomes ``Memory leak``."""
     return text[:1].upper() + text[1:]
@@ -186,6 +191,7 @@ def environment() -> jinja2.Environment:
         humanize=humanize,
         figure=figure,
         kind_name=kind_name,
+        finding_name=lambda finding: finding_name(finding.kind, finding.container),
         first_upper=first_upper,
         plural=plural,
         short_image=short_image,
@@ -365,7 +371,7 @@ def headline_of(items: Sequence[HeadlineItem], *, at_risk: float) -> str:
     if ongoing:
         top = min(ongoing, key=lambda i: i.urgency)
         containers = (*top.containers, *[""] * len(top.kinds))
-        names = [kind_name(k) + (f" in sidecar {c}" if c else "") for k, c in zip(top.kinds, containers, strict=False)]
+        names = [finding_name(k, c) for k, c in zip(top.kinds, containers, strict=False)]
         what = " and ".join(dict.fromkeys(names[:2]))
         text = ", ".join([f"{top.service}: {what} since {top.revision}", *harm_words(top.impact)[:2],
                           per_month(top.per_month_usd)])
