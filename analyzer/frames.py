@@ -19,6 +19,10 @@ mem_alloc_gibs      allocated GiB-seconds in the step
 requests            requests in the step
 ==================  ==============================================================================
 
+A revision that runs sidecars reports memory and CPU per container: ``metrics`` holds the ingress
+container's, and ``sidecars`` each sidecar's memory on its own (the mem_* columns above, a fraction of
+that container's own limit, plus ``container``), so a sidecar's leak can be found without mixing it in.
+
 Semantics of the input: a DELTA point is an amount over [startTime, endTime]; a GAUGE DOUBLE point of
 a natively-DELTA metric is a per-second rate (what ALIGN_RATE returns; an INT64 point never is);
 distributions falling in the same step are merged by adding bucket counts, then percentiles are read
@@ -69,6 +73,9 @@ DISTRIBUTION_PREFIX = {
 QUANTILES = (0.5, 0.95, 0.99, 1.0)
 # Reported per container (``container_name``): a revision with sidecars has one series per container.
 PER_CONTAINER = frozenset({"container/memory/utilizations", "container/cpu/utilizations", "container/memory/usage"})
+SIDECAR_METRICS = ("container/memory/utilizations", "container/memory/usage")  # kept per sidecar: memory only
+MEMORY_COLUMNS = ["mem_mean", "mem_p50", "mem_p95", "mem_p99", "mem_max"]
+SIDECAR_COLUMNS = [*KEY_COLUMNS, "container", "ts", *MEMORY_COLUMNS]
 SeriesKey = tuple[str, str, str, str]  # project, region, service, revision
 
 
@@ -83,9 +90,19 @@ class Frames:
     window_end: datetime
     services: list[ServiceKey] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Each sidecar container's memory (SIDECAR_COLUMNS), apart from the ingress container's in ``metrics``.
+    sidecars: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SIDECAR_COLUMNS))
 
     def service_metrics(self, key: ServiceKey) -> pd.DataFrame:
         m = self.metrics
+        mask = (m["project"] == key.project) & (m["region"] == key.region) & (m["service"] == key.service)
+        return m.loc[mask]
+
+    def sidecar_memory(self, key: ServiceKey) -> pd.DataFrame:
+        """The service's rows of ``sidecars`` (empty for a service without sidecars)."""
+        m = self.sidecars
+        if m.empty:
+            return m
         mask = (m["project"] == key.project) & (m["region"] == key.region) & (m["service"] == key.service)
         return m.loc[mask]
 
@@ -112,7 +129,8 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
     revisions = _revision_table(raw, keys)
     columns: list[pd.Series] = []
     by_metric: dict[str, list[RawSeries]] = defaultdict(list)
-    for s in _ingress_series(raw.series, revisions, problems):
+    ingress, sidecar_series = _split_containers(raw.series, revisions, problems)
+    for s in ingress:
         by_metric[s.metric].append(s)
     for metric, group in by_metric.items():
         kind = "scalar" if group[0].histograms is None else "distribution"
@@ -132,6 +150,7 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         # other known metrics (startup latencies, concurrency) are read but not yet used
     metrics = _assemble(columns, keys, step)
     metrics = _usage_to_utilization(metrics, revisions, problems)
+    sidecars = _sidecar_memory(sidecar_series, keys, step, revisions, problems)
     if raw.window_start and raw.window_end:
         start, end = raw.window_start, raw.window_end
     elif len(metrics):
@@ -143,14 +162,16 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         set(raw.services) | {ServiceKey(p, r, s) for p, r, s, _ in keys},
         key=lambda k: (k.project, k.region, k.service),
     )
-    return Frames(metrics, revisions, step, start, end, services, problems)
+    return Frames(metrics, revisions, step, start, end, services, problems, sidecars)
 
 
-def _ingress_series(series: list[RawSeries], revisions: dict[tuple[ServiceKey, str], RevisionInfo],
-                    problems: list[Problem]) -> list[RawSeries]:
-    """Per-container metrics of a revision that runs sidecars: the ingress container's series only
-    (the one ``RevisionInfo`` says serves requests), so a sidecar's memory neither mixes into the
-    service's nor is divided by the wrong limit. Said once per service."""
+def _split_containers(series: list[RawSeries], revisions: dict[tuple[ServiceKey, str], RevisionInfo],
+                      problems: list[Problem]) -> tuple[list[RawSeries], list[RawSeries]]:
+    """Per-container metrics of a revision that runs sidecars: (every series but the sidecars'
+    per-container ones, the sidecars' ones). The service is analyzed on the ingress container (the one
+    ``RevisionInfo`` says serves requests), so a sidecar's memory neither mixes into the service's nor
+    is divided by the wrong limit; the sidecars' series are handed on for their own leak check. Said
+    once per service."""
     names: dict[tuple[SeriesKey, str], set[str]] = defaultdict(set)  # (revision, metric) -> containers
     for s in series:
         if s.metric in PER_CONTAINER:
@@ -173,18 +194,41 @@ def _ingress_series(series: list[RawSeries], revisions: dict[tuple[ServiceKey, s
         sidecars.update(found - {ingress.name, ""})
     for service, (ingresses, sidecars) in sorted(said.items(), key=lambda item: str(item[0])):
         problems.append(Problem(str(service), f"runs sidecar containers ({', '.join(sorted(sidecars))}): memory "
-                                f"and CPU are those of the ingress container {', '.join(sorted(ingresses))}"))
+                                f"and CPU are those of the ingress container {', '.join(sorted(ingresses))} "
+                                "(each sidecar's memory is checked for leaks on its own)"))
     for service, revs in sorted(unknown.items(), key=lambda item: str(item[0])):
         problems.append(Problem(str(service), f"revisions {', '.join(sorted(revs))} report several containers and "
                                 "which one serves requests is unknown: their memory and CPU are merged",
                                 "include revisions/*.json (Cloud Run Admin API) so the ingress container is known"))
     if not chosen:
-        return series
+        return series, []
     def kept(s: RawSeries) -> bool:
         container = s.metric_labels.get("container_name", "")
         return chosen.get(((s.project, s.region, s.service, s.revision), s.metric), container) == container
 
-    return [s for s in series if s.metric not in PER_CONTAINER or kept(s)]
+    return ([s for s in series if s.metric not in PER_CONTAINER or kept(s)],
+            [s for s in series if s.metric in PER_CONTAINER and not kept(s)])
+
+
+def _sidecar_memory(series: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
+                    revisions: dict[tuple[ServiceKey, str], RevisionInfo], problems: list[Problem]) -> pd.DataFrame:
+    """Each sidecar's memory as the ingress container's is read (``SIDECAR_COLUMNS``): utilization of
+    its own limit, or its usage divided by its own limit (``ContainerInfo``)."""
+    by_container: dict[str, dict[str, list[RawSeries]]] = defaultdict(lambda: defaultdict(list))
+    for s in series:
+        if s.metric in SIDECAR_METRICS:
+            by_container[s.metric_labels.get("container_name", "")][s.metric].append(s)
+    tables = []
+    for container, by_metric in sorted(by_container.items()):
+        columns: list[pd.Series] = []
+        for metric, group in by_metric.items():
+            read = _distribution_columns if group[0].histograms is not None else _reduced_distribution_columns
+            columns.extend(read(group, keys, step, DISTRIBUTION_PREFIX[metric]))
+        table = _usage_to_utilization(_assemble(columns, keys, step), revisions, problems, container=container)
+        tables.append(table.assign(container=container).reindex(columns=SIDECAR_COLUMNS))
+    if not tables:
+        return pd.DataFrame(columns=SIDECAR_COLUMNS)
+    return pd.concat(tables, ignore_index=True)
 
 
 def _bucket(times: np.ndarray, step: int) -> np.ndarray:
@@ -376,16 +420,24 @@ def _with_service_floor(info: RevisionInfo, service: ServiceInfo | None) -> Revi
     return replace(info, min_instances=max(info.min_instances, share), service_min_instances=share)
 
 
+def _memory_limit_gib(info: RevisionInfo, container: str) -> float | None:
+    """The revision's (its ingress container's) memory limit, or that of its container ``container``."""
+    if not container:
+        return info.memory_limit_gib
+    return next((c.memory_limit_gib for c in info.containers if c.name == container), None)
+
+
 def _usage_to_utilization(metrics: pd.DataFrame, revisions: dict[tuple[ServiceKey, str], RevisionInfo],
-                          problems: list[Problem]) -> pd.DataFrame:
-    """Fill mem_* from memory usage where utilizations were absent: bytes ÷ the revision's limit, or,
-    when the limit is unknown, ÷ the highest usage the service showed (so the analysis stays unit-free)."""
+                          problems: list[Problem], *, container: str = "") -> pd.DataFrame:
+    """Fill mem_* from memory usage where utilizations were absent: bytes ÷ the revision's limit (the
+    sidecar ``container``'s own, when given), or, when the limit is unknown, ÷ the highest usage the
+    service (that container) showed, so the analysis stays unit-free."""
     usage_cols = [c for c in metrics.columns if c.startswith("memusage_")]
     if not usage_cols:
         return metrics
     keys = metrics[KEY_COLUMNS].itertuples(index=False)
     limits = np.asarray([
-        (revisions.get((ServiceKey(p, r, s), v)) or RevisionInfo(p, r, s, v)).memory_limit_gib or np.nan
+        _memory_limit_gib(revisions.get((ServiceKey(p, r, s), v)) or RevisionInfo(p, r, s, v), container) or np.nan
         for p, r, s, v in keys
     ]) * 2**30
     unknown = np.isnan(limits) & metrics["memusage_max"].notna().to_numpy()
@@ -393,7 +445,8 @@ def _usage_to_utilization(metrics: pd.DataFrame, revisions: dict[tuple[ServiceKe
         service_peak = metrics.groupby(["project", "region", "service"])["memusage_max"].transform("max")
         limits = np.where(unknown, service_peak.to_numpy(), limits)
         for revision in sorted(set(metrics.loc[unknown, "revision"])):
-            problems.append(Problem(revision, "memory limit unknown: memory is read relative to the highest "
+            subject = f"{revision} (sidecar {container})" if container else revision
+            problems.append(Problem(subject, "memory limit unknown: memory is read relative to the highest "
                                     "usage the service showed, so time-to-limit is not estimated",
                                     "include revisions/*.json (Cloud Run Admin API) in the snapshot"))
     for col in usage_cols:

@@ -258,6 +258,7 @@ class Finding:
     excess_cost_usd_per_month: float = 0.0
     savings_usd_per_month: float = 0.0  # what the resolving revision saves, if resolved
     impact: Impact = field(default_factory=Impact)  # what it does to users (analysis.impact)
+    container: str = ""  # the sidecar container it is about ("": the service's, i.e. its ingress container)
 
     @property
     def key(self) -> ServiceKey:

@@ -12,7 +12,7 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -39,10 +39,12 @@ from analyzer.errors import ConfigError, DeliveryError
 from analyzer.model import RawData
 from analyzer.pipeline import analyze
 from analyzer.render.digest import MAX_HTML_BYTES
-from analyzer.render.week import Change
+from analyzer.render.fleet_digest import record_from_report
+from analyzer.render.week import Change, compare
 from analyzer.sources.snapshot import read_snapshot
 from tests.digests import digest_of, finished_of
 from tests.hostile import HOSTILE_ANNOTATION, HOSTILE_SERVICE, write_hostile_snapshot
+from tests.sidecars import SIDECAR_LEAKS, analysis_of
 
 USER, PASSWORD = "digest-bot", "s3cret-Pa55-not-for-logs"
 ENV = {"CLOUDRUN_ANALYZER_SMTP_USER": USER, "CLOUDRUN_ANALYZER_SMTP_PASSWORD": PASSWORD}
@@ -733,3 +735,19 @@ def test_cli_digest_reads_in_batches_and_says_the_same(tmp_path: Path) -> None:
     one_each, whole = plain("1", "1"), plain("3", "1")
     assert "NEW THIS WEEK" in whole and "llm-router" in whole
     assert one_each == whole
+
+
+def test_a_sidecars_leak_is_its_own_finding_from_week_to_week_and_its_line_names_it() -> None:
+    analysis = analysis_of(SIDECAR_LEAKS)
+    report = finished_of(analysis, NOW, charts=False).report
+    digest = digest_of(analysis, generated_at=NOW, charts=False, previous=None, config=DIGEST)
+    assert "Memory leak (rising baseline): Sidecar otel-collector leaks: its memory troughs" in digest.text
+    assert digest.headline.startswith("svc-0000: memory leak (rising baseline) in sidecar otel-collector since ")
+    record = record_from_report(report, generated_at=NOW)
+    (sidecar,) = record.findings
+    assert sidecar.container == "otel-collector"
+    # Last week the same revision's own (ingress) memory leaked: that one ended, the sidecar's is new.
+    ingress = replace(sidecar, container="")
+    changes = compare(record.findings, replace(record, findings=[ingress]))
+    assert [c.finding for c in changes.new] == [sidecar]
+    assert [c.finding for c in changes.resolved] == [ingress]

@@ -25,6 +25,7 @@ from analyzer.render.parts import assemble_report
 from tests.cdp import Page, find_chromium, headless_page
 from tests.digests import digest_of
 from tests.fleet_report import fleet_parts
+from tests.sidecars import SIDECAR_LEAKS, analysis_of
 
 pytestmark = pytest.mark.browser
 
@@ -308,3 +309,22 @@ def test_the_demo_report_still_leads_with_the_incident(page: Page, report_file: 
     assert [row["cells"][2] for row in shown["rows"]] == ["llm-router-00042-xyz"]
     assert "instances OOM-killed 2 times" in shown["rows"][0]["cells"][4]
     assert shown["firstCard"] == "incident-llm-router-llm-router-00042-xyz"
+
+
+def test_a_leaking_sidecars_chart_is_drawn_after_the_services_own(page: Page, tmp_path: Path) -> None:
+    path = tmp_path / "sidecar.html"
+    path.write_text(render_report(analysis_of(SIDECAR_LEAKS), generated_at=NOW), encoding="utf-8")
+    page.set_viewport(1280, 900)
+    page.navigate(path.as_uri())
+    assert page.problems() == []
+    charts: list[dict[str, Any]] = page.evaluate(CHART_STATE)
+    assert [c["id"] for c in charts] == [f"service-svc-0000-{name}" for name in
+                                         ("mem", "mem-otel-collector", "inst", "lat", "cpu")]
+    sidecar = charts[1]
+    assert sidecar["visible"] and sidecar["width"] > 600 and sidecar["limit"] == 1  # wide: the leak's chart
+    drawn = [line for line in sidecar["lines"] if line["w"] > 0]
+    assert len(drawn) >= 4  # typical, worst, troughs, trend
+    for line in drawn:
+        assert -1 <= line["x"] <= line["x"] + line["w"] <= sidecar["view"]["w"] + 1
+        assert -1 <= line["y"] <= line["y"] + line["h"] <= sidecar["view"]["h"] + 1
+    page.screenshot(ARTIFACTS / "report-sidecar.png")

@@ -18,9 +18,11 @@ from analyzer.analysis import Analysis
 from analyzer.pipeline import analyze
 from analyzer.render.charts import chart_specs, svg_chart
 from analyzer.render.html import render_report
+from analyzer.render.json_report import report_json
 from analyzer.resources import templates_dir
 from analyzer.sources.snapshot import read_snapshot
 from tests.hostile import HOSTILE_ANNOTATION, HOSTILE_LABEL, HOSTILE_SERVICE, write_hostile_snapshot
+from tests.sidecars import LEAKING_REVISION, SIDECAR_FIXED, SIDECAR_FLAT, SIDECAR_LEAKS, analysis_of
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 CONSOLE = "https://console.cloud.google.com/"
@@ -143,7 +145,11 @@ def test_the_report_is_self_contained(demo_html: str) -> None:
 
 
 def test_internal_links_resolve_to_ids(demo_html: str) -> None:
-    tree = parse(demo_html)
+    assert_internal_links_resolve(demo_html)
+
+
+def assert_internal_links_resolve(html: str) -> None:
+    tree = parse(html)
     ids = [e.attrs["id"] for e in tree.elements if "id" in e.attrs]
     assert len(ids) == len(set(ids)), "duplicate ids"
     for element in tree.all("a"):
@@ -251,3 +257,49 @@ def test_model_estimates_carry_an_approximately_sign_and_no_cents(demo_html: str
     assert amounts and all(a.startswith("≈$") for a in amounts)
     assert not [a for a in amounts if re.fullmatch(r"≈\$[\d,]{2,}\.\d\d", a)]  # no cents from $10 up
     assert "the fix saves <strong>≈$" in demo_html
+
+
+def _figures(html: str) -> dict[str, str]:
+    """Each chart's markup by its id (the SVG's void elements with titles defeat the Tree)."""
+    return {m.group(1): html[m.start(): html.index("</figure>", m.start())]
+            for m in re.finditer(r'<figure class="[^"]*" id="([^"]+)"', html)}
+
+
+def test_a_leaking_sidecar_gets_its_own_memory_chart_and_card_named_for_it() -> None:
+    html = render_report(analysis_of(SIDECAR_LEAKS), generated_at=NOW)
+    figures = _figures(html)
+    sidecar, service = figures["service-svc-0000-mem-otel-collector"], figures["service-svc-0000-mem"]
+    assert "<strong>Memory utilization of sidecar otel-collector</strong>" in sidecar
+    assert "memory limit (256 MiB)</text>" in sidecar and "Sidecar otel-collector leaks" in sidecar
+    assert "memory limit (512 MiB)</text>" in service and "No rising baseline found." in service
+    assert 'class="chart-box wide"' in sidecar and 'class="chart-box"' in service
+    card = html[html.index(f'id="incident-svc-0000-{LEAKING_REVISION}"'):]
+    card = card[: card.index("</article>")]
+    assert "Memory leak (rising baseline) in sidecar <code>otel-collector</code>" in card
+    assert "sidecar <code>otel-collector</code> reaches its own memory limit in the worst instance" in card
+    assert "svc-0000: memory leak (rising baseline) in sidecar otel-collector since svc-0000-00002" in html
+    assert "<td>memory leak (rising baseline) in sidecar otel-collector</td>" in html  # revisions with findings
+
+
+def test_healthy_sidecars_add_no_chart_and_the_analyzed_container_is_named() -> None:
+    html = render_report(analysis_of(SIDECAR_FLAT), generated_at=NOW)
+    assert set(_figures(html)) == {f"service-svc-0000-{c}" for c in ("mem", "inst", "lat", "cpu")}
+    assert ("runs sidecar containers (otel-collector): memory and CPU are those of the ingress container app "
+            "(each sidecar&#39;s memory is checked for leaks on its own)") in html
+
+
+def test_a_fixed_sidecar_leak_links_to_its_fix_check_named_for_the_sidecar() -> None:
+    analysis = analysis_of(SIDECAR_FIXED)
+    (finding,) = analysis.findings
+    assert (finding.container, finding.revision, finding.resolved_by) == ("otel-collector", "svc-0000-00002",
+                                                                          "svc-0000-00003")
+    html = render_report(analysis, generated_at=NOW)
+    assert 'href="#fix-service-svc-0000-svc-0000-00003"' in html
+    assert_internal_links_resolve(html)
+    fix = html[html.index('<h3 id="fix-service-svc-0000-svc-0000-00003">'):]
+    fix = fix[: fix.index("</table>")]
+    assert "(memory leak (rising baseline) in sidecar otel-collector)?" in fix
+    assert "memory baseline (trough) of sidecar otel-collector" in fix
+    (doc,) = report_json(analysis, generated_at=NOW)["fixes"]
+    assert (doc["container"], doc["broken_revision"], doc["fixing_revision"]) == (
+        "otel-collector", "svc-0000-00002", "svc-0000-00003")

@@ -22,8 +22,9 @@ from google.protobuf import json_format
 
 from analyzer.errors import NoDataError
 from analyzer.frames import build
-from analyzer.model import RawData, RawSeries, metric_kind_name, value_type_name
+from analyzer.model import FindingKind, RawData, RawSeries, metric_kind_name, value_type_name
 from analyzer.pipeline import analyze
+from analyzer.render.json_report import report_json
 from analyzer.render.links import revision_url, service_url
 from analyzer.sources import restjson
 from analyzer.sources.duplicates import drop_duplicate_series
@@ -36,6 +37,15 @@ from tests.fakes.fleet import FleetSpec, add_fleet
 from tests.fakes.monitoring import FakeMetricService
 from tests.fakes.run import FakeRun
 from tests.fakes.server import Behaviour, rest_error_body, start
+from tests.sidecars import (
+    DEPLOYED,
+    INGRESS_LEAKS,
+    LEAKING_REVISION,
+    SIDECAR_FLAT,
+    SIDECAR_LEAKS,
+    analysis_of,
+    query_of,
+)
 
 SHAPES = Path(__file__).parent / "data" / "shapes"
 FLEET = FleetSpec(services=2, hours=3.0)
@@ -267,6 +277,69 @@ def test_live_sidecars_are_kept_apart_by_the_query_plan(google: Google) -> None:
     assert any("otel-collector" in p.message and "ingress container app" in p.message for p in sidecar.problems)
     info = next(iter(sidecar.revisions.values()))
     assert info.instance_limits() == (1.5, 0.75)
+
+
+def test_each_sidecars_memory_is_kept_apart_on_its_own_limit() -> None:
+    raw = read_snapshot(SHAPES / "sidecar")
+    sidecars = build(raw).sidecars
+    assert sidecars["container"].tolist() == ["otel-collector"] * 2
+    assert sidecars["mem_mean"].tolist() == pytest.approx([0.90, 0.90])  # its utilization, not app's 0.40
+    # Memory usage alone (bytes): divided by the sidecar's own 256 MiB, not by app's 1 GiB.
+    usage = []
+    for container, gib in (("app", 0.5), ("otel-collector", 0.125)):
+        body = _load("sidecar", "timeSeries", "memory_utilizations.json")["timeSeries"][0]
+        body["metric"] = {"type": "run.googleapis.com/container/memory/usage", "labels": {"container_name": container}}
+        for point in body["points"]:
+            point["value"] = {"distributionValue": {"count": "2", "mean": gib * 2**30}}
+        usage.append(body)
+    raw.series = [s for s in raw.series if s.metric != "container/memory/utilizations"]
+    ingest(raw, "timeSeries", "usage", {"timeSeries": usage})
+    frames = build(raw)
+    assert frames.metrics["mem_mean"].tolist() == pytest.approx([0.5, 0.5])
+    assert frames.sidecars["mem_mean"].tolist() == pytest.approx([0.5, 0.5])  # 128 MiB of its 256 MiB
+
+
+def test_a_leaking_sidecar_is_one_finding_that_names_it_on_the_revision_that_brought_it() -> None:
+    analysis = analysis_of(SIDECAR_LEAKS)
+    (finding,) = analysis.findings  # the ingress container (flat) has none
+    assert finding.kind is FindingKind.MEMORY_BASELINE_RISE
+    assert (finding.container, finding.revision, finding.onset) == ("otel-collector", LEAKING_REVISION, DEPLOYED)
+    assert finding.summary.startswith("Sidecar otel-collector leaks: its memory troughs")
+    assert "of its 256 MiB limit per day" in finding.summary
+    assert finding.evidence["memory_limit"] == "0.25 GiB"  # the sidecar's own, not app's 512 MiB
+    assert 20 <= float(finding.evidence["trough_slope_pct_of_limit_per_day"]) <= 40  # ~29 % of its limit a day
+    assert finding.time_to_limit_hours is not None and finding.impact.hours_to_limit == finding.time_to_limit_hours
+    assert finding.excess_cost_usd_per_month == 0.0 and "creep" in str(finding.evidence["excess_cost"])
+    (doc,) = report_json(analysis, generated_at=datetime(2026, 1, 3, tzinfo=UTC))["findings"]
+    assert (doc["container"], doc["revision"]) == ("otel-collector", LEAKING_REVISION)
+    # The service itself is analyzed and priced exactly as beside a sidecar that does not leak.
+    flat = analysis_of(SIDECAR_FLAT)
+    assert not flat.findings and not flat.services[0].sidecars
+    assert analysis.total_cost_usd == pytest.approx(flat.total_cost_usd)
+    assert analysis.at_risk_usd_per_month == flat.at_risk_usd_per_month == 0.0
+
+
+def test_a_leaking_ingress_beside_a_flat_sidecar_is_the_services_finding() -> None:
+    analysis = analysis_of(INGRESS_LEAKS)
+    (finding,) = analysis.findings
+    assert (finding.kind, finding.container, finding.revision) == (FindingKind.MEMORY_BASELINE_RISE, "",
+                                                                   LEAKING_REVISION)
+    assert finding.summary.startswith(f"Memory troughs (typical instance) of {LEAKING_REVISION} climb")
+    assert finding.evidence["memory_limit"] == "0.5 GiB" and "container" not in finding.evidence
+    assert not analysis.services[0].sidecars
+    (doc,) = report_json(analysis, generated_at=datetime(2026, 1, 3, tzinfo=UTC))["findings"]
+    assert doc["container"] is None
+
+
+def test_live_a_leaking_sidecar_is_found_through_the_real_clients(google: Google) -> None:
+    add_fleet(google.monitoring, google.run, SIDECAR_LEAKS)
+    query = query_of(SIDECAR_LEAKS)
+    analysis = analyze(fetch_live(query, clients=google.clients, now=query.end + timedelta(hours=1)))
+    (finding,) = analysis.findings
+    assert (finding.container, finding.revision, finding.onset) == ("otel-collector", LEAKING_REVISION, DEPLOYED)
+    assert finding.evidence["memory_limit"] == "0.25 GiB"
+    assert any("runs sidecar containers (otel-collector)" in p.message and "ingress container app" in p.message
+               for p in analysis.problems)
 
 
 # --- 4. service-level scaling ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Analysis: pure functions of frames and config (no clock, no network, no globals).
 
 ``analyze_frames`` runs every detector and the cost model over every service and returns an
-``Analysis``: findings, costs, the before/after check of fixing revisions, and the problems met.
+``Analysis``: findings, costs, the before/after check of fixing revisions, and the problems met. A
+service's sidecars are checked for leaks of their own after it (``analysis.sidecars``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from analyzer.analysis.findings import RevisionEvidence, detect_service
 from analyzer.analysis.fixcheck import FixCheck, fix_checks
 from analyzer.analysis.impact import assess, finding_order
 from analyzer.analysis.pricing import PriceTable, load_table
+from analyzer.analysis.sidecars import SidecarResult, analyze_sidecars
 from analyzer.analysis.timeline import ServiceView, build_view
 from analyzer.analysis.whatif import WhatIf, service_what_ifs
 from analyzer.config import AnalysisConfig
@@ -33,10 +35,11 @@ class ServiceResult:
     fixes: list[FixCheck] = field(default_factory=list)
     status: str = "analyzed"  # or "no data", "failed"
     what_ifs: list[WhatIf] = field(default_factory=list)  # other settings of the current revision, priced
+    sidecars: list[SidecarResult] = field(default_factory=list)  # sidecar containers with a finding
 
     @property
     def findings(self) -> list[Finding]:
-        return [f for e in self.evidence for f in e.findings]
+        return [f for e in self.evidence for f in e.findings] + [f for s in self.sidecars for f in s.findings]
 
 
 @dataclass(slots=True)
@@ -89,6 +92,11 @@ def analyze_frames(frames: Frames, config: AnalysisConfig, *, table: PriceTable 
             result = ServiceResult(key, view, service_cost(view, table, config, window), evidence)
             result.fixes = fix_checks(view, evidence, table, config)
             result.what_ifs = service_what_ifs(view, table, config, findings=result.findings)
+            result.sidecars = analyze_sidecars(frames, view, config, table)
+            # A sidecar's fix is checked where the service's own fix check by that revision does not
+            # already show it (one check per fixing revision: the report links to it by that name).
+            fixers = {fix.fixed for fix in result.fixes}
+            result.fixes += [fix for s in result.sidecars for fix in s.fixes if fix.fixed not in fixers]
         except Exception as exc:  # one service's bad data must not sink the fleet report
             problems.append(Problem(str(key), f"analysis failed: {type(exc).__name__}: {exc}",
                                     "please report this with the snapshot (cloudrun-analyzer fetch) attached: "

@@ -1,7 +1,7 @@
 """Run every detector over one service and turn their evidence into Findings a person can act on:
 onset, attributed revision, a confidence measured on the labelled suite (``calibration``), severity, a
 likely cause, time to the memory limit, and dollars (per window and per month, and what a fixing
-revision saved).
+revision saved). ``detect_sidecar_leaks`` runs the memory part of it on one sidecar container's memory.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class RevisionEvidence:
     latency: RegressionEvidence | None = None
     cpu: RegressionEvidence | None = None
     findings: list[Finding] = field(default_factory=list)
+    container: str = ""  # the sidecar whose memory ``leak`` is about ("": the service's ingress container)
 
 
 def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable) -> list[RevisionEvidence]:
@@ -73,6 +74,31 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
     return evidence
 
 
+SIDECAR_COST = ("not priced on its own: a sidecar's memory costs nothing until it adds instances, which the "
+                "revision's instance-creep finding prices")
+
+
+def detect_sidecar_leaks(view: ServiceView, container: str, config: AnalysisConfig,
+                         table: PriceTable) -> list[RevisionEvidence]:
+    """The memory part of ``detect_service`` on one sidecar container: ``view`` is the service's, its
+    memory columns the sidecar's (``analysis.sidecars``). Each revision's leak, the sequential test of
+    young revisions, leaks carried across deploys and their resolution, as for the ingress container;
+    creep and regressions are the service's and found once, by ``detect_service``."""
+    evidence: list[RevisionEvidence] = []
+    flagged: set[str] = set()
+    for span in view.spans:
+        item = RevisionEvidence(span, container=container,
+                                leak=detect_leak(view, span, config.detection, flagged=flagged))
+        item.findings = _findings(view, item, config, table)
+        if item.leak is not None:
+            flagged.add(span.name)
+        evidence.append(item)
+    _sequential_leaks(view, evidence, flagged, config, table)
+    _merge_carried_leaks(view, evidence, config, table)
+    _mark_resolution(view, evidence)
+    return evidence
+
+
 def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagged: set[str],
                       config: AnalysisConfig, table: PriceTable) -> None:
     """Revisions the trend test did not confirm (too young, rolled back after a day or two) are tested
@@ -99,17 +125,27 @@ def _base(view: ServiceView, span: RevisionSpan, kind: FindingKind, onset: pd.Ti
     )
 
 
-def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> Finding:
+def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence, container: str = "") -> Finding:
+    """``container``: the sidecar whose memory it is (``span.info`` then holds that container's limits)."""
     limit = span.info.memory_limit_gib
     # Without the revision's limit (no Admin API data) the level is not known well enough to forecast.
     to_limit = hours_to_limit(leak) if limit else None
-    summary = (f"Memory troughs ({leak.signal}) of {span.name} climb {leak.slope_per_day:.1%} of the limit per day "
-               f"(from {leak.trough_start:.0%} to {leak.trough_high:.0%} over {leak.hours:.0f} h)")
+    climb = f"(from {leak.trough_start:.0%} to {leak.trough_high:.0%} over {leak.hours:.0f} h)"
+    if container:
+        size = f" {_size(limit)}" if limit else ""
+        summary = (f"Sidecar {container} leaks: its memory troughs ({leak.signal}) in {span.name} climb "
+                   f"{leak.slope_per_day:.1%} of its{size} limit per day {climb}")
+        at_limit, reaches = "it already reaches its limit", "in the worst instance it reaches its limit"
+    else:
+        summary = (f"Memory troughs ({leak.signal}) of {span.name} climb {leak.slope_per_day:.1%} of the limit "
+                   f"per day {climb}")
+        at_limit, reaches = "instances already reach their limit", "the worst instance reaches its limit"
     if leak.peak_max >= OOM_LEVEL:
-        summary += f"; instances already reach their limit ({leak.peak_max:.0%}) and are replaced (OOM kills)"
+        summary += f"; {at_limit} ({leak.peak_max:.0%}) and {'instances ' if container else ''}are replaced (OOM kills)"
     elif to_limit is not None and to_limit < 24 * 14:
-        summary += f"; the worst instance reaches its limit in about {_duration(to_limit)}"
+        summary += f"; {reaches} in about {_duration(to_limit)}"
     finding = _base(view, span, FindingKind.MEMORY_BASELINE_RISE, leak.onset, summary)
+    finding.container = container
     finding.time_to_limit_hours = round(to_limit, 1) if to_limit is not None else None
     finding.evidence = {
         "signal": leak.signal,
@@ -127,6 +163,8 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence) -> 
     }
     if leak.against:
         finding.evidence["judged_against"] = leak.against
+    if container:
+        finding.evidence.update(container=container, excess_cost=SIDECAR_COST)
     return finding
 
 
@@ -167,7 +205,7 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
     span = item.span
     found: list[Finding] = []
     if item.leak and item.leak.confirmed:
-        found.append(_leak_finding(view, span, item.leak))
+        found.append(_leak_finding(view, span, item.leak, item.container))
     if item.creep:
         found.append(_creep_finding(view, span, item.creep))
     for reg in (item.latency, item.cpu):
@@ -180,7 +218,9 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
     # One excess per revision, over all the time it served: its findings are symptoms of the change it
     # brought, and a detector's onset can lag the deploy by hours (healthy hours add about nothing).
     start = min([span.first_seen, *(pd.Timestamp(f.onset) for f in found)])
-    excess = cost_model.excess_cost(view, span, start, table, config, reference=item.reference) if found else None
+    # A sidecar's leak is not priced on its own (SIDECAR_COST): the revision's dollars are its creep's.
+    priced = found and not item.container
+    excess = cost_model.excess_cost(view, span, start, table, config, reference=item.reference) if priced else None
     for finding in found:
         if leak_signature and (item.leak is None or item.leak.onset_at_deploy):
             finding.likely_cause = PER_REQUEST_LEAK
@@ -320,6 +360,10 @@ def _duration(hours: float) -> str:
     if hours < 48:
         return f"{hours:.0f} h"
     return f"{hours / 24:.1f} days"
+
+
+def _size(gib: float) -> str:
+    return f"{gib * 1024:.0f} MiB" if gib < 1 else f"{gib:g} GiB"
 
 
 def _figure(value: float) -> str:

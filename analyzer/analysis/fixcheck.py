@@ -45,6 +45,7 @@ class FixCheck:
     kinds: tuple[str, ...]
     baseline_revision: str
     measures: tuple[Measure, ...]
+    container: str = ""  # the sidecar whose leak was fixed (its memory is the memory measure)
 
 
 def _stats(view: ServiceView, span: RevisionSpan | None, costs: pd.Series, *, last: bool,

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import ServiceResult
+from analyzer.analysis.findings import RevisionEvidence
 from analyzer.analysis.memory import LeakEvidence
+from analyzer.analysis.timeline import RevisionSpan
 from analyzer.model import FindingKind
 
 WIDTH, HEIGHT = 720, 220
@@ -355,8 +357,8 @@ def _short(revision: str, service: str) -> str:
     )
 
 
-def _memory_limit_label(result: ServiceResult) -> str:
-    limits = [s.info.memory_limit_gib for s in result.view.spans]
+def _memory_limit_label(spans: list[RevisionSpan]) -> str:
+    limits = [s.info.memory_limit_gib for s in spans]
     known = sorted({gib for gib in limits if gib})
     if not all(limits):
         return "100 % = memory limit (or the highest usage seen, where the limit is unknown)"
@@ -364,8 +366,38 @@ def _memory_limit_label(result: ServiceResult) -> str:
     return f"memory limit ({sizes})"
 
 
+def _memory_series(rows: pd.DataFrame, evidence: list[RevisionEvidence], service: str) -> list[SeriesSpec]:
+    """Typical and worst instance, and the troughs and fitted trend of each confirmed leak (percent)."""
+    memory = [
+        SeriesSpec("typical instance (mean)", "s1", _by_ts(rows, "mem_mean") * 100, 1.2),
+        SeriesSpec("worst instance (max)", "s2", _by_ts(rows, "mem_max", "max") * 100, 1.0, how="max"),
+    ]
+    for item in evidence:
+        if item.leak is not None and item.leak.confirmed:
+            memory.append(
+                SeriesSpec(
+                    f"troughs of {_short(item.span.name, service)} ({item.leak.signal})",
+                    "trough",
+                    item.leak.troughs * 100,
+                    2.2,
+                )
+            )
+            memory.append(
+                SeriesSpec(
+                    "fitted trend of the troughs",
+                    "trend",
+                    _trend(item.leak) * 100,
+                    2.0,
+                    True,
+                    split_at_nan=True,
+                )
+            )
+    return memory
+
+
 def chart_specs(result: ServiceResult) -> list[ChartSpec]:
-    """Memory (with troughs, their fitted trend and the limit), instances against load, latency and CPU."""
+    """Memory (with troughs, their fitted trend and the limit), the memory of each sidecar with a finding
+    (on its own limit), instances against load, latency and CPU."""
     view = result.view
     rows = view.rows
     if rows.empty:
@@ -407,33 +439,10 @@ def chart_specs(result: ServiceResult) -> list[ChartSpec]:
             fixed_high=fixed_high,
         )
 
-    def said(kind: FindingKind) -> str:
-        return "; ".join(f.summary for f in result.findings if f.kind is kind)
+    def said(kind: FindingKind) -> str:  # the service's own findings (a sidecar's have their own chart)
+        return "; ".join(f.summary for f in result.findings if f.kind is kind and not f.container)
 
-    memory = [
-        SeriesSpec("typical instance (mean)", "s1", _by_ts(rows, "mem_mean") * 100, 1.2),
-        SeriesSpec("worst instance (max)", "s2", _by_ts(rows, "mem_max", "max") * 100, 1.0, how="max"),
-    ]
-    for item in result.evidence:
-        if item.leak is not None and item.leak.confirmed:
-            memory.append(
-                SeriesSpec(
-                    f"troughs of {_short(item.span.name, service)} ({item.leak.signal})",
-                    "trough",
-                    item.leak.troughs * 100,
-                    2.2,
-                )
-            )
-            memory.append(
-                SeriesSpec(
-                    "fitted trend of the troughs",
-                    "trend",
-                    _trend(item.leak) * 100,
-                    2.0,
-                    True,
-                    split_at_nan=True,
-                )
-            )
+    memory = _memory_series(rows, result.evidence, service)
     specs = [
         spec(
             "mem",
@@ -443,10 +452,24 @@ def chart_specs(result: ServiceResult) -> list[ChartSpec]:
             "100 %, deploys marked. "
             + (said(FindingKind.MEMORY_BASELINE_RISE) or "No rising baseline found."),
             memory,
-            reference=(100.0, _memory_limit_label(result)),
+            reference=(100.0, _memory_limit_label(view.spans)),
             fixed_high=100.0,
         )
     ]
+    for sidecar in result.sidecars:
+        specs.append(
+            spec(
+                f"mem-{sidecar.container}",
+                f"Memory utilization of sidecar {sidecar.container}",
+                "% of its limit",
+                f"Memory of the sidecar container {sidecar.container} as a percentage of its own limit for the "
+                "typical and the worst instance, its limit at 100 %, deploys marked. "
+                + "; ".join(f.summary for f in sidecar.findings),
+                _memory_series(sidecar.view.rows, sidecar.evidence, service),
+                reference=(100.0, _memory_limit_label(sidecar.view.spans)),
+                fixed_high=100.0,
+            )
+        )
     totals = view.totals
     instances = totals["inst_active"] + totals["inst_idle"].fillna(0.0)
     load = totals["req_rate"]

@@ -88,6 +88,7 @@ def fleet_headline(findings: Sequence[FindingRecord], *, at_risk: float) -> str:
         items.append(HeadlineItem(
             service, revision, tuple(f.kind for f in group), any(f.ongoing for f in group),
             max(f.per_month_usd for f in group), max(f.savings_usd_per_month for f in group), group[0].impact,
+            tuple(f.container for f in group),
         ))
     return headline_of(items, at_risk=at_risk)
 

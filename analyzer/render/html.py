@@ -21,6 +21,7 @@ from analyzer.analysis import Analysis, ServiceResult
 from analyzer.analysis.findings import OOM_LEVEL
 from analyzer.analysis.impact import NEAR_LIMIT, SOON_HOURS, urgency, urgency_key
 from analyzer.analysis.memory import LeakEvidence
+from analyzer.analysis.timeline import ServiceView
 from analyzer.model import Finding, FindingKind, Impact, RevisionInfo, ServiceKey, Severity
 from analyzer.render.charts import PALETTE
 from analyzer.render.links import revision_url, service_url
@@ -142,6 +143,11 @@ def kind_name(kind: FindingKind | str) -> str:
     return KIND_NAMES.get(FindingKind(kind), humanize(str(kind)))
 
 
+def finding_name(kind: FindingKind | str, container: str = "") -> str:
+    """``memory leak (rising baseline)``, or ``... in sidecar otel-collector`` for a sidecar's finding."""
+    return kind_name(kind) + (f" in sidecar {container}" if container else "")
+
+
 def first_upper(text: str) -> str:
     """``CPU regression`` stays as it is, ``memory leak`` becomes ``Memory leak``."""
     return text[:1].upper() + text[1:]
@@ -185,6 +191,7 @@ def environment() -> jinja2.Environment:
         humanize=humanize,
         figure=figure,
         kind_name=kind_name,
+        finding_name=lambda finding: finding_name(finding.kind, finding.container),
         first_upper=first_upper,
         plural=plural,
         short_image=short_image,
@@ -204,6 +211,7 @@ class MemoryState:
     first_at_limit: datetime | None
     hours_to_limit: float | None
     limit_eta: datetime | None  # window end + hours to limit, when ongoing
+    container: str = ""  # the sidecar whose memory it is ("": the service's ingress container)
 
 
 @dataclass(slots=True)
@@ -285,9 +293,10 @@ def user_metadata(info: RevisionInfo | None) -> list[tuple[str, str]]:
 
 
 def memory_state(
-    result: ServiceResult, leak: LeakEvidence, finding: Finding, window_end: datetime
+    view: ServiceView, leak: LeakEvidence, finding: Finding, window_end: datetime
 ) -> MemoryState:
-    rows = result.view.revision_rows(leak.revision)
+    """``view``: the one the leak was found in (a sidecar's own, for a sidecar's leak)."""
+    rows = view.revision_rows(leak.revision)
     at_limit_rows = rows.loc[rows["mem_max"] >= OOM_LEVEL, "ts"]
     worst = float(rows["mem_max"].max()) if rows["mem_max"].notna().any() else float("nan")
     first = pd.Timestamp(at_limit_rows.min()).to_pydatetime() if len(at_limit_rows) else None
@@ -297,7 +306,18 @@ def memory_state(
         if hours is not None and finding.ongoing and first is None
         else None
     )
-    return MemoryState(first is not None, worst, first, hours, eta)
+    return MemoryState(first is not None, worst, first, hours, eta, finding.container)
+
+
+def _leak_of(result: ServiceResult, finding: Finding) -> tuple[ServiceView, LeakEvidence] | None:
+    """The confirmed leak behind a memory finding on its revision, and the view it was found in."""
+    sources = [(result.view, result.evidence)] if not finding.container else [
+        (s.view, s.evidence) for s in result.sidecars if s.container == finding.container]
+    for view, evidence in sources:
+        for item in evidence:
+            if item.span.name == finding.revision and item.leak is not None and item.leak.confirmed:
+                return view, item.leak
+    return None
 
 
 def incidents_of(result: ServiceResult, window_end: datetime) -> list[Incident]:
@@ -313,11 +333,12 @@ def incidents_of(result: ServiceResult, window_end: datetime) -> list[Incident]:
             key=lambda f: (SEVERITY_ORDER[f.severity], -f.excess_cost_usd_per_month, KIND_ORDER[f.kind])
         )
         incident = Incident(result.key, revision, info, found, metadata=user_metadata(info))
-        leak = next((e.leak for e in result.evidence
-                     if e.span.name == revision and e.leak is not None and e.leak.confirmed), None)
-        memory = next((f for f in found if f.kind is FindingKind.MEMORY_BASELINE_RISE), None)
+        # The ingress container's leak if it has one, else a sidecar's.
+        memory = min((f for f in found if f.kind is FindingKind.MEMORY_BASELINE_RISE),
+                     key=lambda f: (f.container != "", f.container), default=None)
+        leak = _leak_of(result, memory) if memory is not None else None
         if leak is not None and memory is not None:
-            incident.memory = memory_state(result, leak, memory, window_end)
+            incident.memory = memory_state(*leak, memory, window_end)
         incidents.append(incident)
     return sorted(incidents, key=lambda i: i.urgency)
 
@@ -333,6 +354,7 @@ class HeadlineItem:
     per_month_usd: float
     savings_usd_per_month: float = 0.0
     impact: Impact = field(default_factory=Impact)  # what it does to users (its findings share it)
+    containers: tuple[str, ...] = ()  # the sidecar each of ``kinds`` is about ("": the service's own)
 
     @property
     def urgency(self) -> tuple[tuple[int, int, float, float], str, str]:
@@ -348,7 +370,9 @@ def headline_of(items: Sequence[HeadlineItem], *, at_risk: float) -> str:
     ongoing = [i for i in items if i.ongoing]
     if ongoing:
         top = min(ongoing, key=lambda i: i.urgency)
-        what = " and ".join(kind_name(k) for k in dict.fromkeys(top.kinds[:2]))
+        containers = (*top.containers, *[""] * len(top.kinds))
+        names = [finding_name(k, c) for k, c in zip(top.kinds, containers, strict=False)]
+        what = " and ".join(dict.fromkeys(names[:2]))
         text = ", ".join([f"{top.service}: {what} since {top.revision}", *harm_words(top.impact)[:2],
                           per_month(top.per_month_usd)])
         others = len(ongoing) - 1
@@ -367,7 +391,7 @@ def headline(incidents: Iterable[Incident], *, at_risk: float) -> str:
     """The headline of an analysis's incidents (see ``headline_of``)."""
     items = [
         HeadlineItem(i.key.service, i.revision, tuple(f.kind.value for f in i.findings), i.ongoing,
-                     i.per_month_usd, i.savings_usd_per_month, i.impact)
+                     i.per_month_usd, i.savings_usd_per_month, i.impact, tuple(f.container for f in i.findings))
         for i in incidents
     ]
     return headline_of(items, at_risk=at_risk)

@@ -38,6 +38,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
         "region": f.region,
         "service": f.service,
         "revision": f.revision,
+        "container": f.container or None,
         "onset": format_time(f.onset),
         "severity": f.severity.value,
         "confidence": f.confidence,
@@ -174,6 +175,7 @@ def _fix_json(service: ServiceResult, fix: FixCheck) -> dict[str, Any]:
         "broken_revision": fix.broken,
         "fixing_revision": fix.fixed,
         "baseline_revision": fix.baseline_revision or None,
+        "container": fix.container or None,
         "kinds": list(fix.kinds),
         "measures": [
             {"name": m.name, "unit": m.unit, "baseline": _number(m.baseline), "broken": _number(m.broken),

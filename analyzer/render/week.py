@@ -2,8 +2,9 @@
 previous week's: new, ongoing and resolved findings. Pure: storing and finding records is
 ``analyzer.delivery.history``'s job.
 
-A finding is identified across runs by (project, region, service, kind, revision): the same revision
-showing the same anomaly is the same problem, whatever its numbers did.
+A finding is identified across runs by (project, region, service, kind, revision, container): the same
+revision showing the same anomaly (in the same sidecar, if any) is the same problem, whatever its numbers
+did.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from analyzer.sources.restjson import format_time, parse_time
 SCHEMA = "cloudrun-analyzer/history"
 SCHEMA_VERSION = 1
 
-FindingKey = tuple[str, str, str, str, str]
+FindingKey = tuple[str, ...]  # project, region, service, kind, revision[, sidecar container]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +45,12 @@ class FindingRecord:
     savings_usd_per_month: float
     time_to_limit_hours: float | None
     impact: Impact = field(default_factory=Impact)  # what it did to users (none in older records)
+    container: str = ""  # the sidecar it is about ("": the service's; none in older records)
 
     @property
     def key(self) -> FindingKey:
-        return (self.project, self.region, self.service, self.kind, self.revision)
+        own = (self.project, self.region, self.service, self.kind, self.revision)
+        return (*own, self.container) if self.container else own
 
     @property
     def onset_time(self) -> datetime:
@@ -82,6 +85,7 @@ class FindingRecord:
                 float(doc["time_to_limit_hours"]) if doc.get("time_to_limit_hours") is not None else None
             ),
             impact=impact_from_json(doc.get("impact")),
+            container=str(doc.get("container") or ""),
         )
 
 

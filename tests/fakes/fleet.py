@@ -7,7 +7,8 @@ instance counts by state, and the billable/allocation amounts. ``leaking`` servi
 baseline that climbs after their last deploy, so a fleet can carry a known anomaly. A ``sidecar``
 names a second container in every revision: it has its own limits and reports its own utilization and
 instance-count series (metric label ``container_name``), from its own random stream, so the ingress
-container's series are the same as without it.
+container's series are the same as without it. Its memory sits high and flat, or climbs after the
+last deploy in the ``sidecar_leaking`` services.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ class FleetSpec:
     hours: float = 6.0
     revisions_per_service: int = 2
     instances: int = 3
-    leaking: Sequence[int] = ()  # indexes of services whose newest revision leaks
+    leaking: Sequence[int] = ()  # indexes of services whose newest revision (or ``leaking_revision``) leaks
     seed: int = 7
     names: list[str] = field(default_factory=list)
     sidecar: str = ""  # a second container's name (every revision runs it beside "app")
+    sidecar_leaking: Sequence[int] = ()  # indexes of services whose newest revision's sidecar leaks
+    leak_per_minute: float = 0.0015  # how fast a leak climbs, fraction of the container's limit per minute
+    leaking_revision: int = -1  # which revision of a leaking service leaks (-1: the newest; a later one fixes it)
 
     def service_name(self, index: int) -> str:
         return self.names[index] if index < len(self.names) else f"svc-{index:04d}"
@@ -129,7 +133,8 @@ def add_fleet(monitoring: FakeMetricService, run: FakeRun, spec: FleetSpec) -> l
                 service,
                 revision,
                 ends[mask],
-                leaking=i in spec.leaking and r == len(deploys) - 1,
+                leaking=i in spec.leaking and r == spec.leaking_revision % len(deploys),
+                sidecar_leaking=i in spec.sidecar_leaking and r == spec.leaking_revision % len(deploys),
             )
     return names
 
@@ -143,6 +148,7 @@ def _add_revision_series(
     ends: np.ndarray,
     *,
     leaking: bool,
+    sidecar_leaking: bool = False,
 ) -> None:
     resource = {
         "project_id": spec.project,
@@ -153,7 +159,7 @@ def _add_revision_series(
     }
     n, k = len(ends), spec.instances
     minutes = np.arange(n)[:, None]
-    memory = 0.30 + 0.05 * rng.random((n, k)) + (0.0015 * minutes if leaking else 0.0)
+    memory = 0.30 + 0.05 * rng.random((n, k)) + (spec.leak_per_minute * minutes if leaking else 0.0)
     cpu = 0.20 + 0.10 * rng.random((n, k))
     latency = 40.0 * np.exp(0.3 * rng.standard_normal((n, 8)))
     for metric, dists in (
@@ -201,7 +207,7 @@ def _add_revision_series(
                 values=np.full(n, count),
             )
     if spec.sidecar:
-        _add_sidecar_series(monitoring, spec, resource, ends)
+        _add_sidecar_series(monitoring, spec, resource, ends, leaking=sidecar_leaking)
     for metric, per_instance in (
         ("container/billable_instance_time", 60.0),
         ("container/cpu/allocation_time", 60.0),
@@ -218,12 +224,19 @@ def _add_revision_series(
 
 
 def _add_sidecar_series(
-    monitoring: FakeMetricService, spec: FleetSpec, resource: dict[str, str], ends: np.ndarray
+    monitoring: FakeMetricService,
+    spec: FleetSpec,
+    resource: dict[str, str],
+    ends: np.ndarray,
+    *,
+    leaking: bool,
 ) -> None:
-    """The sidecar's own utilizations: high and climbing memory, so merging it would show."""
+    """The sidecar's own utilizations: memory above the ingress container's (so merging it would show),
+    flat, or climbing from the same level when it leaks."""
     rng = np.random.default_rng([spec.seed, len(ends), 0x51DE])
     n, k = len(ends), spec.instances
-    memory = np.clip(0.70 + 0.002 * np.arange(n)[:, None] + 0.02 * rng.random((n, k)), 0, 0.99)
+    level = 0.50 + (spec.leak_per_minute * np.arange(n)[:, None] if leaking else 0.0)
+    memory = np.clip(level + 0.02 * rng.random((n, k)), 0, 0.99)
     for metric, samples in (
         (f"{P}container/memory/utilizations", memory),
         (f"{P}container/cpu/utilizations", 0.60 + 0.05 * rng.random((n, k))),
