@@ -511,9 +511,9 @@ class _Runner:
         if task.sub == "timeSeries":
             errors = [json_format.MessageToDict(e) for e in page.execution_errors]
             warnings = [f"the response reports executionErrors, so its data may be partial: {errors}"] if errors else []
+            read = columnar.Page(page)  # every point of the page decoded at once, column-wise
             snapshot.add_time_series(
-                outcome.data, page.time_series, columnar.parse_time_series, columnar.metric_type,
-                source_of(task, stem), warnings,
+                outcome.data, read.indices, read.parse, read.metric_type, source_of(task, stem), warnings
             )
         if self.capture or task.sub != "timeSeries":
             outcome.documents.append((task.sub, stem, to_json.page(page)))
