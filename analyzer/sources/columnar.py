@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 from google.api.distribution_pb2 import Distribution
 
-from analyzer.sources import protowire as pw
-
 from analyzer.model import METRIC_KINDS, VALUE_TYPES, Histograms, RawSeries
+from analyzer.sources import protowire as pw
 from analyzer.sources.restjson import METRIC_PREFIX, bucket_bounds
 
 _DISTRIBUTION = VALUE_TYPES.index("DISTRIBUTION")
@@ -251,12 +250,20 @@ class _Columns:
         data = page.SerializeToString()
         buf = pw.padded(data)
         chains, starts, ends = _points(data, buf, page)
-        fields = pw.walk(buf, starts, ends)
+        n = len(starts)
+        start_s, end_s, kind, dist_of = (np.zeros(n, np.int64) for _ in range(4))
+        has_start, has_end, scalars = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n)
+        dist_of = np.full((n, 2), -1, np.int64)
+        blocks: list[_DistBlock] = []
+        walked = _read_by_template(data, buf, starts, ends, (start_s, end_s, has_start, has_end, kind, scalars),
+                                   blocks)
+        fields = pw.walk(buf, starts[walked], ends[walked])
         has_interval, interval_at, interval_end = fields.one(1, pw.LEN)
         has_value, value_at, value_end = fields.one(2, pw.LEN)
-        start_s, end_s, has_start, has_end = _intervals(buf, has_interval, interval_at, interval_end)
-        kind, scalars, dist_of = _values(buf, has_value, value_at, value_end)
-        dists = _Distributions.read(buf, data, dist_of)
+        start_s[walked], end_s[walked], has_start[walked], has_end[walked] = _intervals(
+            buf, has_interval, interval_at, interval_end)
+        kind[walked], scalars[walked], dist_of[walked] = _values(buf, has_value, value_at, value_end)
+        dists = _Distributions.read(buf, dist_of, blocks)
         return cls(chains, np.where(has_start, start_s, end_s), end_s, has_end, kind, scalars, dists)
 
     def share(self, index: int) -> _Share | None:
@@ -309,6 +316,197 @@ def _points(data: bytes, buf: np.ndarray, page: Any) -> tuple[dict[int, tuple[in
         ):
             chains[index] = (a, b)
     return chains, starts, ends
+
+
+@dataclass
+class _DistBlock:
+    """Distribution values read by one template: every point's columns, the options they share."""
+
+    points: np.ndarray
+    count: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    options: bytes | None  # the BucketOptions' bytes, None when absent
+    counts: np.ndarray  # points x bucket counts
+
+
+Span = tuple[int, int]  # columns [a, b) of a point's bytes
+
+
+@dataclass
+class _DistTemplate:
+    count: Span | None
+    mean: Span | None
+    low: Span | None
+    high: Span | None
+    has_range: bool
+    options: bytes | None
+    counts: list[Span]
+
+    def read(self, rows: np.ndarray, points: np.ndarray) -> _DistBlock:
+        def doubles(span: Span | None, default: float) -> np.ndarray:
+            return np.full(len(rows), default) if span is None else _column_double(rows, span)
+
+        count = np.zeros(len(rows)) if self.count is None else _column_varint(rows, *self.count).astype(np.float64)
+        no_range = np.nan if not self.has_range else 0.0
+        if all(b - a == 1 for a, b in self.counts):  # every count one byte: a slice of the rows
+            first = self.counts[0][0] if self.counts else 0
+            counts = rows[:, first : first + len(self.counts)].astype(np.float64)
+        else:
+            counts = np.stack([_column_varint(rows, a, b).astype(np.float64) for a, b in self.counts], axis=1)
+        return _DistBlock(points, count, doubles(self.mean, 0.0), doubles(self.low, no_range),
+                          doubles(self.high, no_range), self.options, counts)
+
+
+@dataclass
+class _Template:
+    """Where a point's leaves sit in its bytes, learnt from one point: every point of the same length
+    whose other bytes (tags, lengths, bucket options) and varint lengths are the same reads from the
+    same columns, all at once."""
+
+    compared: np.ndarray  # per column, the bits that must equal the first point's: all but a value's;
+    # a varint's continuation bit (so that it has the same length)
+    start: Span | None  # start_time.seconds' columns ((0, 0): present but 0; None: absent)
+    end: Span
+    kind: int  # the TypedValue oneof's field number, 0 for none
+    value: Span
+    dist: _DistTemplate | None
+
+    @classmethod
+    def learn(cls, data: bytes, a: int, b: int) -> _Template | None:
+        """The template of the point ``data[a:b]``, or None if it is not a plain point."""
+        top = _only(data, a, b, {(1, pw.LEN), (2, pw.LEN)})
+        if top is None or (1, pw.LEN) not in top:
+            return None
+        interval = _only(data, *top[(1, pw.LEN)], {(1, pw.LEN), (2, pw.LEN)})
+        value = _only(data, *top.get((2, pw.LEN), (a, a)),
+                      {(_BOOL, pw.VARINT), (_INT64, pw.VARINT), (_DOUBLE, pw.I64), (_DIST, pw.LEN)})
+        if interval is None or value is None or len(value) > 1 or (2, pw.LEN) not in interval:
+            return None
+        compared = np.full(b - a, 0xFF, np.uint8)
+        stamps: list[Span | None] = []
+        for which in (1, 2):
+            stamp = _only(data, *interval.get((which, pw.LEN), (a, a)), {(1, pw.VARINT), (2, pw.VARINT)})
+            if stamp is None:
+                return None
+            for at, after in stamp.values():
+                compared[at - a : after - a] = 0x80
+            present = (which, pw.LEN) in interval
+            seconds = stamp.get((1, pw.VARINT))
+            stamps.append(None if not present else (0, 0) if seconds is None else (seconds[0] - a, seconds[1] - a))
+        kind, (at, after) = next(((number, span) for (number, _), span in value.items()), (0, (a, a)))
+        dist = None
+        if kind == _DIST:
+            dist = _learn_distribution(data, at, after, a, compared)
+            if dist is None:
+                return None
+        else:
+            compared[at - a : after - a] = 0x80 if kind in (_BOOL, _INT64) else 0
+        end = stamps[1]
+        assert end is not None
+        return cls(compared, stamps[0], end, kind, (at - a, after - a), dist)
+
+    def read(self, rows: np.ndarray, out: tuple[np.ndarray, ...], points: np.ndarray,
+             blocks: list[_DistBlock]) -> np.ndarray:
+        """Read the rows (one point each) that fit; returns which did."""
+        fits = ~((rows ^ rows[0]) & self.compared).any(axis=1)
+        if not fits.all():
+            rows, points = rows[fits], points[fits]
+        start_s, end_s, has_start, has_end, kind, scalars = out
+        if self.start is not None:
+            start_s[points], has_start[points] = _column_varint(rows, *self.start), True
+        end_s[points], has_end[points] = _column_varint(rows, *self.end), True
+        kind[points] = self.kind
+        if self.kind == _DOUBLE:
+            scalars[points] = _column_double(rows, self.value)
+        elif self.kind == _INT64:
+            scalars[points] = _column_varint(rows, *self.value).astype(np.float64)
+        elif self.kind == _BOOL:
+            scalars[points] = _column_varint(rows, *self.value) != 0
+        elif self.dist is not None:
+            blocks.append(self.dist.read(rows, points))
+        return fits
+
+
+def _learn_distribution(data: bytes, a: int, b: int, point: int, compared: np.ndarray) -> _DistTemplate | None:
+    """A Distribution without exemplars or unpacked counts; marks its value bytes in ``compared``."""
+    fields = _only(data, a, b, {(1, pw.VARINT), (2, pw.I64), (3, pw.I64), (4, pw.LEN), (6, pw.LEN), (7, pw.LEN)})
+    if fields is None:
+        return None
+    bounds: dict[tuple[int, int], Span] = {}
+    if (4, pw.LEN) in fields:
+        bounds = _only(data, *fields[(4, pw.LEN)], {(1, pw.I64), (2, pw.I64)}) or {}
+        if (4, pw.LEN) in fields and len(bounds) != len(list(pw.fields_of(data, *fields[(4, pw.LEN)]))):
+            return None
+
+    def span(found: dict[tuple[int, int], Span], key: tuple[int, int], bits: int) -> Span | None:
+        if key not in found:
+            return None
+        at, after = found[key]
+        compared[at - point : after - point] = bits
+        return at - point, after - point
+
+    count = span(fields, (1, pw.VARINT), 0x80)
+    mean = span(fields, (2, pw.I64), 0)
+    span(fields, (3, pw.I64), 0)  # sum_of_squared_deviation: not read
+    low, high = span(bounds, (1, pw.I64), 0), span(bounds, (2, pw.I64), 0)
+    packed = span(fields, (7, pw.LEN), 0x80)
+    counts: list[Span] = []
+    if packed is not None:
+        ends = [i + 1 for i in range(*packed) if data[point + i] < 0x80]
+        counts = list(zip([packed[0], *ends[:-1]], ends, strict=True))
+    options = fields.get((6, pw.LEN))
+    return _DistTemplate(count, mean, low, high, (4, pw.LEN) in fields,
+                         None if options is None else data[options[0] : options[1]], counts)
+
+
+def _only(data: bytes, a: int, b: int, allowed: set[tuple[int, int]]) -> dict[tuple[int, int], tuple[int, int]] | None:
+    """{(number, wire): (value start, end)} of a message holding only allowed fields, each once."""
+    found: dict[tuple[int, int], tuple[int, int]] = {}
+    for number, wire, value, after, at in pw.fields_of(data, a, b):
+        key = (number, wire)
+        if key not in allowed or key in found:
+            return None
+        found[key] = (value if wire == pw.LEN else at + 1, after)  # one-byte tags: field numbers < 16
+    return found
+
+
+def _column_double(rows: np.ndarray, span: Span) -> np.ndarray:
+    return np.ascontiguousarray(rows[:, span[0] : span[1]]).view("<f8").ravel().astype(np.float64)
+
+
+def _column_varint(rows: np.ndarray, a: int, b: int) -> np.ndarray:
+    """The varints at columns [a, b) of every row (all of that length), as int64."""
+    value = np.zeros(len(rows), np.uint64)
+    for digit in range(b - a):
+        value |= (rows[:, a + digit] & 0x7F).astype(np.uint64) << np.uint64(7 * digit)
+    return pw.signed(value)
+
+
+_TEMPLATE_MIN = 16  # fewer points of one length are not worth learning a template
+
+
+def _read_by_template(data: bytes, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                      out: tuple[np.ndarray, ...], blocks: list[_DistBlock]) -> np.ndarray:
+    """Read the points that share a layout with others of their length; returns the indices of the
+    points left for the walk (odd ones out)."""
+    lengths = ends - starts
+    left = np.ones(len(starts), bool)
+    if not len(starts) or lengths.max() >= 1 << 15:
+        return np.flatnonzero(left)
+    order = np.argsort(lengths.astype(np.int16), kind="stable")
+    cuts = np.flatnonzero(np.diff(lengths[order])) + 1
+    for group in np.split(order, cuts):
+        if len(group) < _TEMPLATE_MIN:
+            continue
+        first = int(group[0])
+        template = _Template.learn(data, int(starts[first]), int(ends[first]))
+        if template is None:
+            continue
+        rows = np.lib.stride_tricks.sliding_window_view(buf, int(lengths[first]))[starts[group]]  # rows, not bytes
+        left[group[template.read(rows, out, group, blocks)]] = False
+    return np.flatnonzero(left)
 
 
 def _intervals(buf: np.ndarray, has: np.ndarray, at: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -372,11 +570,13 @@ class _Distributions:
     flat: np.ndarray
 
     @classmethod
-    def read(cls, buf: np.ndarray, data: bytes, dist_at: np.ndarray) -> _Distributions:
+    def read(cls, buf: np.ndarray, dist_at: np.ndarray, blocks: list[_DistBlock]) -> _Distributions:
+        """The walked distributions (``dist_at``: payload (start, end) per point, or -1) then the
+        templates' blocks, then one empty distribution for the points without one."""
         has = dist_at[:, 0] >= 0
-        found = int(has.sum())
-        of_point = np.full(len(has), found, np.int64)  # the row after the last: an empty distribution
-        of_point[has] = np.arange(found)
+        walked = int(has.sum())
+        of_point = np.full(len(has), walked + sum(len(b.points) for b in blocks), np.int64)
+        of_point[has] = np.arange(walked)
         fields = pw.walk(buf, dist_at[has, 0], dist_at[has, 1])
         count = pw.signed(fields.one(1, pw.VARINT)[1]).astype(np.float64)
         has_mean, mean_at, _ = fields.one(2, pw.I64)
@@ -384,11 +584,26 @@ class _Distributions:
         mean[has_mean] = pw.fixed64_at(buf, mean_at[has_mean].astype(np.int64))
         low, high = _ranges(buf, fields)
         flat, buckets = _bucket_counts(buf, fields)
-        layout, bounds = _layouts(buf, data, fields, buckets)
-        buckets = np.append(buckets, 0)
-        return cls(of_point, np.append(count, 0.0), np.append(mean, 0.0), np.append(low, np.nan),
-                   np.append(high, np.nan), np.append(layout, -1), bounds, np.cumsum(buckets) - buckets,
-                   buckets, flat)
+        book = _LayoutBook()
+        layout = book.walked(buf, fields, buckets)
+        columns = [[count], [mean], [low], [high], [layout], [flat], [buckets]]
+        row = walked
+        for block in blocks:
+            of_point[block.points] = np.arange(row, row + len(block.points))
+            row += len(block.points)
+            width = block.counts.shape[1]
+            key = book.id_of(block.options) if block.options is not None and width else -1
+            for column, values in zip(columns, (block.count, block.mean, block.low, block.high,
+                                                np.full(len(block.points), key), block.counts.ravel(),
+                                                np.full(len(block.points), width)), strict=True):
+                column.append(values)
+        for column, empty in zip(columns, (0.0, 0.0, np.nan, np.nan, -1, None, 0), strict=True):
+            if empty is not None:
+                column.append(np.array([empty]))
+        count, mean, low, high, layout, flat, buckets = (np.concatenate(c) for c in columns)
+        buckets = buckets.astype(np.int64)
+        return cls(of_point, count, mean, low, high, layout.astype(np.int64), book.bounds,
+                   np.cumsum(buckets) - buckets, buckets, flat)
 
     def layouts(self, rows: np.ndarray) -> Iterator[tuple[np.ndarray, Histograms]]:
         """The ``_histograms`` of these distributions, one per layout met."""
@@ -451,33 +666,38 @@ def _bucket_counts(buf: np.ndarray, fields: pw.Fields) -> tuple[np.ndarray, np.n
     return pw.signed(values).astype(np.float64), np.bincount(owner, minlength=fields.count)
 
 
-def _layouts(buf: np.ndarray, data: bytes, fields: pw.Fields,
-             buckets: np.ndarray) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    """Each distribution's bucket layout (-1 without bucket counts or options, as ``_layout_key``) and
-    the bounds of each layout; equal options are one layout, however many distributions carry them."""
-    has, at, end = fields.one(6, pw.LEN)
-    keyed = np.flatnonzero(has & (buckets > 0))
-    at, end = at[keyed].astype(np.int64), end[keyed]
-    layout = np.full(fields.count, -1, np.int64)
-    keys: dict[bytes, int] = {}
-    bounds: list[np.ndarray | None] = []
-    for width in np.unique(end - at):
-        same = np.flatnonzero(end - at == width)
-        rows = buf[at[same][:, None] + np.arange(width)]
-        if (rows == rows[0]).all():  # the usual page: one metric, one layout
-            distinct, inverse = rows[:1], np.zeros(len(same), np.int64)
-        else:
-            distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
-        ids = []
-        for raw in distinct:
-            options = BucketOptions.FromString(raw.tobytes())
-            key = options.SerializeToString(deterministic=True)
-            if key not in keys:
-                keys[key] = len(bounds)
-                try:
-                    bounds.append(bucket_bounds_of(options))
-                except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
-                    bounds.append(None)
-            ids.append(keys[key])
-        layout[keyed[same]] = np.asarray(ids, np.int64)[inverse.ravel()]
-    return layout, bounds
+class _LayoutBook:
+    """The bucket layouts met in a page: equal options are one layout (as ``_layout_key``), however
+    many distributions carry them; bounds per layout, None for options the exact reader rejects."""
+
+    def __init__(self) -> None:
+        self.ids: dict[bytes, int] = {}
+        self.bounds: list[np.ndarray | None] = []
+
+    def id_of(self, raw: bytes) -> int:
+        options = BucketOptions.FromString(raw)
+        key = options.SerializeToString(deterministic=True)
+        if key not in self.ids:
+            self.ids[key] = len(self.bounds)
+            try:
+                self.bounds.append(bucket_bounds_of(options))
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+                self.bounds.append(None)
+        return self.ids[key]
+
+    def walked(self, buf: np.ndarray, fields: pw.Fields, buckets: np.ndarray) -> np.ndarray:
+        """Each walked distribution's layout (-1 without bucket counts or options)."""
+        has, at, end = fields.one(6, pw.LEN)
+        keyed = np.flatnonzero(has & (buckets > 0))
+        at, end = at[keyed].astype(np.int64), end[keyed]
+        layout = np.full(fields.count, -1, np.int64)
+        for width in np.unique(end - at):
+            same = np.flatnonzero(end - at == width)
+            rows = buf[at[same][:, None] + np.arange(width)]
+            if (rows == rows[0]).all():  # the usual page: one metric, one layout
+                distinct, inverse = rows[:1], np.zeros(len(same), np.int64)
+            else:
+                distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
+            ids = np.asarray([self.id_of(raw.tobytes()) for raw in distinct], np.int64)
+            layout[keyed[same]] = ids[inverse.ravel()]
+        return layout
