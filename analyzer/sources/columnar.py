@@ -410,7 +410,7 @@ class _Template:
     def read(self, rows: np.ndarray, out: tuple[np.ndarray, ...], points: np.ndarray,
              blocks: list[_DistBlock]) -> np.ndarray:
         """Read the rows (one point each) that fit; returns which did."""
-        fits = ~((rows ^ rows[0]) & self.compared).any(axis=1)
+        fits: np.ndarray = ~((rows ^ rows[0]) & self.compared).any(axis=1)
         if not fits.all():
             rows, points = rows[fits], points[fits]
         start_s, end_s, has_start, has_end, kind, scalars = out
