@@ -422,7 +422,10 @@ class _Template:
     def read(self, rows: np.ndarray, out: tuple[np.ndarray, ...], points: np.ndarray,
              blocks: list[_DistBlock]) -> np.ndarray:
         """Read the rows (one point each) that fit; returns which did."""
-        fits: np.ndarray = ~((rows ^ rows[0]) & self.compared).any(axis=1)
+        differ = rows ^ rows[0]
+        differ &= self.compared  # in place: a page's rows can be tens of MB
+        fits: np.ndarray = ~differ.any(axis=1)
+        del differ
         if not fits.all():
             rows, points = rows[fits], points[fits]
         start_s, end_s, has_start, has_end, kind, scalars = out
@@ -612,7 +615,7 @@ class _Distributions:
         for column, empty in zip(columns, (0.0, 0.0, np.nan, np.nan, -1, None, 0), strict=True):
             if empty is not None:
                 column.append(np.array([empty]))
-        count, mean, low, high, layout, flat, buckets = (np.concatenate(c) for c in columns)
+        count, mean, low, high, layout, flat, buckets = (_joined(c) for c in columns)
         buckets = buckets.astype(np.int64)
         return cls(of_point, count, mean, low, high, layout.astype(np.int64), book.bounds,
                    np.cumsum(buckets) - buckets, buckets, flat)
@@ -676,6 +679,12 @@ def _bucket_counts(buf: np.ndarray, fields: pw.Fields) -> tuple[np.ndarray, np.n
         values, rank = values[sort], rank[sort]
     owner = fields.message[order][rank]
     return pw.signed(values).astype(np.float64), np.bincount(owner, minlength=fields.count)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The parts end to end; a lone non-empty part (the usual page: one template) is not copied."""
+    filled = [p for p in parts if len(p)]
+    return filled[0] if len(filled) == 1 else np.concatenate(parts)
 
 
 class _LayoutBook:
