@@ -263,7 +263,7 @@ class _Columns:
         buf = pw.padded(data)
         chains, starts, ends = _points(data, buf, page)
         n = len(starts)
-        start_s, end_s, kind, dist_of = (np.zeros(n, np.int64) for _ in range(4))
+        start_s, end_s, kind = (np.zeros(n, np.int64) for _ in range(3))
         has_start, has_end, scalars = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n)
         dist_of = np.full((n, 2), -1, np.int64)
         blocks: list[_DistBlock] = []
@@ -340,7 +340,7 @@ class _DistBlock:
     low: np.ndarray
     high: np.ndarray
     options: bytes | None  # the BucketOptions' bytes, None when absent
-    counts: np.ndarray  # points x bucket counts
+    counts: np.ndarray  # points x bucket counts (one byte each when they fit, else float)
 
 
 Span = tuple[int, int]  # columns [a, b) of a point's bytes
@@ -364,7 +364,7 @@ class _DistTemplate:
         no_range = np.nan if not self.has_range else 0.0
         if all(b - a == 1 for a, b in self.counts):  # every count one byte: a slice of the rows
             first = self.counts[0][0] if self.counts else 0
-            counts = rows[:, first : first + len(self.counts)].astype(np.float64)
+            counts = rows[:, first : first + len(self.counts)].copy()  # bytes: made float per series
         else:
             counts = np.stack([_column_varint(rows, a, b).astype(np.float64) for a, b in self.counts], axis=1)
         return _DistBlock(points, count, doubles(self.mean, 0.0), doubles(self.low, no_range),
