@@ -11,6 +11,9 @@ an upper bound that includes the main process's image copied when the worker was
   frames, detectors, cost, render the HTML and JSON);
 - **floor**: the same ListTimeSeries, ListRevisions and ListServices calls the report's batches make,
   through the same clients, every page received and dropped. What receiving the bytes costs.
+- **parse** (first, unless ``--parse-points 0``): the first batches' ListTimeSeries pages (up to N
+  points) received, then parsed by the exact per-point reader and by the column reader
+  (``columnar.Page``), both checked equal: CPU per point of receiving and of each reader.
 
 ::
 
