@@ -11,6 +11,9 @@ an upper bound that includes the main process's image copied when the worker was
   frames, detectors, cost, render the HTML and JSON);
 - **floor**: the same ListTimeSeries, ListRevisions and ListServices calls the report's batches make,
   through the same clients, every page received and dropped. What receiving the bytes costs.
+- **parse** (first, unless ``--parse-points 0``): the first batches' ListTimeSeries pages (up to N
+  points) received, then parsed by the exact per-point reader and by the column reader
+  (``columnar.Page``), both checked equal: CPU per point of receiving and of each reader.
 
 ::
 
@@ -48,6 +51,7 @@ class Measure:
     peak_mib: float  # the child's own (VmHWM: wait4's figure would count this process's image copied at fork)
     worker_peak_mib: float  # the largest worker's
     output: str
+    report: dict[str, Any]  # the child's own last line
 
 
 def _measured(command: list[str], env: dict[str, str]) -> Measure:
@@ -71,7 +75,7 @@ def _measured(command: list[str], env: dict[str, str]) -> Measure:
         raise SystemExit(f"{command[:3]} exited {code}: {streams['err'].decode()[-3000:]}")
     report = json.loads(streams["out"].decode().strip().splitlines()[-1])
     return Measure(wall, report.get("floor_cpu_s", usage.ru_utime + usage.ru_stime), report["peak_mib"],
-                   report.get("worker_peak_mib", 0.0), streams["err"].decode())
+                   report.get("worker_peak_mib", 0.0), streams["err"].decode(), report)
 
 
 def child_main(argv: list[str]) -> None:
@@ -87,6 +91,9 @@ def child_main(argv: list[str]) -> None:
         finally:
             children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             print(json.dumps({"worker_peak_mib": children, "peak_mib": _own_peak_mib()}), flush=True)
+        return
+    if mode == "parse":
+        print(json.dumps({**parse_only(rest), "worker_peak_mib": 0.0, "peak_mib": _own_peak_mib()}), flush=True)
         return
     began = time.process_time()
     floor(rest)
@@ -134,7 +141,56 @@ def floor(argv: list[str]) -> None:
     clients.close()
 
 
-def run_fleet(services: int, days: float, *, workers: int, keep: Path | None) -> dict[str, Any]:
+def parse_only(argv: list[str]) -> dict[str, float]:
+    """Parse-only micro-benchmark: the first batches' ListTimeSeries pages (up to ``argv[4]`` points),
+    each received through Google's client, then parsed by the exact per-point reader
+    (``columnar.parse_time_series``) and by the column reader (``columnar.Page``): CPU per point of
+    each, and of receiving. Both readers' results are checked equal."""
+    from datetime import UTC, datetime
+
+    from analyzer.batches import plan_live
+    from analyzer.sources import columnar
+    from analyzer.sources.google_clients import build_clients
+    from analyzer.sources.live import LiveQuery, time_series_requests
+    from tests.test_columnar import same_parse
+
+    project, start, end, now = argv[0], *(datetime.fromisoformat(a).astimezone(UTC) for a in argv[1:4])
+    limit = int(argv[4])
+    query = LiveQuery(projects=(project,), start=start, end=end)
+    plan = plan_live(query, env=dict(os.environ), now=now)
+    clients = build_clients(dict(os.environ))
+    pages, receive = [], 0.0
+    points = 0
+    for batch in plan.batches:
+        names = tuple(k.service for k in batch.keys)
+        one = LiveQuery(projects=(project,), start=start, end=end, region=batch.keys[0].region, services=names)
+        for _, _, request in time_series_requests(one, project, plan.window):  # type: ignore[arg-type]
+            began = time.process_time()
+            for page in clients.monitoring.list_time_series(request=request).pages:
+                receive += time.process_time() - began
+                message = type(page).pb(page)
+                pages.append(message)
+                points += sum(len(ts.points) for ts in message.time_series)
+                began = time.process_time()
+        if points >= limit:
+            break
+    clients.close()
+    began = time.process_time()
+    exact = [[columnar.parse_time_series(ts, source="s") for ts in page.time_series] for page in pages]
+    exact_s = time.process_time() - began
+    began = time.process_time()
+    columns = []
+    for page in pages:
+        reader = columnar.Page(page)
+        columns.append([reader.parse(i, source="s") for i in reader.indices])
+    columns_s = time.process_time() - began
+    for a, b in zip(exact, columns, strict=True):
+        for x, y in zip(a, b, strict=True):
+            same_parse(x, y)
+    return {"parse_points": points, "receive_s": receive, "exact_s": exact_s, "columns_s": columns_s}
+
+
+def run_fleet(services: int, days: float, *, workers: int, keep: Path | None, parse_points: int) -> dict[str, Any]:
     from tests.fakes.monitoring import FakeMetricService
     from tests.fakes.run import FakeRun
     from tests.fakes.server import start
@@ -152,7 +208,9 @@ def run_fleet(services: int, days: float, *, workers: int, keep: Path | None) ->
     out = keep or Path(tempfile.mkdtemp(prefix="report-scale-"))
     me = [sys.executable, str(Path(__file__).resolve()), "child"]
     try:
-        floor_m = _measured([*me, "floor", "bench", START.isoformat(), end.isoformat(), now.isoformat()], env)
+        times = [START.isoformat(), end.isoformat(), now.isoformat()]
+        parse_m = _measured([*me, "parse", "bench", *times, str(parse_points)], env) if parse_points else None
+        floor_m = _measured([*me, "floor", "bench", *times], env)
         report_m = _measured([*me, "report", "report", "--project", "bench", *window, "--workers", str(workers),
                               "--out", str(out / "report.html"), "--json", str(out / "report.json"),
                               "--format", "json"], env)
@@ -168,7 +226,17 @@ def run_fleet(services: int, days: float, *, workers: int, keep: Path | None) ->
         "services_reported": len(found["services"]), "findings": len(found["findings"]),
         "cpu_ratio": report_m.cpu_s / floor_m.cpu_s if floor_m.cpu_s else float("nan"),
         "cpu_s_per_service_month": report_m.cpu_s / (services * days / 30),
+        **_per_point(parse_m.report if parse_m else {}),
     }
+
+
+def _per_point(parse: dict[str, Any]) -> dict[str, Any]:
+    """µs per point of receiving a page, of the exact reader and of the column reader."""
+    points = parse.get("parse_points", 0)
+    if not points:
+        return {}
+    return {"parse_points": points, **{f"{name}_us_per_point": parse[f"{name}_s"] / points * 1e6
+                                       for name in ("receive", "exact", "columns")}}
 
 
 def main() -> int:
@@ -179,6 +247,8 @@ def main() -> int:
     parser.add_argument("--fleet", action="append", metavar="SxD", help="S services over D days (repeatable)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--parse-points", type=int, default=1_000_000, metavar="N",
+                        help="parse-only micro-benchmark on the first batches' pages, up to N points (0: skip)")
     args = parser.parse_args()
     fleets = [tuple(float(x) for x in f.split("x")) for f in (args.fleet or ["100x7"])]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, --workers {args.workers}", flush=True)
@@ -187,12 +257,23 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     results = []
     for services, days in fleets:
-        r = run_fleet(int(services), days, workers=args.workers, keep=None)
+        r = run_fleet(int(services), days, workers=args.workers, keep=None, parse_points=args.parse_points)
         results.append(r)
         print(f"| {r['services']} × {r['days']:g} | {r['points']:,} | {r['report_wall_s']:.0f} s | "
               f"{r['report_cpu_s']:.0f} s | {r['floor_cpu_s']:.1f} s | {r['cpu_ratio']:.1f}× | "
               f"{r['cpu_s_per_service_month']:.2f} | {r['peak_mib']:.0f} + {r['worker_peak_mib']:.0f} MiB | "
               f"{r['html_mib']:.1f} MiB | {r['findings']} |", flush=True)
+    if any("parse_points" in r for r in results):
+        print("\nParse only (CPU µs per point; the first batches' pages, received through Google's client):\n")
+        print("| services × days | points parsed | receive | exact reader (per point) | column reader (per page) "
+              "| exact ÷ receive | columns ÷ receive |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in results:
+            if "parse_points" in r:
+                receive = r["receive_us_per_point"]
+                print(f"| {r['services']} × {r['days']:g} | {r['parse_points']:,} | {receive:.2f} | "
+                      f"{r['exact_us_per_point']:.2f} | {r['columns_us_per_point']:.3f} | "
+                      f"{r['exact_us_per_point'] / receive:.1f}× | {r['columns_us_per_point'] / receive:.2f}× |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")

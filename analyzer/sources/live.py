@@ -6,8 +6,8 @@ of calls does not grow with the number of services; paging adds calls only when 
 exceeds a page (100,000 points). Revisions and services are then listed once per (project, region)
 that has data (``services/-`` lists a region's revisions; the Admin API refuses ``locations/-``).
 
-Monitoring's response pages are parsed straight from protobuf into column arrays
-(``sources/columnar.py``); they are converted to Google's REST JSON (the proto3 JSON mapping, exactly
+Monitoring's response pages are parsed straight from protobuf into column arrays, a whole page's
+wire bytes at once (``sources/columnar.py``); they are converted to Google's REST JSON (the proto3 JSON mapping, exactly
 what curl returns) only when ``capture`` asks for the bodies, which ``fetch --snapshot DIR`` writes and
 the snapshot reader parses back into the same ``RawSeries`` (a tested equality), so a snapshot replays
 to the same findings. The small Admin API pages go through ``snapshot.ingest`` as REST JSON.
@@ -511,9 +511,9 @@ class _Runner:
         if task.sub == "timeSeries":
             errors = [json_format.MessageToDict(e) for e in page.execution_errors]
             warnings = [f"the response reports executionErrors, so its data may be partial: {errors}"] if errors else []
+            read = columnar.Page(page)  # every point of the page decoded at once, column-wise
             snapshot.add_time_series(
-                outcome.data, page.time_series, columnar.parse_time_series, columnar.metric_type,
-                source_of(task, stem), warnings,
+                outcome.data, read.indices, read.parse, read.metric_type, source_of(task, stem), warnings
             )
         if self.capture or task.sub != "timeSeries":
             outcome.documents.append((task.sub, stem, to_json.page(page)))
