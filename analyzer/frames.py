@@ -293,14 +293,14 @@ def _merge_layout(members: list[RawSeries], keys: dict[tuple[str, str, str, str]
     buckets = np.concatenate([_bucket(s.end_times, step) for s in members])
     n = np.concatenate([h.count for h in hists])
     keep = n > 0
-    pairs = np.column_stack([key_ids, buckets])[keep]
-    if not len(pairs):
+    if not keep.any():
         return pd.DataFrame()
-    groups, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    size = len(groups)
-    counts = np.zeros((size, hists[0].counts.shape[1]))
-    np.add.at(counts, inverse, np.concatenate([h.counts for h in hists])[keep])
+    group_keys, group_buckets, inverse = _groups(key_ids[keep], buckets[keep])
+    size = len(group_keys)
+    # Bucket counts are whole numbers, so summing them in any order gives the same floats.
+    order = np.argsort(inverse, kind="stable")
+    starts = np.flatnonzero(np.diff(inverse[order], prepend=-1))
+    counts = np.add.reduceat(np.concatenate([h.counts for h in hists])[keep][order], starts, axis=0)
     n = n[keep]
     means = np.concatenate([h.mean for h in hists])[keep]
     total = np.bincount(inverse, weights=n, minlength=size)
@@ -318,7 +318,16 @@ def _merge_layout(members: list[RawSeries], keys: dict[tuple[str, str, str, str]
                         lower=np.where(np.isfinite(lower), lower, np.nan),
                         upper=np.where(np.isfinite(upper), upper, np.nan))
     return pd.DataFrame({"count": total, "mean": mean, **{f"q{i}": q[:, i] for i in range(len(QUANTILES))}},
-                        index=_index(groups[:, 0], groups[:, 1]))
+                        index=_index(group_keys, group_buckets))
+
+
+def _groups(key_ids: np.ndarray, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (key, bucket) pairs in sorted order and each point's pair: ``np.unique(axis=0)``
+    of the two columns, through one integer code per pair (a sort of one column, not of rows)."""
+    low = int(buckets.min())
+    span = int(buckets.max()) - low + 1
+    codes, inverse = np.unique(key_ids.astype(np.int64) * span + (buckets - low), return_inverse=True)
+    return codes // span, codes % span + low, inverse.reshape(-1)
 
 
 def _assemble(columns: list[pd.Series], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.DataFrame:
