@@ -83,11 +83,19 @@ class Frames:
     window_end: datetime
     services: list[ServiceKey] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Row positions of each service in ``metrics``, found once (``dataclasses.replace`` starts afresh).
+    _positions: dict[tuple[str, str, str], np.ndarray] | None = field(default=None, init=False, repr=False,
+                                                                       compare=False)
 
     def service_metrics(self, key: ServiceKey) -> pd.DataFrame:
-        m = self.metrics
-        mask = (m["project"] == key.project) & (m["region"] == key.region) & (m["service"] == key.service)
-        return m.loc[mask]
+        """The service's rows, in table order: one grouping of the table for every service, not a
+        comparison of every row's names per service."""
+        positions = getattr(self, "_positions", None)  # absent in Frames pickled before it existed
+        if positions is None:
+            grouped = self.metrics.groupby(["project", "region", "service"], sort=False).indices
+            positions = self._positions = {tuple(k): v for k, v in grouped.items()}
+        found = positions.get((key.project, key.region, key.service))
+        return self.metrics.take(found if found is not None else np.empty(0, dtype=np.intp))
 
     def revisions_of(self, key: ServiceKey) -> list[RevisionInfo]:
         """The service's revisions, oldest deploy first."""
