@@ -31,6 +31,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -93,7 +94,7 @@ class Frames:
         positions = getattr(self, "_positions", None)  # absent in Frames pickled before it existed
         if positions is None:
             grouped = self.metrics.groupby(["project", "region", "service"], sort=False).indices
-            positions = self._positions = {tuple(k): v for k, v in grouped.items()}
+            positions = self._positions = {cast(tuple[str, str, str], k): np.asarray(v) for k, v in grouped.items()}
         found = positions.get((key.project, key.region, key.service))
         return self.metrics.take(found if found is not None else np.empty(0, dtype=np.intp))
 

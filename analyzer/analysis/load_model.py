@@ -78,4 +78,5 @@ def _group_medians(which: np.ndarray, counts: np.ndarray, values: FloatArray) ->
     lower = np.where(counts % 2 == 1, upper, upper - 1)
     last = max(len(ordered) - 1, 0)  # empty groups point anywhere: the caller drops them
     lower, upper = np.clip(lower, 0, last), np.clip(upper, 0, last)
-    return np.where(counts % 2 == 1, ordered[upper], (ordered[lower] + ordered[upper]) / 2)
+    medians: FloatArray = np.where(counts % 2 == 1, ordered[upper], (ordered[lower] + ordered[upper]) / 2)
+    return medians
