@@ -309,7 +309,9 @@ def _merge_layout(members: list[RawSeries], keys: dict[tuple[str, str, str, str]
     # Bucket counts are whole numbers, so summing them in any order gives the same floats.
     order = np.argsort(inverse, kind="stable")
     starts = np.flatnonzero(np.diff(inverse[order], prepend=-1))
-    counts = np.add.reduceat(np.concatenate([h.counts for h in hists])[keep][order], starts, axis=0)
+    counts = np.concatenate([h.counts for h in hists])[keep][order]
+    if len(starts) < len(counts):  # else one point per step already (data aligned to the step)
+        counts = np.add.reduceat(counts, starts, axis=0)
     n = n[keep]
     means = np.concatenate([h.mean for h in hists])[keep]
     total = np.bincount(inverse, weights=n, minlength=size)
