@@ -75,7 +75,7 @@ class Timers:
 
     def wrap(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            frame = [name, time.process_time(), 0.0]
+            frame: list[Any] = [name, time.process_time(), 0.0]
             self.stack.append(frame)
             try:
                 return func(*args, **kwargs)
