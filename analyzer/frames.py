@@ -35,6 +35,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -92,11 +93,19 @@ class Frames:
     problems: list[Problem] = field(default_factory=list)
     # Each sidecar container's memory (SIDECAR_COLUMNS), apart from the ingress container's in ``metrics``.
     sidecars: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SIDECAR_COLUMNS))
+    # Row positions of each service in ``metrics``, found once (``dataclasses.replace`` starts afresh).
+    _positions: dict[tuple[str, str, str], np.ndarray] | None = field(default=None, init=False, repr=False,
+                                                                       compare=False)
 
     def service_metrics(self, key: ServiceKey) -> pd.DataFrame:
-        m = self.metrics
-        mask = (m["project"] == key.project) & (m["region"] == key.region) & (m["service"] == key.service)
-        return m.loc[mask]
+        """The service's rows, in table order: one grouping of the table for every service, not a
+        comparison of every row's names per service."""
+        positions = getattr(self, "_positions", None)  # absent in Frames pickled before it existed
+        if positions is None:
+            grouped = self.metrics.groupby(["project", "region", "service"], sort=False).indices
+            positions = self._positions = {cast(tuple[str, str, str], k): np.asarray(v) for k, v in grouped.items()}
+        found = positions.get((key.project, key.region, key.service))
+        return self.metrics.take(found if found is not None else np.empty(0, dtype=np.intp))
 
     def sidecar_memory(self, key: ServiceKey) -> pd.DataFrame:
         """The service's rows of ``sidecars`` (empty for a service without sidecars)."""
@@ -337,14 +346,16 @@ def _merge_layout(members: list[RawSeries], keys: dict[tuple[str, str, str, str]
     buckets = np.concatenate([_bucket(s.end_times, step) for s in members])
     n = np.concatenate([h.count for h in hists])
     keep = n > 0
-    pairs = np.column_stack([key_ids, buckets])[keep]
-    if not len(pairs):
+    if not keep.any():
         return pd.DataFrame()
-    groups, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    size = len(groups)
-    counts = np.zeros((size, hists[0].counts.shape[1]))
-    np.add.at(counts, inverse, np.concatenate([h.counts for h in hists])[keep])
+    group_keys, group_buckets, inverse = _groups(key_ids[keep], buckets[keep])
+    size = len(group_keys)
+    # Bucket counts are whole numbers, so summing them in any order gives the same floats.
+    order = np.argsort(inverse, kind="stable")
+    starts = np.flatnonzero(np.diff(inverse[order], prepend=-1))
+    counts = np.concatenate([h.counts for h in hists])[keep][order]
+    if len(starts) < len(counts):  # else one point per step already (data aligned to the step)
+        counts = np.add.reduceat(counts, starts, axis=0)
     n = n[keep]
     means = np.concatenate([h.mean for h in hists])[keep]
     total = np.bincount(inverse, weights=n, minlength=size)
@@ -362,7 +373,16 @@ def _merge_layout(members: list[RawSeries], keys: dict[tuple[str, str, str, str]
                         lower=np.where(np.isfinite(lower), lower, np.nan),
                         upper=np.where(np.isfinite(upper), upper, np.nan))
     return pd.DataFrame({"count": total, "mean": mean, **{f"q{i}": q[:, i] for i in range(len(QUANTILES))}},
-                        index=_index(groups[:, 0], groups[:, 1]))
+                        index=_index(group_keys, group_buckets))
+
+
+def _groups(key_ids: np.ndarray, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (key, bucket) pairs in sorted order and each point's pair: ``np.unique(axis=0)``
+    of the two columns, through one integer code per pair (a sort of one column, not of rows)."""
+    low = int(buckets.min())
+    span = int(buckets.max()) - low + 1
+    codes, inverse = np.unique(key_ids.astype(np.int64) * span + (buckets - low), return_inverse=True)
+    return codes // span, codes % span + low, inverse.reshape(-1)
 
 
 def _assemble(columns: list[pd.Series], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.DataFrame:
@@ -373,14 +393,17 @@ def _assemble(columns: list[pd.Series], keys: dict[tuple[str, str, str, str], in
     table = table.loc[:, ~table.columns.duplicated()]
     key_table = np.asarray(list(keys), dtype=object).reshape(-1, len(KEY_COLUMNS))
     key_ids = table.index.get_level_values(0).to_numpy()
-    out = pd.DataFrame({name: key_table[key_ids, i] for i, name in enumerate(KEY_COLUMNS)})
-    out["ts"] = pd.to_datetime(table.index.get_level_values(1).to_numpy(), unit="s", utc=True)
+    data: dict[str, Any] = {name: key_table[key_ids, i] for i, name in enumerate(KEY_COLUMNS)}
+    data["ts"] = pd.to_datetime(table.index.get_level_values(1).to_numpy(), unit="s", utc=True)
     for name in table.columns:
-        out[name] = table[name].to_numpy(dtype=np.float64)
+        data[name] = table[name].to_numpy(dtype=np.float64)
     # Amounts absent in a step were zero (Cloud Monitoring writes no DELTA point for an idle minute).
     for name in ("requests", "req_rate", "err_rate", "billable_s", "cpu_alloc_s", "mem_alloc_gibs"):
-        if name in out:
-            out[name] = out[name].fillna(0.0)
+        if name in data:
+            data[name] = np.where(np.isnan(data[name]), 0.0, data[name])
+    # Built in one go, so the metric columns share one block: every detector takes rows of this
+    # table (a revision's, a window's), and a take costs a call per block.
+    out = pd.DataFrame(data)
     return out.sort_values([*KEY_COLUMNS, "ts"], kind="stable").reset_index(drop=True)
 
 

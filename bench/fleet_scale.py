@@ -149,9 +149,26 @@ def task_main(argv: list[str]) -> None:
 # The fleet, served by the fakes
 
 
+LEAK_RESET_MINUTES = 8_000  # a leaking instance's life: from about 32 % of its limit to 99 %
+
+
+def planted_leaks(services: int, project: str = "bench") -> list[tuple[str, str]]:
+    """(service, revision) of every leak ``add_aligned_fleet`` plants: the second revision of every
+    100th service (starting with the second)."""
+    from tests.fakes.fleet import FleetSpec
+
+    spec = FleetSpec(project=project, region=REGION, services=services)
+    return [(spec.service_name(i), f"{spec.service_name(i)}-{2:05d}") for i in range(services) if _leaks(i, 1)]
+
+
+def _leaks(service: int, revision: int) -> bool:
+    return service % 100 == 1 and revision == 1
+
+
 def add_aligned_fleet(monitoring: Any, run: Any, *, project: str, services: int, days: float) -> int:
     """``services`` services with 2 revisions each (the second deployed mid-window) and every metric
-    of the job's query plan as 300 s points; every 100th service leaks memory. Returns the points."""
+    of the job's query plan as 300 s points; every 100th service leaks memory (``planted_leaks``).
+    Returns the points."""
     import numpy as np
 
     from tests.fakes.fleet import LATENCY_BUCKETS, UTILIZATION_BUCKETS, FleetSpec, _histograms, revision_body
@@ -180,7 +197,7 @@ def add_aligned_fleet(monitoring: Any, run: Any, *, project: str, services: int,
                 f"{service}-{r + 1:05d}",
                 ends[mask],
                 rng,
-                leaking=i % 100 == 1 and r == 1,
+                leaking=_leaks(i, r),
                 buckets=(UTILIZATION_BUCKETS, LATENCY_BUCKETS),
                 histograms=_histograms,
             )
@@ -211,7 +228,11 @@ def _add_revision(
     }
     n, instances, per_point = len(ends), 3, STEP // 60  # a 300 s delta merges five 60 s samples
     minutes = (per_point * np.arange(n))[:, None]
-    memory = 0.30 + 0.05 * rng.random((n, instances * per_point)) + (0.00008 * minutes if leaking else 0.0)
+    # A leak climbs 0.008 % of the limit a minute (11.5 %/day) until its instances reach the limit and are
+    # OOM-killed and replaced, every LEAK_RESET_MINUTES: memory never sits at the limit for days (a leak
+    # clipped there instead reads as a climb that levelled off, and was missed over 30 days).
+    leak = 0.00008 * (minutes % LEAK_RESET_MINUTES) if leaking else 0.0
+    memory = 0.30 + 0.05 * rng.random((n, instances * per_point)) + leak
     utilization, latency_buckets = buckets
     series: list[dict[str, Any]] = [
         {

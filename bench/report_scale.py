@@ -41,7 +41,7 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fleet_scale import START, add_aligned_fleet  # noqa: E402
+from bench.fleet_scale import START, add_aligned_fleet, planted_leaks  # noqa: E402
 
 
 @dataclass
@@ -224,6 +224,7 @@ def run_fleet(services: int, days: float, *, workers: int, keep: Path | None, pa
         "report_cpu_s": report_m.cpu_s, "report_wall_s": report_m.wall_s, "peak_mib": report_m.peak_mib,
         "worker_peak_mib": report_m.worker_peak_mib, "html_mib": html_mib,
         "services_reported": len(found["services"]), "findings": len(found["findings"]),
+        "planted_found": _planted_found(found["findings"], services), "planted": len(planted_leaks(services)),
         "cpu_ratio": report_m.cpu_s / floor_m.cpu_s if floor_m.cpu_s else float("nan"),
         "cpu_s_per_service_month": report_m.cpu_s / (services * days / 30),
         **_per_point(parse_m.report if parse_m else {}),
@@ -237,6 +238,12 @@ def _per_point(parse: dict[str, Any]) -> dict[str, Any]:
         return {}
     return {"parse_points": points, **{f"{name}_us_per_point": parse[f"{name}_s"] / points * 1e6
                                        for name in ("receive", "exact", "columns")}}
+
+
+def _planted_found(findings: list[dict[str, Any]], services: int) -> int:
+    """How many of the leaks the fleet generator planted the report found (as memory findings)."""
+    found = {(f.get("service"), f.get("revision")) for f in findings if f.get("kind") == "memory_baseline_rise"}
+    return sum(leak in found for leak in planted_leaks(services, project="bench"))
 
 
 def main() -> int:
@@ -253,8 +260,8 @@ def main() -> int:
     fleets = [tuple(float(x) for x in f.split("x")) for f in (args.fleet or ["100x7"])]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, --workers {args.workers}", flush=True)
     print("| services × days | points | report wall | report CPU | floor CPU | CPU ÷ floor | CPU-s per "
-          "service-month | peak RSS (main + largest worker) | HTML | findings |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "service-month | peak RSS (main + largest worker) | HTML | findings | planted leaks found |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     results = []
     for services, days in fleets:
         r = run_fleet(int(services), days, workers=args.workers, keep=None, parse_points=args.parse_points)
@@ -262,7 +269,7 @@ def main() -> int:
         print(f"| {r['services']} × {r['days']:g} | {r['points']:,} | {r['report_wall_s']:.0f} s | "
               f"{r['report_cpu_s']:.0f} s | {r['floor_cpu_s']:.1f} s | {r['cpu_ratio']:.1f}× | "
               f"{r['cpu_s_per_service_month']:.2f} | {r['peak_mib']:.0f} + {r['worker_peak_mib']:.0f} MiB | "
-              f"{r['html_mib']:.1f} MiB | {r['findings']} |", flush=True)
+              f"{r['html_mib']:.1f} MiB | {r['findings']} | {r['planted_found']}/{r['planted']} |", flush=True)
     if any("parse_points" in r for r in results):
         print("\nParse only (CPU µs per point; the first batches' pages, received through Google's client):\n")
         print("| services × days | points parsed | receive | exact reader (per point) | column reader (per page) "

@@ -203,7 +203,7 @@ def revision_steps(view: ServiceView, span: RevisionSpan, table: PriceTable,
     rows = view.revision_rows(span.name)
     prices = unit_prices(table, span.info, config.pricing)
     steps = step_quantities(rows, span.info, prices, config.pricing, view.step_seconds)
-    steps.index = pd.DatetimeIndex(rows["ts"].to_numpy())
+    steps.index = pd.DatetimeIndex(rows["ts"].array)  # not to_numpy(): an object array of Timestamps
     view.derived[key] = (table, config, steps)
     return steps
 

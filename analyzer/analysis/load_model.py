@@ -49,16 +49,34 @@ def fit(load: FloatArray, value: FloatArray, *, bins: int = 12, min_points: int 
     load, value = load[keep], value[keep]
     if len(load) < min_points:
         return None
-    reduce = np.median if statistic == "median" else np.mean
     edges = np.unique(np.quantile(load, np.linspace(0.0, 1.0, bins + 1)))
     which = np.clip(np.searchsorted(edges, load, side="right") - 1, 0, max(len(edges) - 2, 0))
-    centres, levels = [], []
-    for b in range(max(len(edges) - 1, 1)):
-        members = which == b
-        if members.sum() >= 2:
-            centres.append(float(reduce(load[members])))
-            levels.append(float(reduce(value[members])))
-    if not centres:
+    counts = np.bincount(which, minlength=max(len(edges) - 1, 1))
+    used = counts >= 2
+    if not used.any():
         return None
+    if statistic == "median":
+        centres = _group_medians(which, counts, load)[used]
+        levels = _group_medians(which, counts, value)[used]
+    else:
+        # Each bin's members in their original order, so np.mean sums them exactly as on a mask.
+        order = np.argsort(which, kind="stable")
+        ends = np.cumsum(counts)[used]
+        starts = ends - counts[used]
+        centres = np.array([np.mean(load[order[a:b]]) for a, b in zip(starts, ends, strict=True)])
+        levels = np.array([np.mean(value[order[a:b]]) for a, b in zip(starts, ends, strict=True)])
     # The quantity should not fall as load rises; enforce it so noise in one bin does not mislead.
-    return LoadModel(np.asarray(centres), np.maximum.accumulate(np.asarray(levels)), slope_below)
+    return LoadModel(centres, np.maximum.accumulate(levels), slope_below)
+
+
+def _group_medians(which: np.ndarray, counts: np.ndarray, values: FloatArray) -> FloatArray:
+    """np.median of ``values`` within each group (``which``), all groups at once: sorted by group, then
+    value; the middle member, or the mean of the two middle members (as np.median takes it)."""
+    ordered = values[np.lexsort((values, which))]
+    starts = np.cumsum(counts) - counts
+    upper = starts + counts // 2
+    lower = np.where(counts % 2 == 1, upper, upper - 1)
+    last = max(len(ordered) - 1, 0)  # empty groups point anywhere: the caller drops them
+    lower, upper = np.clip(lower, 0, last), np.clip(upper, 0, last)
+    medians: FloatArray = np.where(counts % 2 == 1, ordered[upper], (ordered[lower] + ordered[upper]) / 2)
+    return medians

@@ -80,17 +80,37 @@ class Hinge:
 
 
 def hinge(x: FloatArray, y: FloatArray, *, min_after: int = 3) -> Hinge:
-    """Fit y = level (before x[k]) then level + slope·(x − x[k]); the k with least squared error."""
+    """Fit y = level (before x[k]) then level + slope·(x − x[k]); the k with least squared error.
+
+    Every candidate k is fitted at once: the least-squares line of y on the ramp max(x − x[k], 0) in
+    closed form (slope = covariance ÷ variance of the ramp), in blocks of candidates so memory stays
+    bounded; the earliest k wins unless a later one is better by more than 1e-12."""
     n = len(y)
-    best = Hinge(0, float(y.mean()), 0.0, math.inf)
-    for k in range(0, max(1, n - min_after + 1)):
-        ramp = np.maximum(x - x[k], 0.0)
-        design = np.column_stack([np.ones(n), ramp])
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        sse = float(((design @ coef - y) ** 2).sum())
-        if sse < best.sse - 1e-12:
-            best = Hinge(k, float(coef[0]), float(coef[1]), sse)
+    candidates = max(1, n - min_after + 1)
+    sse = np.empty(candidates)
+    level = np.empty(candidates)
+    slope = np.empty(candidates)
+    y_mean = y.mean()
+    y_centred = y - y_mean
+    for first in range(0, candidates, HINGE_BLOCK):
+        ks = np.arange(first, min(first + HINGE_BLOCK, candidates))
+        ramp = np.maximum(x[None, :] - x[ks, None], 0.0)
+        ramp_mean = ramp.mean(axis=1)
+        centred = ramp - ramp_mean[:, None]
+        spread = (centred**2).sum(axis=1)
+        # A ramp that is zero everywhere is the flat fit (what lstsq's minimum-norm answer gives).
+        b = np.divide(centred @ y_centred, spread, out=np.zeros(len(ks)), where=spread > 0)
+        a = y_mean - b * ramp_mean
+        sse[ks] = (((a[:, None] + b[:, None] * ramp) - y[None, :]) ** 2).sum(axis=1)
+        level[ks], slope[ks] = a, b
+    best = Hinge(0, float(y_mean), 0.0, math.inf)
+    for k in range(candidates):
+        if sse[k] < best.sse - 1e-12:
+            best = Hinge(k, float(level[k]), float(slope[k]), float(sse[k]))
     return best
+
+
+HINGE_BLOCK = 256  # candidate hinges fitted together (a block holds 256 × len(x) floats)
 
 
 def hinge_time(x: FloatArray, y: FloatArray, index: int, *, step: float = 1.0 / 12.0) -> float:
@@ -109,8 +129,11 @@ def hinge_time(x: FloatArray, y: FloatArray, index: int, *, step: float = 1.0 / 
 
 
 def linear_sse(x: FloatArray, y: FloatArray) -> float:
+    """Squared error of the least-squares line of y on x (closed form; a constant x fits the mean)."""
     if len(y) < 2:
         return 0.0
-    design = np.column_stack([np.ones(len(x)), x])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    return float(((design @ coef - y) ** 2).sum())
+    x_centred = x - x.mean()
+    spread = float((x_centred**2).sum())
+    slope = float(x_centred @ (y - y.mean())) / spread if spread > 0 else 0.0
+    intercept = y.mean() - slope * x.mean()
+    return float(((intercept + slope * x - y) ** 2).sum())

@@ -97,7 +97,7 @@ def _basis(view: ServiceView, table: PriceTable, config: AnalysisConfig) -> _Bas
         return None
     rows = view.revision_rows(span.name)
     steps = revision_steps(view, span, table, config)
-    times = pd.DatetimeIndex(rows["ts"].to_numpy())
+    times = pd.DatetimeIndex(rows["ts"].array)  # not to_numpy(): an object array of Timestamps
     start = span.last_seen - pd.Timedelta(days=config.pricing.what_if.basis_days)
     warm = span.first_seen + pd.Timedelta(minutes=config.detection.warmup_minutes)
     if span.last_seen - warm >= pd.Timedelta(hours=1):
