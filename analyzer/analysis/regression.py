@@ -249,15 +249,19 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
 
 def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, config: DetectionConfig,
                default_cpu: float) -> pd.Timestamp:
-    """When the extra CPU began: dated from the data (``_dated``) on each hour's CPU against what the
-    reference used at that hour's traffic, as the drift test sees it; the deploy when the reference is
-    too short to learn that from. A revision that is costlier from its start is dated at its deploy;
-    one whose cost grows later (a leak's GC work) is dated where the growth reached the margin."""
-    warm = pd.Timedelta(minutes=config.warmup_minutes)
+    """When the extra CPU of the first-day comparison began: dated from the data (``_dated``) on each
+    compared hour's CPU against what the reference used at that hour's traffic, as the drift test sees
+    it; the deploy when the reference is too short to learn that from. A revision that is costlier
+    from its start is dated at its deploy; one whose cost grows later that day (a leak's GC work) is
+    dated where the growth reached the margin. Only the compared hours: later days' quiet nights,
+    which a load model learned on busier hours overprices, must not move the change point."""
+    warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     before_rows = serving_rows(view, reference, span.first_seen, config.warmup_minutes, 3 * config.cpu.compare_hours)
     after_rows = view.revision_rows(span.name)
+    after_rows = after_rows.loc[(after_rows["ts"] >= warm)
+                                & (after_rows["ts"] < warm + pd.Timedelta(hours=config.cpu.compare_hours))]
     before = _hourly_cpu(before_rows, reference.info.cpu_limit or default_cpu)
-    after = _hourly_cpu(after_rows.loc[after_rows["ts"] >= span.first_seen + warm], span.info.cpu_limit or default_cpu)
+    after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
     model = load_model.fit(before["req"].to_numpy(), before["cpu_s"].to_numpy(), bins=6,
                            min_points=DRIFT_REFERENCE_HOURS)
     if model is None or after.empty:
@@ -270,11 +274,11 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
 
 def _dated(ratio: pd.Series, span: RevisionSpan, config: DetectionConfig) -> pd.Timestamp:
     """The onset of extra CPU given hourly actual / expected CPU (``onset.held_start`` on the excess
-    over 1, with the CPU margin); the deploy when the rise starts in the revision's first hour after
-    warm-up."""
+    over 1, with the CPU margin); the deploy when the rise starts within the revision's first
+    ``onset.RUN_HOURS`` hours after warm-up (its first, partial hour reads low)."""
     excess = ratio.to_numpy(dtype=np.float64) - 1.0
-    if ratio.index[onset.rise_start(excess, config.cpu.min_increase / 2)] <= span.first_seen + pd.Timedelta(
-            minutes=config.warmup_minutes + 60):
+    if ratio.index[onset.rise_start(excess, config.cpu.min_increase / 2)] < ratio.index[0] + pd.Timedelta(
+            hours=onset.RUN_HOURS):
         return span.deploy_time
     return pd.Timestamp(ratio.index[onset.held_start(excess, config.cpu.min_increase)])
 
