@@ -166,6 +166,54 @@ def test_the_synthetic_table_is_what_the_tests_assume() -> None:
     assert view.step_seconds == s.STEP
 
 
+# --- onsets: dated from the data, not the deploy, when the excess starts later ---------------------------
+
+
+def _ramp(start: float, per_hour: float, top: float) -> s.Curve:
+    """1 for the revision's first ``start`` hours, then rising ``per_hour`` up to ``top``."""
+    return lambda age: np.clip(1.0 + per_hour * (age - start), 1.0, top)
+
+
+def _cpu_onset(cpu_factor: s.Curve) -> float:
+    """Hours after b's deploy (at 48 h) of its CPU finding's onset."""
+    view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0, cpu_factor=cpu_factor)], until=120.0)
+    span = view.span("b")
+    found = detect_cpu(view, span, DEFAULTS, default_cpu=1.0,
+                       reference=reference_span(view, span, set(), DEFAULTS.cpu.compare_hours))
+    assert found is not None
+    return float((found.onset - span.deploy_time) / pd.Timedelta(hours=1))
+
+
+def test_extra_cpu_from_the_deploy_is_dated_at_the_deploy() -> None:
+    assert _cpu_onset(s.step_up(1.3)) == 0.0
+
+
+def test_extra_cpu_that_grows_hours_after_the_deploy_is_dated_where_it_reaches_the_margin() -> None:
+    # A leak's GC work: CPU per request flat for 10 h, then +5 % an hour up to +60 %; it passes the
+    # margin (+15 %) 3 h into the rise, i.e. 13 h after the deploy (the label's "realized" onset).
+    assert _cpu_onset(_ramp(10.0, 0.05, 1.6)) == pytest.approx(13.0, abs=1.5)
+
+
+def _creep_onset(instance_factor: s.Curve) -> float:
+    view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0, instance_factor=instance_factor)], until=120.0, diurnal=0.0)
+    span = view.span("b")
+    found = detect_creep(view, span, DEFAULTS,
+                         reference=reference_span(view, span, set(), DEFAULTS.creep.reference_hours))
+    assert found is not None
+    return float((found.onset - span.deploy_time) / pd.Timedelta(hours=1))
+
+
+def test_creep_from_the_deploy_is_dated_at_the_deploy() -> None:
+    assert _creep_onset(s.step_up(1.5)) == 0.0
+
+
+def test_creep_that_grows_after_the_deploy_is_dated_where_it_reaches_the_margin() -> None:
+    # Instances per load flat for 12 h, then +4 % an hour up to +80 %: it passes the margin (+25 % of
+    # 10 instances) about 6 h into the rise, 18 h after the deploy, not where its excess first holds
+    # above 0.75 of an instance.
+    assert _creep_onset(_ramp(12.0, 0.04, 1.8)) == pytest.approx(18.0, abs=1.5)
+
+
 # --- references through the whole analysis ---------------------------------------------------------
 
 

@@ -5,7 +5,8 @@ revision's last days of serving: the last earlier revision that served long enou
 see ``timeline.reference_span``; or else the revision's own first hours after warm-up) with a load model,
 so traffic growth, diurnal swings and batch days move the expectation with them. The excess
 (actual − expected) must be both relatively and absolutely large, and last; its onset is where the
-hourly excess series shifts up, and it is attributed to the revision serving then.
+hourly excess shifts up and then holds above the margin the finding reports (``onset.held_start``), and
+it is attributed to the revision serving then.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import load_model
+from analyzer.analysis import load_model, onset
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, reference_totals
 from analyzer.config import DetectionConfig
 
@@ -72,12 +73,13 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     sustained = float(np.mean(tail >= cfg.min_excess_instances))
     if (median_excess < cfg.min_excess_instances or fraction < cfg.min_excess_fraction or sustained < 0.6):
         return None
-    onset = pd.Timestamp(excess.index[start])
-    if start == 0 or onset <= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes + 60):
-        onset = span.deploy_time
+    margin = max(cfg.min_excess_instances, cfg.min_excess_fraction * median_expected)
+    began = pd.Timestamp(excess.index[onset.held_start(values, margin)])
+    if began <= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes + 60):
+        began = span.deploy_time
     return CreepEvidence(
         revision=span.name,
-        onset=onset,
+        onset=began,
         expected=median_expected,
         actual=median_expected + median_excess,
         excess_fraction=fraction,

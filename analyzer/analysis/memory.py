@@ -481,8 +481,9 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
             return None
         chosen = min(candidates, key=lambda t: t.p_value)
     bins = reading.bins
-    start_hours = _onset_hours(reading, chosen, cfg)
-    onset_at_deploy = start_hours <= max(2.0, config.warmup_minutes / 60 + 1.0)
+    at_deploy_hours = max(2.0, config.warmup_minutes / 60 + 1.0)
+    start_hours = _onset_hours(reading, chosen, cfg, at_deploy_hours)
+    onset_at_deploy = start_hours <= at_deploy_hours
     onset = span.deploy_time if onset_at_deploy else (bins.index[0] + pd.Timedelta(hours=start_hours)).round("min")
     y = bins["trough"].to_numpy(dtype=np.float64)
     return LeakEvidence(
@@ -506,17 +507,22 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
     )
 
 
-def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) -> float:
+def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,
+                 at_deploy_hours: float) -> float:
     """Hours from the first bin to where the climb starts. Each signal's hinge is placed between bins
     (a rising series' bin minimum sits at the bin's start, so the kink is found to the step, not to the
-    bin), and the earlier of the two signals is kept when the other one climbs too: the worst instance
-    can be a young instance for hours after a deploy, its climb starting late although the fleet's
-    started with the deploy."""
-    starts = [_hinge_hours(reading, chosen)]
+    bin). The other signal's start replaces the chosen one's only when it is at the deploy (within
+    ``at_deploy_hours``) and the other signal climbs too: the worst instance can be a young instance
+    for hours after a deploy, its climb starting late although the fleet's started with the deploy.
+    A later start of the other signal is a hinge placed in noise (a delayed leak, a flag flipped
+    hours after the deploy, is dated by the signal that showed it)."""
+    start = _hinge_hours(reading, chosen)
     other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
     if other is not None and reading.agrees(other.name, cfg):
-        starts.append(_hinge_hours(reading, other))
-    return min(starts)
+        other_start = _hinge_hours(reading, other)
+        if other_start <= at_deploy_hours:
+            start = min(start, other_start)
+    return start
 
 
 def _hinge_hours(reading: _Reading, trend: _SignalTrend) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import load_model
+from analyzer.analysis import load_model, onset
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, serving_rows
 from analyzer.config import DetectionConfig, RegressionDetection
 from analyzer.model import FindingKind, FloatArray
@@ -185,7 +185,8 @@ def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *
         increase = a / b - 1.0
         p_value = mann_whitney_greater(after, before)
         if increase >= cfg.min_increase and p_value <= cfg.significance:
-            return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, reference.name, span.deploy_time,
+            began = _cpu_onset(view, span, reference, config, default_cpu)
+            return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, reference.name, began,
                                       "CPU seconds per request", b, a, increase, p_value,
                                       _quiet_cpu(before_rows), _quiet_cpu(after_rows))
     return _cpu_drift(view, span, reference, config, default_cpu)
@@ -239,14 +240,47 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
             return None
         hours, p_value = episode
         metric += f" (with {hours} h of GC thrash near the memory limit)"
-    start = _rise_start(ratio, 1.0 + cfg.min_increase / 2)
-    onset = pd.Timestamp(after.index[start])
-    if onset <= span.first_seen + warm + pd.Timedelta(hours=1):
-        onset = span.deploy_time
+    began = _dated(pd.Series(ratio, index=after.index), span, config)
     requests = float(after["req"].sum())
-    return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, onset, metric,
+    return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, began, metric,
                               float(expected.sum()) / requests, float(after["cpu_s"].sum()) / requests, increase,
                               p_value, _quiet_cpu(before_rows), _quiet_cpu(after_rows))
+
+
+def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, config: DetectionConfig,
+               default_cpu: float) -> pd.Timestamp:
+    """When the extra CPU of the first-day comparison began: dated from the data (``_dated``) on each
+    compared hour's CPU against what the reference used at that hour's traffic, as the drift test sees
+    it; the deploy when the reference is too short to learn that from. A revision that is costlier
+    from its start is dated at its deploy; one whose cost grows later that day (a leak's GC work) is
+    dated where the growth reached the margin. Only the compared hours: later days' quiet nights,
+    which a load model learned on busier hours overprices, must not move the change point."""
+    warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
+    before_rows = serving_rows(view, reference, span.first_seen, config.warmup_minutes, 3 * config.cpu.compare_hours)
+    after_rows = view.revision_rows(span.name)
+    after_rows = after_rows.loc[(after_rows["ts"] >= warm)
+                                & (after_rows["ts"] < warm + pd.Timedelta(hours=config.cpu.compare_hours))]
+    before = _hourly_cpu(before_rows, reference.info.cpu_limit or default_cpu)
+    after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
+    model = load_model.fit(before["req"].to_numpy(), before["cpu_s"].to_numpy(), bins=6,
+                           min_points=DRIFT_REFERENCE_HOURS)
+    if model is None or after.empty:
+        return span.deploy_time
+    expected = model.predict(after["req"].to_numpy())
+    if (expected <= 0).any():
+        return span.deploy_time
+    return _dated(pd.Series(after["cpu_s"].to_numpy() / expected, index=after.index), span, config)
+
+
+def _dated(ratio: pd.Series, span: RevisionSpan, config: DetectionConfig) -> pd.Timestamp:
+    """The onset of extra CPU given hourly actual / expected CPU (``onset.held_start`` on the excess
+    over 1, with the CPU margin); the deploy when the rise starts within the revision's first
+    ``onset.RUN_HOURS`` hours after warm-up (its first, partial hour reads low)."""
+    excess = ratio.to_numpy(dtype=np.float64) - 1.0
+    if ratio.index[onset.rise_start(excess, config.cpu.min_increase / 2)] < ratio.index[0] + pd.Timedelta(
+            hours=onset.RUN_HOURS):
+        return span.deploy_time
+    return pd.Timestamp(ratio.index[onset.held_start(excess, config.cpu.min_increase)])
 
 
 def _left_out_predictions(load: FloatArray, cpu: FloatArray) -> FloatArray:
@@ -281,11 +315,3 @@ def _thrash_episode(ratio: FloatArray, reference: FloatArray, memory: FloatArray
     chance = (float((reference > threshold).sum()) + 1.0) / (len(reference) + 2.0)
     p_value = min(1.0, len(ratio) * chance**longest)
     return (longest, p_value) if p_value <= cfg.significance else None
-
-
-def _rise_start(ratio: FloatArray, level: float) -> int:
-    """Where the excess begins: the low point of the cumulative excess over ``level`` before its
-    highest point (a CUSUM)."""
-    cumulative = np.concatenate([[0.0], np.cumsum(ratio - level)])
-    top = int(np.argmax(cumulative))
-    return int(np.argmin(cumulative[:top + 1])) if top > 0 else 0

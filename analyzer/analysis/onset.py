@@ -1,0 +1,41 @@
+"""When an excess began, dated from the data rather than from the deploy.
+
+Used for the anomalies whose size is measured against an expectation hour by hour (CPU against the
+reference's load model, instances against the instances-per-load model): a revision that is worse
+from its first hours is dated at its deploy; one whose excess grows later (a leak's GC work, creep
+that follows a leak) is dated where the excess reached the margin the finding reports.
+
+1. The change point: where the cumulative excess over half the margin starts to climb (a CUSUM).
+2. From there, the first hour whose next ``RUN_HOURS`` average the full margin, so an excess that
+   grows slowly from nothing is dated where it became an anomaly, not where it began to creep up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analyzer.model import FloatArray
+
+RUN_HOURS = 3  # hours whose mean must hold above the margin for the excess to have begun
+
+
+def rise_start(excess: FloatArray, level: float) -> int:
+    """Where the excess begins: the low point of the cumulative excess over ``level`` before its
+    highest point (a CUSUM)."""
+    cumulative = np.concatenate([[0.0], np.cumsum(excess - level)])
+    top = int(np.argmax(cumulative))
+    return int(np.argmin(cumulative[:top + 1])) if top > 0 else 0
+
+
+def held_start(excess: FloatArray, margin: float) -> int:
+    """The hour (index into ``excess``, hourly) from which the excess is held above ``margin``: the
+    first ``RUN_HOURS`` average at or above it after the CUSUM change point over ``margin / 2``; the
+    change point itself when no run reaches the margin."""
+    values = np.nan_to_num(np.asarray(excess, dtype=np.float64))
+    if len(values) == 0:
+        return 0
+    start = rise_start(values, margin / 2)
+    run = min(RUN_HOURS, len(values) - start)
+    means = np.convolve(values[start:], np.ones(run) / run, mode="valid")
+    held = np.flatnonzero(means >= margin)
+    return start + (int(held[0]) if held.size else 0)
