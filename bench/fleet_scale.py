@@ -165,10 +165,13 @@ def _leaks(service: int, revision: int) -> bool:
     return service % 100 == 1 and revision == 1
 
 
-def add_aligned_fleet(monitoring: Any, run: Any, *, project: str, services: int, days: float) -> int:
+def add_aligned_fleet(monitoring: Any, run: Any, *, project: str, services: int, days: float,
+                      distinct: int | None = None) -> int:
     """``services`` services with 2 revisions each (the second deployed mid-window) and every metric
     of the job's query plan as 300 s points; every 100th service leaks memory (``planted_leaks``).
-    Returns the points."""
+    Returns the points. ``distinct``: only that many services' points are generated, the others
+    serve the same arrays under their own names (the fake then holds a 1,000-service month in a few
+    hundred MiB instead of tens of GiB; every service is still read, parsed and analyzed on its own)."""
     import numpy as np
 
     from tests.fakes.fleet import LATENCY_BUCKETS, UTILIZATION_BUCKETS, FleetSpec, _histograms, revision_body
@@ -179,6 +182,7 @@ def add_aligned_fleet(monitoring: Any, run: Any, *, project: str, services: int,
     ends = start + STEP * np.arange(1, int(days * 86_400 / STEP) + 1, dtype=np.int64)
     middle = start + int(days * 86_400 / 2)
     points = 0
+    made: dict[tuple[int, int, bool], list[dict[str, Any]]] = {}
     for i in range(services):
         service = spec.service_name(i)
         run.add_service(
@@ -190,35 +194,20 @@ def add_aligned_fleet(monitoring: Any, run: Any, *, project: str, services: int,
         for r, (deployed, until) in enumerate(((start - 86_400, middle), (middle, int(ends[-1])))):
             run.add_revision(revision_body(spec, service, r + 1, deployed))
             mask = (ends > max(deployed, start)) & (ends <= until)
-            points += _add_revision(
-                monitoring,
-                project,
-                service,
-                f"{service}-{r + 1:05d}",
-                ends[mask],
-                rng,
-                leaking=_leaks(i, r),
-                buckets=(UTILIZATION_BUCKETS, LATENCY_BUCKETS),
-                histograms=_histograms,
-            )
+            leaking = _leaks(i, r)
+            template = (i % distinct if distinct else i, r, leaking)
+            if template not in made:
+                made[template] = _revision_series(len(ends[mask]), rng, leaking=leaking,
+                                                  buckets=(UTILIZATION_BUCKETS, LATENCY_BUCKETS),
+                                                  histograms=_histograms)
+            points += _add_revision(monitoring, project, service, f"{service}-{r + 1:05d}", ends[mask],
+                                    made[template] if distinct else made.pop(template))
     return points
 
 
-def _add_revision(
-    monitoring: Any,
-    project: str,
-    service: str,
-    revision: str,
-    ends: Any,
-    rng: Any,
-    *,
-    leaking: bool,
-    buckets: tuple[dict[str, Any], dict[str, Any]],
-    histograms: Callable[..., Any],
-) -> int:
-    """One revision's ten series, as Monitoring answers the job's queries at a 300 s alignment."""
-    import numpy as np
-
+def _add_revision(monitoring: Any, project: str, service: str, revision: str, ends: Any,
+                  series: list[dict[str, Any]]) -> int:
+    """One revision's series (``_revision_series``) served under its own labels."""
     resource_labels = {
         "project_id": project,
         "location": REGION,
@@ -226,7 +215,31 @@ def _add_revision(
         "revision_name": revision,
         "configuration_name": service,
     }
-    n, instances, per_point = len(ends), 3, STEP // 60  # a 300 s delta merges five 60 s samples
+    for s in series:
+        fields = {k: v for k, v in s.items() if k != "metric"}
+        monitoring.add_arrays(
+            metric="run.googleapis.com/" + s["metric"],
+            resource=resource_labels,
+            ends=ends,
+            starts=ends - STEP if s["kind"] == "DELTA" else ends,
+            **fields,
+        )
+    return len(ends) * len(series)
+
+
+def _revision_series(
+    n: int,
+    rng: Any,
+    *,
+    leaking: bool,
+    buckets: tuple[dict[str, Any], dict[str, Any]],
+    histograms: Callable[..., Any],
+) -> list[dict[str, Any]]:
+    """One revision's ten series of ``n`` points, as Monitoring answers the job's queries at a 300 s
+    alignment (metric, kind, value type, labels and the values or distributions)."""
+    import numpy as np
+
+    instances, per_point = 3, STEP // 60  # a 300 s delta merges five 60 s samples
     minutes = (per_point * np.arange(n))[:, None]
     # A leak climbs 0.008 % of the limit a minute (11.5 %/day) until its instances reach the limit and are
     # OOM-killed and replaced, every LEAK_RESET_MINUTES: memory never sits at the limit for days (a leak
@@ -292,15 +305,7 @@ def _add_revision(
                 "values": np.full(n, per_instance * instances * per_point),
             }
         )
-    for s in series:
-        monitoring.add_arrays(
-            metric="run.googleapis.com/" + s.pop("metric"),
-            resource=resource_labels,
-            ends=ends,
-            starts=ends - STEP if s["kind"] == "DELTA" else ends,
-            **s,
-        )
-    return n * len(series)
+    return series
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ an upper bound that includes the main process's image copied when the worker was
 
     python bench/report_scale.py --fleet 100x7 --fleet 100x30          # services x days
     python bench/report_scale.py --fleet 1000x7 --workers 2
+    python bench/report_scale.py --fleet 1000x30 --workers 2 --distinct 100   # a month of 1,000 services
 
 The fake's own CPU (serializing the answers) is in this process and counted in neither figure.
 """
@@ -190,14 +191,16 @@ def parse_only(argv: list[str]) -> dict[str, float]:
     return {"parse_points": points, "receive_s": receive, "exact_s": exact_s, "columns_s": columns_s}
 
 
-def run_fleet(services: int, days: float, *, workers: int, keep: Path | None, parse_points: int) -> dict[str, Any]:
+def run_fleet(services: int, days: float, *, workers: int, keep: Path | None, parse_points: int,
+              distinct: int | None = None) -> dict[str, Any]:
     from tests.fakes.monitoring import FakeMetricService
     from tests.fakes.run import FakeRun
     from tests.fakes.server import start
 
     began = time.perf_counter()
     monitoring, cloud_run = FakeMetricService(), FakeRun(default_page_size=1000)
-    points = add_aligned_fleet(monitoring, cloud_run, project="bench", services=services, days=days)
+    points = add_aligned_fleet(monitoring, cloud_run, project="bench", services=services, days=days,
+                               distinct=distinct)
     generated = time.perf_counter() - began
     server = start([monitoring, cloud_run])
     env = {**os.environ, "MONITORING_EMULATOR_HOST": server.address, "RUN_EMULATOR_HOST": server.address,
@@ -256,6 +259,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--parse-points", type=int, default=1_000_000, metavar="N",
                         help="parse-only micro-benchmark on the first batches' pages, up to N points (0: skip)")
+    parser.add_argument("--distinct", type=int, default=None, metavar="K",
+                        help="generate only K services' points and serve them under every name (the fake "
+                             "holds 1,000 x 30 days in a few hundred MiB; each service is still read and "
+                             "analyzed on its own)")
     args = parser.parse_args()
     fleets = [tuple(float(x) for x in f.split("x")) for f in (args.fleet or ["100x7"])]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, --workers {args.workers}", flush=True)
@@ -264,7 +271,8 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     results = []
     for services, days in fleets:
-        r = run_fleet(int(services), days, workers=args.workers, keep=None, parse_points=args.parse_points)
+        r = run_fleet(int(services), days, workers=args.workers, keep=None, parse_points=args.parse_points,
+                      distinct=args.distinct)
         results.append(r)
         print(f"| {r['services']} × {r['days']:g} | {r['points']:,} | {r['report_wall_s']:.0f} s | "
               f"{r['report_cpu_s']:.0f} s | {r['floor_cpu_s']:.1f} s | {r['cpu_ratio']:.1f}× | "
