@@ -155,7 +155,7 @@ def run(services: int, days: float, *, dump: Path | None, batches: int | None) -
 
     from analyzer.config import AnalysisConfig
     from analyzer.pipeline import analyze
-    from analyzer.render.parts import render_part, report_layout
+    from analyzer.render import parts
 
     directory = OUT / f"{services}x{days:g}"
     paths = sorted(glob.glob(str(directory / "batch-*.pkl")))[:batches]
@@ -163,6 +163,7 @@ def run(services: int, days: float, *, dump: Path | None, batches: int | None) -
         raise SystemExit(f"no batches in {directory}: run `make --fleet {services}x{days:g}` first")
     timers = Timers()
     timers.install()
+    render_part, report_layout = parts.render_part, parts.report_layout  # the timed one
     config = AnalysisConfig()
     fingerprints: list[dict[str, Any]] = []
     found: set[tuple[str, str]] = set()
