@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,16 @@ def mann_whitney_greater(after: FloatArray, before: FloatArray) -> float:
 
 def _sides(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
            warmup_minutes: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The compared rows of each side (shared: the latency and CPU detectors compare the same hours
+    unless configured apart, so they are computed once per view; callers must not modify them)."""
+    key = ("sides", span.name, previous.name, cfg.compare_hours, cfg.min_hours, warmup_minutes)
+    if key not in view.derived:
+        view.derived[key] = _compared_rows(view, span, previous, cfg, warmup_minutes)
+    return cast("tuple[pd.DataFrame, pd.DataFrame] | None", view.derived[key])
+
+
+def _compared_rows(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
+                   warmup_minutes: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     warm = pd.Timedelta(minutes=warmup_minutes)
     horizon = pd.Timedelta(hours=cfg.compare_hours)
     before = serving_rows(view, previous, span.first_seen, warmup_minutes, cfg.compare_hours)
