@@ -117,12 +117,17 @@ def _fades(after: FloatArray, before_median: float, cfg: RegressionDetection) ->
     return bool(float(np.median(later)) / before_median - 1.0 < cfg.min_increase)
 
 
-def _hourly_weighted(rows: pd.DataFrame, column: str) -> pd.Series:
+def _hourly_weighted(rows: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, pd.Series]:
+    """Each column's request-weighted hourly mean (one resample for all: each column sums alone)."""
     weights = rows["requests"].clip(lower=0.0)
-    frame = pd.DataFrame({"v": rows[column] * weights, "w": weights.where(rows[column].notna(), 0.0)})
+    frame = pd.DataFrame({
+        **{f"v{i}": rows[column] * weights for i, column in enumerate(columns)},
+        **{f"w{i}": weights.where(rows[column].notna(), 0.0) for i, column in enumerate(columns)},
+    })
     frame.index = rows["ts"]
     summed = frame.resample("1h").sum()
-    return (summed["v"] / summed["w"]).replace([np.inf, -np.inf], np.nan).dropna()
+    return {column: (summed[f"v{i}"] / summed[f"w{i}"]).replace([np.inf, -np.inf], np.nan).dropna()
+            for i, column in enumerate(columns)}
 
 
 def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
@@ -134,9 +139,11 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
     if sides is None:
         return None
     best: RegressionEvidence | None = None
-    for column, label in (("lat_p50", "p50 latency (ms)"), ("lat_p95", "p95 latency (ms)")):
-        before = _hourly_weighted(sides[0], column).to_numpy()
-        after = _hourly_weighted(sides[1], column).to_numpy()
+    labels = {"lat_p50": "p50 latency (ms)", "lat_p95": "p95 latency (ms)"}
+    hourly = [_hourly_weighted(side, tuple(labels)) for side in sides]
+    for column, label in labels.items():
+        before = hourly[0][column].to_numpy()
+        after = hourly[1][column].to_numpy()
         if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
             continue
         b, a = float(np.median(before)), float(np.median(after))
