@@ -5,8 +5,9 @@ leaks found, on the generated fleet of ``fleet_scale.add_aligned_fleet``.
 batch exactly as ``report`` does (``batches.plan_live`` and ``load_batch``, Google's clients), pickling
 each batch's RawData; ``run`` then times, in this one process, what a report's worker does with each
 batch after reading it: frames, then the analysis with every detector, the cost model and the rest
-timed on their own (time exclusive of the stages nested in it; CPU time, not wall, so that other work
-on the machine does not count)::
+timed on their own, then the batch's part of the report (``render_part`` with the whole fleet's
+``report_layout``, so healthy services are compact, and its ``report_json``); time exclusive of the
+stages nested in it; CPU time, not wall, so that other work on the machine does not count::
 
     python bench/analysis_cost.py make --fleet 100x30            # once: bench/out/analysis_cost/100x30/
     python bench/analysis_cost.py run --fleet 100x30             # the per-stage table, found/planted
@@ -15,7 +16,8 @@ on the machine does not count)::
     python bench/analysis_cost.py dump demo /tmp/demo.json                        # the bundled demo
 
 ``--dump`` and ``dump`` write what the analysis decided (findings with onsets, revisions, evidence and dollars;
-every service's cost) so that a change meant to be numerically equivalent can be checked with ``diff``.
+every service's cost) so that a change meant to be numerically equivalent can be checked with ``diff``;
+``run --dump X.json`` adds each batch's JSON report and writes the rendered service sections to X.html.
 """
 
 from __future__ import annotations
