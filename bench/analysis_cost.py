@@ -5,8 +5,9 @@ leaks found, on the generated fleet of ``fleet_scale.add_aligned_fleet``.
 batch exactly as ``report`` does (``batches.plan_live`` and ``load_batch``, Google's clients), pickling
 each batch's RawData; ``run`` then times, in this one process, what a report's worker does with each
 batch after reading it: frames, then the analysis with every detector, the cost model and the rest
-timed on their own (time exclusive of the stages nested in it; CPU time, not wall, so that other work
-on the machine does not count)::
+timed on their own, then the batch's part of the report (``render_part`` with the whole fleet's
+``report_layout``, so healthy services are compact, and its ``report_json``); time exclusive of the
+stages nested in it; CPU time, not wall, so that other work on the machine does not count::
 
     python bench/analysis_cost.py make --fleet 100x30            # once: bench/out/analysis_cost/100x30/
     python bench/analysis_cost.py run --fleet 100x30             # the per-stage table, found/planted
@@ -15,7 +16,8 @@ on the machine does not count)::
     python bench/analysis_cost.py dump demo /tmp/demo.json                        # the bundled demo
 
 ``--dump`` and ``dump`` write what the analysis decided (findings with onsets, revisions, evidence and dollars;
-every service's cost) so that a change meant to be numerically equivalent can be checked with ``diff``.
+every service's cost) so that a change meant to be numerically equivalent can be checked with ``diff``;
+``run --dump X.json`` adds each batch's JSON report and writes the rendered service sections to X.html.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ STAGES: dict[str, tuple[str, str]] = {
     "what-ifs": ("analyzer.analysis", "service_what_ifs"),
     "impact": ("analyzer.analysis", "assess"),
     "analysis (rest)": ("analyzer.pipeline", "analyze_frames"),
+    "charts": ("analyzer.render.parts", "service_charts"),
+    "sparkline": ("analyzer.render.parts", "sparkline"),
+    "report_json": ("analyzer.render.parts", "report_json"),
+    "render (rest)": ("analyzer.render.parts", "render_part"),
 }
 GROUPS = {
     "frames": ("frames",),
@@ -64,6 +70,9 @@ GROUPS = {
                   "analysis (rest)"),
     "cost": ("cost: service", "cost: excess", "fix checks", "what-ifs"),
 }
+# What a report's worker does after the analysis: the batch's part of the page (``render_part``, with
+# the whole fleet's layout, so healthy services are compact) and its JSON report.
+RENDER = ("charts", "sparkline", "report_json", "render (rest)")
 
 
 class Timers:
@@ -144,8 +153,11 @@ def _fingerprint(analysis: Any) -> dict[str, Any]:
 
 
 def run(services: int, days: float, *, dump: Path | None, batches: int | None) -> None:
+    from datetime import UTC, datetime
+
     from analyzer.config import AnalysisConfig
     from analyzer.pipeline import analyze
+    from analyzer.render import parts
 
     directory = OUT / f"{services}x{days:g}"
     paths = sorted(glob.glob(str(directory / "batch-*.pkl")))[:batches]
@@ -153,21 +165,35 @@ def run(services: int, days: float, *, dump: Path | None, batches: int | None) -
         raise SystemExit(f"no batches in {directory}: run `make --fleet {services}x{days:g}` first")
     timers = Timers()
     timers.install()
+    render_part, report_layout = parts.render_part, parts.report_layout  # the timed one
     config = AnalysisConfig()
     fingerprints: list[dict[str, Any]] = []
     found: set[tuple[str, str]] = set()
     service_months = 0.0
-    for path in paths:
+
+    def load(path: str) -> Any:
         with open(path, "rb") as handle:
-            raw = pickle.load(handle)
+            return pickle.load(handle)
+
+    # The fleet's layout, as ``report`` gives every part (more than 20 services: healthy ones compact).
+    layout = report_layout(key for path in paths for key in load(path).services)
+    generated_at = datetime(2026, 1, 1, tzinfo=UTC)
+    render_part(analyze(load(paths[0]), config, allow_empty=True), generated_at=generated_at, layout=layout)
+    timers.cpu.clear()  # the warm-up above compiled the templates once, as a worker does once
+    sections: list[str] = []
+    for path in paths:
+        raw = load(path)
         analysis = analyze(raw, config, allow_empty=True)
+        part = render_part(analysis, generated_at=generated_at, layout=layout)
+        sections.extend(row.section for row in part.rows)
         service_months += len(analysis.services) * days / 30
-        fingerprints.append(_fingerprint(analysis))
+        fingerprints.append({**_fingerprint(analysis), "report": part.report})
         found |= {(f.service, f.revision) for f in analysis.findings if f.kind.value == "memory_baseline_rise"}
     planted = [tuple(p) for p in json.loads((directory / "planted.json").read_text(encoding="utf-8"))]
     planted = [p for p in planted if any(p[0] in str(fp["costs"]) for fp in fingerprints)]
     findings = sum(len(fp["findings"]) for fp in fingerprints)
-    print(f"{len(paths)} batches, {service_months:g} service-months, {findings} findings; planted leaks found "
+    print(f"{len(paths)} batches, {service_months:g} service-months, {findings} findings, {len(layout.anchors)} "
+          f"services in the layout (compact healthy: {layout.compact_healthy}); planted leaks found "
           f"{sum(p in found for p in planted)}/{len(planted)}")
     print("| stage | CPU-s | CPU-s per service-month |")
     print("|---|---:|---:|")
@@ -177,10 +203,15 @@ def run(services: int, days: float, *, dump: Path | None, batches: int | None) -
         if len(stages) > 1:
             for stage in stages:
                 print(f"| &nbsp; {stage} | {timers.cpu[stage]:.1f} | {timers.cpu[stage] / service_months:.3f} |")
-    total = sum(timers.cpu.values())
+    total = sum(timers.cpu[s] for stages in GROUPS.values() for s in stages)
     print(f"| **analysis (frames + detectors + cost)** | {total:.1f} | **{total / service_months:.3f}** |")
+    for stage in RENDER:
+        print(f"| &nbsp; {stage} | {timers.cpu[stage]:.1f} | {timers.cpu[stage] / service_months:.3f} |")
+    rendered = sum(timers.cpu[s] for s in RENDER)
+    print(f"| **render (render_part + report_json)** | {rendered:.1f} | **{rendered / service_months:.3f}** |")
     if dump:
-        dump.write_text(json.dumps(fingerprints, indent=1, sort_keys=True), encoding="utf-8")
+        dump.write_text(json.dumps(fingerprints, indent=1, sort_keys=True, default=str), encoding="utf-8")
+        dump.with_suffix(".html").write_text("\n".join(sections), encoding="utf-8")
 
 
 def _dump_one(path: str) -> dict[str, Any]:

@@ -133,17 +133,51 @@ def limits(info: RevisionInfo, config: PricingConfig) -> tuple[float, float, boo
     return cpu, mem, cpu_limit is None or memory_limit is None
 
 
+def _column(rows: pd.DataFrame, name: str, *, fill: bool = True) -> np.ndarray:
+    """A column as float64 (NaN as 0 when ``fill``). The step arithmetic below runs on arrays: each
+    pandas operation on a Series costs far more than the numbers it computes on a revision's rows."""
+    values = rows[name].astype(np.float64).to_numpy()
+    return np.where(np.isnan(values), 0.0, values) if fill else values
+
+
+def _clip_lower_zero(values: np.ndarray) -> np.ndarray:
+    """``Series.clip(lower=0.0)``, exactly: NaN and -0.0 stay as they are."""
+    return np.where(np.isnan(values) | (values >= 0.0), values, 0.0)
+
+
+def _clip_upper(values: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """``Series.clip(upper=Series)``, exactly: a NaN bound leaves the value alone."""
+    return np.where((values <= np.where(np.isnan(upper), np.inf, upper)) | np.isnan(values), values, upper)
+
+
+def _busy(active: np.ndarray, billable: np.ndarray, step_seconds: int, request_based: bool) -> np.ndarray:
+    if not request_based or not bool((billable > 0).any()):
+        return active
+    busy = billable / float(step_seconds)
+    return np.where(active <= 0, busy, _clip_upper(busy, active))
+
+
 def busy_instances(rows: pd.DataFrame, step_seconds: int, *, request_based: bool) -> pd.Series:
     """Instances with a request in flight, per row. Request-based billable time is exactly that time, so
     it is billable time ÷ step (at most the active count: an instance counted active in a step may sit
     idle for most of it); without billable time, or under instance-based billing (which bills whole
     lives), the active count."""
-    active = rows["inst_active"].astype(np.float64).fillna(0.0)
-    billable = rows["billable_s"].astype(np.float64).fillna(0.0)
-    if not request_based or not bool((billable > 0).any()):
-        return active
-    busy = billable / float(step_seconds)
-    return busy.where(active <= 0, busy.clip(upper=active))
+    busy = _busy(_column(rows, "inst_active"), _column(rows, "billable_s"), step_seconds, request_based)
+    return pd.Series(busy, index=rows.index)
+
+
+def _idle_seconds(rows: pd.DataFrame, min_instances: int, step_seconds: int, *, request_based: bool,
+                  added: bool) -> np.ndarray:
+    if min_instances <= 0:
+        return np.zeros(len(rows))
+    active = _column(rows, "inst_active")
+    busy = _busy(active, _column(rows, "billable_s"), step_seconds, request_based)
+    gap = _clip_lower_zero(min_instances - busy)
+    if added:
+        return gap * float(step_seconds)
+    not_busy = _clip_lower_zero(active + _column(rows, "inst_idle", fill=False) - busy)
+    not_busy = np.where(np.isnan(not_busy), gap, not_busy)
+    return _clip_upper(gap, not_busy) * float(step_seconds)
 
 
 def idle_min_instance_seconds(rows: pd.DataFrame, min_instances: int, step_seconds: int, *,
@@ -154,15 +188,8 @@ def idle_min_instance_seconds(rows: pd.DataFrame, min_instances: int, step_secon
     request-based billing). ``added``: the floor is above the current one, so its instances would be
     added and are not capped by those seen. Without instance counts the whole floor is assumed idle.
     The same estimate serves the window's idle cost and every min-instances what-if."""
-    if min_instances <= 0:
-        return pd.Series(0.0, index=rows.index)
-    busy = busy_instances(rows, step_seconds, request_based=request_based)
-    gap = (min_instances - busy).clip(lower=0.0)
-    if added:
-        return gap * float(step_seconds)
-    active = rows["inst_active"].astype(np.float64).fillna(0.0)
-    not_busy = (active + rows["inst_idle"].astype(np.float64) - busy).clip(lower=0.0).fillna(gap)
-    return gap.clip(upper=not_busy) * float(step_seconds)
+    idle = _idle_seconds(rows, min_instances, step_seconds, request_based=request_based, added=added)
+    return pd.Series(idle, index=rows.index)
 
 
 def step_quantities(rows: pd.DataFrame, info: RevisionInfo, prices: UnitPrices, config: PricingConfig,
@@ -170,24 +197,22 @@ def step_quantities(rows: pd.DataFrame, info: RevisionInfo, prices: UnitPrices, 
     """Per row of one revision: billed vCPU-s, GiB-s, billable instance-s, requests, estimated idle
     min-instance seconds and the dollars (``metered_usd``, ``idle_usd``, ``usd`` = what is counted)."""
     cpu, mem, _ = limits(info, config)
-    billable = rows["billable_s"].astype(np.float64).fillna(0.0)
-    cpu_alloc = rows["cpu_alloc_s"].astype(np.float64).fillna(0.0)
-    mem_alloc = rows["mem_alloc_gibs"].astype(np.float64).fillna(0.0)
-    requests = rows["requests"].astype(np.float64).fillna(0.0)
-    out = pd.DataFrame(index=rows.index)
-    out["vcpu_s"] = cpu_alloc.where(cpu_alloc > 0, billable * cpu)
-    out["gib_s"] = mem_alloc.where(mem_alloc > 0, billable * mem)
-    out["billable_s"] = billable
-    out["requests"] = requests
-    idle = (idle_min_instance_seconds(rows, info.min_instances, step_seconds) if prices.request_based
-            else pd.Series(0.0, index=rows.index))
-    out["idle_s"] = idle
-    out["metered_usd"] = (out["vcpu_s"] * prices.cpu_vcpu_second + out["gib_s"] * prices.memory_gib_second
-                          + requests * prices.requests_per_million / 1e6)
-    out["idle_usd"] = idle * prices.idle_instance_second(cpu, mem)
-    out["usd"] = out["metered_usd"] + (out["idle_usd"] if config.bill_idle_min_instances else 0.0)
-    out["measured"] = (cpu_alloc > 0) | (mem_alloc > 0)
-    return out
+    billable = _column(rows, "billable_s")
+    cpu_alloc = _column(rows, "cpu_alloc_s")
+    mem_alloc = _column(rows, "mem_alloc_gibs")
+    requests = _column(rows, "requests")
+    vcpu_s = np.where(cpu_alloc > 0, cpu_alloc, billable * cpu)
+    gib_s = np.where(mem_alloc > 0, mem_alloc, billable * mem)
+    idle = (_idle_seconds(rows, info.min_instances, step_seconds, request_based=True, added=False)
+            if prices.request_based else np.zeros(len(rows)))
+    metered_usd = (vcpu_s * prices.cpu_vcpu_second + gib_s * prices.memory_gib_second
+                   + requests * prices.requests_per_million / 1e6)
+    idle_usd = idle * prices.idle_instance_second(cpu, mem)
+    usd = metered_usd + (idle_usd if config.bill_idle_min_instances else 0.0)
+    columns = {"vcpu_s": vcpu_s, "gib_s": gib_s, "billable_s": billable, "requests": requests, "idle_s": idle,
+               "metered_usd": metered_usd, "idle_usd": idle_usd, "usd": usd,
+               "measured": (cpu_alloc > 0) | (mem_alloc > 0)}
+    return pd.DataFrame(columns, index=rows.index)
 
 
 def revision_steps(view: ServiceView, span: RevisionSpan, table: PriceTable,

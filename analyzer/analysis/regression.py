@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,16 @@ def mann_whitney_greater(after: FloatArray, before: FloatArray) -> float:
 
 def _sides(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
            warmup_minutes: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The compared rows of each side (shared: the latency and CPU detectors compare the same hours
+    unless configured apart, so they are computed once per view; callers must not modify them)."""
+    key = ("sides", span.name, previous.name, cfg.compare_hours, cfg.min_hours, warmup_minutes)
+    if key not in view.derived:
+        view.derived[key] = _compared_rows(view, span, previous, cfg, warmup_minutes)
+    return cast("tuple[pd.DataFrame, pd.DataFrame] | None", view.derived[key])
+
+
+def _compared_rows(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
+                   warmup_minutes: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     warm = pd.Timedelta(minutes=warmup_minutes)
     horizon = pd.Timedelta(hours=cfg.compare_hours)
     before = serving_rows(view, previous, span.first_seen, warmup_minutes, cfg.compare_hours)
@@ -106,12 +117,17 @@ def _fades(after: FloatArray, before_median: float, cfg: RegressionDetection) ->
     return bool(float(np.median(later)) / before_median - 1.0 < cfg.min_increase)
 
 
-def _hourly_weighted(rows: pd.DataFrame, column: str) -> pd.Series:
+def _hourly_weighted(rows: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, pd.Series]:
+    """Each column's request-weighted hourly mean (one resample for all: each column sums alone)."""
     weights = rows["requests"].clip(lower=0.0)
-    frame = pd.DataFrame({"v": rows[column] * weights, "w": weights.where(rows[column].notna(), 0.0)})
+    frame = pd.DataFrame({
+        **{f"v{i}": rows[column] * weights for i, column in enumerate(columns)},
+        **{f"w{i}": weights.where(rows[column].notna(), 0.0) for i, column in enumerate(columns)},
+    })
     frame.index = rows["ts"]
     summed = frame.resample("1h").sum()
-    return (summed["v"] / summed["w"]).replace([np.inf, -np.inf], np.nan).dropna()
+    return {column: (summed[f"v{i}"] / summed[f"w{i}"]).replace([np.inf, -np.inf], np.nan).dropna()
+            for i, column in enumerate(columns)}
 
 
 def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
@@ -123,9 +139,11 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
     if sides is None:
         return None
     best: RegressionEvidence | None = None
-    for column, label in (("lat_p50", "p50 latency (ms)"), ("lat_p95", "p95 latency (ms)")):
-        before = _hourly_weighted(sides[0], column).to_numpy()
-        after = _hourly_weighted(sides[1], column).to_numpy()
+    labels = {"lat_p50": "p50 latency (ms)", "lat_p95": "p95 latency (ms)"}
+    hourly = [_hourly_weighted(side, tuple(labels)) for side in sides]
+    for column, label in labels.items():
+        before = hourly[0][column].to_numpy()
+        after = hourly[1][column].to_numpy()
         if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
             continue
         b, a = float(np.median(before)), float(np.median(after))
