@@ -751,3 +751,17 @@ def test_a_sidecars_leak_is_its_own_finding_from_week_to_week_and_its_line_names
     changes = compare(record.findings, replace(record, findings=[ingress]))
     assert [c.finding for c in changes.new] == [sidecar]
     assert [c.finding for c in changes.resolved] == [ingress]
+
+
+def test_a_fixs_saving_is_counted_once_as_the_report_counts_it(demo_analysis: Analysis) -> None:
+    """Regression: the digest summed the saving over every finding of the fixed revision (the demo's four
+    findings each carry the same fix: $216.48 said, $54.12 saved), while the report and the headline count
+    it once per revision."""
+    from analyzer.render.html import usd
+    from analyzer.render.parts import render_part, report_context
+
+    saved = report_context([render_part(demo_analysis, generated_at=NOW)], generated_at=NOW)["saved_usd_per_month"]
+    digest = digest_of(demo_analysis, previous=None, config=DIGEST, generated_at=NOW, charts=False)
+    assert saved > 0
+    assert f"{usd(saved)} per month saved by fixes" in digest.text
+    assert f"saving {usd(saved)}/month" in digest.subject

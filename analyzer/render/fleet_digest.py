@@ -79,6 +79,11 @@ def _state(service: Mapping[str, Any], findings: Sequence[FindingRecord]) -> str
 
 def fleet_headline(findings: Sequence[FindingRecord], *, at_risk: float) -> str:
     """The report's headline (``html.headline_of``) from the stored findings, one item per revision."""
+    return headline_of(revision_items(findings), at_risk=at_risk)
+
+
+def revision_items(findings: Sequence[FindingRecord]) -> list[HeadlineItem]:
+    """The stored findings grouped by revision, as the report's incidents are (one saving per fix)."""
     revisions: dict[tuple[str, str, str, str], list[FindingRecord]] = {}
     for f in findings:
         revisions.setdefault((f.project, f.region, f.service, f.revision), []).append(f)
@@ -90,7 +95,7 @@ def fleet_headline(findings: Sequence[FindingRecord], *, at_risk: float) -> str:
             max(f.per_month_usd for f in group), max(f.savings_usd_per_month for f in group), group[0].impact,
             tuple(f.container for f in group),
         ))
-    return headline_of(items, at_risk=at_risk)
+    return items
 
 
 def fleet_digest(
@@ -147,7 +152,8 @@ def fleet_digest(
         )
         for i, key in enumerate(charted)
     ]
-    head = fleet_headline(current.findings, at_risk=totals.at_risk_usd_per_month)
+    items = revision_items(current.findings)
+    head = headline_of(items, at_risk=totals.at_risk_usd_per_month)
     context: dict[str, Any] = {
         "analysis": totals,
         "changes": changes,
@@ -159,7 +165,8 @@ def fleet_digest(
         "last_week_total": previous.total_cost_usd if previous else None,
         "images": inline,
         "image_of": dict(zip(charted, inline, strict=True)),
-        "saved_usd_per_month": sum(f.savings_usd_per_month for f in current.findings if not f.ongoing),
+        # One saving per fixed revision, as the report counts it (its findings all carry the fix's saving).
+        "saved_usd_per_month": sum(i.savings_usd_per_month for i in items if not i.ongoing),
         "link_of": lambda f: revision_url(f.project, f.region, f.service, f.revision),
         "service_url": service_url,
     }
