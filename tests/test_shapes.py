@@ -246,10 +246,11 @@ def test_a_sidecar_revision_is_analyzed_on_its_ingress_container_and_says_so() -
     assert info.instance_limits() == (1.5, 1.25)  # what one instance is billed for: both containers
 
 
-def test_sidecar_memory_usage_is_read_against_the_ingress_containers_limit() -> None:
-    raw = read_snapshot(SHAPES / "sidecar")
+def _memory_in_bytes(raw: Any, gib_by_container: dict[str, float]) -> None:
+    """The sidecar fixture's memory as ``container/memory/usage`` (bytes) only: each container's
+    utilization series replaced by a usage series of that many GiB."""
     usage = []
-    for container, gib in (("app", 0.5), ("otel-collector", 0.25)):
+    for container, gib in gib_by_container.items():
         body = _load("sidecar", "timeSeries", "memory_utilizations.json")["timeSeries"][0]
         body["metric"] = {"type": "run.googleapis.com/container/memory/usage", "labels": {"container_name": container}}
         for point in body["points"]:
@@ -257,6 +258,11 @@ def test_sidecar_memory_usage_is_read_against_the_ingress_containers_limit() -> 
         usage.append(body)
     raw.series = [s for s in raw.series if s.metric != "container/memory/utilizations"]
     ingest(raw, "timeSeries", "usage", {"timeSeries": usage})
+
+
+def test_sidecar_memory_usage_is_read_against_the_ingress_containers_limit() -> None:
+    raw = read_snapshot(SHAPES / "sidecar")
+    _memory_in_bytes(raw, {"app": 0.5, "otel-collector": 0.25})
     assert build(raw).metrics["mem_mean"].tolist() == pytest.approx([0.5, 0.5])  # 0.5 GiB of app's 1 GiB
 
 
@@ -285,15 +291,7 @@ def test_each_sidecars_memory_is_kept_apart_on_its_own_limit() -> None:
     assert sidecars["container"].tolist() == ["otel-collector"] * 2
     assert sidecars["mem_mean"].tolist() == pytest.approx([0.90, 0.90])  # its utilization, not app's 0.40
     # Memory usage alone (bytes): divided by the sidecar's own 256 MiB, not by app's 1 GiB.
-    usage = []
-    for container, gib in (("app", 0.5), ("otel-collector", 0.125)):
-        body = _load("sidecar", "timeSeries", "memory_utilizations.json")["timeSeries"][0]
-        body["metric"] = {"type": "run.googleapis.com/container/memory/usage", "labels": {"container_name": container}}
-        for point in body["points"]:
-            point["value"] = {"distributionValue": {"count": "2", "mean": gib * 2**30}}
-        usage.append(body)
-    raw.series = [s for s in raw.series if s.metric != "container/memory/utilizations"]
-    ingest(raw, "timeSeries", "usage", {"timeSeries": usage})
+    _memory_in_bytes(raw, {"app": 0.5, "otel-collector": 0.125})
     frames = build(raw)
     assert frames.metrics["mem_mean"].tolist() == pytest.approx([0.5, 0.5])
     assert frames.sidecars["mem_mean"].tolist() == pytest.approx([0.5, 0.5])  # 128 MiB of its 256 MiB
