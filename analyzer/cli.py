@@ -115,11 +115,8 @@ def run_report(plan: Plan, config: AnalysisConfig, *, workers: int, now: datetim
                digest_charts: bool = False) -> ReportRun:
     from analyzer.batches import report_parts
 
-    try:
-        return report_parts(plan, config, generated_at=now, workers=workers, digest_charts=digest_charts,
-                            progress=None if quiet else _batch_progress(len(plan.batches), plan.services))
-    finally:
-        plan.close()
+    return report_parts(plan, config, generated_at=now, workers=workers, digest_charts=digest_charts,
+                        progress=None if quiet else _batch_progress(len(plan.batches), plan.services))
 
 
 def write_outputs(run: ReportRun, *, out: Path | None, json_path: Path | None, now: datetime) -> None:

@@ -385,17 +385,14 @@ class Job:
 
         if not mine:
             plan.origin = "no service in this share"
-        try:
-            shard = analyze_share(
-                self.config,
-                plan,
-                window=window,
-                generated_at=now,
-                problems=problems if self.slot.index == 0 else [],
-                workers=default_workers(),
-            )
-        finally:
-            plan.close()  # a snapshot's spill files
+        shard = analyze_share(  # collect() removes a snapshot's spill files when done
+            self.config,
+            plan,
+            window=window,
+            generated_at=now,
+            problems=problems if self.slot.index == 0 else [],
+            workers=default_workers(),
+        )
         shard.report["job"] = {
             "config": self.fingerprint,
             "shard": self.slot.name,
