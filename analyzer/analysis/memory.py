@@ -64,17 +64,19 @@ def _typical_memory(rows: pd.DataFrame) -> FloatArray:
     return np.where(np.isnan(typical), rows["mem_p50"].to_numpy(dtype=np.float64), typical)
 
 
-def troughs(rows: pd.DataFrame, bin_minutes: int) -> pd.DataFrame:
+def troughs(rows: pd.DataFrame, bin_minutes: int, *, from_first: bool = False) -> pd.DataFrame:
     """Per bin: the lowest typical memory (mean across instances), the lowest worst-instance memory
     (max across instances), the mean load per instance, and the highest worst-instance memory.
-    Indexed by bin start (bins aligned to the epoch); bins without memory data are left out."""
+    Indexed by bin start (bins aligned to the epoch, or with ``from_first`` to the first row); bins
+    without memory data are left out."""
     typical = _typical_memory(rows)
     worst = rows["mem_max"].to_numpy(dtype=np.float64)
     inst = rows["inst_active"].to_numpy(dtype=np.float64)
     load = rows["req_rate"].to_numpy(dtype=np.float64) / np.where(inst > 0, inst, np.nan)
     width = pd.Timedelta(minutes=bin_minutes).value
     stamps = pd.DatetimeIndex(rows["ts"]).as_unit("ns").asi8
-    starts, codes = np.unique(stamps // width, return_inverse=True)
+    origin = int(stamps.min()) if from_first and len(stamps) else 0
+    starts, codes = np.unique((stamps - origin) // width, return_inverse=True)
     n = len(starts)
 
     def reduce(values: FloatArray, how: np.ufunc, fill: float) -> FloatArray:
@@ -92,7 +94,7 @@ def troughs(rows: pd.DataFrame, bin_minutes: int) -> pd.DataFrame:
             "load": np.divide(load_sum, load_n, out=np.full(n, np.nan), where=load_n > 0),
             "peak": reduce(worst, np.maximum, -np.inf),
         },
-        index=pd.to_datetime(starts * width, unit="ns", utc=True),
+        index=pd.to_datetime(origin + starts * width, unit="ns", utc=True),
     )
     return binned.dropna(subset=["trough"])
 
@@ -327,6 +329,7 @@ class _Reading:
     """Both trough signals of one revision at one bin width."""
 
     bins: pd.DataFrame
+    minutes: int  # bin width
     hours: FloatArray
     typical: _SignalTrend | None
     worst: _SignalTrend | None
@@ -346,7 +349,7 @@ class _Reading:
         # so it moves in bucket-sized steps: only large drops (a reset) and large jumps split it.
         worst = _signal_trend(WORST, hours, bins["worst"].to_numpy(dtype=np.float64), load, peak, cfg,
                               0.05, 0.10)
-        return cls(bins, hours, typical, worst)
+        return cls(bins, minutes, hours, typical, worst)
 
     def choose(self, cfg: MemoryDetection) -> _SignalTrend | None:
         found = self.choices(cfg)
@@ -480,9 +483,10 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
         if not candidates:
             return None
         chosen = min(candidates, key=lambda t: t.p_value)
-    bins = reading.bins
     at_deploy_hours = max(2.0, config.warmup_minutes / 60 + 1.0)
-    start_hours = _onset_hours(reading, chosen, cfg, at_deploy_hours)
+    dated, signal = _dating(rows, reading, chosen, cfg)
+    start_hours = _onset_hours(dated, signal, cfg, at_deploy_hours)
+    bins = dated.bins
     onset_at_deploy = start_hours <= at_deploy_hours
     onset = span.deploy_time if onset_at_deploy else (bins.index[0] + pd.Timedelta(hours=start_hours)).round("min")
     y = bins["trough"].to_numpy(dtype=np.float64)
@@ -507,6 +511,19 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
     )
 
 
+def _dating(rows: pd.DataFrame, reading: _Reading, chosen: _SignalTrend,
+            cfg: MemoryDetection) -> tuple[_Reading, _SignalTrend]:
+    """The reading whose bins start at the first row after the warm-up, for dating the onset: a bin
+    of the epoch's grid that holds only the end of its step has fewer points, so its minimum sits
+    higher, and the first one after a deploy reads as a dip followed by a later climb. The detection
+    itself keeps the grid's bins (what was found does not change, only when it started)."""
+    aligned = _Reading.of(troughs(rows, reading.minutes, from_first=True), reading.minutes, cfg)
+    signal = aligned.signal(chosen.name) if aligned is not None else None
+    if aligned is None or signal is None:
+        return reading, chosen
+    return aligned, signal
+
+
 def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,
                  at_deploy_hours: float) -> float:
     """Hours from the first bin to where the climb starts. Each signal's hinge is placed between bins
@@ -526,19 +543,42 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,
 
 
 def _hinge_hours(reading: _Reading, trend: _SignalTrend) -> float:
+    """Where ``trend``'s climb starts, in hours from the first bin: its hinge, unless the stretch
+    before the hinge already rises on its own (a climb that speeds up, as a per-request leak does when
+    traffic grows, fits a hinge better than a line too, but it started with the data)."""
     a, b = trend.segments[0]
     picked = trend.positions[a:b]
     index = trend.onset_offset - a
     if index > 0:
-        return stats.hinge_time(reading.hours[picked], trend.adjusted[a:b], index)
-    first = int(picked[0])
-    if first == 0:
+        hours, values = reading.hours[picked], trend.adjusted[a:b]
+    else:
+        first = int(picked[0])
+        if first == 0:
+            return float(reading.hours[0])
+        # The trend was tested from its own start (a flag flipped later): place that start against
+        # the flat stretch before it.
+        column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[: int(picked[-1]) + 1]
+        keep = np.isfinite(column)
+        hours, values, index = reading.hours[: len(column)][keep], column[keep], int(keep[:first].sum())
+    if _already_rising(hours, values, index):
         return float(reading.hours[0])
-    # The trend was tested from its own start (a flag flipped later): place that start against the
-    # flat stretch before it.
-    values = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[: int(picked[-1]) + 1]
-    keep = np.isfinite(values)
-    return stats.hinge_time(reading.hours[: len(values)][keep], values[keep], int(keep[:first].sum()))
+    return stats.hinge_time(hours, values, index)
+
+
+MIN_STRETCH_BINS = 4  # fewer bins than this before a hinge cannot show whether memory was flat there
+
+
+def _already_rising(hours: FloatArray, y: FloatArray, index: int) -> bool:
+    """The stretch before the hinge at ``index`` rises on its own: at a third or more of the pace after
+    it (not a drift of a few tenths of a percent that a flat stretch also shows), and with some sign
+    of a trend (one-sided Mann–Kendall p ≤ 0.25: a handful of autocorrelated bins is weak evidence
+    either way, and a flat stretch rarely rises that steadily)."""
+    before, after = slice(0, index + 1), slice(index, None)
+    if index + 1 < MIN_STRETCH_BINS or len(y) - index < 2:
+        return False
+    trend = stats.mann_kendall(hours[before], y[before])
+    pace = stats.theil_sen(hours[after], y[after])[0]
+    return trend.p_value <= 0.25 and trend.slope >= pace / 3
 
 
 def _nanmax(values: FloatArray) -> float:
