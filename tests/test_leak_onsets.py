@@ -57,6 +57,11 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # A flag flipped a day after the deploy: the climb before it is a drift of a few tenths of a
     # percent, not a rise, so the onset stays at the flip.
     "leak_flag_flipped_a_day_later",
+    # A flag flipped 27 h after the deploy, the data cut 6 h after it: too short a climb for the trend
+    # test, and the revision had served long enough to count as healthy. The sequential test judges
+    # it against the service's other revisions (not an envelope learned from itself), the drift's
+    # start unknown (the ratio from the deploy on is diluted by 27 flat hours).
+    "leak_flag_flipped_seen_six_hours_later",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)

@@ -5,19 +5,21 @@ Method, per service:
 
 1. the envelope: how the typical instance's memory troughs move after a deploy, learned from the
    service's healthy revisions that served at least ``ENVELOPE_MIN_HOURS`` (never one with a finding
-   or a leak candidate): per revision, the hourly troughs relative to its level just after the
+   or a leak candidate, nor the revision being judged): per revision, the hourly troughs relative to its level just after the
    warm-up, with the part explained by load per instance removed (one slope, from hour-to-hour changes
    pooled over those revisions), aligned by age; the envelope at an age is the median over revisions
    (the highest when there are fewer than three), held at the highest level it has reached by then,
    so one odd revision does not move it and a warm-up that rises and stays is not a leak;
 2. the noise: the robust spread of those revisions' residuals around the envelope, widened for their
    lag-1 autocorrelation;
-3. a sequential probability ratio test (SPRT) on a revision's residuals (its troughs less its start
-   level, the load term and the envelope at its age), hour by hour from its warm-up: the log
-   likelihood ratio of a drift of ``DRIFT_PER_DAY`` of the limit per day against none (the level
-   profiled out). It alarms when the ratio passes ``log(1 / ALPHA)`` (Ville's bound on an alarm
-   ever happening without a drift), and at least ``HEALTHY_MARGIN`` times the highest ratio any
-   healthy revision reached against the envelope of the others;
+3. a sequential test on a revision's residuals (its troughs less its start level, the load term and
+   the envelope at its age), hour by hour from its warm-up: the log likelihood ratio of a drift of
+   ``DRIFT_PER_DAY`` of the limit per day against none, the level profiled out and the drift's start
+   unknown (the highest ratio over every start, a generalized likelihood ratio, so a flag flipped a
+   day after the deploy is not diluted by the flat day before it). It alarms when the ratio passes
+   ``log(1 / ALPHA)`` (Ville's bound for a drift from the first bin; with the start free it is a floor,
+   not a bound), and at least ``HEALTHY_MARGIN`` times the highest ratio any healthy revision reached
+   against the envelope of the others (the same statistic, so the bar follows this service's noise);
 4. an alarm is reported when the climb also passes the memory size gates (a slope of at least
    ``MIN_SLOPE_PER_DAY``, the configured ``min_rise``) and still holds at the end of the data (its last
    third rises at half its pace); the onset is the deploy, or a hinge where the residuals start to
@@ -46,6 +48,7 @@ HEALTHY_MARGIN = 1.5  # the alarm is also at least this times the highest ratio 
 START_BINS = 2  # the revision's start level: the median of its first troughs
 BIN_MINUTES = 60
 MIN_SLOPE_PER_DAY = 0.05  # what the sequential test is for: leaks that fill the limit within weeks
+MIN_RAMP_BINS = 3  # the fewest bins a drift is tested over
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +127,21 @@ def _load_slope(series: list[_Series]) -> float:
 
 
 def drift_llr(residual: FloatArray, age: FloatArray, noise: float) -> FloatArray:
-    """Per bin, the log likelihood ratio of a drift of ``DRIFT_PER_DAY`` against none, on the residuals up
-    to that bin (the level profiled out: the ages centred on their mean)."""
+    """Per bin, the log likelihood ratio of a drift of ``DRIFT_PER_DAY`` against none on the residuals up
+    to that bin, the drift's start unknown (the highest ratio over every start that leaves
+    ``MIN_RAMP_BINS`` after it; the level profiled out): a leak from the deploy starts at the first bin,
+    one switched on hours later (a flag flipped) at a later one, and the level before it then counts as
+    the level the drift left."""
     drift = DRIFT_PER_DAY / 24.0
     out = np.zeros(len(residual))
     if noise <= 0:
         return out
-    for n in range(3, len(residual) + 1):
-        t = age[:n] - age[:n].mean()
-        out[n - 1] = (drift * float(t @ residual[:n]) - drift**2 * float(t @ t) / 2.0) / noise**2
+    for n in range(MIN_RAMP_BINS, len(residual) + 1):
+        starts = age[: n - MIN_RAMP_BINS + 1]
+        ramp = np.maximum(age[None, :n] - starts[:, None], 0.0)
+        ramp -= ramp.mean(axis=1, keepdims=True)
+        ratios = (drift * (ramp @ residual[:n]) - drift**2 * (ramp * ramp).sum(axis=1) / 2.0) / noise**2
+        out[n - 1] = float(ratios.max())
     return out
 
 
@@ -187,6 +196,13 @@ def _climb_start(age: FloatArray, residual: FloatArray) -> int:
     fit = stats.hinge(age, residual, min_after=4)
     linear = max(stats.linear_sse(age, residual), 1e-12)
     return fit.index if n * math.log(linear / max(fit.sse, 1e-12)) > 2 * math.log(n) else 0
+
+
+def young_enough(span: RevisionSpan, config: DetectionConfig) -> bool:
+    """``span`` may be judged by the sequential test: it served no longer than the envelope covers
+    after its warm-up (``sequential_leak`` checks its troughs' ages exactly)."""
+    served = (span.last_seen - span.first_seen) / pd.Timedelta(hours=1) - config.warmup_minutes / 60.0
+    return served <= ENVELOPE_HOURS + 1.0
 
 
 def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,

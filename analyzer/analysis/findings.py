@@ -15,7 +15,7 @@ import pandas as pd
 from analyzer.analysis import calibration
 from analyzer.analysis import cost as cost_model
 from analyzer.analysis.creep import CreepEvidence, detect_creep
-from analyzer.analysis.envelope import build_envelope, sequential_leak
+from analyzer.analysis.envelope import Envelope, build_envelope, sequential_leak, young_enough
 from analyzer.analysis.memory import LeakEvidence, detect_leak, hours_to_limit
 from analyzer.analysis.pricing import PriceTable
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
@@ -101,13 +101,20 @@ def detect_sidecar_leaks(view: ServiceView, container: str, config: AnalysisConf
 
 def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagged: set[str],
                       config: AnalysisConfig, table: PriceTable) -> None:
-    """Revisions the trend test did not confirm (too young, rolled back after a day or two) are tested
-    again, sequentially, against how this service's healthy revisions behaved after their deploys."""
-    envelope = build_envelope(view, [e.span for e in evidence if e.span.name not in flagged], config.detection)
-    if envelope is None:
-        return
+    """Revisions the trend test did not confirm (too young, rolled back after a day or two, a flag
+    flipped late in their life) are tested again, sequentially, against how this service's other
+    healthy revisions behaved after their deploys: never against an envelope learned from their own
+    data (a revision that served long enough to count as healthy may be the one that leaks)."""
+    healthy = [e.span for e in evidence if e.span.name not in flagged]
+    envelopes: dict[tuple[str, ...], Envelope | None] = {}
     for item in evidence:
-        if item.span.name in envelope.revisions or (item.leak is not None and item.leak.confirmed):
+        if (item.leak is not None and item.leak.confirmed) or not young_enough(item.span, config.detection):
+            continue
+        others = tuple(s.name for s in healthy if s.name != item.span.name)
+        if others not in envelopes:
+            envelopes[others] = build_envelope(view, [s for s in healthy if s.name in others], config.detection)
+        envelope = envelopes[others]
+        if envelope is None:
             continue
         leak = sequential_leak(view, item.span, envelope, config.detection)
         if leak is not None:
