@@ -5,11 +5,12 @@ Method, per service:
 
 1. the envelope: how the typical instance's memory troughs move after a deploy, learned from the
    service's healthy revisions that served at least ``ENVELOPE_MIN_HOURS`` (never one with a finding
-   or a leak candidate, nor the revision being judged): per revision, the hourly troughs relative to its level just after the
-   warm-up, with the part explained by load per instance removed (one slope, from hour-to-hour changes
-   pooled over those revisions), aligned by age; the envelope at an age is the median over revisions
-   (the highest when there are fewer than three), held at the highest level it has reached by then,
-   so one odd revision does not move it and a warm-up that rises and stays is not a leak;
+   or a leak candidate, nor the revision being judged): per revision, the hourly troughs relative to
+   its level just after the warm-up, with the part explained by load per instance removed (one slope,
+   from hour-to-hour changes pooled over those revisions), aligned by age; the envelope at an age is
+   the median over revisions (the highest when there are fewer than three), held at the highest level
+   it has reached by then, so one odd revision does not move it and a warm-up that rises and stays is
+   not a leak;
 2. the noise: the robust spread of those revisions' residuals around the envelope, widened for their
    lag-1 autocorrelation;
 3. a sequential test on a revision's residuals (its troughs less its start level, the load term and
