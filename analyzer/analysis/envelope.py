@@ -134,15 +134,28 @@ def drift_llr(residual: FloatArray, age: FloatArray, noise: float) -> FloatArray
     one switched on hours later (a flag flipped) at a later one, and the level before it then counts as
     the level the drift left."""
     drift = DRIFT_PER_DAY / 24.0
-    out = np.zeros(len(residual))
-    if noise <= 0:
+    n = len(residual)
+    out = np.zeros(n)
+    if noise <= 0 or n < MIN_RAMP_BINS:
         return out
-    for n in range(MIN_RAMP_BINS, len(residual) + 1):
-        starts = age[: n - MIN_RAMP_BINS + 1]
-        ramp = np.maximum(age[None, :n] - starts[:, None], 0.0)
-        ramp -= ramp.mean(axis=1, keepdims=True)
-        ratios = (drift * (ramp @ residual[:n]) - drift**2 * (ramp * ramp).sum(axis=1) / 2.0) / noise**2
-        out[n - 1] = float(ratios.max())
+    # The ramp from start k over the first m bins is max(age - age[k], 0); its sums (and with the
+    # residuals) come from prefix sums, so every (end, start) pair costs O(1): O(n²) in all.
+    def prefix(values: FloatArray) -> FloatArray:
+        return np.concatenate([[0.0], np.cumsum(values)])
+
+    s_r, s_a, s_ar, s_aa = prefix(residual), prefix(age), prefix(age * residual), prefix(age * age)
+    ends = np.arange(MIN_RAMP_BINS, n + 1)[:, None]
+    starts = np.arange(n)[None, :]
+    a_k, width = age[starts], ends - starts
+    sum_x = s_a[ends] - s_a[starts] - a_k * width
+    sum_xr = s_ar[ends] - s_ar[starts] - a_k * (s_r[ends] - s_r[starts])
+    sum_xx = s_aa[ends] - s_aa[starts] - 2 * a_k * (s_a[ends] - s_a[starts]) + a_k**2 * width
+    # centred over the m bins (the level profiled out)
+    cross = sum_xr - sum_x / ends * s_r[ends]
+    spread = sum_xx - sum_x**2 / ends
+    ratios = (drift * cross - drift**2 * spread / 2.0) / noise**2
+    ratios[starts > ends - MIN_RAMP_BINS] = -np.inf
+    out[MIN_RAMP_BINS - 1:] = ratios.max(axis=1)
     return out
 
 
@@ -183,7 +196,11 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
         others = [s for j, s in enumerate(series) if j != i] or [one]
         residuals.append(_relative(one, load_slope) - np.interp(one.age, ages, _course(others, load_slope, ages)))
     noise = max(_noise(residuals), 1e-4)
-    highest = max(float(drift_llr(r, one.age, noise).max()) for r, one in zip(residuals, series, strict=True))
+    # Over the ages a revision is judged at (the test stops at ENVELOPE_HOURS), which also keeps the
+    # cost of a month-long healthy revision to that of three days.
+    highest = max(float(drift_llr(r[tested], one.age[tested], noise).max(initial=0.0))
+                  for r, one in zip(residuals, series, strict=True)
+                  if (tested := one.age <= ENVELOPE_HOURS).any())
     alarm = max(math.log(1.0 / ALPHA), HEALTHY_MARGIN * highest)
     return Envelope(ages, rise, load_slope, noise, alarm, minutes, tuple(name for name, _ in found))
 
