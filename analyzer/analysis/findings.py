@@ -110,10 +110,11 @@ def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagg
     for item in evidence:
         if (item.leak is not None and item.leak.confirmed) or not young_enough(item.span, config.detection):
             continue
-        others = tuple(s.name for s in healthy if s.name != item.span.name)
-        if others not in envelopes:
-            envelopes[others] = build_envelope(view, [s for s in healthy if s.name in others], config.detection)
-        envelope = envelopes[others]
+        others = [s for s in healthy if s.name != item.span.name]
+        key = tuple(s.name for s in others)
+        if key not in envelopes:
+            envelopes[key] = build_envelope(view, others, config.detection)
+        envelope = envelopes[key]
         if envelope is None:
             continue
         leak = sequential_leak(view, item.span, envelope, config.detection)
