@@ -1,0 +1,90 @@
+"""The analysis' array rewrites of pandas and per-point loops give the same numbers to the last bit:
+the hourly sums and means of ``analysis.hourly`` against ``resample("1h")``, and the leave-one-out
+load models of ``load_model.left_out_predictions`` against fitting one model per left-out point.
+Findings are compared byte for byte by ``bench/analysis_cost.py dump``; these pin the building
+blocks on inputs the fleets do not have (NaN, infinities, irregular and unsorted steps, ties)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzer.analysis import hourly, load_model
+
+
+def _steps(rng: np.random.Generator, n: int, unit: str, shuffle: bool) -> pd.Series:
+    step = int(rng.choice([17, 60, 300, 600]))
+    offsets = np.sort(rng.choice(np.arange(3 * n + 1), size=n, replace=False)) * step
+    start = pd.Timestamp("2026-01-01 03:17", tz="UTC")
+    ts = pd.Series(pd.DatetimeIndex(start + pd.to_timedelta(offsets, unit="s")).as_unit(unit))
+    return ts.sample(frac=1.0, random_state=1).reset_index(drop=True) if shuffle else ts
+
+
+def _block(rng: np.random.Generator, n: int, nan: bool, infinite: bool) -> list[np.ndarray]:
+    block = []
+    for _ in range(int(rng.integers(1, 4))):
+        values = rng.standard_normal(n) * 10.0 ** rng.integers(-5, 12, n)  # sums that round differently
+        if nan:
+            values[rng.random(n) < 0.05] = np.nan
+        if infinite and n:
+            values[rng.integers(0, n)] = float(rng.choice([np.inf, -np.inf]))
+        block.append(values)
+    return block
+
+
+@pytest.mark.parametrize("nan", [False, True])  # pandas 3: np.add.reduceat without NaN, Kahan with
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_hourly_sums_and_means_equal_resample(nan: bool, shuffle: bool) -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(150):
+        n = int(rng.integers(0, 300))
+        ts = _steps(rng, n, "us" if trial % 2 else "ns", shuffle)
+        block = _block(rng, n, nan, infinite=trial % 5 == 0)
+        frame = pd.DataFrame({f"c{i}": values for i, values in enumerate(block)})
+        frame.index = pd.DatetimeIndex(ts)
+        hours = hourly.of(ts)
+        for min_count in (0, 1):
+            expected = frame.resample("1h").sum(min_count=min_count)
+            assert hours.index().equals(expected.index) and hours.index().dtype == expected.index.dtype
+            for i, got in enumerate(hourly.sum_min_count(hours, block, min_count)):
+                np.testing.assert_array_equal(got, expected[f"c{i}"].to_numpy(), strict=True)
+        means = frame.resample("1h").mean()
+        for i, got in enumerate(hourly.means(hours, block)):
+            np.testing.assert_array_equal(got, means[f"c{i}"].to_numpy(), strict=True)
+        if n:
+            floored = pd.DatetimeIndex(ts).floor("1h").tz_localize(None).to_numpy()
+            np.testing.assert_array_equal(hours.labels[hourly.step_hours(hours)], floored)
+
+
+def _loads(rng: np.random.Generator, kind: int, n: int) -> np.ndarray:
+    if kind == 0:
+        return rng.random(n) * 100.0
+    if kind == 1:
+        return np.round(rng.random(n) * 5.0)  # ties: bins merge, medians repeat
+    if kind == 2:
+        return np.exp(rng.standard_normal(n) * 3.0)
+    if kind == 3:
+        load = np.full(n, 3.0)
+        load[: n // 3] = rng.random(n // 3)
+        return load
+    return rng.integers(0, 3, n).astype(np.float64) * 10.0 ** rng.integers(-3, 4)
+
+
+def test_left_out_predictions_equal_one_fit_per_point() -> None:
+    rng = np.random.default_rng(5)
+    for trial in range(600):
+        n = int(rng.integers(1, 90))
+        load = _loads(rng, trial % 5, n)
+        value = rng.random(n) * 10.0 ** rng.integers(-3, 3) + load * rng.random() * 0.01
+        if trial % 13 == 0 and n > 2:
+            value[1] = np.nan
+        bins, min_points = int(rng.choice([3, 6, 12])), int(rng.integers(1, 15))
+        expected = np.full(n, np.nan)
+        for i in range(n):
+            others = np.arange(n) != i
+            model = load_model.fit(load[others], value[others], bins=bins, min_points=min_points)
+            if model is not None:
+                expected[i] = model.predict(load[i:i + 1])[0]
+        got = load_model.left_out_predictions(load, value, bins=bins, min_points=min_points)
+        np.testing.assert_array_equal(got, expected, strict=True)
