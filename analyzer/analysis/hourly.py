@@ -9,6 +9,7 @@ one pass per position within the hour (12 at 300 s steps), so the results are id
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import tzinfo
 
@@ -33,6 +34,7 @@ class Hours:
     starts: np.ndarray  # each hour's first position in time order
     counts: np.ndarray  # steps in each hour
     order: np.ndarray
+    steps: np.ndarray  # the steps in time order (datetime64, UTC)
     tz: tzinfo | None  # the steps' time zone, for ``index``
 
     def index(self, hours: np.ndarray | slice = slice(None)) -> pd.DatetimeIndex:
@@ -40,8 +42,12 @@ class Hours:
         index = pd.DatetimeIndex(self.labels[hours])
         return index.tz_localize(self.tz) if self.tz is not None else index
 
+    def resampled(self, name: Hashable) -> pd.DatetimeIndex:
+        """Every hour, exactly as ``resample("1h")`` labels them (its frequency and name too)."""
+        return pd.DatetimeIndex(self.index(), freq="h", name=name)
 
-def of(ts: pd.Series) -> Hours:
+
+def of(ts: pd.Series | pd.DatetimeIndex) -> Hours:
     """Group the steps ``ts`` (a datetime column, UTC as frames make it) by hour."""
     index = pd.DatetimeIndex(ts)
     naive = index.asi8.view(f"M8[{index.unit}]")  # UTC instants in the steps' unit
@@ -49,13 +55,13 @@ def of(ts: pd.Series) -> Hours:
     hour = naive[order].astype("datetime64[h]")
     if len(hour) == 0:
         empty = np.empty(0, dtype=np.intp)
-        return Hours(np.empty(0, dtype=naive.dtype), empty, empty, order, index.tz)
+        return Hours(np.empty(0, dtype=naive.dtype), empty, empty, order, naive, index.tz)
     first = hour[0]
     position = ((hour - first) // HOUR).astype(np.intp)
     counts = np.bincount(position)
     starts = np.cumsum(counts) - counts
     labels = (first + np.arange(len(counts)) * HOUR).astype(naive.dtype)
-    return Hours(labels, starts, counts, order, index.tz)
+    return Hours(labels, starts, counts, order, naive[order], index.tz)
 
 
 def _increasing(values: np.ndarray) -> bool:
@@ -122,3 +128,23 @@ def step_hours(hours: Hours) -> np.ndarray:
     out = np.empty(len(position), dtype=np.intp)
     out[hours.order] = position
     return out
+
+
+def medians(hours: Hours, values: FloatArray) -> FloatArray:
+    """``resample("1h").median()``: each hour's middle non-NaN value, or the mean of the two middle
+    ones (pandas' ``median_linear``); NaN for an hour without a value. With a -0.0 among the values,
+    pandas itself: its selection decides which of two equal zeros is the middle one."""
+    ordered = np.asarray(values, dtype=np.float64)[hours.order]
+    if (np.signbit(ordered) & (ordered == 0.0)).any():  # which zero pandas' selection picks: ask it
+        resampled = pd.Series(ordered, index=pd.DatetimeIndex(hours.steps)).resample("1h").median()
+        return np.asarray(resampled.to_numpy(), dtype=np.float64)
+    group = np.repeat(np.arange(len(hours.counts)), hours.counts)
+    ordered = ordered[np.lexsort((ordered, group))]  # NaN last within each hour
+    present = np.bincount(group, weights=~np.isnan(ordered), minlength=len(hours.counts)).astype(np.intp)
+    last = max(len(ordered) - 1, 0)
+    upper = np.minimum(hours.starts + present // 2, last)
+    lower = np.minimum(np.maximum(hours.starts + present // 2 - 1, 0), last)
+    if len(ordered) == 0:
+        return np.full(len(hours.counts), np.nan)
+    middle = np.where(present % 2 == 1, ordered[upper], (ordered[upper] + ordered[lower]) / 2)
+    return np.where(present > 0, middle, np.nan)

@@ -89,7 +89,9 @@ def left_out_predictions(load: FloatArray, value: FloatArray, *, bins: int, min_
     that fit has too little data): ``fit(...).predict`` once per point, every point at once. Equal to
     the last bit: the same quantiles, bins, medians and interpolation, one row per left-out point."""
     n = len(load)
-    if n < 2 or not (np.isfinite(load).all() and np.isfinite(value).all()):
+    negative_zero = (np.signbit(load) & (load == 0)).any() or (np.signbit(value) & (value == 0)).any()
+    if n < 2 or negative_zero or not (np.isfinite(load).all() and np.isfinite(value).all()):
+        # NaN is dropped per fit; which of two equal zeros is a median depends on the rows' order
         return _left_out_one_by_one(load, value, bins=bins, min_points=min_points)
     order = np.argsort(load, kind="stable")
     others = np.arange(n - 1)[None, :] + (np.arange(n - 1)[None, :] >= np.arange(n)[:, None])  # row r: not r

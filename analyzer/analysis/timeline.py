@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from analyzer.frames import Frames
-from analyzer.model import RevisionInfo, ServiceKey
+from analyzer.model import FloatArray, RevisionInfo, ServiceKey
 
 SUMMED = ["req_rate", "err_rate", "requests", "inst_active", "inst_idle", "billable_s", "cpu_alloc_s",
           "mem_alloc_gibs"]
@@ -97,15 +98,39 @@ def _totals(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=[*SUMMED, "serving"])
     present = [c for c in SUMMED if c in rows]
     totals = rows.groupby("ts")[present].sum(min_count=1)
-    weight = rows["requests"].fillna(0.0) + 1e-6 * rows["inst_active"].fillna(0.0)
-    serving = rows.assign(_w=weight).sort_values("_w").groupby("ts")["revision"].last()
-    totals["serving"] = serving
+    totals["serving"] = _serving(rows)
     return totals
+
+
+def _serving(rows: pd.DataFrame) -> pd.Series:
+    """Per step, the revision with the most requests (active instances break ties; then the later
+    row in a quicksort by that weight, as the sort this replaces left them), by step in time order."""
+    def filled(column: str) -> FloatArray:
+        values = rows[column].to_numpy()
+        return np.where(np.isnan(values), 0.0, values)
+
+    revisions = rows["revision"]
+    if revisions.isna().any():  # ``last`` would skip them: keep pandas' own reading
+        weight = rows["requests"].fillna(0.0) + 1e-6 * rows["inst_active"].fillna(0.0)
+        serving: pd.Series = rows.assign(_w=weight).sort_values("_w").groupby("ts")["revision"].last()
+        return serving
+    order = np.argsort(filled("requests") + 1e-6 * filled("inst_active"), kind="quicksort")
+    rank = np.empty(len(order), dtype=np.intp)
+    rank[order] = np.arange(len(order))
+    steps, step = np.unique(pd.DatetimeIndex(rows["ts"]).asi8, return_inverse=True)
+    last = np.full(len(steps), -1, dtype=np.intp)
+    np.maximum.at(last, step, rank)
+    return pd.Series(revisions.array.take(order[last]), index=pd.DatetimeIndex(rows["ts"]).unique().sort_values(),
+                     name="revision")
 
 
 def served_hours(view: ServiceView, span: RevisionSpan) -> float:
     """How long ``span`` was the revision taking most of the traffic."""
-    return float((view.totals["serving"] == span.name).sum()) * view.step_seconds / 3600.0
+    key = ("served steps",)
+    if key not in view.derived:  # every revision's count at once: this is asked per revision, often
+        view.derived[key] = view.totals["serving"].value_counts().to_dict() if len(view.totals) else {}
+    steps = cast(dict[str, int], view.derived[key]).get(span.name, 0)
+    return float(steps) * view.step_seconds / 3600.0
 
 
 def reference_span(view: ServiceView, span: RevisionSpan, flagged: set[str],
