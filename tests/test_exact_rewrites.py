@@ -6,6 +6,8 @@ blocks on inputs the fleets do not have (NaN, infinities, irregular and unsorted
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from analyzer.analysis import hourly, load_model
 
 
-def _steps(rng: np.random.Generator, n: int, unit: str, shuffle: bool) -> pd.Series:
+def _steps(rng: np.random.Generator, n: int, unit: Literal["us", "ns"], shuffle: bool) -> pd.Series:
     step = int(rng.choice([17, 60, 300, 600]))
     offsets = np.sort(rng.choice(np.arange(3 * n + 1), size=n, replace=False)) * step
     start = pd.Timestamp("2026-01-01 03:17", tz="UTC")
@@ -37,7 +39,7 @@ def _block(rng: np.random.Generator, n: int, nan: bool, infinite: bool) -> list[
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_hourly_sums_and_means_equal_resample(nan: bool, shuffle: bool) -> None:
     rng = np.random.default_rng(7)
-    for trial in range(150):
+    for trial in range(60):
         n = int(rng.integers(0, 300))
         ts = _steps(rng, n, "us" if trial % 2 else "ns", shuffle)
         block = _block(rng, n, nan, infinite=trial % 5 == 0)
@@ -73,12 +75,14 @@ def _loads(rng: np.random.Generator, kind: int, n: int) -> np.ndarray:
 
 def test_left_out_predictions_equal_one_fit_per_point() -> None:
     rng = np.random.default_rng(5)
-    for trial in range(600):
-        n = int(rng.integers(1, 90))
+    for trial in range(150):
+        n = int(rng.integers(1, 75))
         load = _loads(rng, trial % 5, n)
         value = rng.random(n) * 10.0 ** rng.integers(-3, 3) + load * rng.random() * 0.01
         if trial % 13 == 0 and n > 2:
             value[1] = np.nan
+        if trial % 17 == 0 and n > 3:
+            value[2:4] = (-0.0, 0.0)  # equal zeros: which one a median takes follows the rows' order
         bins, min_points = int(rng.choice([3, 6, 12])), int(rng.integers(1, 15))
         expected = np.full(n, np.nan)
         for i in range(n):
@@ -88,3 +92,57 @@ def test_left_out_predictions_equal_one_fit_per_point() -> None:
                 expected[i] = model.predict(load[i:i + 1])[0]
         got = load_model.left_out_predictions(load, value, bins=bins, min_points=min_points)
         np.testing.assert_array_equal(got, expected, strict=True)
+
+
+def test_hourly_medians_equal_resample() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(100):
+        n = int(rng.integers(0, 300))
+        ts = _steps(rng, n, "us", shuffle=False)
+        values = np.round(rng.standard_normal(n) * 10.0 ** rng.integers(-3, 6), int(rng.integers(0, 3)))  # ties
+        if trial % 2:
+            values[rng.random(n) < 0.2] = np.nan
+        if trial % 3 == 0 and n:
+            values[rng.integers(0, n)] = -0.0  # which zero is the median: pandas' selection decides
+        index = pd.DatetimeIndex(ts, name="ts")
+        hours = hourly.of(index)
+        expected = pd.Series(values, index=index).resample("1h").median()
+        got = pd.Series(hourly.medians(hours, values), index=hours.resampled("ts"))
+        pd.testing.assert_series_equal(got, expected, check_exact=True, check_freq=True)
+        assert repr(got) == repr(expected) and repr(got.dropna()) == repr(expected.dropna())  # -0.0 and Freq too
+
+
+def test_percentiles_over_held_buckets_equal_all_buckets() -> None:
+    from analyzer.distributions import percentiles
+
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        rows, nbuckets = int(rng.integers(1, 300)), int(rng.integers(2, 40))
+        counts = np.zeros((rows, nbuckets))
+        for column in rng.choice(nbuckets, size=int(rng.integers(1, nbuckets + 1)), replace=False):
+            counts[:, column] = rng.integers(0, 4, rows) * (rng.random(rows) < 0.5)
+        bounds = np.cumsum(rng.random(nbuckets - 1) * 10.0)
+        lower, upper = rng.random(rows) * bounds[0], bounds[-1] + rng.random(rows)
+        lower[rng.random(rows) < 0.3] = np.nan
+        quantiles = (0.5, 0.95, 0.99, 1.0)
+        got = percentiles(counts, bounds, quantiles, lower=lower, upper=upper)
+        # A quantile of 0 makes every bucket a candidate: the path that searches them all.
+        every = percentiles(counts, bounds, (0.0, *quantiles), lower=lower, upper=upper)[:, 1:]
+        np.testing.assert_array_equal(got, every, strict=True)
+
+
+def test_serving_revision_equals_sorting_the_rows() -> None:
+    from analyzer.analysis.timeline import _serving
+
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        steps = pd.date_range("2026-01-01", periods=int(rng.integers(1, 60)), freq="5min", tz="UTC", unit="us")
+        names = [f"rev-{i}" for i in range(int(rng.integers(1, 4)))]
+        rows = pd.DataFrame([(name, ts) for name in names for ts in steps], columns=["revision", "ts"])
+        rows["requests"] = rng.integers(0, 3, len(rows)).astype(np.float64)  # ties: the sort's order decides
+        rows["inst_active"] = np.where(rng.random(len(rows)) < 0.3, np.nan, rng.integers(0, 2, len(rows)))
+        rows = rows.sample(frac=rng.random() * 0.5 + 0.5, random_state=int(rng.integers(1000))).sort_values(
+            ["revision", "ts"], kind="stable")
+        weight = rows["requests"].fillna(0.0) + 1e-6 * rows["inst_active"].fillna(0.0)
+        expected = rows.assign(_w=weight).sort_values("_w").groupby("ts")["revision"].last()
+        pd.testing.assert_series_equal(_serving(rows), expected, check_exact=True)
