@@ -46,7 +46,7 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
                                                   reference)
     totals = view.totals
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
-    mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= warm) & totals["inst_active"].notna()]
+    mine = totals.loc[view.serves(span.name) & (totals.index >= warm) & totals["inst_active"].notna()]
     if len(mine) * view.step_seconds < cfg.min_duration_hours * 3600:
         return None
     # Load is the request rate: "more instances than the previous revision needed for the same

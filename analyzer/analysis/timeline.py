@@ -50,6 +50,17 @@ class ServiceView:
             self.derived[key] = self.rows.loc[self.rows["revision"] == revision]
         return cast(pd.DataFrame, self.derived[key])
 
+    def serves(self, revision: str) -> np.ndarray:
+        """Which steps of ``totals`` ``revision`` served (``totals["serving"] == revision``): the
+        column is factorized once per view, so each revision's mask is an integer comparison."""
+        key = ("serving codes",)
+        if key not in self.derived:
+            codes, names = pd.factorize(self.totals["serving"])
+            self.derived[key] = (codes, {name: code for code, name in enumerate(names)})
+        codes, lookup = cast(tuple[np.ndarray, dict[object, int]], self.derived[key])
+        mask: np.ndarray = codes == lookup.get(revision, -2)  # -1 is a missing value: never a revision
+        return mask
+
     def span(self, revision: str) -> RevisionSpan:
         return next(s for s in self.spans if s.name == revision)
 
@@ -151,7 +162,7 @@ def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestam
                  hours: float) -> pd.DataFrame:
     """The last ``hours`` of ``reference``'s rows while it served, after its warm-up and before ``before``."""
     rows = view.revision_rows(reference.name)
-    served = view.totals.index[view.totals["serving"] == reference.name]
+    served = view.totals.index[view.serves(reference.name)]
     end = min(before, served.max() + pd.Timedelta(seconds=view.step_seconds)) if len(served) else before
     rows = rows.loc[(rows["ts"] >= reference.first_seen + pd.Timedelta(minutes=warmup_minutes)) & (rows["ts"] < end)]
     return rows.loc[rows["ts"] >= end - pd.Timedelta(hours=hours)]
@@ -163,11 +174,12 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
     (by default the previous one) last serving steps before the deploy (up to 3 × ``reference_hours``),
     or, without enough of them, the revision's own first ``reference_hours`` after warm-up. Returns
     the steps and a description for the report."""
-    totals = view.totals.loc[view.totals["inst_active"].notna()]
+    measured = view.totals["inst_active"].notna().to_numpy()
+    totals = view.totals.loc[measured]
     warm = pd.Timedelta(minutes=warmup_minutes)
     reference = reference if reference is not None else view.previous(span.name)
     if reference is not None:
-        mask = ((totals["serving"] == reference.name) & (totals.index >= reference.first_seen + warm)
+        mask = (view.serves(reference.name)[measured] & (totals.index >= reference.first_seen + warm)
                 & (totals.index < span.first_seen))
         if mask.any():
             mask &= totals.index >= totals.index[mask].max() - pd.Timedelta(hours=reference_hours * 3)
@@ -175,7 +187,7 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
             return totals.loc[mask], f"revision {reference.name}"
     start = span.first_seen + warm
     end = start + pd.Timedelta(hours=reference_hours)
-    mask = (totals["serving"] == span.name) & (totals.index >= start) & (totals.index < end)
+    mask = view.serves(span.name)[measured] & (totals.index >= start) & (totals.index < end)
     return totals.loc[mask], f"the first {reference_hours:g} h of {span.name}"
 
 
