@@ -291,9 +291,10 @@ def _sum(values: np.ndarray) -> float:
     return float(np.where(np.isnan(values), 0.0, values).sum())
 
 
-def _usage(steps: pd.DataFrame, prices: UnitPrices) -> Usage:
-    vcpu, gib = float(steps["vcpu_s"].sum()), float(steps["gib_s"].sum())
-    requests = float(steps["requests"].sum())
+def _usage(steps: pd.DataFrame, rows: np.ndarray, prices: UnitPrices) -> Usage:
+    """What the ``rows`` (a mask) of ``steps`` used, and its dollars."""
+    vcpu, gib = _sum(steps["vcpu_s"].to_numpy()[rows]), _sum(steps["gib_s"].to_numpy()[rows])
+    requests = _sum(steps["requests"].to_numpy()[rows])
     return Usage(vcpu, gib, requests, vcpu * prices.cpu_vcpu_second, gib * prices.memory_gib_second,
                  requests * prices.requests_per_million / 1e6)
 
@@ -313,12 +314,12 @@ def service_cost(view: ServiceView, table: PriceTable, config: AnalysisConfig,
         steps = revision_steps(view, span, table, config)
         revision = revision_cost(view, span, table, config, steps=steps)
         revisions.append(revision)
-        recent = steps.loc[steps.index >= recent_start]
-        recent_usd += float(recent["usd"].sum())
-        recent_idle_usd += float(recent["idle_usd"].sum())
+        recent = np.asarray(steps.index >= recent_start)
+        recent_usd += _sum(steps["usd"].to_numpy()[recent])
+        recent_idle_usd += _sum(steps["idle_usd"].to_numpy()[recent])
         mode = mode_name(revision.prices.request_based)
         usage[mode] = usage.get(mode, Usage()) + revision.usage
-        monthly = _usage(recent, revision.prices).scaled(per_month)
+        monthly = _usage(steps, recent, revision.prices).scaled(per_month)
         monthly_usage[mode] = monthly_usage.get(mode, Usage()) + monthly
     return ServiceCost(
         key=view.key,
