@@ -146,3 +146,28 @@ def test_serving_revision_equals_sorting_the_rows() -> None:
         weight = rows["requests"].fillna(0.0) + 1e-6 * rows["inst_active"].fillna(0.0)
         expected = rows.assign(_w=weight).sort_values("_w").groupby("ts")["revision"].last()
         pd.testing.assert_series_equal(_serving(rows), expected, check_exact=True)
+
+
+def test_instance_counts_without_containers_to_merge_equal_the_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer import frames
+    from analyzer.model import RawSeries
+
+    rng = np.random.default_rng(4)
+    for trial in range(40):
+        series = []
+        for revision in ("r1", "r2")[: int(rng.integers(1, 3))]:
+            for container in ("app", "sidecar")[: 1 + (trial % 4 == 0)]:  # two containers: merged
+                for state in ("active", "idle"):
+                    ends = np.sort(rng.choice(np.arange(60, 60 * 400, 60), size=int(rng.integers(1, 120)),
+                                              replace=False)).astype(np.int64)
+                    values = rng.integers(0, 5, len(ends)).astype(np.float64) + rng.random(len(ends)) * (trial % 2)
+                    values[rng.random(len(ends)) < 0.05 * (trial % 3 == 0)] = np.nan
+                    series.append(RawSeries("container/instance_count", "GAUGE", "DOUBLE", "p", "r", "s", revision,
+                                            {"state": state, "container_name": container}, ends - 60, ends, values))
+        keys = {("p", "r", "s", r): i for i, r in enumerate(("r1", "r2"))}
+        fast = frames._instance_columns(series, keys, 300)
+        with monkeypatch.context() as patch:
+            patch.setattr(frames, "_one_per_instant", lambda *_: None)
+            merged = frames._instance_columns(series, keys, 300)
+        for got, expected in zip(fast, merged, strict=True):
+            pd.testing.assert_series_equal(got, expected, check_exact=True)
