@@ -47,7 +47,7 @@ class ServiceView:
     def revision_rows(self, revision: str) -> pd.DataFrame:
         key = ("rows", revision)
         if key not in self.derived:
-            self.derived[key] = self.rows.loc[self.rows["revision"] == revision]
+            self.derived[key] = self.rows.take(_positions(self.rows, self.derived).get(revision, _NONE))
         return cast(pd.DataFrame, self.derived[key])
 
     def serves(self, revision: str) -> np.ndarray:
@@ -84,15 +84,32 @@ class ServiceView:
 
 def build_view(frames: Frames, key: ServiceKey) -> ServiceView:
     rows = frames.service_metrics(key)
-    spans = _spans(frames, key, rows)
+    derived: dict[tuple[object, ...], Any] = {}
+    spans = _spans(frames, key, rows, derived)
     totals = _totals(rows)
-    return ServiceView(key, rows, totals, spans, frames.step_seconds)
+    return ServiceView(key, rows, totals, spans, frames.step_seconds, derived)
 
 
-def _spans(frames: Frames, key: ServiceKey, rows: pd.DataFrame) -> list[RevisionSpan]:
+_NONE = np.empty(0, dtype=np.intp)
+
+
+def _positions(rows: pd.DataFrame, derived: dict[tuple[object, ...], Any]) -> dict[str, np.ndarray]:
+    """Each revision's row positions in ``rows`` (one factorization of the column, kept in ``derived``)."""
+    key = ("revision positions",)
+    if key not in derived:
+        codes, names = pd.factorize(rows["revision"])
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        derived[key] = {name: order[bounds[i]:bounds[i + 1]] for i, name in enumerate(names)}
+    return cast(dict[str, np.ndarray], derived[key])
+
+
+def _spans(frames: Frames, key: ServiceKey, rows: pd.DataFrame,
+           derived: dict[tuple[object, ...], Any]) -> list[RevisionSpan]:
     spans: list[RevisionSpan] = []
+    positions = _positions(rows, derived)
     for info in frames.revisions_of(key):
-        mine = rows.loc[rows["revision"] == info.revision, "ts"]
+        mine = rows["ts"].take(positions.get(info.revision, _NONE))
         if mine.empty:
             continue
         first, last = mine.min(), mine.max()
