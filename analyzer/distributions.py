@@ -42,9 +42,8 @@ def percentiles(
     if upper is not None:
         hi_last = np.where(np.isfinite(upper), np.maximum(upper, last), hi_last)
     total = counts.sum(axis=1)
-    # Along the buckets, computed across rows (each row's running sum as np.cumsum(axis=1) takes it,
-    # several times faster on many rows of few buckets).
-    cumulative = np.ascontiguousarray(np.cumsum(counts.T, axis=0).T)
+    held, cumulative = _held_buckets(counts, total, quantiles)
+    counts = counts[:, held] if len(held) < nbuckets else counts
     out = np.full((rows, len(quantiles)), np.nan)
     has = total > 0
     row_index = np.arange(rows)
@@ -54,9 +53,10 @@ def percentiles(
         # above zero the first bucket to reach it holds samples (the one before it fell short), so the
         # second test is needed only for q = 0
         reached = cumulative >= target[:, None]
-        idx = np.argmax(reached & (counts > 0) if q <= 0 else reached, axis=1)
-        below = cumulative[row_index, idx] - counts[row_index, idx]
-        inside = counts[row_index, idx]
+        at = np.argmax(reached & (counts > 0) if q <= 0 else reached, axis=1)
+        below = cumulative[row_index, at] - counts[row_index, at]
+        inside = counts[row_index, at]
+        idx = held[at]
         frac = np.clip(np.divide(target - below, inside, out=np.zeros(rows), where=inside > 0), 0.0, 1.0)
         lo = np.where(idx == 0, lo_first, lo_edge[idx])
         hi = np.where(idx == nbuckets - 1, hi_last, hi_edge[idx])
@@ -68,3 +68,21 @@ def percentiles(
         hi_clip = np.where(np.isfinite(hi_clip), hi_clip, np.inf)
         out = np.clip(out, lo_clip[:, None], hi_clip[:, None])
     return out
+
+
+def _held_buckets(counts: np.ndarray, total: FloatArray, quantiles: tuple[float, ...]) -> tuple[np.ndarray, FloatArray]:
+    """The buckets that hold samples in some row, and the running sums over them. Only such a bucket
+    can be where a percentile in (0, 1] falls (the first to reach a target above zero is one that
+    added to the sum), and leaving out empty ones adds no zero to a running sum: the same floats over
+    fewer columns. All buckets when that reasoning does not hold (negative counts, a quantile above
+    1 or at 0, a running sum that does not end at the row's total)."""
+    every = np.arange(counts.shape[1])
+    held = np.flatnonzero((counts != 0).any(axis=0))
+    usable = 0 < len(held) < len(every) and min(quantiles) > 0 and max(quantiles) <= 1 and (counts >= 0).all()
+    if usable:
+        # Along the buckets, computed across rows (each row's running sum as np.cumsum(axis=1) takes
+        # it, several times faster on many rows of few buckets).
+        cumulative = np.ascontiguousarray(np.cumsum(counts[:, held].T, axis=0).T)
+        if np.array_equal(cumulative[:, -1], total):
+            return held, cumulative
+    return every, np.ascontiguousarray(np.cumsum(counts.T, axis=0).T)

@@ -289,22 +289,38 @@ def _instance_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, st
         if not chosen:
             continue
         key_ids, _, values = _concat(chosen, keys, step, [s.values for s in chosen if s.values is not None])
-        frame = pd.DataFrame({
-            "key": key_ids,
-            "end": np.concatenate([s.end_times for s in chosen]),
-            "container": np.concatenate([np.full(len(s.end_times), s.metric_labels.get("container_name", ""))
-                                         for s in chosen]),
-            "value": values,
-        })
-        # Series of one container at one instant add up; containers of one instance are not extra
-        # instances, so take the largest container's count; then average over the step.
-        summed = frame.groupby(["key", "end", "container"], sort=False)["value"].sum()
-        per_instant = summed.groupby(level=[0, 1]).max().reset_index()
+        ends = np.concatenate([s.end_times for s in chosen])
+        per_instant = _one_per_instant(key_ids, ends, values)
+        if per_instant is None:
+            frame = pd.DataFrame({
+                "key": key_ids,
+                "end": ends,
+                "container": np.concatenate([np.full(len(s.end_times), s.metric_labels.get("container_name", ""))
+                                             for s in chosen]),
+                "value": values,
+            })
+            # Series of one container at one instant add up; containers of one instance are not extra
+            # instances, so take the largest container's count; then average over the step.
+            summed = frame.groupby(["key", "end", "container"], sort=False)["value"].sum()
+            per_instant = summed.groupby(level=[0, 1]).max().reset_index()
         per_instant["t"] = _bucket(per_instant["end"].to_numpy(), step)
         column = per_instant.groupby(["key", "t"])["value"].mean()
         column.index = column.index.set_names(["key", "t"])
         out.append(column.rename(f"inst_{state}"))
     return out
+
+
+def _one_per_instant(key_ids: np.ndarray, ends: np.ndarray, values: np.ndarray) -> pd.DataFrame | None:
+    """The points as the sum-then-max over containers leaves them when nothing is to be added up or
+    compared (one point per revision and instant, none NaN: pandas then sums and takes the maximum of
+    single values, which returns each as it is), in (revision, instant) order; None otherwise."""
+    if len(values) == 0 or np.isnan(values).any():
+        return None
+    order = np.lexsort((ends, key_ids))
+    keys, instants = key_ids[order], ends[order]
+    if ((keys[1:] == keys[:-1]) & (instants[1:] == instants[:-1])).any():
+        return None
+    return pd.DataFrame({"key": keys, "end": instants, "value": values[order]})
 
 
 def _distribution_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,

@@ -257,8 +257,10 @@ def revision_cost(view: ServiceView, span: RevisionSpan, table: PriceTable, conf
         steps = revision_steps(view, span, table, config)
     prices = unit_prices(table, span.info, config.pricing)
     cpu, mem, assumed = limits(span.info, config.pricing)
-    billed = steps["billable_s"] > 0
-    measured = steps["measured"]
+    column = {name: steps[name].to_numpy() for name in ("billable_s", "vcpu_s", "gib_s", "requests", "idle_s",
+                                                        "idle_usd", "measured")}
+    billed = column["billable_s"] > 0
+    measured = column["measured"]
     if not measured.any():
         basis = "billable instance time × limits"
     elif (billed & ~measured).any():
@@ -268,26 +270,31 @@ def revision_cost(view: ServiceView, span: RevisionSpan, table: PriceTable, conf
     both = billed & measured
     cross = None
     if both.any():
-        from_billable = float(steps.loc[both, "billable_s"].sum()) * prices.instance_second(cpu, mem)
-        from_allocation = float((steps.loc[both, "vcpu_s"] * prices.cpu_vcpu_second
-                                 + steps.loc[both, "gib_s"] * prices.memory_gib_second).sum())
+        from_billable = _sum(column["billable_s"][both]) * prices.instance_second(cpu, mem)
+        from_allocation = _sum(column["vcpu_s"][both] * prices.cpu_vcpu_second
+                               + column["gib_s"][both] * prices.memory_gib_second)
         cross = from_allocation / from_billable - 1.0 if from_billable > 0 else None
-    vcpu_s, gib_s = float(steps["vcpu_s"].sum()), float(steps["gib_s"].sum())
-    requests = float(steps["requests"].sum())
+    vcpu_s, gib_s = _sum(column["vcpu_s"]), _sum(column["gib_s"])
+    requests = _sum(column["requests"])
     cpu_usd = vcpu_s * prices.cpu_vcpu_second
     memory_usd = gib_s * prices.memory_gib_second
     requests_usd = requests * prices.requests_per_million / 1e6
-    idle_usd = float(steps["idle_usd"].sum())
+    idle_usd = _sum(column["idle_usd"])
     billed_idle = idle_usd if config.pricing.bill_idle_min_instances else 0.0
     total = cpu_usd + memory_usd + requests_usd + billed_idle
     return RevisionCost(span.name, total, cpu_usd, memory_usd, requests_usd, vcpu_s, gib_s, requests,
-                        float(steps["billable_s"].sum()), basis, cross, prices, assumed,
-                        float(steps["idle_s"].sum()), idle_usd)
+                        _sum(column["billable_s"]), basis, cross, prices, assumed, _sum(column["idle_s"]), idle_usd)
 
 
-def _usage(steps: pd.DataFrame, prices: UnitPrices) -> Usage:
-    vcpu, gib = float(steps["vcpu_s"].sum()), float(steps["gib_s"].sum())
-    requests = float(steps["requests"].sum())
+def _sum(values: np.ndarray) -> float:
+    """``Series.sum()``: NaN as 0, then numpy's sum (pandas' nansum, without its per-call overhead)."""
+    return float(np.where(np.isnan(values), 0.0, values).sum())
+
+
+def _usage(steps: pd.DataFrame, rows: np.ndarray, prices: UnitPrices) -> Usage:
+    """What the ``rows`` (a mask) of ``steps`` used, and its dollars."""
+    vcpu, gib = _sum(steps["vcpu_s"].to_numpy()[rows]), _sum(steps["gib_s"].to_numpy()[rows])
+    requests = _sum(steps["requests"].to_numpy()[rows])
     return Usage(vcpu, gib, requests, vcpu * prices.cpu_vcpu_second, gib * prices.memory_gib_second,
                  requests * prices.requests_per_million / 1e6)
 
@@ -307,12 +314,12 @@ def service_cost(view: ServiceView, table: PriceTable, config: AnalysisConfig,
         steps = revision_steps(view, span, table, config)
         revision = revision_cost(view, span, table, config, steps=steps)
         revisions.append(revision)
-        recent = steps.loc[steps.index >= recent_start]
-        recent_usd += float(recent["usd"].sum())
-        recent_idle_usd += float(recent["idle_usd"].sum())
+        recent = np.asarray(steps.index >= recent_start)
+        recent_usd += _sum(steps["usd"].to_numpy()[recent])
+        recent_idle_usd += _sum(steps["idle_usd"].to_numpy()[recent])
         mode = mode_name(revision.prices.request_based)
         usage[mode] = usage.get(mode, Usage()) + revision.usage
-        monthly = _usage(recent, revision.prices).scaled(per_month)
+        monthly = _usage(steps, recent, revision.prices).scaled(per_month)
         monthly_usage[mode] = monthly_usage.get(mode, Usage()) + monthly
     return ServiceCost(
         key=view.key,

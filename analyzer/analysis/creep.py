@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import load_model, onset
+from analyzer.analysis import hourly, load_model, onset
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, reference_totals
 from analyzer.config import DetectionConfig
+from analyzer.model import FloatArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
                                                   reference)
     totals = view.totals
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
-    mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= warm) & totals["inst_active"].notna()]
+    mine = totals.loc[view.serves(span.name) & (totals.index >= warm) & totals["inst_active"].notna()]
     if len(mine) * view.step_seconds < cfg.min_duration_hours * 3600:
         return None
     # Load is the request rate: "more instances than the previous revision needed for the same
@@ -54,16 +55,16 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     model = load_model.fit(reference_steps[load].to_numpy(), _instances(reference_steps).to_numpy())
     if model is None:
         return None
-    expected = pd.Series(model.predict(mine[load].fillna(0.0).to_numpy()), index=mine.index)
-    actual = _instances(mine)
-    excess = (actual - expected).resample("1h").median().dropna()
-    expected_h = expected.resample("1h").median().reindex(excess.index)
+    expected = model.predict(mine[load].fillna(0.0).to_numpy())
+    by_hour = hourly.of(pd.DatetimeIndex(mine.index))
+    hourly_excess = hourly.medians(by_hour, _instances(mine).to_numpy() - expected)
+    excess = pd.Series(hourly_excess, index=by_hour.resampled(mine.index.name)).dropna()
     if len(excess) < max(3, cfg.min_duration_hours):
         return None
-    values = excess.to_numpy(dtype=np.float64)
+    values: FloatArray = np.asarray(excess.to_numpy(), dtype=np.float64)
     start = _excess_start(values, cfg.min_excess_instances)
     tail = values[start:]
-    tail_expected = expected_h.to_numpy(dtype=np.float64)[start:]
+    tail_expected = hourly.medians(by_hour, expected)[~np.isnan(hourly_excess)][start:]
     hours = len(tail)
     if hours < cfg.min_duration_hours:
         return None

@@ -52,7 +52,7 @@ def _stats(view: ServiceView, span: RevisionSpan | None, costs: pd.Series, *, la
            warmup_minutes: int) -> dict[str, float]:
     if span is None:
         return {}
-    totals = view.totals.loc[view.totals["serving"] == span.name]
+    totals = view.totals.loc[view.serves(span.name)]
     rows = view.revision_rows(span.name)
     if last:
         start = span.last_seen - pd.Timedelta(hours=COMPARE_HOURS)

@@ -72,7 +72,10 @@ def fit(load: FloatArray, value: FloatArray, *, bins: int = 12, min_points: int 
 def _group_medians(which: np.ndarray, counts: np.ndarray, values: FloatArray) -> FloatArray:
     """np.median of ``values`` within each group (``which``), all groups at once: sorted by group, then
     value; the middle member, or the mean of the two middle members (as np.median takes it)."""
-    ordered = values[np.lexsort((values, which))]
+    return _group_medians_sorted(values[np.lexsort((values, which))], counts)
+
+
+def _group_medians_sorted(ordered: FloatArray, counts: np.ndarray) -> FloatArray:
     starts = np.cumsum(counts) - counts
     upper = starts + counts // 2
     lower = np.where(counts % 2 == 1, upper, upper - 1)
@@ -80,3 +83,87 @@ def _group_medians(which: np.ndarray, counts: np.ndarray, values: FloatArray) ->
     lower, upper = np.clip(lower, 0, last), np.clip(upper, 0, last)
     medians: FloatArray = np.where(counts % 2 == 1, ordered[upper], (ordered[lower] + ordered[upper]) / 2)
     return medians
+
+def left_out_predictions(load: FloatArray, value: FloatArray, *, bins: int, min_points: int) -> FloatArray:
+    """Each point's value as predicted at its load by the median model fitted without it (NaN where
+    that fit has too little data): ``fit(...).predict`` once per point, every point at once. Equal to
+    the last bit: the same quantiles, bins, medians and interpolation, one row per left-out point."""
+    n = len(load)
+    negative_zero = (np.signbit(load) & (load == 0)).any() or (np.signbit(value) & (value == 0)).any()
+    if n < 2 or negative_zero or not (np.isfinite(load).all() and np.isfinite(value).all()):
+        # NaN is dropped per fit; which of two equal zeros is a median depends on the rows' order
+        return _left_out_one_by_one(load, value, bins=bins, min_points=min_points)
+    order = np.argsort(load, kind="stable")
+    others = np.arange(n - 1)[None, :] + (np.arange(n - 1)[None, :] >= np.arange(n)[:, None])  # row r: not r
+    loads, values = load[order][others], value[order][others]  # row r leaves out the r-th lowest load
+    which, counts = _row_bins(loads, bins)
+    used = counts >= 2
+    centres = _row_medians(which, counts, loads)
+    levels = np.maximum.accumulate(np.where(used, _row_medians(which, counts, values), -np.inf), axis=1)
+    rank = np.argsort(np.where(used, 0, 1), axis=1, kind="stable")  # each row's used bins first, in order
+    points, levels = np.take_along_axis(centres, rank, axis=1), np.take_along_axis(levels, rank, axis=1)
+    sizes = used.sum(axis=1)
+    if (np.where(np.arange(bins)[None, 1:] < sizes[:, None], np.diff(points, axis=1), 1.0) <= 0).any():
+        return _left_out_one_by_one(load, value, bins=bins, min_points=min_points)  # np.interp's ties
+    predicted = _row_predict(points, levels, sizes, load[order])
+    predicted[(sizes == 0) | (n - 1 < min_points)] = np.nan
+    out = np.empty(n)
+    out[order] = predicted
+    return out
+
+
+def _left_out_one_by_one(load: FloatArray, value: FloatArray, *, bins: int, min_points: int) -> FloatArray:
+    predicted = np.full(len(load), np.nan)
+    keep = np.ones(len(load), dtype=bool)
+    for i in range(len(load)):
+        keep[i] = False
+        model = fit(load[keep], value[keep], bins=bins, min_points=min_points)
+        keep[i] = True
+        if model is not None:
+            predicted[i] = float(model.predict(load[i:i + 1])[0])
+    return predicted
+
+
+def _row_bins(loads: FloatArray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """``fit``'s bins for each row: edges at the row's quantiles (duplicates merged, as np.unique
+    does), each point's bin and each bin's count (``bins`` columns, the unused ones empty)."""
+    edges = np.sort(np.quantile(loads, np.linspace(0.0, 1.0, bins + 1), axis=1).T, axis=1)
+    distinct = np.ones(edges.shape, dtype=bool)
+    distinct[:, 1:] = edges[:, 1:] != edges[:, :-1]
+    below = ((edges[:, None, :] <= loads[:, :, None]) & distinct[:, None, :]).sum(axis=2)
+    top = np.maximum(distinct.sum(axis=1) - 2, 0)
+    which = np.clip(below - 1, 0, top[:, None])
+    counts = np.zeros((len(loads), bins), dtype=np.intp)
+    np.add.at(counts, (np.repeat(np.arange(len(loads)), loads.shape[1]), which.ravel()), 1)
+    return which, counts
+
+
+def _row_medians(which: np.ndarray, counts: np.ndarray, values: FloatArray) -> FloatArray:
+    """``_group_medians`` of every row at once (rows × bins)."""
+    rows = np.repeat(np.arange(len(values)), values.shape[1])
+    ordered = values.ravel()[np.lexsort((values.ravel(), which.ravel(), rows))]
+    flat = counts.ravel()
+    return _group_medians_sorted(ordered, flat).reshape(counts.shape)
+
+
+def _row_predict(points: FloatArray, levels: FloatArray, sizes: np.ndarray, load: FloatArray) -> FloatArray:
+    """``LoadModel.predict`` of one load per row, each row's model its first ``sizes`` points: np.interp
+    spelled out (the same operations: a point's own value, else slope × distance + value), then the
+    proportional growth beyond the busiest point."""
+    rows = np.arange(len(load))
+    last = np.maximum(sizes - 1, 0)
+    top_load, top_value = points[rows, last], levels[rows, last]
+    seen = (points <= load[:, None]) & (np.arange(points.shape[1]) < sizes[:, None])
+    j = np.clip(seen.sum(axis=1) - 1, 0, np.maximum(sizes - 2, 0))  # xp[j] <= x < xp[j + 1]
+    x0, x1 = points[rows, j], points[rows, np.minimum(j + 1, last)]
+    y0, y1 = levels[rows, j], levels[rows, np.minimum(j + 1, last)]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        slope = (y1 - y0) / (x1 - x0)
+        between = slope * (load - x0) + y0
+        between = np.where(np.isnan(between), slope * (load - x1) + y1, between)
+        between = np.where(np.isnan(between) & (y0 == y1), y0, between)
+        inside = np.where(load < points[:, 0], levels[:, 0], np.where(load >= top_load, top_value,
+                          np.where(x0 == load, y0, between)))
+        above = np.where(top_load > 0, np.maximum(top_value * load / top_load, top_value), inside)
+    predicted: FloatArray = np.where(load > top_load, above, inside)
+    return predicted

@@ -19,7 +19,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import load_model, onset
+from analyzer.analysis import hourly, load_model, onset
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, serving_rows
 from analyzer.config import DetectionConfig, RegressionDetection
 from analyzer.model import FindingKind, FloatArray
@@ -88,24 +88,28 @@ def _compared_rows(view: ServiceView, span: RevisionSpan, previous: RevisionSpan
 def _matched_load(before: pd.DataFrame, after: pd.DataFrame, need: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keep the hours whose traffic both sides saw, so a revision that served only the night is not
     compared with one that served the day (latency and CPU per request both move with load)."""
-    def hourly_load(rows: pd.DataFrame) -> pd.Series:
-        return rows.set_index("ts")["req_rate"].resample("1h").mean()
-
-    load_before, load_after = hourly_load(before), hourly_load(after)
-    low = max(load_before.quantile(0.1), load_after.quantile(0.1))
-    high = min(load_before.quantile(0.9), load_after.quantile(0.9))
+    hours_before, hours_after = hourly.of(before["ts"]), hourly.of(after["ts"])
+    load_before = hourly.means(hours_before, [before["req_rate"].to_numpy()])[0]
+    load_after = hourly.means(hours_after, [after["req_rate"].to_numpy()])[0]
+    low = max(_quantile(load_before, 0.1), _quantile(load_after, 0.1))
+    high = min(_quantile(load_before, 0.9), _quantile(load_after, 0.9))
     if not high > low:
         return before, after
 
-    def within(rows: pd.DataFrame, load: pd.Series) -> pd.DataFrame:
-        hours = load.index[(load >= low) & (load <= high)]
-        kept: pd.DataFrame = rows.loc[rows["ts"].dt.floor("1h").isin(hours)]
+    def within(rows: pd.DataFrame, hours: hourly.Hours, load: FloatArray) -> pd.DataFrame:
+        kept: pd.DataFrame = rows.loc[((load >= low) & (load <= high))[hourly.step_hours(hours)]]
         return kept
 
-    matched_before, matched_after = within(before, load_before), within(after, load_after)
+    matched_before, matched_after = within(before, hours_before, load_before), within(after, hours_after, load_after)
     if len(matched_before) < need or len(matched_after) < need:
         return before, after
     return matched_before, matched_after
+
+
+def _quantile(values: FloatArray, q: float) -> float:
+    """``Series.quantile(q)``: numpy's linear percentile of the non-NaN values, as pandas takes it."""
+    present = values[~np.isnan(values)]
+    return float(np.percentile(present, np.asarray([q]) * 100.0)[0]) if len(present) else float("nan")
 
 
 def _fades(after: FloatArray, before_median: float, cfg: RegressionDetection) -> bool:
@@ -117,17 +121,20 @@ def _fades(after: FloatArray, before_median: float, cfg: RegressionDetection) ->
     return bool(float(np.median(later)) / before_median - 1.0 < cfg.min_increase)
 
 
-def _hourly_weighted(rows: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, pd.Series]:
-    """Each column's request-weighted hourly mean (one resample for all: each column sums alone)."""
-    weights = rows["requests"].clip(lower=0.0)
-    frame = pd.DataFrame({
-        **{f"v{i}": rows[column] * weights for i, column in enumerate(columns)},
-        **{f"w{i}": weights.where(rows[column].notna(), 0.0) for i, column in enumerate(columns)},
-    })
-    frame.index = rows["ts"]
-    summed = frame.resample("1h").sum()
-    return {column: (summed[f"v{i}"] / summed[f"w{i}"]).replace([np.inf, -np.inf], np.nan).dropna()
-            for i, column in enumerate(columns)}
+def _hourly_weighted(rows: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, FloatArray]:
+    """Each column's request-weighted hourly mean, hours without one left out (the columns and their
+    weights summed as one block, as one resample of them all did)."""
+    requests = rows["requests"].to_numpy()
+    weights = np.where(np.isnan(requests) | (requests >= 0.0), requests, 0.0)  # Series.clip(lower=0.0)
+    values = [rows[column].to_numpy() for column in columns]
+    block = [*(v * weights for v in values), *(np.where(np.isnan(v), 0.0, weights) for v in values)]
+    summed = hourly.sum_min_count(hourly.of(rows["ts"]), block)
+    out: dict[str, FloatArray] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for i, column in enumerate(columns):
+            mean = summed[i] / summed[len(columns) + i]
+            out[column] = mean[np.isfinite(mean)]
+    return out
 
 
 def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
@@ -140,10 +147,9 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
         return None
     best: RegressionEvidence | None = None
     labels = {"lat_p50": "p50 latency (ms)", "lat_p95": "p95 latency (ms)"}
-    hourly = [_hourly_weighted(side, tuple(labels)) for side in sides]
+    weighted = [_hourly_weighted(side, tuple(labels)) for side in sides]
     for column, label in labels.items():
-        before = hourly[0][column].to_numpy()
-        after = hourly[1][column].to_numpy()
+        before, after = weighted[0][column], weighted[1][column]
         if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
             continue
         b, a = float(np.median(before)), float(np.median(after))
@@ -158,22 +164,37 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
     return best
 
 
-def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> pd.DataFrame:
+@dataclass(frozen=True, slots=True)
+class HourlyCpu:
     """Per hour: CPU-seconds (utilization × instances × vCPU, summed over steps) and requests, for the
     hours that have both and served traffic."""
-    frame = pd.DataFrame({
-        # The utilization distribution covers every instance, idle ones included.
-        "cpu_s": rows["cpu_mean"] * (rows["inst_active"].fillna(0.0) + rows["inst_idle"].fillna(0.0)) * cpu_limit,
-        "req": rows["req_rate"],
-    })
-    frame.index = rows["ts"]
-    hourly = frame.resample("1h").sum(min_count=1).dropna()
-    return hourly.loc[(hourly["req"] > 0) & (hourly["cpu_s"] >= 0)]
+
+    hours: hourly.Hours
+    kept: np.ndarray  # positions in ``hours.labels`` of the hours below
+    cpu_s: FloatArray
+    req: FloatArray
+
+    def index(self) -> pd.DatetimeIndex:
+        return self.hours.index(self.kept)
 
 
-def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> pd.Series:
-    hourly = _hourly_cpu(rows, cpu_limit)
-    return hourly["cpu_s"] / hourly["req"]
+def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> HourlyCpu:
+    def filled(column: str) -> FloatArray:
+        values = rows[column].to_numpy()
+        return np.where(np.isnan(values), 0.0, values)
+
+    # The utilization distribution covers every instance, idle ones included.
+    cpu_s = rows["cpu_mean"].to_numpy() * (filled("inst_active") + filled("inst_idle")) * cpu_limit
+    hours = hourly.of(rows["ts"])
+    cpu_h, req_h = hourly.sum_min_count(hours, [cpu_s, rows["req_rate"].to_numpy()], min_count=1)
+    kept = np.flatnonzero((req_h > 0) & (cpu_h >= 0))  # NaN (an hour without either) compares False
+    return HourlyCpu(hours, kept, cpu_h[kept], req_h[kept])
+
+
+def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
+    hourly_cpu = _hourly_cpu(rows, cpu_limit)
+    per_request: FloatArray = hourly_cpu.cpu_s / hourly_cpu.req
+    return per_request
 
 
 def _quiet_cpu(rows: pd.DataFrame) -> float:
@@ -194,8 +215,8 @@ def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *
     if sides is None:
         return None
     before_rows, after_rows = sides
-    before = _cpu_per_request(before_rows, reference.info.cpu_limit or default_cpu).to_numpy()
-    after = _cpu_per_request(after_rows, span.info.cpu_limit or default_cpu).to_numpy()
+    before = _cpu_per_request(before_rows, reference.info.cpu_limit or default_cpu)
+    after = _cpu_per_request(after_rows, span.info.cpu_limit or default_cpu)
     if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
         return None
     b, a = float(np.median(before)), float(np.median(after))
@@ -230,19 +251,18 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     after_rows = after_rows.loc[after_rows["ts"] >= span.first_seen + warm]
     before = _hourly_cpu(before_rows, previous.info.cpu_limit or default_cpu)
     after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
-    if len(before) < DRIFT_REFERENCE_HOURS or len(after) < DRIFT_REFERENCE_HOURS:
+    if len(before.req) < DRIFT_REFERENCE_HOURS or len(after.req) < DRIFT_REFERENCE_HOURS:
         return None  # a young revision's CPU is its warm-up's; the first-day comparison covers it
-    model = load_model.fit(before["req"].to_numpy(), before["cpu_s"].to_numpy(), bins=6,
-                           min_points=DRIFT_REFERENCE_HOURS)
+    model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS)
     if model is None:
         return None
-    expected_before = _left_out_predictions(before["req"].to_numpy(), before["cpu_s"].to_numpy())
-    expected = model.predict(after["req"].to_numpy())
+    expected_before = _left_out_predictions(before.req, before.cpu_s)
+    expected = model.predict(after.req)
     if not (expected_before > 0).all() or (expected <= 0).any():
         return None
-    ratio = after["cpu_s"].to_numpy() / expected
-    reference = before["cpu_s"].to_numpy() / expected_before
-    increase = float(after["cpu_s"].sum() / expected.sum()) - 1.0
+    ratio = after.cpu_s / expected
+    reference = before.cpu_s / expected_before
+    increase = float(after.cpu_s.sum() / expected.sum()) - 1.0
     high = ratio >= 1.0 + cfg.min_increase
     if increase < cfg.min_increase or high.sum() < cfg.min_hours or not high[len(high) // 4:].any():
         return None
@@ -252,16 +272,16 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     if high.sum() >= 2 * cfg.min_hours and float(np.median(late) / np.median(reference)) - 1.0 >= cfg.min_increase:
         p_value = mann_whitney_greater(late, reference)
     if p_value > cfg.significance:
-        memory = after_rows.set_index("ts")["mem_max"].resample("1h").max().reindex(after.index).to_numpy()
+        memory = after_rows.set_index("ts")["mem_max"].resample("1h").max().reindex(after.index()).to_numpy()
         episode = _thrash_episode(ratio, reference, memory, cfg)
         if episode is None:
             return None
         hours, p_value = episode
         metric += f" (with {hours} h of GC thrash near the memory limit)"
-    began = _dated(pd.Series(ratio, index=after.index), span, config)
-    requests = float(after["req"].sum())
+    began = _dated(pd.Series(ratio, index=after.index()), span, config)
+    requests = float(after.req.sum())
     return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, began, metric,
-                              float(expected.sum()) / requests, float(after["cpu_s"].sum()) / requests, increase,
+                              float(expected.sum()) / requests, float(after.cpu_s.sum()) / requests, increase,
                               p_value, _quiet_cpu(before_rows), _quiet_cpu(after_rows))
 
 
@@ -280,14 +300,13 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
                                 & (after_rows["ts"] < warm + pd.Timedelta(hours=config.cpu.compare_hours))]
     before = _hourly_cpu(before_rows, reference.info.cpu_limit or default_cpu)
     after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
-    model = load_model.fit(before["req"].to_numpy(), before["cpu_s"].to_numpy(), bins=6,
-                           min_points=DRIFT_REFERENCE_HOURS)
-    if model is None or after.empty:
+    model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS)
+    if model is None or len(after.req) == 0:
         return span.deploy_time
-    expected = model.predict(after["req"].to_numpy())
+    expected = model.predict(after.req)
     if (expected <= 0).any():
         return span.deploy_time
-    return _dated(pd.Series(after["cpu_s"].to_numpy() / expected, index=after.index), span, config)
+    return _dated(pd.Series(after.cpu_s / expected, index=after.index()), span, config)
 
 
 def _dated(ratio: pd.Series, span: RevisionSpan, config: DetectionConfig) -> pd.Timestamp:
@@ -305,15 +324,7 @@ def _left_out_predictions(load: FloatArray, cpu: FloatArray) -> FloatArray:
     """Each reference hour as predicted by a model fitted without it, so the reference's own scatter
     around the model is as wide as a new hour's would be (an in-sample fit would make it too tight,
     and any new revision look significantly worse)."""
-    predicted = np.full(len(load), np.nan)
-    keep = np.ones(len(load), dtype=bool)
-    for i in range(len(load)):
-        keep[i] = False
-        model = load_model.fit(load[keep], cpu[keep], bins=6, min_points=DRIFT_REFERENCE_HOURS - 1)
-        keep[i] = True
-        if model is not None:
-            predicted[i] = float(model.predict(load[i:i + 1])[0])
-    return predicted
+    return load_model.left_out_predictions(load, cpu, bins=6, min_points=DRIFT_REFERENCE_HOURS - 1)
 
 
 def _thrash_episode(ratio: FloatArray, reference: FloatArray, memory: FloatArray,

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from analyzer.frames import Frames
-from analyzer.model import RevisionInfo, ServiceKey
+from analyzer.model import FloatArray, RevisionInfo, ServiceKey
 
 SUMMED = ["req_rate", "err_rate", "requests", "inst_active", "inst_idle", "billable_s", "cpu_alloc_s",
           "mem_alloc_gibs"]
@@ -46,8 +47,19 @@ class ServiceView:
     def revision_rows(self, revision: str) -> pd.DataFrame:
         key = ("rows", revision)
         if key not in self.derived:
-            self.derived[key] = self.rows.loc[self.rows["revision"] == revision]
+            self.derived[key] = self.rows.take(_positions(self.rows, self.derived).get(revision, _NONE))
         return cast(pd.DataFrame, self.derived[key])
+
+    def serves(self, revision: str) -> np.ndarray:
+        """Which steps of ``totals`` ``revision`` served (``totals["serving"] == revision``): the
+        column is factorized once per view, so each revision's mask is an integer comparison."""
+        key = ("serving codes",)
+        if key not in self.derived:
+            codes, names = pd.factorize(self.totals["serving"])
+            self.derived[key] = (codes, {name: code for code, name in enumerate(names)})
+        codes, lookup = cast(tuple[np.ndarray, dict[object, int]], self.derived[key])
+        mask: np.ndarray = codes == lookup.get(revision, -2)  # -1 is a missing value: never a revision
+        return mask
 
     def span(self, revision: str) -> RevisionSpan:
         return next(s for s in self.spans if s.name == revision)
@@ -72,15 +84,32 @@ class ServiceView:
 
 def build_view(frames: Frames, key: ServiceKey) -> ServiceView:
     rows = frames.service_metrics(key)
-    spans = _spans(frames, key, rows)
+    derived: dict[tuple[object, ...], Any] = {}
+    spans = _spans(frames, key, rows, derived)
     totals = _totals(rows)
-    return ServiceView(key, rows, totals, spans, frames.step_seconds)
+    return ServiceView(key, rows, totals, spans, frames.step_seconds, derived)
 
 
-def _spans(frames: Frames, key: ServiceKey, rows: pd.DataFrame) -> list[RevisionSpan]:
+_NONE = np.empty(0, dtype=np.intp)
+
+
+def _positions(rows: pd.DataFrame, derived: dict[tuple[object, ...], Any]) -> dict[str, np.ndarray]:
+    """Each revision's row positions in ``rows`` (one factorization of the column, kept in ``derived``)."""
+    key = ("revision positions",)
+    if key not in derived:
+        codes, names = pd.factorize(rows["revision"])
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        derived[key] = {name: order[bounds[i]:bounds[i + 1]] for i, name in enumerate(names)}
+    return cast(dict[str, np.ndarray], derived[key])
+
+
+def _spans(frames: Frames, key: ServiceKey, rows: pd.DataFrame,
+           derived: dict[tuple[object, ...], Any]) -> list[RevisionSpan]:
     spans: list[RevisionSpan] = []
+    positions = _positions(rows, derived)
     for info in frames.revisions_of(key):
-        mine = rows.loc[rows["revision"] == info.revision, "ts"]
+        mine = rows["ts"].take(positions.get(info.revision, _NONE))
         if mine.empty:
             continue
         first, last = mine.min(), mine.max()
@@ -97,15 +126,39 @@ def _totals(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=[*SUMMED, "serving"])
     present = [c for c in SUMMED if c in rows]
     totals = rows.groupby("ts")[present].sum(min_count=1)
-    weight = rows["requests"].fillna(0.0) + 1e-6 * rows["inst_active"].fillna(0.0)
-    serving = rows.assign(_w=weight).sort_values("_w").groupby("ts")["revision"].last()
-    totals["serving"] = serving
+    totals["serving"] = _serving(rows)
     return totals
+
+
+def _serving(rows: pd.DataFrame) -> pd.Series:
+    """Per step, the revision with the most requests (active instances break ties; then the later
+    row in a quicksort by that weight, as the sort this replaces left them), by step in time order."""
+    def filled(column: str) -> FloatArray:
+        values = rows[column].to_numpy()
+        return np.where(np.isnan(values), 0.0, values)
+
+    revisions = rows["revision"]
+    if revisions.isna().any():  # ``last`` would skip them: keep pandas' own reading
+        weight = rows["requests"].fillna(0.0) + 1e-6 * rows["inst_active"].fillna(0.0)
+        serving: pd.Series = rows.assign(_w=weight).sort_values("_w").groupby("ts")["revision"].last()
+        return serving
+    order = np.argsort(filled("requests") + 1e-6 * filled("inst_active"), kind="quicksort")
+    rank = np.empty(len(order), dtype=np.intp)
+    rank[order] = np.arange(len(order))
+    steps, step = np.unique(pd.DatetimeIndex(rows["ts"]).asi8, return_inverse=True)
+    last = np.full(len(steps), -1, dtype=np.intp)
+    np.maximum.at(last, step, rank)
+    return pd.Series(revisions.array.take(order[last]), index=pd.DatetimeIndex(rows["ts"]).unique().sort_values(),
+                     name="revision")
 
 
 def served_hours(view: ServiceView, span: RevisionSpan) -> float:
     """How long ``span`` was the revision taking most of the traffic."""
-    return float((view.totals["serving"] == span.name).sum()) * view.step_seconds / 3600.0
+    key = ("served steps",)
+    if key not in view.derived:  # every revision's count at once: this is asked per revision, often
+        view.derived[key] = view.totals["serving"].value_counts().to_dict() if len(view.totals) else {}
+    steps = cast(dict[str, int], view.derived[key]).get(span.name, 0)
+    return float(steps) * view.step_seconds / 3600.0
 
 
 def reference_span(view: ServiceView, span: RevisionSpan, flagged: set[str],
@@ -126,7 +179,7 @@ def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestam
                  hours: float) -> pd.DataFrame:
     """The last ``hours`` of ``reference``'s rows while it served, after its warm-up and before ``before``."""
     rows = view.revision_rows(reference.name)
-    served = view.totals.index[view.totals["serving"] == reference.name]
+    served = view.totals.index[view.serves(reference.name)]
     end = min(before, served.max() + pd.Timedelta(seconds=view.step_seconds)) if len(served) else before
     rows = rows.loc[(rows["ts"] >= reference.first_seen + pd.Timedelta(minutes=warmup_minutes)) & (rows["ts"] < end)]
     return rows.loc[rows["ts"] >= end - pd.Timedelta(hours=hours)]
@@ -138,11 +191,12 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
     (by default the previous one) last serving steps before the deploy (up to 3 × ``reference_hours``),
     or, without enough of them, the revision's own first ``reference_hours`` after warm-up. Returns
     the steps and a description for the report."""
-    totals = view.totals.loc[view.totals["inst_active"].notna()]
+    measured = view.totals["inst_active"].notna().to_numpy()
+    totals = view.totals.loc[measured]
     warm = pd.Timedelta(minutes=warmup_minutes)
     reference = reference if reference is not None else view.previous(span.name)
     if reference is not None:
-        mask = ((totals["serving"] == reference.name) & (totals.index >= reference.first_seen + warm)
+        mask = (view.serves(reference.name)[measured] & (totals.index >= reference.first_seen + warm)
                 & (totals.index < span.first_seen))
         if mask.any():
             mask &= totals.index >= totals.index[mask].max() - pd.Timedelta(hours=reference_hours * 3)
@@ -150,7 +204,7 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
             return totals.loc[mask], f"revision {reference.name}"
     start = span.first_seen + warm
     end = start + pd.Timedelta(hours=reference_hours)
-    mask = (totals["serving"] == span.name) & (totals.index >= start) & (totals.index < end)
+    mask = view.serves(span.name)[measured] & (totals.index >= start) & (totals.index < end)
     return totals.loc[mask], f"the first {reference_hours:g} h of {span.name}"
 
 

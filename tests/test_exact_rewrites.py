@@ -1,0 +1,173 @@
+"""The analysis' array rewrites of pandas and per-point loops give the same numbers to the last bit:
+the hourly sums and means of ``analysis.hourly`` against ``resample("1h")``, and the leave-one-out
+load models of ``load_model.left_out_predictions`` against fitting one model per left-out point.
+Findings are compared byte for byte by ``bench/analysis_cost.py dump``; these pin the building
+blocks on inputs the fleets do not have (NaN, infinities, irregular and unsorted steps, ties)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzer.analysis import hourly, load_model
+
+
+def _steps(rng: np.random.Generator, n: int, unit: Literal["us", "ns"], shuffle: bool) -> pd.Series:
+    step = int(rng.choice([17, 60, 300, 600]))
+    offsets = np.sort(rng.choice(np.arange(3 * n + 1), size=n, replace=False)) * step
+    start = pd.Timestamp("2026-01-01 03:17", tz="UTC")
+    ts = pd.Series(pd.DatetimeIndex(start + pd.to_timedelta(offsets, unit="s")).as_unit(unit))
+    return ts.sample(frac=1.0, random_state=1).reset_index(drop=True) if shuffle else ts
+
+
+def _block(rng: np.random.Generator, n: int, nan: bool, infinite: bool) -> list[np.ndarray]:
+    block = []
+    for _ in range(int(rng.integers(1, 4))):
+        values = rng.standard_normal(n) * 10.0 ** rng.integers(-5, 12, n)  # sums that round differently
+        if nan:
+            values[rng.random(n) < 0.05] = np.nan
+        if infinite and n:
+            values[rng.integers(0, n)] = float(rng.choice([np.inf, -np.inf]))
+        block.append(values)
+    return block
+
+
+@pytest.mark.parametrize("nan", [False, True])  # pandas 3: np.add.reduceat without NaN, Kahan with
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_hourly_sums_and_means_equal_resample(nan: bool, shuffle: bool) -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n = int(rng.integers(0, 300))
+        ts = _steps(rng, n, "us" if trial % 2 else "ns", shuffle)
+        block = _block(rng, n, nan, infinite=trial % 5 == 0)
+        frame = pd.DataFrame({f"c{i}": values for i, values in enumerate(block)})
+        frame.index = pd.DatetimeIndex(ts)
+        hours = hourly.of(ts)
+        for min_count in (0, 1):
+            expected = frame.resample("1h").sum(min_count=min_count)
+            assert hours.index().equals(expected.index) and hours.index().dtype == expected.index.dtype
+            for i, got in enumerate(hourly.sum_min_count(hours, block, min_count)):
+                np.testing.assert_array_equal(got, expected[f"c{i}"].to_numpy(), strict=True)
+        means = frame.resample("1h").mean()
+        for i, got in enumerate(hourly.means(hours, block)):
+            np.testing.assert_array_equal(got, means[f"c{i}"].to_numpy(), strict=True)
+        if n:
+            floored = pd.DatetimeIndex(ts).floor("1h").tz_localize(None).to_numpy()
+            np.testing.assert_array_equal(hours.labels[hourly.step_hours(hours)], floored)
+
+
+def _loads(rng: np.random.Generator, kind: int, n: int) -> np.ndarray:
+    if kind == 0:
+        return rng.random(n) * 100.0
+    if kind == 1:
+        return np.round(rng.random(n) * 5.0)  # ties: bins merge, medians repeat
+    if kind == 2:
+        return np.exp(rng.standard_normal(n) * 3.0)
+    if kind == 3:
+        load = np.full(n, 3.0)
+        load[: n // 3] = rng.random(n // 3)
+        return load
+    return rng.integers(0, 3, n).astype(np.float64) * 10.0 ** rng.integers(-3, 4)
+
+
+def test_left_out_predictions_equal_one_fit_per_point() -> None:
+    rng = np.random.default_rng(5)
+    for trial in range(150):
+        n = int(rng.integers(1, 75))
+        load = _loads(rng, trial % 5, n)
+        value = rng.random(n) * 10.0 ** rng.integers(-3, 3) + load * rng.random() * 0.01
+        if trial % 13 == 0 and n > 2:
+            value[1] = np.nan
+        if trial % 17 == 0 and n > 3:
+            value[2:4] = (-0.0, 0.0)  # equal zeros: which one a median takes follows the rows' order
+        bins, min_points = int(rng.choice([3, 6, 12])), int(rng.integers(1, 15))
+        expected = np.full(n, np.nan)
+        for i in range(n):
+            others = np.arange(n) != i
+            model = load_model.fit(load[others], value[others], bins=bins, min_points=min_points)
+            if model is not None:
+                expected[i] = model.predict(load[i:i + 1])[0]
+        got = load_model.left_out_predictions(load, value, bins=bins, min_points=min_points)
+        np.testing.assert_array_equal(got, expected, strict=True)
+
+
+def test_hourly_medians_equal_resample() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(100):
+        n = int(rng.integers(0, 300))
+        ts = _steps(rng, n, "us", shuffle=False)
+        values = np.round(rng.standard_normal(n) * 10.0 ** rng.integers(-3, 6), int(rng.integers(0, 3)))  # ties
+        if trial % 2:
+            values[rng.random(n) < 0.2] = np.nan
+        if trial % 3 == 0 and n:
+            values[rng.integers(0, n)] = -0.0  # which zero is the median: pandas' selection decides
+        index = pd.DatetimeIndex(ts, name="ts")
+        hours = hourly.of(index)
+        expected = pd.Series(values, index=index).resample("1h").median()
+        got = pd.Series(hourly.medians(hours, values), index=hours.resampled("ts"))
+        pd.testing.assert_series_equal(got, expected, check_exact=True, check_freq=True)
+        assert repr(got) == repr(expected) and repr(got.dropna()) == repr(expected.dropna())  # -0.0 and Freq too
+
+
+def test_percentiles_over_held_buckets_equal_all_buckets() -> None:
+    from analyzer.distributions import percentiles
+
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        rows, nbuckets = int(rng.integers(1, 300)), int(rng.integers(2, 40))
+        counts = np.zeros((rows, nbuckets))
+        for column in rng.choice(nbuckets, size=int(rng.integers(1, nbuckets + 1)), replace=False):
+            counts[:, column] = rng.integers(0, 4, rows) * (rng.random(rows) < 0.5)
+        bounds = np.cumsum(rng.random(nbuckets - 1) * 10.0)
+        lower, upper = rng.random(rows) * bounds[0], bounds[-1] + rng.random(rows)
+        lower[rng.random(rows) < 0.3] = np.nan
+        quantiles = (0.5, 0.95, 0.99, 1.0)
+        got = percentiles(counts, bounds, quantiles, lower=lower, upper=upper)
+        # A quantile of 0 makes every bucket a candidate: the path that searches them all.
+        every = percentiles(counts, bounds, (0.0, *quantiles), lower=lower, upper=upper)[:, 1:]
+        np.testing.assert_array_equal(got, every, strict=True)
+
+
+def test_serving_revision_equals_sorting_the_rows() -> None:
+    from analyzer.analysis.timeline import _serving
+
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        steps = pd.date_range("2026-01-01", periods=int(rng.integers(1, 60)), freq="5min", tz="UTC", unit="us")
+        names = [f"rev-{i}" for i in range(int(rng.integers(1, 4)))]
+        rows = pd.DataFrame([(name, ts) for name in names for ts in steps], columns=["revision", "ts"])
+        rows["requests"] = rng.integers(0, 3, len(rows)).astype(np.float64)  # ties: the sort's order decides
+        rows["inst_active"] = np.where(rng.random(len(rows)) < 0.3, np.nan, rng.integers(0, 2, len(rows)))
+        rows = rows.sample(frac=rng.random() * 0.5 + 0.5, random_state=int(rng.integers(1000))).sort_values(
+            ["revision", "ts"], kind="stable")
+        weight = rows["requests"].fillna(0.0) + 1e-6 * rows["inst_active"].fillna(0.0)
+        expected = rows.assign(_w=weight).sort_values("_w").groupby("ts")["revision"].last()
+        pd.testing.assert_series_equal(_serving(rows), expected, check_exact=True)
+
+
+def test_instance_counts_without_containers_to_merge_equal_the_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer import frames
+    from analyzer.model import RawSeries
+
+    rng = np.random.default_rng(4)
+    for trial in range(40):
+        series = []
+        for revision in ("r1", "r2")[: int(rng.integers(1, 3))]:
+            for container in ("app", "sidecar")[: 1 + (trial % 4 == 0)]:  # two containers: merged
+                for state in ("active", "idle"):
+                    ends = np.sort(rng.choice(np.arange(60, 60 * 400, 60), size=int(rng.integers(1, 120)),
+                                              replace=False)).astype(np.int64)
+                    values = rng.integers(0, 5, len(ends)).astype(np.float64) + rng.random(len(ends)) * (trial % 2)
+                    values[rng.random(len(ends)) < 0.05 * (trial % 3 == 0)] = np.nan
+                    series.append(RawSeries("container/instance_count", "GAUGE", "DOUBLE", "p", "r", "s", revision,
+                                            {"state": state, "container_name": container}, ends - 60, ends, values))
+        keys = {("p", "r", "s", r): i for i, r in enumerate(("r1", "r2"))}
+        fast = frames._instance_columns(series, keys, 300)
+        with monkeypatch.context() as patch:
+            patch.setattr(frames, "_one_per_instant", lambda *_: None)
+            merged = frames._instance_columns(series, keys, 300)
+        for got, expected in zip(fast, merged, strict=True):
+            pd.testing.assert_series_equal(got, expected, check_exact=True)
