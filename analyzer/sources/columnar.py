@@ -277,9 +277,11 @@ class Page:
         if self._messages is not None:
             return self._messages[index]
         try:
-            return _TIME_SERIES.FromString(self._data[slice(*self._spans[index])])
+            series = _TIME_SERIES.FromString(self._data[slice(*self._spans[index])])
         except DecodeError as exc:
             raise ValueError(f"the series' bytes do not parse: {exc}") from exc
+        self._headers[index] = series  # it is also the series' header: parsed once
+        return series
 
     def _header(self, index: int) -> Any:
         """The series without its points, for its labels and kinds: cut out of the wire bytes when
