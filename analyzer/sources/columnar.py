@@ -5,7 +5,9 @@ and then reading the dicts (what ``fetch --snapshot`` must write anyway) costs ~
 the page costs, and reading each point through the protobuf runtime (``parse_time_series``, about a
 microsecond per submessage) still ~10×. So ``Page`` reads the page's wire bytes with numpy:
 
-1. the page is serialized once (C speed) and the points of every series located at once
+1. the page's bytes, as they came off the wire (``Page.from_wire``, the report's path through
+   ``sources/rawpages.py``) or serialized once from the client's message (``Page``, when ``fetch``
+   needs the messages for REST JSON), and the points of every series located at once
    (``protowire.records``);
 2. points that share a layout with others of their length (the usual case: aligned points differ
    only in their values) are read from the same byte columns, all at once (``_Template``): seconds,
