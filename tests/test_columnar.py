@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from google.cloud import monitoring_v3
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,9 +67,14 @@ def check_page(page: Any) -> None:
 def _compare_page(page: Any) -> None:
     body = json_format.MessageToDict(page)
     read = columnar.Page(page)
+    wire = columnar.Page.from_wire(page.SerializeToString())  # the live path: bytes no one has parsed
+    assert (wire.indices, wire.next_page_token, wire.execution_errors) == (
+        read.indices, page.next_page_token, list(page.execution_errors))
     for index, (message, ts) in enumerate(zip(body.get("timeSeries", []), page.time_series, strict=True)):
         from_json = _parsed(restjson.parse_time_series, message)
-        for from_proto in (_parsed(columnar.parse_time_series, ts), _parsed(read.parse, index)):
+        assert wire.metric_type(index) == read.metric_type(index)
+        for from_proto in (_parsed(columnar.parse_time_series, ts), _parsed(read.parse, index),
+                           _parsed(wire.parse, index)):
             if isinstance(from_json, str) or isinstance(from_proto, str):
                 assert isinstance(from_json, str) and isinstance(from_proto, str), (from_json, from_proto)
                 continue
@@ -204,12 +210,12 @@ _SHAPES = {
 def test_page_decoder_reads_wire_shapes_column_wise(shape: str) -> None:
     data = _SHAPES[shape] + _SHAPES["doubles with zeros left out"]
     page = monitoring_v3.ListTimeSeriesResponse.pb().FromString(data)
-    read = columnar.Page(page)
-    assert read.columns is not None
-    for index, series in enumerate(page.time_series):
-        share = read.columns.share(index)
-        assert share is not None, "the column path left this series to the exact reader"
-        same_parse(columnar.parse_time_series(series, source="s"), share.series(series, "s"))
+    for read in (columnar.Page(page), columnar.Page.from_wire(data)):
+        assert read.columns is not None
+        for index, series in enumerate(page.time_series):
+            share = read.columns.share(index)
+            assert share is not None, "the column path left this series to the exact reader"
+            same_parse(columnar.parse_time_series(series, source="s"), share.series(series, "s"))
     check_page(page)
 
 
@@ -225,15 +231,16 @@ def test_page_decoder_leaves_what_it_does_not_read_to_the_exact_reader() -> None
         "counts": _series("request_latencies", _DIST, [_point(T0, _distribution([1] * 7, options=_LINEAR))]),
     }
     for name, data in shapes.items():
-        page = monitoring_v3.ListTimeSeriesResponse.pb().FromString(data + _SHAPES["negative and huge int64s"])
+        data += _SHAPES["negative and huge int64s"]
+        page = monitoring_v3.ListTimeSeriesResponse.pb().FromString(data)
         check_page(page)
-        read = columnar.Page(page)
-        if name == "group":
-            assert read.columns is None
-        else:
-            assert read.columns is not None and read.columns.share(1) is not None
-            assert isinstance(_parsed(read.parse, 0), str)
-        _same_outcome(_parsed(read.parse, 1), _parsed(columnar.parse_time_series, page.time_series[1]))
+        for read in (columnar.Page(page), columnar.Page.from_wire(data)):
+            if name == "group":
+                assert read.columns is None
+            else:
+                assert read.columns is not None and read.columns.share(1) is not None
+                assert isinstance(_parsed(read.parse, 0), str)
+            _same_outcome(_parsed(read.parse, 1), _parsed(columnar.parse_time_series, page.time_series[1]))
 
 
 def _same_outcome(a: list[RawSeries] | str, b: list[RawSeries] | str) -> None:
@@ -272,11 +279,11 @@ def _wire_pages(draw: st.DrawFn) -> bytes:
 @given(_wire_pages())
 def test_page_decoder_equals_exact_reader_on_random_wire_pages(data: bytes) -> None:
     page = monitoring_v3.ListTimeSeriesResponse.pb().FromString(data)
-    read = columnar.Page(page)
-    assert read.columns is not None
-    for index, series in enumerate(page.time_series):
-        assert read.columns.share(index) is not None
-        _same_outcome(_parsed(read.parse, index), _parsed(columnar.parse_time_series, series))
+    for read in (columnar.Page(page), columnar.Page.from_wire(data)):
+        assert read.columns is not None
+        for index, series in enumerate(page.time_series):
+            assert read.columns.share(index) is not None
+            _same_outcome(_parsed(read.parse, index), _parsed(columnar.parse_time_series, series))
     check_page(page)
 
 
@@ -295,3 +302,30 @@ def test_walk_reads_any_field_order_and_packed_or_unpacked() -> None:
     flat, buckets = columnar._bucket_counts(buf, fields)
     assert buckets.tolist() == [3, 1]
     assert flat.tolist() == [5.0, 6.0, float(2**40), -1.0]
+
+
+def test_wire_page_reads_points_split_by_another_field_the_exact_way() -> None:
+    """The runtime takes points wherever they are in a series; when another field sits among them the
+    wire reader cannot cut the series' header out around one run, so that series is read exactly."""
+    points = [_point(T0 + 60 * i, _field(2, protowire.VARINT, i)) for i in range(30, 0, -1)]
+    data = _series("request_count", _INT64, [*points[:12], _len(8, b"1"), *points[12:]])
+    data += _SHAPES["negative and huge int64s"]
+    page = monitoring_v3.ListTimeSeriesResponse.pb().FromString(data)
+    wire = columnar.Page.from_wire(data)
+    assert wire.columns is not None and wire.columns.share(0) is None and wire.columns.share(1) is not None
+    for index, series in enumerate(page.time_series):
+        same_parse(wire.parse(index, source="s"), columnar.parse_time_series(series, source="s"))
+    check_page(page)
+
+
+def test_wire_page_of_bytes_that_do_not_parse() -> None:
+    """Truncated bytes: DecodeError from the page, as the client's parse would fail; a series whose own
+    bytes do not parse is a malformed series (a Problem), its neighbour still read."""
+    good = _SHAPES["negative and huge int64s"]
+    with pytest.raises(DecodeError):
+        columnar.Page.from_wire(good + b"\x12\x05ab")  # a next_page_token running past the end
+    broken = _len(1, _len(1, b"\x0a\x05ab"))  # a metric whose type runs past its message
+    wire = columnar.Page.from_wire(broken + good)
+    assert isinstance(_parsed(wire.parse, 0), str)
+    page = monitoring_v3.ListTimeSeriesResponse.pb().FromString(good)
+    same_parse(wire.parse(1, source="s"), columnar.parse_time_series(page.time_series[0], source="s"))

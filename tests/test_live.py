@@ -33,10 +33,13 @@ from analyzer.errors import (
     CredentialsError,
     PermissionDeniedError,
     QuotaExhaustedError,
+    SourceError,
 )
 from analyzer.model import RawData, RawSeries
+from analyzer.pipeline import analyze
+from analyzer.render.json_report import report_json as analysis_json
 from analyzer.simulate import demo_documents
-from analyzer.sources import snapshot
+from analyzer.sources import rawpages, snapshot
 from analyzer.sources.google_clients import GoogleClients, build_clients
 from analyzer.sources.live import (
     DEFAULT_PLAN,
@@ -44,6 +47,7 @@ from analyzer.sources.live import (
     MetricQuery,
     RestJson,
     RetryPolicy,
+    _time_series_pages,
     effective_window,
     fetch_live,
     fetch_to_snapshot,
@@ -477,6 +481,94 @@ def test_snapshot_bodies_are_googles_rest_json(google: Google) -> None:
     revisions = next(b for sub, _, b in captured if sub == "revisions")
     assert "createTime" in revisions["revisions"][0]
     assert "cpuIdle" in revisions["revisions"][0]["containers"][0]["resources"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages read as wire bytes (sources/rawpages.py) against the client's own call and messages
+
+
+def test_wire_pages_and_client_messages_give_the_same_data_and_findings(google: Google) -> None:
+    """The report reads pages as bytes; ``fetch --snapshot`` (capture) through the client's pager and
+    messages. Over several pages per query, both give identical series, frames, problems and findings."""
+    from bench.fleet_scale import START as MONTH  # a month with a leak the report finds
+    from bench.fleet_scale import add_aligned_fleet
+
+    add_aligned_fleet(google.monitoring, google.run, project="p1", services=2, days=30)
+    google.fleet(project="p2", services=2)
+    small = query("p1", "p2", start=MONTH, end=MONTH + timedelta(days=30), page_size=5000)
+    now = MONTH + timedelta(days=31)
+    wire = fetch_live(small, clients=google.clients, now=now)
+    paged = google.behaviour.count("ListTimeSeries")
+    assert paged >= 3 * len(DEFAULT_PLAN) + len(DEFAULT_PLAN)  # p1's queries span several pages each
+    google.behaviour.reset()
+    messages = fetch_live(small, clients=google.clients, now=now, capture=[])
+    assert google.behaviour.count("ListTimeSeries") == paged
+    assert wire.problems == messages.problems == []
+    assert_same_series(wire.series, messages.series)
+    pd.testing.assert_frame_equal(frame_of(wire), frame_of(messages))
+    found = [analysis_json(analyze(data), generated_at=LATER) for data in (wire, messages)]
+    assert found[0]["findings"] and found[0]["findings"] == found[1]["findings"]
+    assert found[0]["services"] == found[1]["services"]
+
+
+def test_the_fetch_path_is_chosen_in_one_place(google: Google) -> None:
+    assert _time_series_pages(google.clients, capture=False).func is rawpages.pages
+    assert _time_series_pages(google.clients, capture=True).func is not rawpages.pages
+
+
+def test_wire_pages_send_the_clients_headers(google: Google) -> None:
+    """Routing header with the project, and the client's x-goog-api-client, on every page of both paths."""
+    google.fleet(project="p1", services=2)
+    headers = []
+    for capture in (None, []):
+        google.behaviour.reset()
+        fetch(google, query(page_size=100), capture=capture)
+        calls = [c for c in google.behaviour.calls if c.method == "ListTimeSeries"]
+        assert len(calls) > len(DEFAULT_PLAN)
+        seen = {frozenset((k, v) for k, v in c.metadata if k.startswith("x-goog-")) for c in calls}
+        assert len(seen) == 1  # the same on every page
+        headers.append(dict(seen.pop()))
+    assert headers[0] == headers[1]
+    assert headers[0]["x-goog-request-params"] == "name=projects/p1"
+    assert "gapic/" in headers[0]["x-goog-api-client"]
+
+
+def test_wire_pages_are_retried_and_refused_as_the_clients_messages(google: Google) -> None:
+    google.fleet(project="p1", services=1)
+    google.fleet(project="p2", services=1)
+    assert _time_series_pages(google.clients, capture=False).func is rawpages.pages
+    google.behaviour.inject(unavailable(times=2, method="ListTimeSeries", project="p1"), permission_denied("p2"))
+    data = fetch(google, query("p1", "p2", page_size=100))
+    assert google.behaviour.count("ListTimeSeries", "p1", status="UNAVAILABLE") == 2
+    assert {s.project for s in data.series} == {"p1"}
+    [problem] = data.problems
+    assert "roles/monitoring.viewer on project p2" in problem.hint
+
+
+def test_a_page_that_does_not_parse_fails_as_it_does_in_the_client(google: Google) -> None:
+    """Bytes that are not a ListTimeSeriesResponse: the client's deserializer fails with INTERNAL; the
+    wire path says the same (an InternalServerError, mapped to a SourceError naming the API)."""
+    garbage = grpc.method_handlers_generic_handler(
+        "google.monitoring.v3.MetricService",
+        {"ListTimeSeries": grpc.unary_unary_rpc_method_handler(lambda request, context: b"\x12\x05ab")},
+    )
+
+    class Broken:
+        def handlers(self) -> list[grpc.GenericRpcHandler]:
+            return [garbage]
+
+    server = start([Broken()])
+    clients = build_clients({"MONITORING_EMULATOR_HOST": server.address, "RUN_EMULATOR_HOST": server.address})
+    try:
+        errors = []
+        for capture in (None, []):
+            with pytest.raises(SourceError) as caught:
+                fetch_live(query(), clients=clients, now=LATER, capture=capture)
+            errors.append(caught.value.message)
+    finally:
+        clients.close()
+        server.stop()
+    assert all("Cloud Monitoring API" in e and "deserializing" in e for e in errors), errors
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ and then reading the dicts (what ``fetch --snapshot`` must write anyway) costs ~
 the page costs, and reading each point through the protobuf runtime (``parse_time_series``, about a
 microsecond per submessage) still ~10×. So ``Page`` reads the page's wire bytes with numpy:
 
-1. the page is serialized once (C speed) and the points of every series located at once
+1. the page's bytes, as they came off the wire (``Page.from_wire``, the report's path through
+   ``sources/rawpages.py``) or serialized once from the client's message (``Page``, when ``fetch``
+   needs the messages for REST JSON), and the points of every series located at once
    (``protowire.records``);
 2. points that share a layout with others of their length (the usual case: aligned points differ
    only in their values) are read from the same byte columns, all at once (``_Template``): seconds,
@@ -23,13 +25,15 @@ representation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
 import numpy as np
 from google.api.distribution_pb2 import Distribution
+from google.cloud import monitoring_v3
+from google.protobuf.message import DecodeError
 
 from analyzer.model import METRIC_KINDS, VALUE_TYPES, Histograms, RawSeries
 from analyzer.sources import protowire as pw
@@ -206,39 +210,111 @@ _VALUE_WIRES = {_BOOL: pw.VARINT, _INT64: pw.VARINT, _DOUBLE: pw.I64, _STRING: p
 
 
 class Page:
-    """One ``ListTimeSeriesResponse`` (the protobuf runtime's message), its points read column-wise.
+    """One ``ListTimeSeriesResponse`` page, its points read column-wise.
 
-    The page is serialized once (C speed) and its points decoded for all series together; ``parse``
-    then cuts each series' share. A series the column reader leaves alone (``protowire.Unusual``: a
-    group, a doubled field; or anything the exact reader would reject) is read by
-    ``parse_time_series``, so the result is always that reader's, only faster.
+    ``Page(message)``: a page the protobuf runtime has parsed (the client's message; ``fetch
+    --snapshot`` needs it for the REST JSON), serialized once (C speed) to be read here.
+    ``Page.from_wire(data)``: the page's bytes as they came off the wire (``sources/rawpages.py``), which
+    no one has parsed: only the small parts the column reader does not read (the page's token and
+    execution errors, each series' labels and kinds) go through the runtime, and its points never do.
+
+    ``parse`` cuts each series' share of the columns. A series the column reader leaves alone
+    (``protowire.Unusual``: a group, a doubled field; or anything the exact reader would reject) is
+    read by ``parse_time_series``, so the result is always that reader's, only faster.
     """
 
     def __init__(self, page: Any) -> None:
-        self.messages = page.time_series
-        self.columns: _Columns | None
+        self.next_page_token: str = page.next_page_token
+        self.execution_errors: list[Any] = list(page.execution_errors)
+        self._messages = page.time_series
+        self._headers: dict[int, Any] = {}
+        self._data = page.SerializeToString()
         try:
-            self.columns = _Columns.read(page)
+            self._spans = _split_page(self._data)[0]
         except pw.Unusual:
-            self.columns = None
+            self._spans = []
+        self.columns = None
+        if len(self._spans) == len(self._messages):  # else the series are not where the runtime has them
+            self.columns = self._read(lambda index: len(self._messages[index].points))
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> Page:
+        """A page from its wire bytes; DecodeError when they are not a ListTimeSeriesResponse."""
+        try:
+            series, rest = _split_page(data)
+        except pw.Unusual:  # a group or the like at the top: let the runtime read the whole page
+            return cls(_RESPONSE.FromString(data))
+        head = _RESPONSE.FromString(rest)  # the token, execution errors, unit: all but the series
+        page = cls.__new__(cls)
+        page.next_page_token, page.execution_errors = head.next_page_token, list(head.execution_errors)
+        page._messages, page._headers, page._data, page._spans = None, {}, data, series
+        page.columns = page._read(None)
+        return page
+
+    def _read(self, count: Callable[[int], int] | None) -> _Columns | None:
+        try:
+            return _Columns.read(self._data, count, self._spans)
+        except pw.Unusual:
+            return None
 
     @property
     def indices(self) -> range:
-        return range(len(self.messages))
+        return range(len(self._spans) if self._messages is None else len(self._messages))
 
     def metric_type(self, index: int) -> str:
-        return metric_type(self.messages[index])
+        return metric_type(self._header(index))
 
     def parse(self, index: int, *, source: str) -> list[RawSeries]:
         """Series ``index`` of the page, as ``parse_time_series`` reads it."""
-        series = self.messages[index]
         share = self.columns.share(index) if self.columns is not None else None
         if share is None:
-            return parse_time_series(series, source=source)
+            return parse_time_series(self._series(index), source=source)
         try:
-            return share.series(series, source)
+            return share.series(self._header(index), source)
         except _Exact:
-            return parse_time_series(series, source=source)
+            return parse_time_series(self._series(index), source=source)
+
+    def _series(self, index: int) -> Any:
+        """The whole ``TimeSeries`` message (the exact reader's input)."""
+        if self._messages is not None:
+            return self._messages[index]
+        try:
+            series = _TIME_SERIES.FromString(self._data[slice(*self._spans[index])])
+        except DecodeError as exc:
+            raise ValueError(f"the series' bytes do not parse: {exc}") from exc
+        self._headers[index] = series  # it is also the series' header: parsed once
+        return series
+
+    def _header(self, index: int) -> Any:
+        """The series without its points, for its labels and kinds: cut out of the wire bytes when
+        the points are one run there (parsing the points too is what this reader exists to avoid)."""
+        if self._messages is not None:
+            return self._messages[index]
+        header = self._headers.get(index)
+        if header is None:
+            run = self.columns.runs.get(index) if self.columns is not None else None
+            if run is None:
+                header = self._series(index)
+            else:
+                (a, b), (first, last) = self._spans[index], run
+                header = _TIME_SERIES.FromString(self._data[a:first] + self._data[last:b])
+            self._headers[index] = header
+        return header
+
+
+_RESPONSE = monitoring_v3.ListTimeSeriesResponse.pb()
+_TIME_SERIES = monitoring_v3.TimeSeries.pb()
+
+
+def _split_page(data: bytes) -> tuple[list[tuple[int, int]], bytes]:
+    """(each series' payload span, every other top-level field's bytes in wire order)."""
+    series, rest = [], []
+    for number, wire, value, after, at in pw.fields_of(data, 0, len(data)):
+        if (number, wire) == (1, pw.LEN):
+            series.append((value, after))
+        else:
+            rest.append(data[at:after])
+    return series, b"".join(rest)
 
 
 class _Exact(Exception):
@@ -250,6 +326,7 @@ class _Columns:
     """Every point of a page: times, scalar values and distributions, in page order."""
 
     chains: dict[int, tuple[int, int]]  # series index -> its points [a, b)
+    runs: dict[int, tuple[int, int]]  # series index -> where its points' bytes start and end in the page
     starts: np.ndarray
     ends: np.ndarray
     has_end: np.ndarray
@@ -258,10 +335,11 @@ class _Columns:
     dists: _Distributions
 
     @classmethod
-    def read(cls, page: Any) -> _Columns:
-        data = page.SerializeToString()
+    def read(cls, data: bytes, count: Callable[[int], int] | None, spans: list[tuple[int, int]]) -> _Columns:
+        """``count``: how many points series i has, when the runtime knows (None: found in the bytes);
+        ``spans``: each series' payload in ``data``."""
         buf = pw.padded(data)
-        chains, starts, ends = _points(data, buf, page)
+        chains, runs, starts, ends = _points(data, buf, count, spans)
         n = len(starts)
         start_s, end_s, kind = (np.zeros(n, np.int64) for _ in range(3))
         has_start, has_end, scalars = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n)
@@ -276,7 +354,7 @@ class _Columns:
             buf, has_interval, interval_at, interval_end)
         kind[walked], scalars[walked], dist_of[walked] = _values(buf, has_value, value_at, value_end)
         dists = _Distributions.read(buf, dist_of, blocks)
-        return cls(chains, np.where(has_start, start_s, end_s), end_s, has_end, kind, scalars, dists)
+        return cls(chains, runs, np.where(has_start, start_s, end_s), end_s, has_end, kind, scalars, dists)
 
     def share(self, index: int) -> _Share | None:
         span = self.chains.get(index)
@@ -303,11 +381,10 @@ class _Share:
         return _distribution_series(identity, c.starts[at], c.ends[at], c.dists.layouts(c.dists.of_point[at]))
 
 
-def _points(data: bytes, buf: np.ndarray, page: Any) -> tuple[dict[int, tuple[int, int]], np.ndarray, np.ndarray]:
-    """Where each series' points are: {series: [a, b) in the returned payload starts and ends}."""
-    spans = [(a, b) for number, wire, a, b, _ in pw.fields_of(data, 0, len(data)) if (number, wire) == (1, pw.LEN)]
-    if len(spans) != len(page.time_series):
-        raise pw.Unusual("the page's series are not where the runtime has them")
+def _points(data: bytes, buf: np.ndarray, count: Callable[[int], int] | None, spans: list[tuple[int, int]]
+            ) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]], np.ndarray, np.ndarray]:
+    """Where each series' points are: ({series: [a, b) in the returned payload starts and ends},
+    {series: its points' bytes [first tag, end)}, payload starts, payload ends)."""
     chosen, firsts, limits, counts = [], [], [], []
     for index, (a, b) in enumerate(spans):
         first = next((at for number, wire, _, _, at in pw.fields_of(data, a, b) if (number, wire) == (5, pw.LEN)), None)
@@ -315,11 +392,12 @@ def _points(data: bytes, buf: np.ndarray, page: Any) -> tuple[dict[int, tuple[in
             chosen.append(index)
             firsts.append(first)
             limits.append(b)
-            counts.append(len(page.time_series[index].points))
-    starts, ends, chain, complete = pw.records(buf, np.array(firsts, np.int64), np.array(limits, np.int64),
-                                              _POINTS_TAG, np.array(counts, np.int64), b"\x0a\x12")
+            counts.append(count(index) if count is not None else 0)
+    starts, ends, chain, complete = pw.records(
+        buf, np.array(firsts, np.int64), np.array(limits, np.int64), _POINTS_TAG,
+        np.array(counts, np.int64) if count is not None else None, b"\x0a\x12")
     bounds = np.searchsorted(chain, np.arange(len(chosen) + 1))
-    chains = {}
+    chains, runs = {}, {}
     for k, index in enumerate(chosen):
         a, b = int(bounds[k]), int(bounds[k + 1])
         # The points must be one run: no more of them after the chain (the runtime writes them together).
@@ -327,7 +405,8 @@ def _points(data: bytes, buf: np.ndarray, page: Any) -> tuple[dict[int, tuple[in
             number != 5 for number, *_ in pw.fields_of(data, int(ends[b - 1]), limits[k])
         ):
             chains[index] = (a, b)
-    return chains, starts, ends
+            runs[index] = (firsts[k], int(ends[b - 1]))
+    return chains, runs, starts, ends
 
 
 @dataclass

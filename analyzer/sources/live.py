@@ -6,11 +6,14 @@ of calls does not grow with the number of services; paging adds calls only when 
 exceeds a page (100,000 points). Revisions and services are then listed once per (project, region)
 that has data (``services/-`` lists a region's revisions; the Admin API refuses ``locations/-``).
 
-Monitoring's response pages are parsed straight from protobuf into column arrays, a whole page's
-wire bytes at once (``sources/columnar.py``); they are converted to Google's REST JSON (the proto3 JSON mapping, exactly
-what curl returns) only when ``capture`` asks for the bodies, which ``fetch --snapshot DIR`` writes and
-the snapshot reader parses back into the same ``RawSeries`` (a tested equality), so a snapshot replays
-to the same findings. The small Admin API pages go through ``snapshot.ingest`` as REST JSON.
+Monitoring's response pages are received as wire bytes (``sources/rawpages.py``: the client's own
+channel, retry and headers) and parsed once, straight into column arrays, a whole page at once
+(``sources/columnar.py``). Only when ``capture`` asks for the bodies, which ``fetch --snapshot DIR``
+writes as Google's REST JSON (the proto3 JSON mapping, exactly what curl returns), or when the
+client's transport is not gRPC, do the pages go through the client's own call and messages
+(``_time_series_pages`` decides); the snapshot reader parses the REST JSON back into the same
+``RawSeries`` (a tested equality), so a snapshot replays to the same findings. The small Admin API
+pages go through ``snapshot.ingest`` as REST JSON.
 
 Faults: UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are retried with exponential backoff
 inside a per-call and an overall deadline. A failing project (no permission, API disabled, quota)
@@ -47,7 +50,7 @@ from analyzer.errors import (
     SourceError,
 )
 from analyzer.model import Problem, RawData
-from analyzer.sources import columnar, restjson, snapshot
+from analyzer.sources import columnar, rawpages, restjson, snapshot
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import LOGIN_HINT, GoogleClients, build_clients
 
@@ -416,7 +419,7 @@ class _Task:
     what: str  # for messages and progress: a metric, "revisions in R", "services in R"
     stem: str  # snapshot file stem; pages add .000, .001, ...
     sub: str  # snapshot subdirectory / ingest kind
-    request: Callable[[Retry, float], Iterable[Any]]  # (retry, timeout) -> the pager's pages
+    request: Callable[[Retry, float], Iterable[Any]]  # (retry, timeout) -> the pages (messages or columnar.Page)
 
 
 @dataclass(slots=True)
@@ -488,7 +491,7 @@ class _Runner:
                 if page is None:
                     break
                 more = bool(getattr(page, "next_page_token", ""))
-                self._take(outcome, type(page).pb(page), f"{task.stem}.{index:03d}", to_json)
+                self._take(outcome, page, f"{task.stem}.{index:03d}", to_json)
                 index += 1
         except AnalyzerError as exc:
             outcome.error = exc
@@ -506,17 +509,21 @@ class _Runner:
 
     def _take(self, outcome: _Outcome, page: Any, stem: str, to_json: RestJson) -> None:
         """Monitoring pages are parsed into column arrays at once (no REST JSON unless captured);
-        the small Admin API pages travel as REST JSON, the snapshot reader's own input."""
+        the small Admin API pages travel as REST JSON, the snapshot reader's own input. ``page``: a
+        ``columnar.Page`` already read from the wire, or the client's message."""
         task = outcome.task
+        message = None if isinstance(page, columnar.Page) else type(page).pb(page)
         if task.sub == "timeSeries":
-            errors = [json_format.MessageToDict(e) for e in page.execution_errors]
+            read = page if message is None else columnar.Page(message)  # every point at once, column-wise
+            errors = [json_format.MessageToDict(e) for e in read.execution_errors]
             warnings = [f"the response reports executionErrors, so its data may be partial: {errors}"] if errors else []
-            read = columnar.Page(page)  # every point of the page decoded at once, column-wise
             snapshot.add_time_series(
                 outcome.data, read.indices, read.parse, read.metric_type, source_of(task, stem), warnings
             )
         if self.capture or task.sub != "timeSeries":
-            outcome.documents.append((task.sub, stem, to_json.page(page)))
+            if message is None:
+                raise AssertionError("a page read from the wire cannot be captured: _time_series_pages decides")
+            outcome.documents.append((task.sub, stem, to_json.page(message)))
 
 
 def source_of(task: _Task, stem: str) -> str:
@@ -533,13 +540,26 @@ def _pages(method: Callable[..., Any], request: Any, retry: Retry, timeout: floa
     return method(request=request, retry=retry, timeout=timeout).pages  # type: ignore[no-any-return]
 
 
-def _metric_tasks(query: LiveQuery, clients: GoogleClients, window: tuple[datetime, datetime]) -> list[_Task]:
+def _time_series_pages(clients: GoogleClients, *, capture: bool) -> Callable[..., Iterable[Any]]:
+    """How ListTimeSeries pages are read, the one place that chooses: as wire bytes decoded once
+    (``rawpages``), unless their REST JSON is captured (it is written from the client's messages) or
+    the client's transport has no gRPC channel; then through the client's own pager."""
+    method = None if capture else rawpages.method_for(clients.monitoring)
+    if method is None:
+        return partial(_pages, clients.monitoring.list_time_series)
+    return partial(rawpages.pages, method)
+
+
+def _metric_tasks(
+    query: LiveQuery, clients: GoogleClients, window: tuple[datetime, datetime], *, capture: bool
+) -> list[_Task]:
+    read_pages = _time_series_pages(clients, capture=capture)
     tasks = []
     for project in query.projects:
         for metric, chunk, request in time_series_requests(query, project, window):
             suffix = f".{chunk}" if len(query.services) > MAX_ONE_OF else ""
             stem = f"{project}.{_slug(metric.metric)}{suffix}"
-            call = partial(_pages, clients.monitoring.list_time_series, request)
+            call = partial(read_pages, request)
             tasks.append(_Task("monitoring", project, metric.metric, stem, "timeSeries", call))
     return tasks
 
@@ -693,7 +713,8 @@ def fetch_live(
         with ThreadPoolExecutor(max_workers=query.max_concurrency, thread_name_prefix="live-fetch") as pool:
             runner = _Runner(query, pool, clients, capture=capture is not None)
             asked = {(project, query.region) for project in query.projects} if query.region else set()
-            collector.run(runner, _metric_tasks(query, clients, window) + _admin_tasks(query, clients, asked))
+            metric_tasks = _metric_tasks(query, clients, window, capture=capture is not None)
+            collector.run(runner, metric_tasks + _admin_tasks(query, clients, asked))
             seen = {(s.project, s.region) for s in data.series if s.project and s.region}
             collector.run(runner, _admin_tasks(query, clients, seen - asked))
     finally:

@@ -180,12 +180,14 @@ def _payload(buf: np.ndarray, pos: np.ndarray, wire: int) -> tuple[np.ndarray, n
 
 
 def records(
-    buf: np.ndarray, firsts: np.ndarray, limits: np.ndarray, tag: int, counts: np.ndarray, opening: bytes
+    buf: np.ndarray, firsts: np.ndarray, limits: np.ndarray, tag: int, counts: np.ndarray | None, opening: bytes
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The chains of LEN records with one-byte ``tag`` starting at ``firsts[i]`` (before ``limits[i]``).
 
     Returns (payload starts, payload ends, the chain each record belongs to, which chains hold exactly
-    ``counts[i]`` records); records of chains that do not are left out. ``opening``: the bytes a
+    ``counts[i]`` records); records of chains that do not are left out. ``counts`` None (wire bytes
+    nobody has parsed yet): a chain runs until the field after a record is not one, which is exact
+    because each record says where the next field starts. ``opening``: the bytes a
     record's payload usually starts with (its first field's tag), which makes a byte inside a record
     that looks like ``tag`` rarely a candidate; a chain through a record that opens otherwise is
     found all the same, by pointer doubling over every candidate.
@@ -201,36 +203,44 @@ def records(
     after = start + np.minimum(length, np.uint64(len(buf))).astype(np.int64)
     likely = (length == 0) | np.isin(buf[start], np.frombuffer(opening, np.uint8))
     likely[np.searchsorted(candidates, firsts)] = True
-    found = _walk_chains(candidates[likely], after[likely], chain[likely], firsts, limits, counts)
+    record_next = buf[np.minimum(after, len(buf) - 1)] == tag  # another record may follow this one
+    found = _walk_chains(candidates[likely], after[likely], chain[likely], firsts, limits, counts,
+                         record_next[likely])
     if found is None:
         found = _double_chains(candidates, after, chain, firsts, limits, counts)
-        return start[found], after[found], chain[found], np.bincount(chain[found], minlength=len(firsts)) == counts
+        held = np.bincount(chain[found], minlength=len(firsts))
+        if counts is not None:
+            return start[found], after[found], chain[found], held == counts
+        overrun = np.bincount(chain[found & (after > limits[chain])], minlength=len(firsts))
+        return start[found], after[found], chain[found], overrun == 0
     return start[likely][found], after[likely][found], chain[likely][found], np.ones(len(firsts), bool)
 
 
 def _walk_chains(candidates: np.ndarray, after: np.ndarray, chain: np.ndarray, firsts: np.ndarray,
-                 limits: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
+                 limits: np.ndarray, counts: np.ndarray | None, record_next: np.ndarray) -> np.ndarray | None:
     """Follow each chain through the candidates; runs where each record leads to the next candidate
     are taken whole, so Python only steps over the candidates that are not records. None when a
-    chain leaves the candidates or holds other than ``counts[i]`` records."""
+    chain leaves the candidates or holds other than ``counts[i]`` records (without counts: when a
+    record is followed by one that is not a candidate)."""
     following = np.searchsorted(candidates, after)
     lands = np.zeros(len(candidates), bool)
     inside = following < len(candidates)
     lands[inside] = candidates[following[inside]] == after[inside]
     breaks = np.flatnonzero(~(lands & (following == np.arange(1, len(candidates) + 1))))
     keep = np.zeros(len(candidates), bool)
-    for first, limit, count in zip(np.searchsorted(candidates, firsts).tolist(), limits.tolist(),
-                                   counts.tolist(), strict=True):
+    wanted = [-1] * len(firsts) if counts is None else counts.tolist()
+    for first, limit, count in zip(np.searchsorted(candidates, firsts).tolist(), limits.tolist(), wanted,
+                                   strict=True):
         k, taken = first, 0
         while True:
             stop = int(breaks[np.searchsorted(breaks, k)])  # the last record of this run
             keep[k : stop + 1] = True
             taken += stop + 1 - k
-            if taken > count:
+            if count >= 0 and taken > count:
                 return None
-            if taken == count:
-                if after[stop] > limit:
-                    return None
+            if after[stop] > limit:
+                return None
+            if taken == count or (count < 0 and (after[stop] == limit or not record_next[stop])):
                 break
             if not lands[stop] or after[stop] >= limit:
                 return None
@@ -239,16 +249,21 @@ def _walk_chains(candidates: np.ndarray, after: np.ndarray, chain: np.ndarray, f
 
 
 def _double_chains(candidates: np.ndarray, after: np.ndarray, chain: np.ndarray, firsts: np.ndarray,
-                   limits: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Every candidate reached from a chain's first (pointer doubling: 2**k records after k rounds)."""
+                   limits: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
+    """Every candidate reached from a chain's first (pointer doubling: 2**k records after k rounds;
+    without counts, until a round reaches nothing new)."""
     following = np.searchsorted(candidates, after)
     found = following < len(candidates)
     found[found] &= candidates[following[found]] == after[found]
     jump = np.append(np.where(found & (after <= limits[chain]), following, len(candidates)), len(candidates))
     reached = np.zeros(len(candidates) + 1, bool)
     reached[np.searchsorted(candidates, firsts)] = True  # a chain's first record is always a candidate
-    for _ in range(int(counts.max(initial=0)).bit_length()):
+    longest = len(candidates) if counts is None else int(counts.max(initial=0))
+    for _ in range(longest.bit_length()):
+        before = int(reached.sum())
         reached[jump[np.flatnonzero(reached)]] = True
+        if counts is None and int(reached.sum()) == before:
+            break  # no record 2**k away: every chain is shorter, and wholly reached
         jump = jump[jump]
     return reached[:-1]
 

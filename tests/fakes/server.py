@@ -53,6 +53,7 @@ class Call:
     project: str
     detail: str  # the request's parent/name and filter, for assertions and debugging
     status: str  # "OK" or the status code name answered
+    metadata: tuple[tuple[str, str], ...] = ()  # the request headers the client sent (gRPC metadata)
 
 
 @dataclass
@@ -95,7 +96,8 @@ class Behaviour:
             fault = next((f for f in self.faults if f.matches(method, project)), None)
             if fault is not None and fault.times is not None:
                 fault.times -= 1
-            self.calls.append(Call(method, project, detail, fault.code.name if fault else "OK"))
+            headers = tuple((str(m.key), str(m.value)) for m in context.invocation_metadata() or ())
+            self.calls.append(Call(method, project, detail, fault.code.name if fault else "OK", headers))
         if fault is not None:
             abort(context, fault.code, fault.message, fault.details)
 
