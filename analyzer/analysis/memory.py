@@ -180,7 +180,7 @@ def _pooled_trend(hours: FloatArray, y: FloatArray, segs: list[tuple[int, int]])
     n_eff = 0.0
     for a, b in segs:
         x, v = hours[a:b], y[a:b]
-        i, j = np.triu_indices(len(v), k=1)
+        i, j = stats.pairs(len(v))
         slopes.append((v[j] - v[i]) / (x[j] - x[i]))
         trend = stats.mann_kendall(x, v)
         n = len(v)

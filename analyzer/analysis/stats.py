@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from analyzer.model import FloatArray
+
+
+@lru_cache(maxsize=4)
+def pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i < j) of n points (``np.triu_indices(n, k=1)``), read-only and kept for the few last
+    sizes: a trend test over one series builds them three times (slopes, their median, the signs)."""
+    i, j = np.triu_indices(n, k=1)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
 
 
 def theil_sen(x: FloatArray, y: FloatArray) -> tuple[float, float]:
@@ -19,7 +29,7 @@ def theil_sen(x: FloatArray, y: FloatArray) -> tuple[float, float]:
     n = len(x)
     if n < 2:
         return 0.0, float(y[0]) if n else 0.0
-    i, j = np.triu_indices(n, k=1)
+    i, j = pairs(n)
     dx = x[j] - x[i]
     keep = dx != 0
     if not keep.any():
@@ -51,7 +61,7 @@ def mann_kendall(x: FloatArray, y: FloatArray) -> Trend:
     slope, intercept = theil_sen(x, y)
     if n < 4:
         return Trend(slope, intercept, 1.0, float(n))
-    i, j = np.triu_indices(n, k=1)
+    i, j = pairs(n)
     s = float(np.sign(y[j] - y[i]).sum())
     variance = n * (n - 1) * (2 * n + 5) / 18.0
     residual = y - (intercept + slope * x)
