@@ -12,7 +12,8 @@ Method, per revision and after its warm-up:
    autocorrelation-corrected variance), so a step to a new flat level has no slope and a leak that
    keeps being reset by OOM kills still has one;
 4. a finding needs a significant slope above a floor (fraction of the limit per day), a total rise
-   above a floor, and a climb lasting long enough; the onset is the hinge of a flat-then-rising fit.
+   above a floor, and a climb lasting long enough; the onset is the hinge of a flat-then-rising fit
+   (on bins from the revision's first point, unless the stretch before it already rises).
 """
 
 from __future__ import annotations
