@@ -306,6 +306,26 @@ def run_batch(batch: Batch, config: AnalysisConfig, summarize: Summarize[T]) -> 
     return outcome
 
 
+def _live(batches: Sequence[Batch]) -> bool:
+    return any(batch.live is not None for batch in batches)
+
+
+def settle(live: bool) -> None:
+    """A worker's start: import what a batch needs, then set every object alive so far aside from the
+    garbage collector (``gc.freeze``). The libraries' hundred thousand objects are never garbage, yet
+    each full collection (the automatic ones during an analysis, and ``release_memory``'s after each
+    batch) walked them all: about 8 % of a worker's analysis time."""
+    import analyzer.pipeline
+    import analyzer.render.parts
+
+    if live:
+        import analyzer.sources.google_clients
+        import analyzer.sources.inventory  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+
+
 def release_memory() -> None:
     """Free a finished batch: frames and views hold reference cycles, and glibc keeps freed memory in
     the arenas of the threads that fetched it unless asked to hand it back."""
@@ -336,7 +356,8 @@ def run_batches(plan: Plan, config: AnalysisConfig, summarize: Summarize[T], *, 
             yield outcome
         return
     # spawn, not fork: gRPC channels and threads in this process must not be copied into workers.
-    with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=get_context("spawn"),
+                             initializer=settle, initargs=(_live(batches),)) as pool:
         yield from _ordered(pool, batches, config, summarize, progress, window=2 * workers)
 
 

@@ -136,7 +136,8 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
     for s in raw.series:
         keys.setdefault((s.project, s.region, s.service, s.revision), len(keys))
     revisions = _revision_table(raw, keys)
-    columns: list[pd.Series] = []
+    grid = _Grid.of(raw.series, step)
+    columns: list[_Column] = []
     by_metric: dict[str, list[RawSeries]] = defaultdict(list)
     ingress, sidecar_series = _split_containers(raw.series, revisions, problems)
     for s in ingress:
@@ -144,22 +145,22 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
     for metric, group in by_metric.items():
         kind = "scalar" if group[0].histograms is None else "distribution"
         if metric in DISTRIBUTION_PREFIX and kind == "distribution":
-            columns.extend(_distribution_columns(group, keys, step, DISTRIBUTION_PREFIX[metric]))
+            columns.extend(_distribution_columns(group, keys, grid, DISTRIBUTION_PREFIX[metric]))
         elif metric in DISTRIBUTION_PREFIX:
-            columns.extend(_reduced_distribution_columns(group, keys, step, DISTRIBUTION_PREFIX[metric]))
+            columns.extend(_reduced_distribution_columns(group, keys, grid, DISTRIBUTION_PREFIX[metric]))
             problems.append(Problem(metric, "came as numbers, not distributions (an aligner such as "
                                     "ALIGN_PERCENTILE_99 or ALIGN_MEAN reduced it): read as the level of every "
                                     "percentile", "query it with ALIGN_DELTA to keep the distribution"))
         elif metric == "container/instance_count":
-            columns.extend(_instance_columns(group, keys, step))
+            columns.extend(_instance_columns(group, keys, grid))
         elif metric == "request_count":
-            columns.extend(_request_columns(group, keys, step))
+            columns.extend(_request_columns(group, keys, grid))
         elif metric in AMOUNT_COLUMNS:
-            columns.append(_amounts(group, keys, step).rename(AMOUNT_COLUMNS[metric]))
+            columns.append(_Column(AMOUNT_COLUMNS[metric], *_amounts(group, keys, grid)))
         # other known metrics (startup latencies, concurrency) are read but not yet used
-    metrics = _assemble(columns, keys, step)
+    metrics = _assemble(columns, keys, grid)
     metrics = _usage_to_utilization(metrics, revisions, problems)
-    sidecars = _sidecar_memory(sidecar_series, keys, step, revisions, problems)
+    sidecars = _sidecar_memory(sidecar_series, keys, grid, revisions, problems)
     if raw.window_start and raw.window_end:
         start, end = raw.window_start, raw.window_end
     elif len(metrics):
@@ -219,7 +220,7 @@ def _split_containers(series: list[RawSeries], revisions: dict[tuple[ServiceKey,
             [s for s in series if s.metric in PER_CONTAINER and not kept(s)])
 
 
-def _sidecar_memory(series: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
+def _sidecar_memory(series: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid,
                     revisions: dict[tuple[ServiceKey, str], RevisionInfo], problems: list[Problem]) -> pd.DataFrame:
     """Each sidecar's memory as the ingress container's is read (``SIDECAR_COLUMNS``): utilization of
     its own limit, or its usage divided by its own limit (``ContainerInfo``)."""
@@ -229,11 +230,11 @@ def _sidecar_memory(series: list[RawSeries], keys: dict[tuple[str, str, str, str
             by_container[s.metric_labels.get("container_name", "")][s.metric].append(s)
     tables = []
     for container, by_metric in sorted(by_container.items()):
-        columns: list[pd.Series] = []
+        columns: list[_Column] = []
         for metric, group in by_metric.items():
             read = _distribution_columns if group[0].histograms is not None else _reduced_distribution_columns
-            columns.extend(read(group, keys, step, DISTRIBUTION_PREFIX[metric]))
-        table = _usage_to_utilization(_assemble(columns, keys, step), revisions, problems, container=container)
+            columns.extend(read(group, keys, grid, DISTRIBUTION_PREFIX[metric]))
+        table = _usage_to_utilization(_assemble(columns, keys, grid), revisions, problems, container=container)
         tables.append(table.assign(container=container).reindex(columns=SIDECAR_COLUMNS))
     if not tables:
         return pd.DataFrame(columns=SIDECAR_COLUMNS)
@@ -245,8 +246,62 @@ def _bucket(times: np.ndarray, step: int) -> np.ndarray:
     return ((times - 1) // step) * step
 
 
-def _index(key_ids: np.ndarray, buckets: np.ndarray) -> pd.MultiIndex:
-    return pd.MultiIndex.from_arrays([key_ids, buckets], names=["key", "t"])
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """Every (revision, step) of one build as one integer, ``key * span + step index``, in table order
+    (by revision, then time). A column is its sorted codes and their values: columns meet by merging
+    sorted integers, where a pandas MultiIndex would factorize and join two levels per column."""
+
+    low: int  # the first step's start, epoch seconds
+    step: int
+    span: int  # steps from the first to the last
+
+    @classmethod
+    def of(cls, series: list[RawSeries], step: int) -> _Grid:
+        ends = [s.end_times for s in series if len(s.end_times)]
+        if not ends:
+            return cls(0, step, 1)
+        low = int(_bucket(np.asarray([min(int(e.min()) for e in ends)]), step)[0])
+        high = int(_bucket(np.asarray([max(int(e.max()) for e in ends)]), step)[0])
+        return cls(low, step, (high - low) // step + 1)
+
+    def codes(self, key_id: int | np.ndarray, end_times: np.ndarray) -> np.ndarray:
+        steps = (_bucket(end_times, self.step) - self.low) // self.step
+        codes: np.ndarray = np.asarray(key_id, dtype=np.int64) * self.span + steps
+        return codes
+
+    def of_series(self, group: list[RawSeries], keys: dict[SeriesKey, int]) -> np.ndarray:
+        """Each point's code, the series one after the other."""
+        if not group:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate([self.codes(keys[(s.project, s.region, s.service, s.revision)], s.end_times)
+                               for s in group])
+
+    def keys_and_starts(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return codes // self.span, (codes % self.span) * self.step + self.low
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    """One metric column: its values at its (sorted, distinct) codes of the grid."""
+
+    name: str
+    codes: np.ndarray
+    values: np.ndarray
+
+
+def _by_step(codes: np.ndarray, values: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """The points' sum or mean per code, exactly as pandas' groupby gives them (NaN skipped; the sum of
+    nothing is 0, the mean NaN): each point is its step's only one when the data is aligned to the
+    step, and then it is its own sum and mean; otherwise pandas adds them up (its compensated sum)."""
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if len(distinct) == len(codes):
+        out = np.empty(len(distinct), dtype=np.float64)
+        out[inverse] = values
+        return distinct, (np.where(np.isnan(out), 0.0, out) if how == "sum" else out)
+    grouped = pd.Series(values).groupby(inverse, sort=True)
+    return distinct, (grouped.sum() if how == "sum" else grouped.mean()).to_numpy(dtype=np.float64)
 
 
 def _point_amounts(s: RawSeries) -> np.ndarray:
@@ -260,35 +315,38 @@ def _point_amounts(s: RawSeries) -> np.ndarray:
     return s.values * spacing
 
 
-def _concat(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
-            values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    key_ids = np.concatenate([np.full(len(s.end_times), keys[(s.project, s.region, s.service, s.revision)])
-                              for s in group])
-    buckets = np.concatenate([_bucket(s.end_times, step) for s in group])
-    return key_ids, buckets, np.concatenate(values) if values else np.empty(0)
+def _values(group: list[RawSeries], values: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(values) if values else np.empty(0)
 
 
-def _amounts(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.Series:
-    key_ids, buckets, amounts = _concat(group, keys, step, [_point_amounts(s) for s in group])
-    return pd.Series(amounts, index=_index(key_ids, buckets)).groupby(level=[0, 1]).sum()
+def _amounts(group: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    return _by_step(grid.of_series(group, keys), _values(group, [_point_amounts(s) for s in group]), "sum")
 
 
-def _request_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int) -> list[pd.Series]:
-    requests = _amounts(group, keys, step)
+def _request_columns(group: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid) -> list[_Column]:
+    codes, requests = _amounts(group, keys, grid)
     errors_group = [s for s in group if s.metric_labels.get("response_code_class") == "5xx"
                     or s.metric_labels.get("response_code", "").startswith("5")]
-    errors = _amounts(errors_group, keys, step) if errors_group else requests * 0.0
-    errors = errors.reindex(requests.index, fill_value=0.0)
-    return [requests.rename("requests"), (requests / step).rename("req_rate"), (errors / step).rename("err_rate")]
+    errors = requests * 0.0
+    if errors_group:
+        error_codes, error_values = _amounts(errors_group, keys, grid)
+        at = np.minimum(np.searchsorted(error_codes, codes), max(len(error_codes) - 1, 0))
+        found = (error_codes[at] == codes) if len(error_codes) else np.zeros(len(codes), dtype=bool)
+        errors = np.where(found, error_values[at] if len(error_codes) else 0.0, 0.0)
+    step = grid.step
+    return [_Column("requests", codes, requests), _Column("req_rate", codes, requests / step),
+            _Column("err_rate", codes, errors / step)]
 
 
-def _instance_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int) -> list[pd.Series]:
+def _instance_columns(group: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid) -> list[_Column]:
     out = []
     for state in ("active", "idle"):
         chosen = [s for s in group if s.metric_labels.get("state", "active") == state]
         if not chosen:
             continue
-        key_ids, _, values = _concat(chosen, keys, step, [s.values for s in chosen if s.values is not None])
+        key_ids = np.concatenate([np.full(len(s.end_times), keys[(s.project, s.region, s.service, s.revision)])
+                                  for s in chosen])
+        values = _values(chosen, [s.values for s in chosen if s.values is not None])
         ends = np.concatenate([s.end_times for s in chosen])
         per_instant = _one_per_instant(key_ids, ends, values)
         if per_instant is None:
@@ -303,10 +361,8 @@ def _instance_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, st
             # instances, so take the largest container's count; then average over the step.
             summed = frame.groupby(["key", "end", "container"], sort=False)["value"].sum()
             per_instant = summed.groupby(level=[0, 1]).max().reset_index()
-        per_instant["t"] = _bucket(per_instant["end"].to_numpy(), step)
-        column = per_instant.groupby(["key", "t"])["value"].mean()
-        column.index = column.index.set_names(["key", "t"])
-        out.append(column.rename(f"inst_{state}"))
+        codes = grid.codes(per_instant["key"].to_numpy(), per_instant["end"].to_numpy())
+        out.append(_Column(f"inst_{state}", *_by_step(codes, per_instant["value"].to_numpy(np.float64), "mean")))
     return out
 
 
@@ -323,49 +379,53 @@ def _one_per_instant(key_ids: np.ndarray, ends: np.ndarray, values: np.ndarray) 
     return pd.DataFrame({"key": keys, "end": instants, "value": values[order]})
 
 
-def _distribution_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
-                          prefix: str) -> list[pd.Series]:
+def _distribution_columns(group: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid,
+                          prefix: str) -> list[_Column]:
     """Merge distributions per (revision, step) by bucket layout, then read percentiles."""
     layouts: dict[bytes, list[RawSeries]] = defaultdict(list)
     for s in group:
         if s.histograms is not None and len(s.end_times):
             layouts[s.histograms.bounds.tobytes()].append(s)
-    parts = [_merge_layout(members, keys, step) for members in layouts.values()]
-    parts = [p for p in parts if len(p)]
+    parts = [part for members in layouts.values() if (part := _merge_layout(members, keys, grid)) is not None]
     if not parts:
         return []
-    merged = pd.concat(parts) if len(parts) > 1 else parts[0]
+    codes, merged = parts[0]
     if len(parts) > 1:
         # Different bucket layouts in one step (rare): average their percentiles by sample count.
-        weights = merged["count"]
-        stats = merged.drop(columns="count").mul(weights, axis=0).groupby(level=[0, 1]).sum()
-        merged = stats.div(weights.groupby(level=[0, 1]).sum(), axis=0)
+        table = pd.concat([pd.DataFrame(stats, index=part_codes) for part_codes, stats in parts])
+        weights = table["count"]
+        sums = table.drop(columns="count").mul(weights, axis=0).groupby(level=0).sum()
+        table = sums.div(weights.groupby(level=0).sum(), axis=0)
+        codes, merged = table.index.to_numpy(dtype=np.int64), {c: table[c].to_numpy() for c in table.columns}
     names = {"mean": f"{prefix}_mean", "q0": f"{prefix}_p50", "q1": f"{prefix}_p95", "q2": f"{prefix}_p99",
              "q3": f"{prefix}_max"}
-    return [merged[col].rename(name) for col, name in names.items() if not (prefix == "lat" and col == "q3")]
+    return [_Column(name, codes, merged[col]) for col, name in names.items()
+            if not (prefix == "lat" and col == "q3")]
 
 
-def _reduced_distribution_columns(group: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int,
-                                  prefix: str) -> list[pd.Series]:
+def _reduced_distribution_columns(group: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid,
+                                  prefix: str) -> list[_Column]:
     """A distribution metric already reduced to one number per point: that number for every column."""
     chosen = [s for s in group if s.values is not None]
-    key_ids, buckets, values = _concat(chosen, keys, step, [s.values for s in chosen if s.values is not None])
-    level = pd.Series(values, index=_index(key_ids, buckets)).groupby(level=[0, 1]).mean()
+    values = _values(chosen, [s.values for s in chosen if s.values is not None])
+    codes, level = _by_step(grid.of_series(chosen, keys), values, "mean")
     names = ["mean", "p50", "p95", "p99"] + ([] if prefix == "lat" else ["max"])
-    return [level.rename(f"{prefix}_{name}") for name in names]
+    return [_Column(f"{prefix}_{name}", codes, level) for name in names]
 
 
-def _merge_layout(members: list[RawSeries], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.DataFrame:
+def _merge_layout(members: list[RawSeries], keys: dict[SeriesKey, int],
+                  grid: _Grid) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """The members' distributions merged per code (bucket counts added): each code's sample count,
+    mean and percentiles, or None when no point holds a sample."""
     hists = [s.histograms for s in members if s.histograms is not None]
-    key_ids = np.concatenate([np.full(len(s.end_times), keys[(s.project, s.region, s.service, s.revision)])
-                              for s in members])
-    buckets = np.concatenate([_bucket(s.end_times, step) for s in members])
+    codes = grid.of_series(members, keys)
     n = np.concatenate([h.count for h in hists])
     keep = n > 0
     if not keep.any():
-        return pd.DataFrame()
-    group_keys, group_buckets, inverse = _groups(key_ids[keep], buckets[keep])
-    size = len(group_keys)
+        return None
+    distinct, inverse = np.unique(codes[keep], return_inverse=True)
+    inverse = inverse.reshape(-1)
+    size = len(distinct)
     # Bucket counts are whole numbers, so summing them in any order gives the same floats.
     order = np.argsort(inverse, kind="stable")
     starts = np.flatnonzero(np.diff(inverse[order], prepend=-1))
@@ -388,39 +448,39 @@ def _merge_layout(members: list[RawSeries], keys: dict[tuple[str, str, str, str]
         q = percentiles(counts, hists[0].bounds, QUANTILES,
                         lower=np.where(np.isfinite(lower), lower, np.nan),
                         upper=np.where(np.isfinite(upper), upper, np.nan))
-    return pd.DataFrame({"count": total, "mean": mean, **{f"q{i}": q[:, i] for i in range(len(QUANTILES))}},
-                        index=_index(group_keys, group_buckets))
+    return distinct, {"count": total, "mean": mean, **{f"q{i}": q[:, i] for i in range(len(QUANTILES))}}
 
 
-def _groups(key_ids: np.ndarray, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The distinct (key, bucket) pairs in sorted order and each point's pair: ``np.unique(axis=0)``
-    of the two columns, through one integer code per pair (a sort of one column, not of rows)."""
-    low = int(buckets.min())
-    span = int(buckets.max()) - low + 1
-    codes, inverse = np.unique(key_ids.astype(np.int64) * span + (buckets - low), return_inverse=True)
-    return codes // span, codes % span + low, inverse.reshape(-1)
-
-
-def _assemble(columns: list[pd.Series], keys: dict[tuple[str, str, str, str], int], step: int) -> pd.DataFrame:
+def _assemble(columns: list[_Column], keys: dict[SeriesKey, int], grid: _Grid) -> pd.DataFrame:
+    """The table: a row per code any column has (NaN where a column has none), in (project, region,
+    service, revision, time) order; the first column of a name wins."""
     if not columns:
         return pd.DataFrame(columns=[*KEY_COLUMNS, "ts", *METRIC_COLUMNS])
-    table = pd.concat(columns, axis=1).sort_index()
-    table = table.reindex(columns=[c for c in [*METRIC_COLUMNS, *(c.name for c in columns)] if c is not None])
-    table = table.loc[:, ~table.columns.duplicated()]
+    first: dict[str, _Column] = {}
+    for column in columns:
+        first.setdefault(column.name, column)
+    codes = columns[0].codes
+    if any(len(c.codes) != len(codes) or not np.array_equal(c.codes, codes) for c in columns[1:]):
+        codes = np.unique(np.concatenate([c.codes for c in columns]))
+    key_ids, starts = grid.keys_and_starts(codes)
+    # Table order: the keys' names sorted (the grid's key ids are in the order first seen).
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[[i for _, i in sorted(keys.items())]] = np.arange(len(keys))
+    order = np.lexsort((starts, rank[key_ids]))
     key_table = np.asarray(list(keys), dtype=object).reshape(-1, len(KEY_COLUMNS))
-    key_ids = table.index.get_level_values(0).to_numpy()
-    data: dict[str, Any] = {name: key_table[key_ids, i] for i, name in enumerate(KEY_COLUMNS)}
-    data["ts"] = pd.to_datetime(table.index.get_level_values(1).to_numpy(), unit="s", utc=True)
-    for name in table.columns:
-        data[name] = table[name].to_numpy(dtype=np.float64)
-    # Amounts absent in a step were zero (Cloud Monitoring writes no DELTA point for an idle minute).
-    for name in ("requests", "req_rate", "err_rate", "billable_s", "cpu_alloc_s", "mem_alloc_gibs"):
-        if name in data:
-            data[name] = np.where(np.isnan(data[name]), 0.0, data[name])
+    data: dict[str, Any] = {name: key_table[key_ids[order], i] for i, name in enumerate(KEY_COLUMNS)}
+    data["ts"] = pd.to_datetime(starts[order], unit="s", utc=True)
+    for name in [*METRIC_COLUMNS, *(n for n in first if n not in METRIC_COLUMNS)]:
+        values = np.full(len(codes), np.nan)
+        if name in first:
+            values[np.searchsorted(codes, first[name].codes)] = first[name].values
+        # Amounts absent in a step were zero (Cloud Monitoring writes no DELTA point for an idle minute).
+        if name in ("requests", "req_rate", "err_rate", "billable_s", "cpu_alloc_s", "mem_alloc_gibs"):
+            values = np.where(np.isnan(values), 0.0, values)
+        data[name] = values[order]
     # Built in one go, so the metric columns share one block: every detector takes rows of this
     # table (a revision's, a window's), and a take costs a call per block.
-    out = pd.DataFrame(data)
-    return out.sort_values([*KEY_COLUMNS, "ts"], kind="stable").reset_index(drop=True)
+    return pd.DataFrame(data)
 
 
 def _revision_table(raw: RawData,

@@ -165,9 +165,62 @@ def test_instance_counts_without_containers_to_merge_equal_the_merge(monkeypatch
                     series.append(RawSeries("container/instance_count", "GAUGE", "DOUBLE", "p", "r", "s", revision,
                                             {"state": state, "container_name": container}, ends - 60, ends, values))
         keys = {("p", "r", "s", r): i for i, r in enumerate(("r1", "r2"))}
-        fast = frames._instance_columns(series, keys, 300)
+        grid = frames._Grid.of(series, 300)
+        fast = frames._instance_columns(series, keys, grid)
         with monkeypatch.context() as patch:
             patch.setattr(frames, "_one_per_instant", lambda *_: None)
-            merged = frames._instance_columns(series, keys, 300)
+            merged = frames._instance_columns(series, keys, grid)
         for got, expected in zip(fast, merged, strict=True):
-            pd.testing.assert_series_equal(got, expected, check_exact=True)
+            assert got.name == expected.name
+            np.testing.assert_array_equal(got.codes, expected.codes)
+            np.testing.assert_array_equal(got.values, expected.values)
+
+
+@pytest.mark.parametrize("how", ["sum", "mean"])
+def test_step_sums_and_means_on_the_grid_equal_pandas_groupby(how: str) -> None:
+    from analyzer import frames
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n = int(rng.integers(1, 300))
+        # aligned data (one point per code), or raw minutes (several), in any order, with NaN
+        codes = rng.permutation(n) if trial % 2 else rng.integers(0, max(n // 4, 1), n)
+        values = rng.standard_normal(n) * 10.0 ** rng.integers(-5, 12, n)
+        values[rng.random(n) < 0.1 * (trial % 3)] = np.nan
+        got_codes, got = frames._by_step(codes.astype(np.int64), values, how)
+        grouped = pd.Series(values, index=codes).groupby(level=0)
+        expected = grouped.sum() if how == "sum" else grouped.mean()
+        np.testing.assert_array_equal(got_codes, expected.index.to_numpy())
+        np.testing.assert_array_equal(got, expected.to_numpy())
+
+
+def test_the_grid_table_is_the_outer_join_of_its_columns_in_name_order() -> None:
+    """``_assemble`` against what pandas gives: the columns joined on (revision, step), sorted by the
+    revision's names (the grid numbers revisions in the order first seen), amounts absent as zero."""
+    from analyzer import frames
+
+    rng = np.random.default_rng(11)
+    names = [("p", "r", "svc-b", "b-2"), ("p", "r", "svc-a", "a-1"), ("p", "q", "svc-a", "a-0"),
+             ("o", "r", "svc-z", "z-1")]
+    keys = {key: i for i, key in enumerate(names)}
+    grid = frames._Grid(low=1_700_000_100, step=300, span=50)
+    columns, reference = [], []
+    for name in ["mem_max", "requests", "memusage_max", "mem_max"]:  # a repeated name: the first wins
+        codes = np.sort(rng.choice(len(keys) * grid.span, size=int(rng.integers(1, 120)), replace=False))
+        values = rng.standard_normal(len(codes))
+        columns.append(frames._Column(name, codes.astype(np.int64), values))
+        key_ids, starts = grid.keys_and_starts(codes)
+        reference.append(pd.Series(values, index=pd.MultiIndex.from_arrays([key_ids, starts]), name=name))
+    table = pd.concat(reference, axis=1).sort_index()  # a repeated name's rows are rows too
+    table = table.loc[:, ~table.columns.duplicated()]
+    key_ids = table.index.get_level_values(0).to_numpy()
+    expected = pd.DataFrame({
+        **{col: np.asarray(names, dtype=object)[key_ids, i] for i, col in enumerate(frames.KEY_COLUMNS)},
+        "ts": pd.to_datetime(table.index.get_level_values(1).to_numpy(), unit="s", utc=True),
+        **{col: table[col].to_numpy() if col in table else np.full(len(table), np.nan)
+           for col in [*frames.METRIC_COLUMNS, "memusage_max"]},
+    })
+    for amount in ("requests", "req_rate", "err_rate", "billable_s", "cpu_alloc_s", "mem_alloc_gibs"):
+        expected[amount] = expected[amount].fillna(0.0)
+    expected = expected.sort_values([*frames.KEY_COLUMNS, "ts"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(frames._assemble(columns, keys, grid), expected, check_exact=True)
