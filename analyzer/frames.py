@@ -426,10 +426,17 @@ def _merge_layout(members: list[RawSeries], keys: dict[SeriesKey, int],
     distinct, inverse = np.unique(codes[keep], return_inverse=True)
     inverse = inverse.reshape(-1)
     size = len(distinct)
-    # Bucket counts are whole numbers, so summing them in any order gives the same floats.
-    order = np.argsort(inverse, kind="stable")
-    starts = np.flatnonzero(np.diff(inverse[order], prepend=-1))
-    counts = np.concatenate([h.counts for h in hists])[keep][order]
+    # Bucket counts are whole numbers, so summing them in any order gives the same floats. The counts
+    # are the largest arrays of a batch (points x buckets): copied only where needed (most series
+    # come in time order, one after the other, so their points are already in code order).
+    counts = np.concatenate([h.counts for h in hists]) if len(hists) > 1 else hists[0].counts
+    counts = counts if keep.all() else counts[keep]
+    if (inverse[1:] < inverse[:-1]).any():
+        order = np.argsort(inverse, kind="stable")
+        counts, in_order = counts[order], inverse[order]
+    else:
+        in_order = inverse
+    starts = np.flatnonzero(np.diff(in_order, prepend=-1))
     if len(starts) < len(counts):  # else one point per step already (data aligned to the step)
         counts = np.add.reduceat(counts, starts, axis=0)
     n = n[keep]

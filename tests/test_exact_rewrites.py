@@ -224,3 +224,23 @@ def test_the_grid_table_is_the_outer_join_of_its_columns_in_name_order() -> None
         expected[amount] = expected[amount].fillna(0.0)
     expected = expected.sort_values([*frames.KEY_COLUMNS, "ts"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(frames._assemble(columns, keys, grid), expected, check_exact=True)
+
+
+def test_a_services_step_totals_equal_pandas_groupby_sum() -> None:
+    """``timeline._totals`` against ``groupby("ts").sum(min_count=1)``: one revision (rows in time
+    order: pandas adds up with reduceat), several overlapping (not in time order: Kahan), NaN."""
+    from analyzer.analysis import timeline
+
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        frames = []
+        for revision in ("a", "b", "c")[: 1 + trial % 3]:
+            ts = _steps(rng, int(rng.integers(1, 80)), "us", shuffle=False).dt.tz_convert("UTC")
+            data = {c: rng.standard_normal(len(ts)) * 10.0 ** rng.integers(-5, 12, len(ts)) for c in timeline.SUMMED}
+            if trial % 4 == 1:
+                data["requests"][rng.random(len(ts)) < 0.3] = np.nan
+            frames.append(pd.DataFrame({"revision": revision, "ts": ts, **data}))
+        rows = pd.concat(frames, ignore_index=True)
+        expected = rows.groupby("ts")[timeline.SUMMED].sum(min_count=1)
+        got = timeline._totals(rows)
+        pd.testing.assert_frame_equal(got[timeline.SUMMED], expected, check_exact=True)

@@ -36,6 +36,9 @@ class Hours:
     order: np.ndarray
     steps: np.ndarray  # the steps in time order (datetime64, UTC)
     tz: tzinfo | None  # the steps' time zone, for ``index``
+    # pandas adds sorted groups up with ``np.add.reduceat`` (see ``sums``): a resample always sorts
+    # them; a groupby of rows not in time order leaves them as they come, and takes Kahan.
+    sorted_groups: bool = True
 
     def index(self, hours: np.ndarray | slice = slice(None)) -> pd.DatetimeIndex:
         """The labels (or those selected) as resample's index: the steps' unit and time zone."""
@@ -64,6 +67,19 @@ def of(ts: pd.Series | pd.DatetimeIndex) -> Hours:
     return Hours(labels, starts, counts, order, naive[order], index.tz)
 
 
+def by_step(ts: pd.Series) -> Hours:
+    """The rows grouped by their exact step, as ``groupby(ts)`` groups them: ``labels`` are the
+    distinct steps in time order, with ``index`` and ``sums`` as for hours."""
+    index = pd.DatetimeIndex(ts)
+    naive = index.asi8.view(f"M8[{index.unit}]")
+    in_order = bool(len(naive) < 2 or (naive[1:] >= naive[:-1]).all())
+    order = np.arange(len(naive)) if in_order else np.argsort(naive, kind="stable")
+    steps = naive[order]
+    starts = np.flatnonzero(np.r_[True, steps[1:] != steps[:-1]]) if len(steps) else np.empty(0, dtype=np.intp)
+    counts = np.diff(starts, append=len(steps))
+    return Hours(steps[starts], starts, counts, order, steps, index.tz, sorted_groups=in_order)
+
+
 def _increasing(values: np.ndarray) -> bool:
     return bool(len(values) < 2 or (values[1:] > values[:-1]).all())
 
@@ -73,7 +89,7 @@ def sums(hours: Hours, block: list[FloatArray]) -> tuple[list[FloatArray], list[
     block of a frame (the columns resampled together): ``np.add.reduceat`` over each hour's steps
     when the block has no NaN and pandas takes that path (3.x), else Kahan-compensated in time order."""
     ordered = np.vstack([np.asarray(c, dtype=np.float64) for c in block])[:, hours.order]
-    if _REDUCEAT and not np.isnan(ordered).any():
+    if _REDUCEAT and hours.sorted_groups and not np.isnan(ordered).any():
         present = hours.counts > 0
         totals = np.zeros((len(block), len(hours.counts)))
         if present.any():
