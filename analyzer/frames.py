@@ -4,10 +4,9 @@ Columns (NaN where a metric had no data in that step):
 
 ==================  ==============================================================================
 mem_mean, mem_p50,  memory utilization across the revision's instances, fraction of the limit
-mem_p95, mem_p99,   (from ``container/memory/utilizations``; from ``container/memory/usage`` divided
-mem_max             by the revision's memory limit when utilizations are absent)
-cpu_mean, cpu_p50,  CPU utilization across instances, fraction of the limit
-cpu_p95, cpu_p99
+mem_p99, mem_max    (from ``container/memory/utilizations``; from ``container/memory/usage`` divided
+                    by the revision's memory limit when utilizations are absent)
+cpu_mean            CPU utilization across instances, fraction of the limit
 lat_p50, lat_p95,   request latency percentiles, ms (all response codes and routes merged)
 lat_p99
 req_rate, err_rate  requests per second; 5xx responses per second
@@ -18,6 +17,9 @@ cpu_alloc_s         allocated vCPU-seconds in the step
 mem_alloc_gibs      allocated GiB-seconds in the step
 requests            requests in the step
 ==================  ==============================================================================
+
+Only what the analysis reads is computed: a percentile costs a pass over every step's buckets, so
+the CPU's percentiles and the memory's p95 are not read (``READ``).
 
 A revision that runs sidecars reports memory and CPU per container: ``metrics`` holds the ingress
 container's, and ``sidecars`` each sidecar's memory on its own (the mem_* columns above, a fraction of
@@ -41,12 +43,12 @@ import numpy as np
 import pandas as pd
 
 from analyzer.distributions import percentiles
-from analyzer.model import Problem, RawData, RawSeries, RevisionInfo, ServiceInfo, ServiceKey
+from analyzer.model import Histograms, Problem, RawData, RawSeries, RevisionInfo, ServiceInfo, ServiceKey
 
 KEY_COLUMNS = ["project", "region", "service", "revision"]
 METRIC_COLUMNS = [
-    "mem_mean", "mem_p50", "mem_p95", "mem_p99", "mem_max",
-    "cpu_mean", "cpu_p50", "cpu_p95", "cpu_p99",
+    "mem_mean", "mem_p50", "mem_p99", "mem_max",
+    "cpu_mean",
     "lat_p50", "lat_p95", "lat_p99",
     "req_rate", "err_rate", "requests",
     "inst_active", "inst_idle",
@@ -71,11 +73,14 @@ DISTRIBUTION_PREFIX = {
     "request_latencies": "lat",
     "container/memory/usage": "memusage",
 }
-QUANTILES = (0.5, 0.95, 0.99, 1.0)
+QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "max": 1.0}
+# What is read of each distribution metric (its mean, percentiles): the columns the analysis uses.
+READ = {"mem": ("mean", "p50", "p99", "max"), "cpu": ("mean",), "lat": ("p50", "p95", "p99"),
+        "memusage": ("mean", "p50", "p99", "max")}
 # Reported per container (``container_name``): a revision with sidecars has one series per container.
 PER_CONTAINER = frozenset({"container/memory/utilizations", "container/cpu/utilizations", "container/memory/usage"})
 SIDECAR_METRICS = ("container/memory/utilizations", "container/memory/usage")  # kept per sidecar: memory only
-MEMORY_COLUMNS = ["mem_mean", "mem_p50", "mem_p95", "mem_p99", "mem_max"]
+MEMORY_COLUMNS = [f"mem_{name}" for name in READ["mem"]]
 SIDECAR_COLUMNS = [*KEY_COLUMNS, "container", "ts", *MEMORY_COLUMNS]
 SeriesKey = tuple[str, str, str, str]  # project, region, service, revision
 
@@ -386,7 +391,9 @@ def _distribution_columns(group: list[RawSeries], keys: dict[SeriesKey, int], gr
     for s in group:
         if s.histograms is not None and len(s.end_times):
             layouts[s.histograms.bounds.tobytes()].append(s)
-    parts = [part for members in layouts.values() if (part := _merge_layout(members, keys, grid)) is not None]
+    wanted = tuple(name for name in READ[prefix] if name in QUANTILES)
+    parts = [part for members in layouts.values()
+             if (part := _merge_layout(members, keys, grid, wanted)) is not None]
     if not parts:
         return []
     codes, merged = parts[0]
@@ -397,10 +404,7 @@ def _distribution_columns(group: list[RawSeries], keys: dict[SeriesKey, int], gr
         sums = table.drop(columns="count").mul(weights, axis=0).groupby(level=0).sum()
         table = sums.div(weights.groupby(level=0).sum(), axis=0)
         codes, merged = table.index.to_numpy(dtype=np.int64), {c: table[c].to_numpy() for c in table.columns}
-    names = {"mean": f"{prefix}_mean", "q0": f"{prefix}_p50", "q1": f"{prefix}_p95", "q2": f"{prefix}_p99",
-             "q3": f"{prefix}_max"}
-    return [_Column(name, codes, merged[col]) for col, name in names.items()
-            if not (prefix == "lat" and col == "q3")]
+    return [_Column(f"{prefix}_{name}", codes, merged[name]) for name in READ[prefix]]
 
 
 def _reduced_distribution_columns(group: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid,
@@ -409,14 +413,13 @@ def _reduced_distribution_columns(group: list[RawSeries], keys: dict[SeriesKey, 
     chosen = [s for s in group if s.values is not None]
     values = _values(chosen, [s.values for s in chosen if s.values is not None])
     codes, level = _by_step(grid.of_series(chosen, keys), values, "mean")
-    names = ["mean", "p50", "p95", "p99"] + ([] if prefix == "lat" else ["max"])
-    return [_Column(f"{prefix}_{name}", codes, level) for name in names]
+    return [_Column(f"{prefix}_{name}", codes, level) for name in READ[prefix]]
 
 
-def _merge_layout(members: list[RawSeries], keys: dict[SeriesKey, int],
-                  grid: _Grid) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+def _merge_layout(members: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid,
+                  wanted: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
     """The members' distributions merged per code (bucket counts added): each code's sample count,
-    mean and percentiles, or None when no point holds a sample."""
+    mean and the ``wanted`` percentiles (names of ``QUANTILES``), or None when no point holds a sample."""
     hists = [s.histograms for s in members if s.histograms is not None]
     codes = grid.of_series(members, keys)
     n = np.concatenate([h.count for h in hists])
@@ -426,36 +429,45 @@ def _merge_layout(members: list[RawSeries], keys: dict[SeriesKey, int],
     distinct, inverse = np.unique(codes[keep], return_inverse=True)
     inverse = inverse.reshape(-1)
     size = len(distinct)
-    # Bucket counts are whole numbers, so summing them in any order gives the same floats. The counts
-    # are the largest arrays of a batch (points x buckets): copied only where needed (most series
-    # come in time order, one after the other, so their points are already in code order).
-    counts = np.concatenate([h.counts for h in hists]) if len(hists) > 1 else hists[0].counts
-    counts = counts if keep.all() else counts[keep]
-    if (inverse[1:] < inverse[:-1]).any():
-        order = np.argsort(inverse, kind="stable")
-        counts, in_order = counts[order], inverse[order]
-    else:
-        in_order = inverse
-    starts = np.flatnonzero(np.diff(in_order, prepend=-1))
-    if len(starts) < len(counts):  # else one point per step already (data aligned to the step)
-        counts = np.add.reduceat(counts, starts, axis=0)
     n = n[keep]
     means = np.concatenate([h.mean for h in hists])[keep]
     total = np.bincount(inverse, weights=n, minlength=size)
     mean = np.bincount(inverse, weights=n * means, minlength=size) / total
+    merged = {"count": total, "mean": mean}
+    if not wanted:
+        return distinct, merged
+    if len(hists[0].bounds) == 0:  # no buckets: only the mean is known
+        return distinct, {**merged, **{name: mean.copy() for name in wanted}}
+    q = percentiles(_added_counts(hists, keep, inverse), hists[0].bounds, tuple(QUANTILES[name] for name in wanted),
+                    **_range(hists, keep, inverse, size))
+    return distinct, {**merged, **{name: q[:, i] for i, name in enumerate(wanted)}}
+
+
+def _added_counts(hists: list[Histograms], keep: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    """The bucket counts of the points kept, added up per code (``inverse``). Bucket counts are whole
+    numbers, so summing them in any order gives the same floats. They are the largest arrays of a
+    batch (points x buckets): copied only where needed (most series come in time order, one after
+    the other, so their points are already in code order)."""
+    counts = np.concatenate([h.counts for h in hists]) if len(hists) > 1 else hists[0].counts
+    counts = counts if keep.all() else counts[keep]
+    if (inverse[1:] < inverse[:-1]).any():
+        order = np.argsort(inverse, kind="stable")
+        counts, inverse = counts[order], inverse[order]
+    starts = np.flatnonzero(np.diff(inverse, prepend=-1))
+    if len(starts) < len(counts):  # else one point per step already (data aligned to the step)
+        counts = np.add.reduceat(counts, starts, axis=0)
+    return counts
+
+
+def _range(hists: list[Histograms], keep: np.ndarray, inverse: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """Each code's observed minimum and maximum over its points (NaN where none says)."""
     lows = np.concatenate([h.range_min for h in hists])[keep]
     highs = np.concatenate([h.range_max for h in hists])[keep]
     lower = np.full(size, np.inf)
     upper = np.full(size, -np.inf)
     np.minimum.at(lower, inverse, np.where(np.isnan(lows), np.inf, lows))
     np.maximum.at(upper, inverse, np.where(np.isnan(highs), -np.inf, highs))
-    if len(hists[0].bounds) == 0:  # no buckets: only the mean is known
-        q = np.repeat(mean[:, None], len(QUANTILES), axis=1)
-    else:
-        q = percentiles(counts, hists[0].bounds, QUANTILES,
-                        lower=np.where(np.isfinite(lower), lower, np.nan),
-                        upper=np.where(np.isfinite(upper), upper, np.nan))
-    return distinct, {"count": total, "mean": mean, **{f"q{i}": q[:, i] for i in range(len(QUANTILES))}}
+    return {"lower": np.where(np.isfinite(lower), lower, np.nan), "upper": np.where(np.isfinite(upper), upper, np.nan)}
 
 
 def _assemble(columns: list[_Column], keys: dict[SeriesKey, int], grid: _Grid) -> pd.DataFrame:
