@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -523,6 +523,8 @@ class _Runner:
         if self.capture or task.sub != "timeSeries":
             if message is None:
                 raise AssertionError("a page read from the wire cannot be captured: _time_series_pages decides")
+            if task.sub in ("revisions", "services") and self.query.services:
+                message = _of_services(message, task.sub, frozenset(self.query.services))
             outcome.documents.append((task.sub, stem, to_json.page(message)))
 
 
@@ -597,16 +599,19 @@ def _admin_tasks(query: LiveQuery, clients: GoogleClients, pairs: Iterable[tuple
     return tasks
 
 
-def _keep_services(body: Mapping[str, Any], key: str, services: frozenset[str]) -> dict[str, Any]:
-    """The body without the revisions/services of services that were not asked for."""
-    kept = dict(body)
-    if key in kept:
-        kept[key] = [
-            item
-            for item in kept[key]
-            if str(item.get("name", "")).split("/services/")[-1].split("/")[0] in services
-        ]
-    return kept
+def _of_services(message: Any, field: str, services: frozenset[str]) -> Any:
+    """An Admin API page (``revisions`` or ``services``: a region's, ``services/-``) without the items of
+    services that were not asked for. Before it becomes REST JSON: a batch of a fleet asks for a few
+    services of the region's thousands, and converting the others cost more than receiving them."""
+    items = getattr(message, field)
+    kept = [item for item in items if item.name.split("/services/")[-1].split("/")[0] in services]
+    if len(kept) == len(items):
+        return message
+    out = type(message)()
+    out.CopyFrom(message)
+    out.ClearField(field)
+    getattr(out, field).extend(kept)
+    return out
 
 
 class _Collector:
@@ -623,7 +628,6 @@ class _Collector:
         self.total = 0
         self.failures: dict[tuple[str, str, type[AnalyzerError]], tuple[AnalyzerError, list[str]]] = {}
         self.succeeded: set[tuple[str, str]] = set()  # (project, api) with at least one answer
-        self.wanted = frozenset(query.services)
 
     def run(self, runner: _Runner, tasks: list[_Task]) -> None:
         """Run ``tasks`` and absorb their outcomes in plan order, so the result does not depend on
@@ -674,8 +678,6 @@ class _Collector:
         self.data.series.extend(outcome.data.series)
         self.data.problems.extend(outcome.data.problems)
         for sub, stem, body in outcome.documents:
-            if self.wanted and sub in ("revisions", "services"):
-                body = _keep_services(body, sub, self.wanted)
             if self.capture is not None:
                 self.capture.append((sub, stem, body))
             if sub != "timeSeries":
