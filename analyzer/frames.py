@@ -101,16 +101,22 @@ class Frames:
     # Row positions of each service in ``metrics``, found once (``dataclasses.replace`` starts afresh).
     _positions: dict[tuple[str, str, str], np.ndarray] | None = field(default=None, init=False, repr=False,
                                                                        compare=False)
+    _body: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)  # metrics, no names
 
     def service_metrics(self, key: ServiceKey) -> pd.DataFrame:
-        """The service's rows, in table order: one grouping of the table for every service, not a
+        """The service's rows, in table order, without the project, region and service columns (the key
+        says them; every detector takes rows of this table again and again, and a string column costs
+        a take as much as all the numbers do): one grouping of the table for every service, not a
         comparison of every row's names per service."""
         positions = getattr(self, "_positions", None)  # absent in Frames pickled before it existed
         if positions is None:
             grouped = self.metrics.groupby(["project", "region", "service"], sort=False).indices
             positions = self._positions = {cast(tuple[str, str, str], k): np.asarray(v) for k, v in grouped.items()}
         found = positions.get((key.project, key.region, key.service))
-        return self.metrics.take(found if found is not None else np.empty(0, dtype=np.intp))
+        body = getattr(self, "_body", None)
+        if body is None:
+            body = self._body = self.metrics.drop(columns=["project", "region", "service"])
+        return body.take(found if found is not None else np.empty(0, dtype=np.intp))
 
     def sidecar_memory(self, key: ServiceKey) -> pd.DataFrame:
         """The service's rows of ``sidecars`` (empty for a service without sidecars)."""
@@ -163,7 +169,7 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         elif metric in AMOUNT_COLUMNS:
             columns.append(_Column(AMOUNT_COLUMNS[metric], *_amounts(group, keys, grid)))
         # other known metrics (startup latencies, concurrency) are read but not yet used
-    metrics = _assemble(columns, keys, grid)
+    metrics, ranks = _assemble(columns, keys, grid)
     metrics = _usage_to_utilization(metrics, revisions, problems)
     sidecars = _sidecar_memory(sidecar_series, keys, grid, revisions, problems)
     if raw.window_start and raw.window_end:
@@ -177,7 +183,21 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         set(raw.services) | {ServiceKey(p, r, s) for p, r, s, _ in keys},
         key=lambda k: (k.project, k.region, k.service),
     )
-    return Frames(metrics, revisions, step, start, end, services, problems, sidecars)
+    frames = Frames(metrics, revisions, step, start, end, services, problems, sidecars)
+    frames._positions = _service_positions(ranks, keys)
+    return frames
+
+
+def _service_positions(ranks: np.ndarray, keys: dict[SeriesKey, int]) -> dict[tuple[str, str, str], np.ndarray]:
+    """Each service's row positions in the table ``_assemble`` built, from each row's rank of its
+    revision's names (the table is sorted by them, so a service's rows are one run): found once on
+    integers, where ``Frames.service_metrics`` would group three string columns."""
+    services = sorted({key[:3] for key in keys})
+    number = {service: i for i, service in enumerate(services)}
+    of_rank = np.asarray([number[key[:3]] for key in sorted(keys)], dtype=np.intp)
+    bounds = np.searchsorted(of_rank[ranks], np.arange(len(services) + 1))
+    return {service: np.arange(bounds[i], bounds[i + 1]) for i, service in enumerate(services)
+            if bounds[i + 1] > bounds[i]}
 
 
 def _split_containers(series: list[RawSeries], revisions: dict[tuple[ServiceKey, str], RevisionInfo],
@@ -239,7 +259,7 @@ def _sidecar_memory(series: list[RawSeries], keys: dict[SeriesKey, int], grid: _
         for metric, group in by_metric.items():
             read = _distribution_columns if group[0].histograms is not None else _reduced_distribution_columns
             columns.extend(read(group, keys, grid, DISTRIBUTION_PREFIX[metric]))
-        table = _usage_to_utilization(_assemble(columns, keys, grid), revisions, problems, container=container)
+        table = _usage_to_utilization(_assemble(columns, keys, grid)[0], revisions, problems, container=container)
         tables.append(table.assign(container=container).reindex(columns=SIDECAR_COLUMNS))
     if not tables:
         return pd.DataFrame(columns=SIDECAR_COLUMNS)
@@ -470,11 +490,12 @@ def _range(hists: list[Histograms], keep: np.ndarray, inverse: np.ndarray, size:
     return {"lower": np.where(np.isfinite(lower), lower, np.nan), "upper": np.where(np.isfinite(upper), upper, np.nan)}
 
 
-def _assemble(columns: list[_Column], keys: dict[SeriesKey, int], grid: _Grid) -> pd.DataFrame:
+def _assemble(columns: list[_Column], keys: dict[SeriesKey, int], grid: _Grid) -> tuple[pd.DataFrame, np.ndarray]:
     """The table: a row per code any column has (NaN where a column has none), in (project, region,
-    service, revision, time) order; the first column of a name wins."""
+    service, revision, time) order, the first column of a name winning; and each row's revision's rank
+    in that order."""
     if not columns:
-        return pd.DataFrame(columns=[*KEY_COLUMNS, "ts", *METRIC_COLUMNS])
+        return pd.DataFrame(columns=[*KEY_COLUMNS, "ts", *METRIC_COLUMNS]), np.empty(0, dtype=np.intp)
     first: dict[str, _Column] = {}
     for column in columns:
         first.setdefault(column.name, column)
@@ -499,7 +520,7 @@ def _assemble(columns: list[_Column], keys: dict[SeriesKey, int], grid: _Grid) -
         data[name] = values[order]
     # Built in one go, so the metric columns share one block: every detector takes rows of this
     # table (a revision's, a window's), and a take costs a call per block.
-    return pd.DataFrame(data)
+    return pd.DataFrame(data), rank[key_ids[order]]
 
 
 def _revision_table(raw: RawData,

@@ -223,7 +223,11 @@ def test_the_grid_table_is_the_outer_join_of_its_columns_in_name_order() -> None
     for amount in ("requests", "req_rate", "err_rate", "billable_s", "cpu_alloc_s", "mem_alloc_gibs"):
         expected[amount] = expected[amount].fillna(0.0)
     expected = expected.sort_values([*frames.KEY_COLUMNS, "ts"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(frames._assemble(columns, keys, grid), expected, check_exact=True)
+    table, ranks = frames._assemble(columns, keys, grid)
+    pd.testing.assert_frame_equal(table, expected, check_exact=True)
+    in_order = sorted(keys)
+    rows = expected[frames.KEY_COLUMNS].to_numpy()
+    np.testing.assert_array_equal(ranks, [in_order.index(tuple(row)) for row in rows])
 
 
 def test_a_services_step_totals_equal_pandas_groupby_sum() -> None:
@@ -244,3 +248,27 @@ def test_a_services_step_totals_equal_pandas_groupby_sum() -> None:
         expected = rows.groupby("ts")[timeline.SUMMED].sum(min_count=1)
         got = timeline._totals(rows)
         pd.testing.assert_frame_equal(got[timeline.SUMMED], expected, check_exact=True)
+
+
+def test_the_services_rows_found_at_build_equal_grouping_the_names() -> None:
+    """``build`` hands each service its row positions from the keys' ranks; they are what grouping the
+    table's three name columns gives (``Frames.service_metrics`` on a table made otherwise)."""
+    from analyzer import frames
+    from analyzer.model import RawData, RawSeries
+
+    rng = np.random.default_rng(3)
+    names = [("p", "r", "svc-b", "b-2"), ("p", "r", "svc-a", "a-2"), ("p", "r", "svc-b", "b-1"),
+             ("o", "q", "svc-a", "a-1"), ("p", "r", "svc-a", "a-1")]
+    series = []
+    for project, region, service, revision in names:
+        ends = np.sort(rng.choice(np.arange(300, 300 * 200, 300), size=40, replace=False)).astype(np.int64)
+        series.append(RawSeries("container/billable_instance_time", "DELTA", "DOUBLE", project, region, service,
+                                revision, {}, ends - 60, ends, rng.random(40)))
+    built = frames.build(RawData(series=series))
+    grouped = built.metrics.groupby(["project", "region", "service"], sort=False).indices
+    assert built._positions is not None
+    assert built._positions.keys() == grouped.keys()
+    for service, positions in grouped.items():
+        np.testing.assert_array_equal(built._positions[service], positions)
+    assert list(built.service_metrics(frames.ServiceKey("p", "r", "svc-a")).columns) == \
+        [c for c in built.metrics.columns if c not in ("project", "region", "service")]
