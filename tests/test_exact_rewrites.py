@@ -6,7 +6,7 @@ blocks on inputs the fleets do not have (NaN, infinities, irregular and unsorted
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -254,7 +254,7 @@ def test_the_services_rows_found_at_build_equal_grouping_the_names() -> None:
     """``build`` hands each service its row positions from the keys' ranks; they are what grouping the
     table's three name columns gives (``Frames.service_metrics`` on a table made otherwise)."""
     from analyzer import frames
-    from analyzer.model import RawData, RawSeries
+    from analyzer.model import RawData, RawSeries, ServiceKey
 
     rng = np.random.default_rng(3)
     names = [("p", "r", "svc-b", "b-2"), ("p", "r", "svc-a", "a-2"), ("p", "r", "svc-b", "b-1"),
@@ -268,7 +268,28 @@ def test_the_services_rows_found_at_build_equal_grouping_the_names() -> None:
     grouped = built.metrics.groupby(["project", "region", "service"], sort=False).indices
     assert built._positions is not None
     assert built._positions.keys() == grouped.keys()
-    for service, positions in grouped.items():
-        np.testing.assert_array_equal(built._positions[service], positions)
-    assert list(built.service_metrics(frames.ServiceKey("p", "r", "svc-a")).columns) == \
+    for names_of_service, positions in grouped.items():
+        np.testing.assert_array_equal(built._positions[cast(tuple[str, str, str], names_of_service)], positions)
+    assert list(built.service_metrics(ServiceKey("p", "r", "svc-a")).columns) == \
         [c for c in built.metrics.columns if c not in ("project", "region", "service")]
+
+
+def test_a_services_step_costs_equal_pandas_groupby_sum() -> None:
+    """``cost._summed`` (the service's steps from its revisions') against ``pd.concat(parts).groupby(
+    level=0).sum()``: revisions one after the other (in time order: reduceat) or overlapping in a
+    rollout (Kahan), with NaN."""
+    from analyzer.analysis import cost
+
+    rng = np.random.default_rng(9)
+    for trial in range(30):
+        parts = []
+        for _ in range(1 + trial % 3):
+            ts = pd.DatetimeIndex(_steps(rng, int(rng.integers(1, 60)), "us", shuffle=False)).tz_convert("UTC")
+            values = {c: rng.standard_normal(len(ts)) * 10.0 ** rng.integers(-5, 12, len(ts))
+                      for c in cost.STEP_COLUMNS}
+            if trial % 4 == 3:
+                values["usd"][rng.random(len(ts)) < 0.3] = np.nan
+            parts.append(pd.DataFrame(values, index=ts))
+        expected = pd.concat(parts).groupby(level=0).sum()
+        pd.testing.assert_frame_equal(cost._summed(parts), expected, check_exact=True, check_names=False,
+                                      check_freq=False)

@@ -22,7 +22,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import load_model
+from analyzer.analysis import hourly, load_model
 from analyzer.analysis.pricing import (
     SECONDS_PER_MONTH,
     PriceTable,
@@ -238,9 +238,15 @@ def service_steps(view: ServiceView, table: PriceTable, config: AnalysisConfig) 
     parts = [revision_steps(view, span, table, config)[list(STEP_COLUMNS)] for span in view.spans]
     if not parts:
         return pd.DataFrame(columns=list(STEP_COLUMNS), index=pd.DatetimeIndex([]), dtype=np.float64)
-    steps = pd.concat(parts).groupby(level=0).sum()
-    steps.index = pd.DatetimeIndex(steps.index)
-    return steps
+    return _summed(parts)
+
+
+def _summed(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat(parts).groupby(level=0).sum()`` of ``STEP_COLUMNS`` to the last bit, without
+    pandas' grouping."""
+    by_step = hourly.by_step(pd.DatetimeIndex(parts[0].index.append([part.index for part in parts[1:]])))
+    sums, _ = hourly.sums(by_step, [np.concatenate([part[c].to_numpy() for part in parts]) for c in STEP_COLUMNS])
+    return pd.DataFrame(dict(zip(STEP_COLUMNS, sums, strict=True)), index=by_step.index())
 
 
 def service_step_costs(view: ServiceView, table: PriceTable, config: AnalysisConfig) -> pd.Series:

@@ -67,7 +67,7 @@ def of(ts: pd.Series | pd.DatetimeIndex) -> Hours:
     return Hours(labels, starts, counts, order, naive[order], index.tz)
 
 
-def by_step(ts: pd.Series) -> Hours:
+def by_step(ts: pd.Series | pd.DatetimeIndex) -> Hours:
     """The rows grouped by their exact step, as ``groupby(ts)`` groups them: ``labels`` are the
     distinct steps in time order, with ``index`` and ``sums`` as for hours."""
     index = pd.DatetimeIndex(ts)

@@ -185,8 +185,8 @@ def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestam
     rows = view.revision_rows(reference.name)
     served = view.totals.index[view.serves(reference.name)]
     end = min(before, served.max() + pd.Timedelta(seconds=view.step_seconds)) if len(served) else before
-    rows = rows.loc[(rows["ts"] >= reference.first_seen + pd.Timedelta(minutes=warmup_minutes)) & (rows["ts"] < end)]
-    return rows.loc[rows["ts"] >= end - pd.Timedelta(hours=hours)]
+    start = max(reference.first_seen + pd.Timedelta(minutes=warmup_minutes), end - pd.Timedelta(hours=hours))
+    return rows.loc[(rows["ts"] >= start) & (rows["ts"] < end)]
 
 
 def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
