@@ -191,11 +191,11 @@ def _pooled_trend(hours: FloatArray, y: FloatArray, segs: list[tuple[int, int]])
     n_eff = 0.0
     for a, b in segs:
         x, v = hours[a:b], y[a:b]
-        i, j = stats.pairs(len(v))
-        slopes.append((v[j] - v[i]) / (x[j] - x[i]))
-        trend = stats.mann_kendall(x, v)
+        pairwise = stats.Pairwise.of(x, v)
+        slopes.append(pairwise.slopes)
+        trend = stats.mann_kendall(x, v, pairwise)
         n = len(v)
-        s_total += float(np.sign(v[j] - v[i]).sum())
+        s_total += float(np.sign(pairwise.dy).sum())
         factor = n / trend.n_effective
         var_total += n * (n - 1) * (2 * n + 5) / 18.0 * factor
         n_eff += trend.n_effective

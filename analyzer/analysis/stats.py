@@ -18,23 +18,39 @@ from analyzer.model import FloatArray
 @lru_cache(maxsize=4)
 def pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Every pair (i < j) of n points (``np.triu_indices(n, k=1)``), read-only and kept for the few last
-    sizes: a trend test over one series builds them three times (slopes, their median, the signs)."""
+    sizes: the trend tests of one revision ask for the same sizes again and again."""
     i, j = np.triu_indices(n, k=1)
     i.flags.writeable = j.flags.writeable = False
     return i, j
 
 
-def theil_sen(x: FloatArray, y: FloatArray) -> tuple[float, float]:
+@dataclass(frozen=True, slots=True)
+class Pairwise:
+    """Every pair (i < j) of a series' points: the differences and the slopes between them. Built once
+    and shared by the tests that read them (the slopes' median, the signs' sum)."""
+
+    dx: FloatArray
+    dy: FloatArray
+    slopes: FloatArray  # dy / dx (not finite where dx is 0)
+
+    @classmethod
+    def of(cls, x: FloatArray, y: FloatArray) -> Pairwise:
+        i, j = pairs(len(x))
+        dx, dy = x[j] - x[i], y[j] - y[i]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return cls(dx, dy, dy / dx)
+
+
+def theil_sen(x: FloatArray, y: FloatArray, pairwise: Pairwise | None = None) -> tuple[float, float]:
     """Median of pairwise slopes, and the matching intercept. Robust to ~29 % outliers."""
     n = len(x)
     if n < 2:
         return 0.0, float(y[0]) if n else 0.0
-    i, j = pairs(n)
-    dx = x[j] - x[i]
-    keep = dx != 0
+    pairwise = pairwise or Pairwise.of(x, y)
+    keep = pairwise.dx != 0
     if not keep.any():
         return 0.0, float(np.median(y))
-    slope = float(np.median((y[j] - y[i])[keep] / dx[keep]))
+    slope = float(np.median(pairwise.slopes if keep.all() else pairwise.slopes[keep]))
     intercept = float(np.median(y - slope * x))
     return slope, intercept
 
@@ -51,18 +67,21 @@ class Trend:
     n_effective: float
 
 
-def mann_kendall(x: FloatArray, y: FloatArray) -> Trend:
-    """Theil–Sen slope with a one-sided Mann–Kendall test for an upward trend.
+def mann_kendall(x: FloatArray, y: FloatArray, pairwise: Pairwise | None = None) -> Trend:
+    """Theil–Sen slope with a one-sided Mann–Kendall test for an upward trend (``pairwise``: the
+    series' pairs, when the caller has them already).
 
     The variance of S is inflated for the lag-1 autocorrelation of the detrended series
     (Yue & Wang's effective sample size), so a smooth wandering series is not mistaken for a trend.
     """
     n = len(y)
-    slope, intercept = theil_sen(x, y)
+    if n >= 2:
+        pairwise = pairwise or Pairwise.of(x, y)
+    slope, intercept = theil_sen(x, y, pairwise)
     if n < 4:
         return Trend(slope, intercept, 1.0, float(n))
-    i, j = pairs(n)
-    s = float(np.sign(y[j] - y[i]).sum())
+    assert pairwise is not None
+    s = float(np.sign(pairwise.dy).sum())
     variance = n * (n - 1) * (2 * n + 5) / 18.0
     residual = y - (intercept + slope * x)
     r1 = _lag1(residual)
