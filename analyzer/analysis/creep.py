@@ -35,8 +35,10 @@ class CreepEvidence:
     excess: pd.Series  # hourly excess (for charts)
 
 
-def _instances(frame: pd.DataFrame) -> pd.Series:
-    return frame["inst_active"].fillna(0.0) + frame["inst_idle"].fillna(0.0)
+def _instances(frame: pd.DataFrame) -> FloatArray:
+    """Active plus idle instances per step (an absent count as none)."""
+    active, idle = (frame[name].to_numpy(dtype=np.float64) for name in ("inst_active", "inst_idle"))
+    return np.where(np.isnan(active), 0.0, active) + np.where(np.isnan(idle), 0.0, idle)
 
 
 def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
@@ -46,19 +48,21 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
                                                   reference)
     totals = view.totals
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
-    mine = totals.loc[view.serves(span.name) & (totals.index >= warm) & totals["inst_active"].notna()]
-    if len(mine) * view.step_seconds < cfg.min_duration_hours * 3600:
+    mask = view.serves(span.name) & (totals.index >= warm) & ~np.isnan(totals["inst_active"].to_numpy(np.float64))
+    if mask.sum() * view.step_seconds < cfg.min_duration_hours * 3600:
         return None
     # Load is the request rate: "more instances than the previous revision needed for the same
     # traffic" is what the user pays for, whatever the cause (slower requests, a leak, a config change).
     load = "req_rate"
-    model = load_model.fit(reference_steps[load].to_numpy(), _instances(reference_steps).to_numpy())
+    model = load_model.fit(reference_steps[load].to_numpy(), _instances(reference_steps))
     if model is None:
         return None
-    expected = model.predict(mine[load].fillna(0.0).to_numpy())
-    by_hour = hourly.of(pd.DatetimeIndex(mine.index))
-    hourly_excess = hourly.medians(by_hour, _instances(mine).to_numpy() - expected)
-    excess = pd.Series(hourly_excess, index=by_hour.resampled(mine.index.name)).dropna()
+    rate = totals[load].to_numpy(np.float64)[mask]
+    expected = model.predict(np.where(np.isnan(rate), 0.0, rate))
+    steps = pd.DatetimeIndex(totals.index[mask])
+    by_hour = hourly.of(steps)
+    hourly_excess = hourly.medians(by_hour, _instances(totals)[mask] - expected)
+    excess = pd.Series(hourly_excess, index=by_hour.resampled(steps.name)).dropna()
     if len(excess) < max(3, cfg.min_duration_hours):
         return None
     values: FloatArray = np.asarray(excess.to_numpy(), dtype=np.float64)
