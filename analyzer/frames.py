@@ -315,12 +315,26 @@ class _Column:
     values: np.ndarray
 
 
+def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(codes, return_inverse=True)``: by marking each code in a table as long as their range
+    when the codes are dense (a batch's revisions times its steps, most of them present), which is
+    several times faster than sorting them; by sorting otherwise."""
+    if len(codes) == 0 or int(codes.max()) - int(codes.min()) > 4 * len(codes) + 4096:
+        distinct, inverse = np.unique(codes, return_inverse=True)
+        return distinct, inverse.reshape(-1)
+    low = int(codes.min())
+    offsets = codes - low
+    seen = np.zeros(int(offsets.max()) + 1, dtype=bool)
+    seen[offsets] = True
+    rank = np.cumsum(seen) - 1
+    return np.flatnonzero(seen).astype(np.int64) + low, rank[offsets]
+
+
 def _by_step(codes: np.ndarray, values: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
     """The points' sum or mean per code, exactly as pandas' groupby gives them (NaN skipped; the sum of
     nothing is 0, the mean NaN): each point is its step's only one when the data is aligned to the
     step, and then it is its own sum and mean; otherwise pandas adds them up (its compensated sum)."""
-    distinct, inverse = np.unique(codes, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    distinct, inverse = _distinct(codes)
     if len(distinct) == len(codes):
         out = np.empty(len(distinct), dtype=np.float64)
         out[inverse] = values
@@ -446,8 +460,7 @@ def _merge_layout(members: list[RawSeries], keys: dict[SeriesKey, int], grid: _G
     keep = n > 0
     if not keep.any():
         return None
-    distinct, inverse = np.unique(codes[keep], return_inverse=True)
-    inverse = inverse.reshape(-1)
+    distinct, inverse = _distinct(codes[keep])
     size = len(distinct)
     n = n[keep]
     means = np.concatenate([h.mean for h in hists])[keep]
@@ -511,9 +524,13 @@ def _assemble(columns: list[_Column], keys: dict[SeriesKey, int], grid: _Grid) -
     data: dict[str, Any] = {name: key_table[key_ids[order], i] for i, name in enumerate(KEY_COLUMNS)}
     data["ts"] = pd.to_datetime(starts[order], unit="s", utc=True)
     for name in [*METRIC_COLUMNS, *(n for n in first if n not in METRIC_COLUMNS)]:
-        values = np.full(len(codes), np.nan)
-        if name in first:
-            values[np.searchsorted(codes, first[name].codes)] = first[name].values
+        found = first.get(name)
+        if found is not None and len(found.codes) == len(codes):  # the column has every row (aligned data)
+            values = found.values
+        else:
+            values = np.full(len(codes), np.nan)
+            if found is not None:
+                values[np.searchsorted(codes, found.codes)] = found.values
         # Amounts absent in a step were zero (Cloud Monitoring writes no DELTA point for an idle minute).
         if name in ("requests", "req_rate", "err_rate", "billable_s", "cpu_alloc_s", "mem_alloc_gibs"):
             values = np.where(np.isnan(values), 0.0, values)

@@ -293,3 +293,17 @@ def test_a_services_step_costs_equal_pandas_groupby_sum() -> None:
         expected = pd.concat(parts).groupby(level=0).sum()
         pd.testing.assert_frame_equal(cost._summed(parts), expected, check_exact=True, check_names=False,
                                       check_freq=False)
+
+
+def test_distinct_codes_by_marking_equal_numpy_unique() -> None:
+    from analyzer import frames
+
+    rng = np.random.default_rng(13)
+    for trial in range(50):
+        n = int(rng.integers(0, 2000))
+        spread = [n // 3 + 1, 3 * n + 10, 10**9][trial % 3]  # dense, sparse-ish, far apart: the sort
+        codes = rng.integers(0, spread, n).astype(np.int64) + int(rng.integers(0, 10**6))
+        expected, inverse = np.unique(codes, return_inverse=True)
+        got, got_inverse = frames._distinct(codes)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(got_inverse, inverse.reshape(-1))
