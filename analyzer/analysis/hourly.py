@@ -1,5 +1,6 @@
 """Hourly sums and means of a revision's steps in numpy, equal to the last bit to pandas'
-``resample("1h").sum()`` / ``.mean()``.
+``resample("1h").sum()`` / ``.mean()``; and the same sums per exact step (``by_step``), equal to
+``groupby(ts).sum()``.
 
 The detectors compare hours, and a resample of a small table is mostly pandas overhead. pandas sums
 each hour's values in row order with Kahan compensation (its cython ``group_sum``: NaN skipped, the
