@@ -409,9 +409,11 @@ LOOKBACK = 5  # earlier revisions searched for one that lived as long as this on
 def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame, signal: str,
                        config: DetectionConfig, flagged: Collection[str]) -> bool:
     """A young revision whose memory (the climbing signal) rose no more than an earlier revision's did
-    at the same age: the service warms up this way after its deploys (caches, JIT), and a new revision
-    is judged against that, not against a flat line. Earlier revisions are the last few that served
-    at least half as long as this one has (compared at this one's age, or at their end). A leak rises
+    at the same age, or rose only back up to the level an earlier revision sat at by that age (by its
+    end, if it served less): the service warms up this way after its deploys (caches, JIT), and a new
+    revision is judged against that, not against a flat line. Rises are compared with the last few
+    earlier revisions that served at least half as long as this one has, levels with any of them (a
+    shorter one's level at its end is lower than it would have reached). A leak rises
     further than the usual warm-up, and one that does not is reported once it outlasts it. ``mine``
     is this revision's ``troughs`` at the configured (long) width. Revisions named in ``flagged`` (with a
     finding or a leak candidate of their own) are never the yardstick: a leak they carried is not
@@ -433,13 +435,18 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
         if len(before) < 3:
             continue
         since = ((before.index - before.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
-        if since[-1] < age / 2:
-            continue  # too short-lived to show this service's warm-up
         # At this one's age, or at its own end if it served less (a warm-up only slows down later).
         reached = min(age, float(since[-1]))
         level = before[column].to_numpy(dtype=np.float64)
         same_age = (since >= reached - 2.0) & (since <= reached + 1.0)
-        if np.nanmedian(level[same_age]) - np.nanmedian(level[:2]) >= 0.6 * own_rise:
+        usual = float(np.nanmedian(level[same_age]))
+        # Climbed from a colder start back to no higher than where an earlier revision already sat
+        # at this age (or younger): a warm-up, however steep, not a leak.
+        if float(np.nanmedian(own[-2:])) <= usual:
+            return True
+        if since[-1] < age / 2:
+            continue  # too short-lived to show this service's warm-up
+        if usual - np.nanmedian(level[:2]) >= 0.6 * own_rise:
             return True
     return False
 
