@@ -208,6 +208,8 @@ class _SignalTrend:
     keeps_climbing: bool  # not a warm-up or cache fill that levels off
     resets_explained: bool  # the splits are resets we believe (OOM kills), or the climb shows without them
     onset_offset: int  # where the climb starts, over ``positions``
+    # Explained only by day-long climbs between resets well below the limit (``_climbs_between_resets``)
+    resets_by_climbs: bool = False
 
     @property
     def rise(self) -> float:
@@ -278,11 +280,11 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     if not explained:
         whole = stats.mann_kendall(hours, adjusted)
         explained = bool(whole.p_value <= 0.05 and whole.slope * 24 >= cfg.min_slope_per_day / 2)
-    if not explained:
-        explained = _climbs_between_resets(hours, adjusted, segs, cfg)
+    by_climbs = not explained and _climbs_between_resets(hours, adjusted, segs, cfg)
     first_a, first_b = segs[0]
     onset = first_a + _onset_index(hours[first_a:first_b], adjusted[first_a:first_b], 3)
-    return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, keeps, explained, onset)
+    return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, keeps, explained or by_climbs,
+                        onset, by_climbs)
 
 
 LONG_CLIMB_HOURS = 24.0  # far longer than a GC cycle or a diurnal swing
@@ -359,7 +361,10 @@ class _Reading:
     def choices(self, cfg: MemoryDetection) -> list[_SignalTrend]:
         """The signals that show a leak, the worst instance first."""
         typical, worst = self.typical, self.worst
-        found = [worst] if worst is not None and worst.passes(cfg) else []
+        # Day-long climbs of the oldest instance between drops far below the limit are a leak reset by
+        # replacements only if the fleet climbs too: alone, they are a slow, tall GC sawtooth's cycles.
+        found = [worst] if worst is not None and worst.passes(cfg) and (
+            not worst.resets_by_climbs or self.agrees(TYPICAL, cfg)) else []
         if typical is not None and typical.passes(cfg) and (worst is None or (
                 worst.slope >= typical.slope / 2
                 and (worst.keeps_climbing or typical.covered >= 2 * cfg.min_duration_hours))):
