@@ -3,7 +3,7 @@ them in seconds (evaluate.py re-simulates, writes and parses every scenario, whi
 
     python bench/quick.py make --seed 101 --count 120               # a draw in the suites' class mix
     python bench/quick.py make --seed 999 --classes warmup:25 big_sawtooth:25
-    python bench/quick.py score 'bench/out/quick/*.pkl' [-v]        # P/R/onset/attribution, negatives
+    python bench/quick.py score 'bench/out/quick/*.pkl' [-v]        # P/R/onset/attribution, excess, negatives
     python bench/quick.py delay 'bench/out/quick/*.pkl'             # strong leaks on data cut at onset + h
     python bench/quick.py score 'bench/out/quick/s101-*.pkl' --dump bench/out/s101.json   # for calibrate.py
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenarios
-from evaluate import strict_pair
+from evaluate import EXCESS_MIN_FRACTION, _excess_fraction, strict_pair
 
 from analyzer.analysis import analyze_frames, calibration
 from analyzer.config import AnalysisConfig
@@ -80,19 +80,21 @@ def make(args: argparse.Namespace) -> None:
     print(f"{len(jobs)} scenarios in {OUT}")
 
 
-Found = tuple[str, str, str, pd.Timestamp, str, str, str]  # kind, service, revision, onset, summary, carried_by,
-# strength
+Found = tuple[str, str, str, pd.Timestamp, str, str, str, float | None]  # kind, service, revision, onset, summary,
+# carried_by, strength, excess share of the last day's cost (as evaluate.py scores it)
 
 
 def _found(analysis: Any) -> list[Found]:
     return [(f.kind.value, f.service, f.revision, pd.Timestamp(f.onset), f.summary,
-             str(f.evidence.get("carried_by", "")), calibration.strength(f)) for f in analysis.findings]
+             str(f.evidence.get("carried_by", "")), calibration.strength(f), _excess_fraction(f.evidence))
+            for f in analysis.findings]
 
 
-def _hit(found: Found) -> dict[str, str]:
+def _hit(found: Found) -> dict[str, str | float | None]:
     """A finding as evaluate.py's per_scenario.json has it (what bench/calibrate.py reads)."""
     return {"kind": found[0], "service": found[1], "revision": found[2],
-            "onset": found[3].strftime("%Y-%m-%dT%H:%M:%SZ"), "carried_by": found[5], "strength": found[6]}
+            "onset": found[3].strftime("%Y-%m-%dT%H:%M:%SZ"), "carried_by": found[5], "strength": found[6],
+            "excess_fraction": found[7]}
 
 
 def _strict(label: dict[str, Any], found: Found, window_start: float) -> bool:
@@ -123,6 +125,7 @@ def score(args: argparse.Namespace) -> None:
     attributed: dict[str, list[bool]] = defaultdict(list)
     negatives: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     strong = [0, 0]
+    excess_errors: list[float] = []
     details = []
     for path, labels, found in results:
         name = os.path.basename(path)
@@ -147,6 +150,11 @@ def score(args: argparse.Namespace) -> None:
             error = abs((found[match][3] - pd.Timestamp(parse_time(label["onset"]))) / pd.Timedelta(hours=1))
             onset[kind].append(error)
             attributed[kind].append(found[match][2] == label["revision"])
+            share, labelled = found[match][7], label.get("excess_fraction_last_day") or 0.0
+            if share is not None and labelled >= EXCESS_MIN_FRACTION:
+                excess_errors.append(share / labelled - 1.0)
+                if abs(excess_errors[-1]) > 0.10:
+                    details.append(f"EXCESS {excess_errors[-1]:+.1%} {kind} {name} {label['revision']}")
         for i, f in enumerate(found):
             if i not in used:
                 fp[f[0]] += 1
@@ -159,6 +167,9 @@ def score(args: argparse.Namespace) -> None:
               f"onset median {np.median(errors):.2f} h p90 {np.quantile(errors, 0.9):.2f} h  "
               f"attribution {np.mean(attributed[kind]) if attributed[kind] else float('nan'):.2f}")
     print(f"strong leaks found {strong[0]}/{strong[1]}")
+    off = np.abs(np.asarray(excess_errors))
+    print(f"excess cost of found anomalies (labels >= {EXCESS_MIN_FRACTION:.0%}) within 10 % "
+          f"{int((off <= 0.10).sum())}/{len(off)}, within 20 % {int((off <= 0.20).sum())}/{len(off)}")
     clean = sum(v[0] for v in negatives.values())
     total = sum(v[1] for v in negatives.values())
     print(f"negatives without a finding {clean}/{total}", {k: f"{v[0]}/{v[1]}" for k, v in sorted(negatives.items())})

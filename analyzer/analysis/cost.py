@@ -37,6 +37,7 @@ from analyzer.model import FloatArray, RevisionInfo, ServiceKey
 
 CROSSCHECK_TOLERANCE = 0.05
 RECENT_DAYS = 7.0  # the monthly projection is the run-rate of the window's last week
+MIN_REFERENCE_HOURS = 3.0  # the shortest reference an excess is priced against before a revision's own
 RUN_RATE_HOURS = 24.0  # an anomaly's per-month figure is its run-rate over its last day
 FIX_COMPARE_HOURS = 24.0  # the broken revision's last day is the "before" of a fix
 STEP_COLUMNS = ("vcpu_s", "gib_s", "billable_s", "requests", "idle_s", "metered_usd", "idle_usd", "usd")
@@ -431,9 +432,13 @@ def _predict(reference: pd.DataFrame, target: pd.DataFrame, column: str) -> np.n
 
 
 def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame, config: AnalysisConfig,
-               reference: RevisionSpan | None) -> tuple[pd.DataFrame, str]:
+               reference: RevisionSpan | None, healthy_until: pd.Timestamp | None = None
+               ) -> tuple[pd.DataFrame, str]:
     """The steps that show the old behaviour: the detectors' reference revision (by default the previous
-    one), else the earlier revisions together when it served too briefly, else ``span``'s first hours."""
+    one), else the earlier revisions together when it served too briefly, else ``span``'s first hours.
+    Those first hours show the old behaviour only before the anomaly (``healthy_until``): when it began
+    sooner, at the deploy, the earlier revisions' shorter record (at least ``MIN_REFERENCE_HOURS``) is
+    the reference, else the revision's own hours before the onset."""
     warmup, hours = config.detection.warmup_minutes, config.detection.creep.reference_hours
     steps, described = reference_totals(view, span, warmup, hours, reference)
     previous = reference if reference is not None else view.previous(span.name)
@@ -449,17 +454,29 @@ def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame, conf
     if mask.sum() * view.step_seconds >= hours * 3600 / 2:
         names = [old.name for old in earlier if (mask & (totals["serving"] == old.name)).any()]
         return totals.loc[mask], "revisions " + ", ".join(names)
+    if healthy_until is None or steps.index.max() < healthy_until:
+        return totals.loc[steps.index], described
+    # The revision's own first hours hold the anomaly: priced against them, it would cost nothing.
+    own = steps.index[steps.index < healthy_until]
+    minimum = MIN_REFERENCE_HOURS * 3600 / view.step_seconds
+    if mask.sum() >= max(minimum, len(own)):
+        names = [old.name for old in earlier if (mask & (totals["serving"] == old.name)).any()]
+        return totals.loc[mask], "revisions " + ", ".join(names)
+    if len(own) >= minimum:
+        return totals.loc[own], f"{span.name} before {healthy_until:%Y-%m-%d %H:%M} UTC"
     return totals.loc[steps.index], described
 
 
 def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, table: PriceTable,
-                config: AnalysisConfig, *, reference: RevisionSpan | None = None) -> Excess | None:
+                config: AnalysisConfig, *, reference: RevisionSpan | None = None,
+                healthy_until: pd.Timestamp | None = None) -> Excess | None:
     """Resources beyond what the reference period (see ``_reference``) needed on average for the same
-    request rate, from ``onset`` while ``span`` served, priced at ``span``'s unit prices. None when
+    request rate, from ``onset`` while ``span`` served, priced at ``span``'s unit prices
+    (``healthy_until``: the anomaly's earliest onset, when the excess counts from before it). None when
     there is too little reference data."""
     quantities = service_steps(view, table, config)[["billable_s", "vcpu_s", "gib_s"]]
     totals = view.totals.join(quantities.rename(columns={"billable_s": "billable_q"}), how="left")
-    ref, described = _reference(view, span, totals, config, reference)
+    ref, described = _reference(view, span, totals, config, reference, healthy_until)
     # Steps without a request rate cannot be compared with anything: they are left out.
     mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= onset) & totals["req_rate"].notna()]
     if mine.empty:

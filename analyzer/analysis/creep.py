@@ -2,7 +2,8 @@
 
 The expected instance count for a request rate is learned from a reference period (the reference
 revision's last days of serving: the last earlier revision that served long enough without a finding,
-see ``timeline.reference_span``; or else the revision's own first hours after warm-up) with a load model,
+see ``timeline.reference_span``, even if only ``MIN_REFERENCE_HOURS`` of it are in the data; or else the
+revision's own first hours after warm-up) with a load model,
 so traffic growth, diurnal swings and batch days move the expectation with them. The excess
 (actual − expected) must be both relatively and absolutely large, and last; its onset is where the
 hourly excess shifts up and then holds above the margin the finding reports (``onset.held_start``), and
@@ -20,6 +21,8 @@ from analyzer.analysis import hourly, load_model, onset
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, reference_totals
 from analyzer.config import DetectionConfig
 from analyzer.model import FloatArray
+
+MIN_REFERENCE_HOURS = 3.0  # the shortest reference record preferred to the revision's own first hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +47,10 @@ def _instances(frame: pd.DataFrame) -> FloatArray:
 def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
                  reference: RevisionSpan | None) -> CreepEvidence | None:
     cfg = config.creep
+    # The revision's own first hours hide a change made at its deploy, the usual case: a few hours of
+    # the reference revision are the better yardstick.
     reference_steps, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours,
-                                                  reference)
+                                                  reference, enough_hours=MIN_REFERENCE_HOURS)
     totals = view.totals
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     mask = view.serves(span.name) & (totals.index >= warm) & ~np.isnan(totals["inst_active"].to_numpy(np.float64))

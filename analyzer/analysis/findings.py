@@ -228,7 +228,9 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
     start = min([span.first_seen, *(pd.Timestamp(f.onset) for f in found)])
     # A sidecar's leak is not priced on its own (SIDECAR_COST): the revision's dollars are its creep's.
     priced = found and not item.container
-    excess = cost_model.excess_cost(view, span, start, table, config, reference=item.reference) if priced else None
+    onset = min([pd.Timestamp(f.onset) for f in found], default=None)
+    excess = (cost_model.excess_cost(view, span, start, table, config, reference=item.reference, healthy_until=onset)
+              if priced else None)
     for finding in found:
         if leak_signature and (item.leak is None or item.leak.onset_at_deploy):
             finding.likely_cause = PER_REQUEST_LEAK

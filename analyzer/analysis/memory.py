@@ -218,6 +218,8 @@ class _SignalTrend:
     keeps_climbing: bool  # not a warm-up or cache fill that levels off
     resets_explained: bool  # the splits are resets we believe (OOM kills), or the climb shows without them
     onset_offset: int  # where the climb starts, over ``positions``
+    # Explained only by day-long climbs between resets well below the limit (``_climbs_between_resets``)
+    resets_by_climbs: bool = False
 
     @property
     def rise(self) -> float:
@@ -288,11 +290,11 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     if not explained:
         whole = stats.mann_kendall(hours, adjusted)
         explained = bool(whole.p_value <= 0.05 and whole.slope * 24 >= cfg.min_slope_per_day / 2)
-    if not explained:
-        explained = _climbs_between_resets(hours, adjusted, segs, cfg)
+    by_climbs = not explained and _climbs_between_resets(hours, adjusted, segs, cfg)
     first_a, first_b = segs[0]
     onset = first_a + _onset_index(hours[first_a:first_b], adjusted[first_a:first_b], 3)
-    return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, keeps, explained, onset)
+    return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, keeps, explained or by_climbs,
+                        onset, by_climbs)
 
 
 LONG_CLIMB_HOURS = 24.0  # far longer than a GC cycle or a diurnal swing
@@ -369,7 +371,10 @@ class _Reading:
     def choices(self, cfg: MemoryDetection) -> list[_SignalTrend]:
         """The signals that show a leak, the worst instance first."""
         typical, worst = self.typical, self.worst
-        found = [worst] if worst is not None and worst.passes(cfg) else []
+        # Day-long climbs of the oldest instance between drops far below the limit are a leak reset by
+        # replacements only if the fleet climbs too: alone, they are a slow, tall GC sawtooth's cycles.
+        found = [worst] if worst is not None and worst.passes(cfg) and (
+            not worst.resets_by_climbs or self.agrees(TYPICAL, cfg)) else []
         if typical is not None and typical.passes(cfg) and (worst is None or (
                 worst.slope >= typical.slope / 2
                 and (worst.keeps_climbing or typical.covered >= 2 * cfg.min_duration_hours))):
@@ -419,9 +424,11 @@ LOOKBACK = 5  # earlier revisions searched for one that lived as long as this on
 def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame, signal: str,
                        config: DetectionConfig, flagged: Collection[str]) -> bool:
     """A young revision whose memory (the climbing signal) rose no more than an earlier revision's did
-    at the same age: the service warms up this way after its deploys (caches, JIT), and a new revision
-    is judged against that, not against a flat line. Earlier revisions are the last few that served
-    at least half as long as this one has (compared at this one's age, or at their end). A leak rises
+    at the same age, or rose only back up to the level an earlier revision sat at by that age (by its
+    end, if it served less): the service warms up this way after its deploys (caches, JIT), and a new
+    revision is judged against that, not against a flat line. Rises are compared with the last few
+    earlier revisions that served at least half as long as this one has, levels with any of them (a
+    shorter one's level at its end is lower than it would have reached). A leak rises
     further than the usual warm-up, and one that does not is reported once it outlasts it. ``mine``
     is this revision's ``troughs`` at the configured (long) width. Revisions named in ``flagged`` (with a
     finding or a leak candidate of their own) are never the yardstick: a leak they carried is not
@@ -443,13 +450,18 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
         if len(before) < 3:
             continue
         since = ((before.index - before.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
-        if since[-1] < age / 2:
-            continue  # too short-lived to show this service's warm-up
         # At this one's age, or at its own end if it served less (a warm-up only slows down later).
         reached = min(age, float(since[-1]))
         level = before[column].to_numpy(dtype=np.float64)
         same_age = (since >= reached - 2.0) & (since <= reached + 1.0)
-        if np.nanmedian(level[same_age]) - np.nanmedian(level[:2]) >= 0.6 * own_rise:
+        usual = float(np.nanmedian(level[same_age]))
+        # Climbed from a colder start back to no higher than where an earlier revision already sat
+        # at this age (or younger): a warm-up, however steep, not a leak.
+        if float(np.nanmedian(own[-2:])) <= usual:
+            return True
+        if since[-1] < age / 2:
+            continue  # too short-lived to show this service's warm-up
+        if usual - np.nanmedian(level[:2]) >= 0.6 * own_rise:
             return True
     return False
 

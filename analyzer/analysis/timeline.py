@@ -190,11 +190,13 @@ def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestam
 
 
 def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
-                     reference_hours: float, reference: RevisionSpan | None = None) -> tuple[pd.DataFrame, str]:
+                     reference_hours: float, reference: RevisionSpan | None = None, *,
+                     enough_hours: float | None = None) -> tuple[pd.DataFrame, str]:
     """Service-level steps that show how the service behaved before ``span``: the reference revision's
     (by default the previous one) last serving steps before the deploy (up to 3 × ``reference_hours``),
-    or, without enough of them, the revision's own first ``reference_hours`` after warm-up. Returns
-    the steps and a description for the report."""
+    or, without enough of them (``enough_hours``, by default half of ``reference_hours``), the
+    revision's own first ``reference_hours`` after warm-up. Returns the steps and a description for
+    the report."""
     measured = view.totals["inst_active"].notna().to_numpy()
     totals = view.totals.loc[measured]
     warm = pd.Timedelta(minutes=warmup_minutes)
@@ -204,7 +206,7 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
                 & (totals.index < span.first_seen))
         if mask.any():
             mask &= totals.index >= totals.index[mask].max() - pd.Timedelta(hours=reference_hours * 3)
-        if mask.sum() * view.step_seconds >= reference_hours * 3600 / 2:
+        if mask.sum() * view.step_seconds >= (enough_hours or reference_hours / 2) * 3600:
             return totals.loc[mask], f"revision {reference.name}"
     start = span.first_seen + warm
     end = start + pd.Timedelta(hours=reference_hours)

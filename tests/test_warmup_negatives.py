@@ -1,0 +1,28 @@
+"""Negative scenarios stay clean: services taken from simulated scenarios without an anomaly
+(``tests/data/onsets``, loaded as ``tests/test_leak_onsets`` does), on which an earlier version of the
+memory detector reported a leak."""
+
+from __future__ import annotations
+
+import pytest
+
+from analyzer.analysis import analyze_frames
+from analyzer.config import AnalysisConfig
+from tests.test_leak_onsets import _frames
+
+
+@pytest.mark.parametrize("name", [
+    # Deploys every few hours, each followed by a cache fill. A 7 h revision's worst instance climbed
+    # from 44 % to 52 % of the limit, steeply (46 %/day), but only back to where the revision before
+    # it sat at the same age: a warm-up from a colder start, not a leak.
+    "warmup_back_to_usual_level",
+    # A tall GC sawtooth whose collections come hours apart at night: the worst instance climbs for a
+    # day between two collections, twice, well below the limit, while the fleet's typical memory has no
+    # trend at all. Drops far from the limit are believed to be resets only when the fleet climbs too.
+    "big_sawtooth_worst_instance_climbs_between_collections",
+])
+def test_no_leak_is_reported(name: str) -> None:
+    frames, _ = _frames(name)
+    found = [(f.revision, f.summary) for f in analyze_frames(frames, AnalysisConfig()).findings
+             if f.kind.value == "memory_baseline_rise"]
+    assert found == []
