@@ -277,7 +277,8 @@ def test_the_counterfactual_is_the_mean_for_the_load_and_follows_the_slope_below
 
 def test_steps_without_a_request_rate_are_left_out_of_the_excess() -> None:
     view, _ = _two_revisions(ratio=1.5)
-    rows_ = view.rows.copy()
+    # a view's rows come without the service's names (the key says them); a frames table has them
+    rows_ = view.rows.assign(project=view.key.project, region=view.key.region, service=view.key.service)
     rows_.loc[rows_.index[::7], "req_rate"] = np.nan  # regression: NaN load made every figure NaN
     start, end = window(view)
     frames = Frames(rows_, {(s.info.key, s.name): s.info for s in view.spans}, STEP, start.to_pydatetime(),
