@@ -354,12 +354,12 @@ def _point_amounts(s: RawSeries) -> np.ndarray:
     return s.values * spacing
 
 
-def _values(group: list[RawSeries], values: list[np.ndarray]) -> np.ndarray:
+def _values(values: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(values) if values else np.empty(0)
 
 
 def _amounts(group: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
-    return _by_step(grid.of_series(group, keys), _values(group, [_point_amounts(s) for s in group]), "sum")
+    return _by_step(grid.of_series(group, keys), _values([_point_amounts(s) for s in group]), "sum")
 
 
 def _request_columns(group: list[RawSeries], keys: dict[SeriesKey, int], grid: _Grid) -> list[_Column]:
@@ -385,7 +385,7 @@ def _instance_columns(group: list[RawSeries], keys: dict[SeriesKey, int], grid: 
             continue
         key_ids = np.concatenate([np.full(len(s.end_times), keys[(s.project, s.region, s.service, s.revision)])
                                   for s in chosen])
-        values = _values(chosen, [s.values for s in chosen if s.values is not None])
+        values = _values([s.values for s in chosen if s.values is not None])
         ends = np.concatenate([s.end_times for s in chosen])
         per_instant = _one_per_instant(key_ids, ends, values)
         if per_instant is None:
@@ -445,7 +445,7 @@ def _reduced_distribution_columns(group: list[RawSeries], keys: dict[SeriesKey, 
                                   prefix: str) -> list[_Column]:
     """A distribution metric already reduced to one number per point: that number for every column."""
     chosen = [s for s in group if s.values is not None]
-    values = _values(chosen, [s.values for s in chosen if s.values is not None])
+    values = _values([s.values for s in chosen if s.values is not None])
     codes, level = _by_step(grid.of_series(chosen, keys), values, "mean")
     return [_Column(f"{prefix}_{name}", codes, level) for name in READ[prefix]]
 
