@@ -92,8 +92,10 @@ def child_main(argv: list[str]) -> None:
         try:
             cli.main(args=rest, prog_name="cloudrun-analyzer", standalone_mode=False)
         finally:
-            children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            print(json.dumps({"worker_peak_mib": children, "peak_mib": _own_peak_mib()}), flush=True)
+            own, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+            print(json.dumps({"worker_peak_mib": workers.ru_maxrss / 1024, "peak_mib": _own_peak_mib(),
+                              "main_cpu_s": own.ru_utime + own.ru_stime,
+                              "workers_cpu_s": workers.ru_utime + workers.ru_stime}), flush=True)
         return
     if mode == "parse":
         print(json.dumps({**parse_only(rest), "worker_peak_mib": 0.0, "peak_mib": _own_peak_mib()}), flush=True)
@@ -264,7 +266,8 @@ def run_fleet(services: int, days: float, *, workers: int, keep: Path | None, pa
     return {
         "services": services, "days": days, "points": points, "generated_s": round(generated, 1),
         "workers": workers, "floor_cpu_s": floor_m.cpu_s, "floor_wall_s": floor_m.wall_s,
-        "report_cpu_s": report_m.cpu_s, "report_wall_s": report_m.wall_s, "peak_mib": report_m.peak_mib,
+        "report_cpu_s": report_m.cpu_s, "report_wall_s": report_m.wall_s,
+        "main_cpu_s": report_m.report.get("main_cpu_s"), "workers_cpu_s": report_m.report.get("workers_cpu_s"), "peak_mib": report_m.peak_mib,
         "worker_peak_mib": report_m.worker_peak_mib, "html_mib": html_mib,
         "services_reported": len(found["services"]), "findings": len(found["findings"]),
         "planted_found": _planted_found(found["findings"], services), "planted": len(planted_leaks(services)),
