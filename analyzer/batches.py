@@ -76,6 +76,7 @@ class LiveBatch:
     start: datetime
     end: datetime
     now: datetime | None = None
+    listed: bool = False  # revisions and services came with the batch (listed once for the fleet)
 
 
 @dataclass(slots=True)
@@ -195,7 +196,7 @@ def plan_live(query: Any, *, env: dict[str, str], now: datetime | None = None, b
               clients: Any = None) -> Plan:
     """List the fleet once, then batches of services each worker reads on its own."""
     from analyzer.sources.google_clients import build_clients
-    from analyzer.sources.inventory import list_fleet
+    from analyzer.sources.inventory import list_fleet, list_revisions
     from analyzer.sources.live import effective_window
 
     start, end = effective_window(query, now or datetime.now(tz=query.end.tzinfo))
@@ -209,6 +210,7 @@ def plan_live(query: Any, *, env: dict[str, str], now: datetime | None = None, b
             services=list(query.services) or None,
             window=(start, end),
         )
+        listed = list_revisions(clients, inventory.services, start=start, end=end)
     finally:
         if own:
             clients.close()
@@ -231,20 +233,50 @@ def plan_live(query: Any, *, env: dict[str, str], now: datetime | None = None, b
     keys = inventory.services
     origin = f"live projects {', '.join(query.projects)}"
     return plan_listed(keys, size=size, live=LiveBatch(env=env, start=start, end=end, now=now), origin=origin,
-                       problems=problems)
+                       problems=problems, listed=listed)
 
 
 def plan_listed(keys: Sequence[ServiceKey], *, size: int, live: LiveBatch, origin: str,
-                problems: Sequence[Problem] = ()) -> Plan:
+                problems: Sequence[Problem] = (), listed: RawData | None = None) -> Plan:
     """Listed services read live in batches of ``size``; ``problems`` travel with the first batch (there
-    is one, without services, when nothing was listed, so that they are still reported)."""
+    is one, without services, when nothing was listed, so that they are still reported). ``listed``:
+    the revisions and services of the fleet's regions (``inventory.list_revisions``), each batch given
+    its own, so that workers read only metrics; without it each batch lists its regions itself."""
     groups = [list(keys[i : i + size]) for i in range(0, len(keys), size)] or [[]]
+    if listed is not None:
+        live = replace(live, listed=True)
+        problems = [*problems, *listed.problems]
+    shares = _AdminShares(listed)
     batches = [
-        Batch(i, group, RawData(problems=list(problems) if i == 0 else [], window_start=live.start,
-                                window_end=live.end, origin=origin), live=live)
+        Batch(i, group, shares.of(group, RawData(problems=list(problems) if i == 0 else [], window_start=live.start,
+                                                 window_end=live.end, origin=origin)), live=live)
         for i, group in enumerate(groups)
     ]
     return Plan(batches, origin, (live.start, live.end), services=len(keys), fleet=len(keys))
+
+
+class _AdminShares:
+    """The listed revisions, services and service settings, by service (each found once, not once a batch)."""
+
+    def __init__(self, listed: RawData | None) -> None:
+        self.listed = listed is not None
+        self.revisions: dict[ServiceKey, list[Any]] = {}
+        self.infos: dict[ServiceKey, list[Any]] = {}
+        self.services: set[ServiceKey] = set()
+        if listed is not None:
+            for revision in listed.revisions:
+                self.revisions.setdefault(revision.key, []).append(revision)
+            for info in listed.service_infos:
+                self.infos.setdefault(info.key, []).append(info)
+            self.services = set(listed.services)
+
+    def of(self, group: list[ServiceKey], base: RawData) -> RawData:
+        """``base`` with ``group``'s share (in listing order within each service)."""
+        if self.listed:
+            base.revisions = [r for key in group for r in self.revisions.get(key, [])]
+            base.services = [key for key in group if key in self.services]
+            base.service_infos = [s for key in group for s in self.infos.get(key, [])]
+        return base
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +302,8 @@ def load_batch(batch: Batch) -> RawData:
 
         clients = build_clients(batch.live.env)
         try:
-            part = fetch_share(clients, batch.keys, start=batch.live.start, end=batch.live.end, now=batch.live.now)
+            part = fetch_share(clients, batch.keys, start=batch.live.start, end=batch.live.end, now=batch.live.now,
+                               admin=not batch.live.listed)
         finally:
             clients.close()
         join(raw, part)

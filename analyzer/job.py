@@ -219,7 +219,7 @@ def plan_share(
                              keep=lambda key: shard_of(key, slot.count) == slot.index)
         return plan.fleet, [k for b in plan.batches for k in b.keys], plan, []
     from analyzer.sources.google_clients import MONITORING_EMULATOR_HOST, RUN_EMULATOR_HOST, build_clients
-    from analyzer.sources.inventory import list_fleet
+    from analyzer.sources.inventory import list_fleet, list_revisions
 
     env = dict(os.environ)
     for variable, value in (
@@ -237,12 +237,13 @@ def plan_share(
             services=None if config.services == "all" else config.services,
             window=window,
         )
+        mine = share(inventory.services, slot)
+        listed = list_revisions(clients, mine, start=window[0], end=window[1])  # once, not once a batch
     finally:
         clients.close()
-    mine = share(inventory.services, slot)
     origin = "live " + ", ".join(sorted({f"projects/{k.project}" for k in mine}))
     plan = plan_listed(mine, size=size, live=LiveBatch(env=env, start=window[0], end=window[1], now=now),
-                       origin=origin)
+                       origin=origin, listed=listed)
     return len(inventory.services), mine, plan, inventory.problems
 
 

@@ -113,27 +113,26 @@ def _own_peak_mib() -> float:
 
 
 def floor(argv: list[str]) -> None:
-    """Every call of the report's batches (listing, each batch's metric pages, its region's revisions and
-    services), through Google's clients, pages received and dropped."""
+    """Every call of the report (listing the fleet, each region's revisions and services once, each
+    batch's metric pages), through Google's clients, pages received and dropped."""
     from datetime import UTC, datetime
 
     from google.cloud import run_v2
 
-    from analyzer.batches import plan_live
+    from analyzer.batches import LiveBatch, plan_listed, services_per_batch
     from analyzer.sources.google_clients import build_clients
-    from analyzer.sources.live import LiveQuery, time_series_requests
+    from analyzer.sources.inventory import list_fleet
+    from analyzer.sources.live import LiveQuery, effective_window, time_series_requests
 
     project, start, end, now = argv[0], *(datetime.fromisoformat(a).astimezone(UTC) for a in argv[1:4])
     query = LiveQuery(projects=(project,), start=start, end=end)
-    plan = plan_live(query, env=dict(os.environ), now=now)
     clients = build_clients(dict(os.environ))
-    for batch in plan.batches:
-        region = batch.keys[0].region
-        names = tuple(k.service for k in batch.keys)
-        one = LiveQuery(projects=(project,), start=start, end=end, region=region, services=names)
-        for _, _, request in time_series_requests(one, project, plan.window):  # type: ignore[arg-type]
-            for _ in clients.monitoring.list_time_series(request=request).pages:
-                pass
+    window = effective_window(query, now)
+    # plan_live's listing, without its reading of the revisions (done below, received and dropped)
+    keys = list_fleet(clients, projects=(project,), regions=None, services=None, window=window).services
+    size = services_per_batch((window[1] - window[0]).total_seconds() / 86_400)
+    plan = plan_listed(keys, size=size, live=LiveBatch(env={}, start=window[0], end=window[1]), origin="floor")
+    for region in sorted({k.region for batch in plan.batches for k in batch.keys}):
         location = f"projects/{project}/locations/{region}"
         for _ in clients.revisions.list_revisions(
             request=run_v2.ListRevisionsRequest(parent=f"{location}/services/-", page_size=1000)
@@ -143,6 +142,12 @@ def floor(argv: list[str]) -> None:
             request=run_v2.ListServicesRequest(parent=location, page_size=1000)
         ).pages:
             pass
+    for batch in plan.batches:
+        names = tuple(k.service for k in batch.keys)
+        one = LiveQuery(projects=(project,), start=start, end=end, region=batch.keys[0].region, services=names)
+        for _, _, request in time_series_requests(one, project, plan.window):  # type: ignore[arg-type]
+            for _ in clients.monitoring.list_time_series(request=request).pages:
+                pass
     clients.close()
 
 
@@ -267,7 +272,8 @@ def run_fleet(services: int, days: float, *, workers: int, keep: Path | None, pa
         "services": services, "days": days, "points": points, "generated_s": round(generated, 1),
         "workers": workers, "floor_cpu_s": floor_m.cpu_s, "floor_wall_s": floor_m.wall_s,
         "report_cpu_s": report_m.cpu_s, "report_wall_s": report_m.wall_s,
-        "main_cpu_s": report_m.report.get("main_cpu_s"), "workers_cpu_s": report_m.report.get("workers_cpu_s"), "peak_mib": report_m.peak_mib,
+        "main_cpu_s": report_m.report.get("main_cpu_s"), "workers_cpu_s": report_m.report.get("workers_cpu_s"),
+        "peak_mib": report_m.peak_mib,
         "worker_peak_mib": report_m.worker_peak_mib, "html_mib": html_mib,
         "services_reported": len(found["services"]), "findings": len(found["findings"]),
         "planted_found": _planted_found(found["findings"], services), "planted": len(planted_leaks(services)),

@@ -106,6 +106,24 @@ def test_a_fleet_read_live_in_batches_gives_the_whole_read(google: Google) -> No
     assert len(whole["services"]) == 7
 
 
+def test_a_fleet_read_in_batches_lists_each_region_once(google: Google) -> None:  # noqa: F811
+    """Every batch used to list its whole region's revisions (``services/-``) and services again: calls
+    and parsing that grew with the fleet times the batches. The plan lists each region once and hands
+    each batch its own; the result is the whole read's."""
+    google.fleet(project="p1", services=5)
+    google.fleet(project="p1", region="europe-west1", services=4, names=[f"eu-{i}" for i in range(4)])
+    whole = report_json(analyze(fetch(google, query())), generated_at=NOW)
+    google.behaviour.reset()
+    env = {"MONITORING_EMULATOR_HOST": google.server.address, "RUN_EMULATOR_HOST": google.server.address}
+    plan = batches.plan_live(query(), env=env, now=LATER, batch_size=2)
+    assert len(plan.batches) == 5
+    assert [len(b.base.revisions) for b in plan.batches] == [4, 4, 4, 4, 2]  # 2 revisions a service
+    assert _essence(_batched(plan, workers=2)) == _essence(whole)
+    assert google.behaviour.count("ListRevisions") == 2  # once per region, not once per batch
+    assert google.behaviour.count("ListServices") == 2
+    assert len(whole["services"]) == 9
+
+
 def test_services_without_metrics_are_listed_in_their_batch(demo_raw: Any) -> None:
     from dataclasses import replace
 

@@ -30,7 +30,7 @@ from analyzer.model import Problem, RawData, ServiceKey
 from analyzer.sources import restjson
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import GoogleClients
-from analyzer.sources.live import METRIC_PREFIX, LiveQuery, Progress, fetch_live, map_error
+from analyzer.sources.live import METRIC_PREFIX, LiveQuery, Progress, fetch_admin, fetch_live, map_error
 
 FETCH_BATCH = 25  # services read by one fetch_live call (see the module docstring)
 DISCOVERY_METRIC = "container/instance_count"
@@ -138,9 +138,11 @@ def fetch_share(
     progress: Progress | None = None,
     now: datetime | None = None,
     batch: int = FETCH_BATCH,
+    admin: bool = True,
 ) -> RawData:
     """Read the metrics, revisions and services of ``share``: one live query set per (project, region)
-    and batch of at most ``batch`` services."""
+    and batch of at most ``batch`` services. ``admin`` False: only the metrics (the caller listed the
+    revisions and services already, ``live.fetch_admin``)."""
     data = RawData(origin="live " + ", ".join(sorted({f"projects/{k.project}" for k in share})))
     ordered = sorted(share, key=lambda k: (k.project, k.region, k.service))
     places = [
@@ -151,7 +153,7 @@ def fetch_share(
     for project, region, names in places:
         for first in range(0, len(names), batch):
             chunk = names[first : first + batch]
-            query = LiveQuery(projects=(project,), start=start, end=end, region=region, services=chunk)
+            query = LiveQuery(projects=(project,), start=start, end=end, region=region, services=chunk, admin=admin)
             try:
                 part = fetch_live(query, clients=clients, progress=overall.batch(), now=now)
             except CredentialsError:
@@ -192,6 +194,16 @@ class _Overall:
         self.current = total
         left = max(self.batches - self.started, 0)
         self.progress(self.base + done, self.base + total * (left + 1), what)
+
+
+def list_revisions(clients: GoogleClients, keys: Iterable[ServiceKey], *, start: datetime, end: datetime) -> RawData:
+    """The revisions and services of every (project, region) that ``keys`` live in, each listed once
+    for a whole fleet (the batches then read only their metrics: ``fetch_share(admin=False)``)."""
+    places = sorted({(k.project, k.region) for k in keys})
+    if not places:
+        return RawData()
+    query = LiveQuery(projects=tuple(sorted({project for project, _ in places})), start=start, end=end)
+    return fetch_admin(query, places, clients=clients)
 
 
 def join(into: RawData, part: RawData) -> None:

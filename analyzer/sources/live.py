@@ -133,6 +133,7 @@ class LiveQuery:
     max_queries_per_minute: int = 3000  # per API and consumer project (quota's); Monitoring's is 6,000
     plan: tuple[MetricQuery, ...] = DEFAULT_PLAN
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    admin: bool = True  # also list revisions and services; False: the caller listed them (``fetch_admin``)
 
     def __post_init__(self) -> None:
         if not self.projects:
@@ -716,9 +717,10 @@ def fetch_live(
             runner = _Runner(query, pool, clients, capture=capture is not None)
             asked = {(project, query.region) for project in query.projects} if query.region else set()
             metric_tasks = _metric_tasks(query, clients, window, capture=capture is not None)
-            collector.run(runner, metric_tasks + _admin_tasks(query, clients, asked))
+            collector.run(runner, metric_tasks + (_admin_tasks(query, clients, asked) if query.admin else []))
             seen = {(s.project, s.region) for s in data.series if s.project and s.region}
-            collector.run(runner, _admin_tasks(query, clients, seen - asked))
+            if query.admin:
+                collector.run(runner, _admin_tasks(query, clients, seen - asked))
     finally:
         if own_clients:
             clients.close()
@@ -726,6 +728,22 @@ def fetch_live(
     drop_duplicate_series(data)
     data.problems.extend(collector.problems())
     data.problems.extend(_missing_services(query, data))
+    return data
+
+
+def fetch_admin(query: LiveQuery, places: Iterable[tuple[str, str]], *, clients: GoogleClients) -> RawData:
+    """Every revision and service of each (project, region) in ``places``, listed once: what a fleet's
+    batches share (each then reads only its metrics, ``LiveQuery.admin`` False). Without this, each
+    batch listed its whole region again (``services/-``), a cost that grew with the fleet times the
+    batches. A refusal is a Problem of the place (missing credentials are raised)."""
+    data = RawData(origin=f"live projects {', '.join(query.projects)}")
+    collector = _Collector(query, data, None, None)
+    with ThreadPoolExecutor(max_workers=query.max_concurrency, thread_name_prefix="live-admin") as pool:
+        collector.run(_Runner(query, pool, clients, capture=False), _admin_tasks(query, clients, places))
+    for error, _ in collector.failures.values():
+        if isinstance(error, CredentialsError):
+            raise error
+    data.problems.extend(collector.problems())
     return data
 
 
