@@ -329,3 +329,19 @@ def test_wire_page_of_bytes_that_do_not_parse() -> None:
     assert isinstance(_parsed(wire.parse, 0), str)
     page = monitoring_v3.ListTimeSeriesResponse.pb().FromString(good)
     same_parse(wire.parse(1, source="s"), columnar.parse_time_series(page.time_series[0], source="s"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(2, 60), st.data())
+def test_template_rows_fit_by_words_as_by_bytes(length: int, count: int, data: Any) -> None:
+    """A template's fit test reads whole 8-byte words (the row runs into the next point's bytes); it
+    must agree with comparing the row's own bytes one by one."""
+    draw = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    width = -(-length // columnar.WORD) * columnar.WORD
+    rows = np.tile(draw.integers(0, 256, width, dtype=np.uint8), (count, 1))
+    changed = draw.random((count, width)) < 0.02  # a few bytes differ, inside the point or past its end
+    rows[changed] = draw.integers(0, 256, int(changed.sum()), dtype=np.uint8)
+    compared = draw.choice(np.array([0, 0x80, 0xFF], np.uint8), length)
+    template = columnar._Template(compared, None, (0, 1), 0, (0, 0), None)
+    by_bytes = ~(((rows[:, :length] ^ rows[0, :length]) & compared) != 0).any(axis=1)
+    assert np.array_equal(template.fit(rows), by_bytes)

@@ -498,13 +498,23 @@ class _Template:
         assert end is not None
         return cls(compared, stamps[0], end, kind, (at - a, after - a), dist)
 
+    def fit(self, rows: np.ndarray) -> np.ndarray:
+        """Which rows have the first row's bytes wherever ``compared`` says: compared eight bytes at a
+        time, one word column after another (a reduction across each row's bytes cost six times more)."""
+        mask = np.zeros(rows.shape[1], np.uint8)
+        mask[: len(self.compared)] = self.compared
+        words, mask_words = rows.view(np.uint64), mask.view(np.uint64)
+        differ = np.zeros(len(rows), np.uint64)
+        for column in np.flatnonzero(mask_words).tolist():
+            differ |= (words[:, column] ^ words[0, column]) & mask_words[column]
+        fits: np.ndarray = differ == 0
+        return fits
+
     def read(self, rows: np.ndarray, out: tuple[np.ndarray, ...], points: np.ndarray,
              blocks: list[_DistBlock]) -> np.ndarray:
-        """Read the rows (one point each) that fit; returns which did."""
-        differ = rows ^ rows[0]
-        differ &= self.compared  # in place: a page's rows can be tens of MB
-        fits: np.ndarray = ~differ.any(axis=1)
-        del differ
+        """Read the rows (one point each, ``WORD``-byte wide with the next point's first bytes after it)
+        that fit; returns which did."""
+        fits = self.fit(rows)
         if not fits.all():
             rows, points = rows[fits], points[fits]
         start_s, end_s, has_start, has_end, kind, scalars = out
@@ -578,6 +588,8 @@ def _column_varint(rows: np.ndarray, a: int, b: int) -> np.ndarray:
     return pw.signed(value)
 
 
+WORD = 8  # template rows are this many bytes wide a piece (uint64), so that they compare word by word
+assert pw.PAD >= WORD - 1
 _TEMPLATE_MIN = 16  # fewer points of one length are not worth learning a template
 
 
@@ -598,7 +610,8 @@ def _read_by_template(data: bytes, buf: np.ndarray, starts: np.ndarray, ends: np
         template = _Template.learn(data, int(starts[first]), int(ends[first]))
         if template is None:
             continue
-        rows = np.lib.stride_tricks.sliding_window_view(buf, int(lengths[first]))[starts[group]]  # rows, not bytes
+        width = -(-int(lengths[first]) // WORD) * WORD  # whole words; the data's padding holds the overrun
+        rows = np.lib.stride_tricks.sliding_window_view(buf, width)[starts[group]]  # rows, not bytes
         left[group[template.read(rows, out, group, blocks)]] = False
     return np.flatnonzero(left)
 
