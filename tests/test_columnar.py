@@ -345,3 +345,26 @@ def test_template_rows_fit_by_words_as_by_bytes(length: int, count: int, data: A
     template = columnar._Template(compared, None, (0, 1), 0, (0, 0), None)
     by_bytes = ~(((rows[:, :length] ^ rows[0, :length]) & compared) != 0).any(axis=1)
     assert np.array_equal(template.fit(rows), by_bytes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 300), min_size=1, max_size=80))
+def test_varints_at_many_positions_equal_the_one_by_one_reader(values: list[int]) -> None:
+    """Varints of every length side by side (most one byte, a few up to ten) read at once."""
+    def varint(value: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+            value >>= 7
+            if not value:
+                return bytes(out)
+
+    data = b"".join(varint(v) for v in values)
+    buf = protowire.padded(data)
+    positions, at = [], 0
+    for _ in values:
+        positions.append(at)
+        at = protowire._varint(data, at)[1]
+    read, after = protowire.varints_at(buf, np.array(positions, np.int64))
+    assert read.tolist() == values
+    assert after.tolist() == [*positions[1:], len(data)]

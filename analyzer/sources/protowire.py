@@ -50,14 +50,14 @@ def varints_at(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if not (first & 0x80).any():  # one byte each: tags, lengths, small counts
         return first.astype(np.uint64), pos + 1
     value = (first & 0x7F).astype(np.uint64)
-    more = first >= 0x80
     after = pos + 1
-    for digit in range(1, 10):  # byte by byte, every varint at once: a finished lane adds nothing
-        byte = buf[pos + digit]
-        value |= np.where(more, (byte & 0x7F).astype(np.uint64) << _SHIFTS[digit], np.uint64(0))
-        after += more
-        more &= byte >= 0x80
-        if not more.any():
+    more = np.flatnonzero(first >= 0x80)
+    for digit in range(1, 10):  # byte by byte, only the varints not finished yet (usually few)
+        byte = buf[pos[more] + digit]
+        value[more] |= (byte & 0x7F).astype(np.uint64) << _SHIFTS[digit]
+        after[more] += 1
+        more = more[byte >= 0x80]
+        if not len(more):
             return value, after
     raise Unusual("a varint longer than 10 bytes")
 
@@ -222,18 +222,21 @@ def _walk_chains(candidates: np.ndarray, after: np.ndarray, chain: np.ndarray, f
     are taken whole, so Python only steps over the candidates that are not records. None when a
     chain leaves the candidates or holds other than ``counts[i]`` records (without counts: when a
     record is followed by one that is not a candidate)."""
-    following = np.searchsorted(candidates, after)
-    lands = np.zeros(len(candidates), bool)
+    # A run ends at a record not followed by the very next candidate; where it leads is looked up
+    # for those records only.
+    breaks = np.flatnonzero(np.append(candidates[1:] != after[:-1], True))
+    following = np.searchsorted(candidates, after[breaks])
+    lands = np.zeros(len(breaks), bool)
     inside = following < len(candidates)
-    lands[inside] = candidates[following[inside]] == after[inside]
-    breaks = np.flatnonzero(~(lands & (following == np.arange(1, len(candidates) + 1))))
+    lands[inside] = candidates[following[inside]] == after[breaks][inside]
     keep = np.zeros(len(candidates), bool)
     wanted = [-1] * len(firsts) if counts is None else counts.tolist()
     for first, limit, count in zip(np.searchsorted(candidates, firsts).tolist(), limits.tolist(), wanted,
                                    strict=True):
         k, taken = first, 0
         while True:
-            stop = int(breaks[np.searchsorted(breaks, k)])  # the last record of this run
+            run = int(np.searchsorted(breaks, k))
+            stop = int(breaks[run])  # the last record of this run
             keep[k : stop + 1] = True
             taken += stop + 1 - k
             if count >= 0 and taken > count:
@@ -242,9 +245,9 @@ def _walk_chains(candidates: np.ndarray, after: np.ndarray, chain: np.ndarray, f
                 return None
             if taken == count or (count < 0 and (after[stop] == limit or not record_next[stop])):
                 break
-            if not lands[stop] or after[stop] >= limit:
+            if not lands[run] or after[stop] >= limit:
                 return None
-            k = int(following[stop])
+            k = int(following[run])
     return keep
 
 
