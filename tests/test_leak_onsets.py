@@ -62,6 +62,10 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # it against the service's other revisions (not an envelope learned from itself), the drift's
     # start unknown (the ratio from the deploy on is diluted by 27 flat hours).
     "leak_flag_flipped_seen_six_hours_later",
+    # A per-hour leak switched on 37 h after the deploy, the worst instance's climb tested from there;
+    # the fleet's typical memory has no hinge of its own (so "from the data", at the deploy) and drifts
+    # up a few tenths of a percent a day before the flip: that is no climb from the deploy.
+    "leak_flag_flipped_the_fleet_without_a_hinge",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)

@@ -555,14 +555,34 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,
     ``at_deploy_hours``) and the other signal climbs too: the worst instance can be a young instance
     for hours after a deploy, its climb starting late although the fleet's started with the deploy.
     A later start of the other signal is a hinge placed in noise (a delayed leak, a flag flipped
-    hours after the deploy, is dated by the signal that showed it)."""
+    hours after the deploy, is dated by the signal that showed it). And the chosen later start stands
+    when the other signal itself fits it clearly better than a climb from the deploy: "at the deploy"
+    then only meant that the other signal had no hinge of its own."""
     start = _hinge_hours(reading, chosen)
     other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
     if other is not None and reading.agrees(other.name, cfg):
         other_start = _hinge_hours(reading, other)
-        if other_start <= at_deploy_hours:
-            start = min(start, other_start)
+        if other_start <= at_deploy_hours < start and not _starts_later(reading, other, start):
+            start = other_start
     return start
+
+
+LATER_START_EVIDENCE = 3.0  # 2·log likelihood ratio: "positive" evidence on Kass and Raftery's scale (2-6)
+
+
+def _starts_later(reading: _Reading, trend: _SignalTrend, hours: float) -> bool:
+    """``trend``'s first segment (load-adjusted) fits flat-then-climbing from ``hours`` better than a
+    straight climb from its first bin, by ``LATER_START_EVIDENCE`` (both fits have two parameters, so
+    the likelihood ratio is the whole comparison). Needs ``MIN_STRETCH_BINS`` bins before ``hours`` and
+    three after it in the segment; with fewer, the climb from the deploy stands."""
+    a, b = trend.segments[0]
+    x, y = reading.hours[trend.positions[a:b]], trend.adjusted[a:b]
+    after = int((x > hours).sum())
+    if after < 3 or len(x) - after < MIN_STRETCH_BINS:
+        return False
+    line = max(stats.linear_sse(x, y), 1e-12)
+    later = max(stats.linear_sse(np.maximum(x - hours, 0.0), y), 1e-12)
+    return len(y) * math.log(line / later) >= LATER_START_EVIDENCE
 
 
 def _hinge_hours(reading: _Reading, trend: _SignalTrend) -> float:
