@@ -66,6 +66,10 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # the fleet's typical memory has no hinge of its own (so "from the data", at the deploy) and drifts
     # up a few tenths of a percent a day before the flip: that is no climb from the deploy.
     "leak_flag_flipped_the_fleet_without_a_hinge",
+    # Deployed a day and a half before the window, the worst instance at 87-95 % of the limit when the
+    # data begin: an OOM kill 6 h in resets it, and the climb after the reset read as a start 10 h
+    # into the data. A leak already at the limit began before the data, at the deploy.
+    "leak_before_window_reset_by_an_oom_kill",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)

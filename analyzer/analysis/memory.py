@@ -564,7 +564,18 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,
         other_start = _hinge_hours(reading, other)
         if other_start <= at_deploy_hours < start and not _starts_later(reading, other, start):
             start = other_start
+    if _at_limit_before(reading, start):
+        return float(reading.hours[0])
     return start
+
+
+def _at_limit_before(reading: _Reading, hours: float) -> bool:
+    """The worst instance was already near the limit (``OOM_RESET_LEVEL``) before ``hours``: the climb
+    found after it follows a reset (an OOM kill) of a leak that was under way when the data began (a
+    leak from before the window), so no flat stretch preceded it."""
+    before = reading.hours < hours
+    peak = reading.bins["peak"].to_numpy(dtype=np.float64)[before]
+    return bool((np.nan_to_num(peak, nan=0.0) >= OOM_RESET_LEVEL).any())
 
 
 LATER_START_EVIDENCE = 3.0  # 2·log likelihood ratio: "positive" evidence on Kass and Raftery's scale (2-6)
