@@ -70,6 +70,10 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # data begin: an OOM kill 6 h in resets it, and the climb after the reset read as a start 10 h
     # into the data. A leak already at the limit began before the data, at the deploy.
     "leak_before_window_reset_by_an_oom_kill",
+    # A per-request leak (7.8 % of the limit a day) whose oldest instances are replaced below the limit:
+    # the climb after the last replacement spans 28 h and ends on a night's low traffic, flat over its
+    # last third. Read over its last day it still climbs; it was not reported at all.
+    "leak_reset_by_replacements_ends_on_a_night",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)

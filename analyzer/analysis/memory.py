@@ -408,6 +408,11 @@ def _holds_to_end(trend: _SignalTrend, reading: _Reading) -> bool:
     tail = max(6, (b - a) // 3)
     if b - a < tail:
         return trend.keeps_climbing
+    if len(trend.segments) > 1:
+        # A climb begun again after a reset (an OOM kill, the replacement of old instances) is read over
+        # a day where it has one: a per-request leak grows with traffic, so a night's tail is flat
+        # without the climb having levelled off (a warm-up's one climb is read over its last third).
+        tail = max(tail, min(round(24 * 60 / reading.minutes), b - a))
     picked = trend.positions[b - tail:b]
     hours = reading.hours[picked]
     measured = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[picked]
