@@ -7,8 +7,8 @@ Method, per service:
    service's healthy revisions that served at least ``ENVELOPE_MIN_HOURS`` (never one with a finding
    or a leak candidate, nor the revision being judged): per revision, the hourly troughs relative to
    its level just after the warm-up (bins holding less than half their width in data left out), with
-   the part explained by load per instance removed (one slope,
-   from hour-to-hour changes pooled over those revisions), aligned by age; the envelope at an age is
+   the part explained by load per instance removed (one slope, from hour-to-hour changes pooled over
+   those revisions), aligned by age; the envelope at an age is
    the median over revisions (the highest when there are fewer than three), held at the highest level
    it has reached by then, so one odd revision does not move it and a warm-up that rises and stays is
    not a leak;
