@@ -6,9 +6,9 @@ Method, per service:
 1. the envelope: how the typical instance's memory troughs move after a deploy, learned from the
    service's healthy revisions that served at least ``ENVELOPE_MIN_HOURS`` (never one with a finding
    or a leak candidate, nor the revision being judged): per revision, the hourly troughs relative to
-   its level just after the warm-up (bins holding less than half their width in data left out), with
-   the part explained by load per instance removed (one slope, from hour-to-hour changes pooled over
-   those revisions), aligned by age; the envelope at an age is
+   its level just after the warm-up (a replaced revision's last bin left out when it holds under half
+   its width in data: the handover), with the part explained by load per instance removed (one slope,
+   from hour-to-hour changes pooled over those revisions), aligned by age; the envelope at an age is
    the median over revisions (the highest when there are fewer than three), held at the highest level
    it has reached by then, so one odd revision does not move it and a warm-up that rises and stays is
    not a leak;
@@ -84,8 +84,8 @@ def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minu
     if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
         return None
     bins = troughs(rows, minutes)
-    bins = bins.loc[_points(rows, minutes).reindex(bins.index, fill_value=0) * view.step_seconds
-                    >= minutes * 60 * MIN_BIN_FILL]
+    if span.last_seen < view.rows["ts"].max() and len(bins):
+        bins = _without_handover(bins, rows, minutes, view.step_seconds)
     if len(bins) < START_BINS + 2:
         return None
     stamps = pd.DatetimeIndex(bins.index)
@@ -95,15 +95,18 @@ def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minu
     return _Series(age, bins["trough"].to_numpy(dtype=np.float64), load, stamps)
 
 
-MIN_BIN_FILL = 0.5  # a bin holding less of its width in data has no trough (handover, gap edge)
+MIN_BIN_FILL = 0.5  # a last bin holding less of its width in data is the handover, not a trough
 
 
-def _points(rows: pd.DataFrame, minutes: int) -> pd.Series:
-    """Memory points per ``troughs`` bin (indexed by bin start). A bin with a few points, such as the
-    last minutes of a revision while the next one takes its traffic, has a minimum that sits higher
-    (and moves with the handover): one such bin at the end is a 'climb' the sequential test alarms on."""
+def _without_handover(bins: pd.DataFrame, rows: pd.DataFrame, minutes: int, step_seconds: int) -> pd.DataFrame:
+    """``bins`` without its last one when that holds less than ``MIN_BIN_FILL`` of its width in data:
+    the last minutes of a revision that the next one replaced, taking over its traffic. Such a bin's
+    minimum sits higher and moves with the handover (one 5-minute point 3.6 points of the limit above
+    the hour before read as a climb of 35 % of the limit a day). Only for a revision that stopped
+    serving: the last bin of one still serving is its latest data, not a handover."""
     has_memory = rows["mem_mean"].notna() | rows["mem_p50"].notna()
-    return pd.DatetimeIndex(rows.loc[has_memory, "ts"]).floor(f"{minutes}min").value_counts()
+    last = pd.DatetimeIndex(rows.loc[has_memory, "ts"]) >= bins.index[-1]
+    return bins.iloc[:-1] if last.sum() * step_seconds < minutes * 60 * MIN_BIN_FILL else bins
 
 
 def _relative(series: _Series, load_slope: float) -> FloatArray:
