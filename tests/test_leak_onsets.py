@@ -74,6 +74,10 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # the climb after the last replacement spans 28 h and ends on a night's low traffic, flat over its
     # last third. Read over its last day it still climbs; it was not reported at all.
     "leak_reset_by_replacements_ends_on_a_night",
+    # A leak of 32 % of the limit a day begun before the window: the oldest instance climbs to the limit
+    # within hours of each OOM kill and sits there (GC thrash) until the next. Each climb's later half
+    # is flat at the limit, which the levelling-off gate read as a warm-up; it was not reported.
+    "leak_pinned_at_the_limit",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)

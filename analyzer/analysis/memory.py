@@ -278,7 +278,11 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     covered = float(sum(hours[b - 1] - hours[a] for a, b in segs))
     # A warm-up or cache fill rises and then levels off; a leak keeps climbing.
     later = [((a + b) // 2, b) for a, b in segs if b - (a + b) // 2 >= 3]
-    keeps = not later or _pooled_trend(hours, adjusted, later)[0] >= slope / 3
+    # A later half pinned at the limit (the oldest instance at OOM_RESET_LEVEL or above most of it) has
+    # levelled off because of the limit, GC thrash and OOM kills, not as a warm-up does: judged without it.
+    pinned = np.nan_to_num(peak, nan=0.0) >= OOM_RESET_LEVEL
+    free = [(a, b) for a, b in later if np.mean(pinned[a:b]) < 0.5]
+    keeps = any(not halves or _pooled_trend(hours, adjusted, halves)[0] >= slope / 3 for halves in (later, free))
     level_off = sum(b - a for a, b in segs if b - a >= 6 and _levels_off(hours[a:b], adjusted[a:b]))
     keeps = keeps and level_off < 0.5 * sum(b - a for a, b in segs)
     # Splitting at drops removes the falls of any sawtooth, so a bounded sawtooth would look like a
