@@ -20,11 +20,6 @@ from tests.test_leak_onsets import _frames
     # day between two collections, twice, well below the limit, while the fleet's typical memory has no
     # trend at all. Drops far from the limit are believed to be resets only when the fleet climbs too.
     "big_sawtooth_worst_instance_climbs_between_collections",
-    # A 31 h revision judged by the sequential test against the one healthy revision before it: its last
-    # hourly bin holds one 5-minute point, taken while the next revision took over its traffic, 3.6
-    # points of the limit above the hour before. A bin that thin has no trough; as the last of the
-    # series it read as a climb of 35 % of the limit a day.
-    "handover_bin_at_a_revisions_end",
 ])
 def test_no_leak_is_reported(name: str) -> None:
     frames, _ = _frames(name)

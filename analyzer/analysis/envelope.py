@@ -6,8 +6,7 @@ Method, per service:
 1. the envelope: how the typical instance's memory troughs move after a deploy, learned from the
    service's healthy revisions that served at least ``ENVELOPE_MIN_HOURS`` (never one with a finding
    or a leak candidate, nor the revision being judged): per revision, the hourly troughs relative to
-   its level just after the warm-up (a replaced revision's last bin left out when it holds under half
-   its width in data: the handover), with the part explained by load per instance removed (one slope,
+   its level just after the warm-up, with the part explained by load per instance removed (one slope,
    from hour-to-hour changes pooled over those revisions), aligned by age; the envelope at an age is
    the median over revisions (the highest when there are fewer than three), held at the highest level
    it has reached by then, so one odd revision does not move it and a warm-up that rises and stays is
@@ -84,8 +83,6 @@ def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minu
     if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
         return None
     bins = troughs(rows, minutes)
-    if span.last_seen < view.rows["ts"].max() and len(bins):
-        bins = _without_handover(bins, rows, minutes, view.step_seconds)
     if len(bins) < START_BINS + 2:
         return None
     stamps = pd.DatetimeIndex(bins.index)
@@ -93,20 +90,6 @@ def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minu
     load = bins["load"].to_numpy(dtype=np.float64)
     load = np.where(np.isfinite(load), load, np.nanmedian(load) if np.isfinite(load).any() else 0.0)
     return _Series(age, bins["trough"].to_numpy(dtype=np.float64), load, stamps)
-
-
-MIN_BIN_FILL = 0.5  # a last bin holding less of its width in data is the handover, not a trough
-
-
-def _without_handover(bins: pd.DataFrame, rows: pd.DataFrame, minutes: int, step_seconds: int) -> pd.DataFrame:
-    """``bins`` without its last one when that holds less than ``MIN_BIN_FILL`` of its width in data:
-    the last minutes of a revision that the next one replaced, taking over its traffic. Such a bin's
-    minimum sits higher and moves with the handover (one 5-minute point 3.6 points of the limit above
-    the hour before read as a climb of 35 % of the limit a day). Only for a revision that stopped
-    serving: the last bin of one still serving is its latest data, not a handover."""
-    has_memory = rows["mem_mean"].notna() | rows["mem_p50"].notna()
-    last = pd.DatetimeIndex(rows.loc[has_memory, "ts"]) >= bins.index[-1]
-    return bins.iloc[:-1] if last.sum() * step_seconds < minutes * 60 * MIN_BIN_FILL else bins
 
 
 def _relative(series: _Series, load_slope: float) -> FloatArray:
