@@ -564,14 +564,16 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,
     ``at_deploy_hours``) and the other signal climbs too: the worst instance can be a young instance
     for hours after a deploy, its climb starting late although the fleet's started with the deploy.
     A later start of the other signal is a hinge placed in noise (a delayed leak, a flag flipped
-    hours after the deploy, is dated by the signal that showed it). And the chosen later start stands
-    when the other signal itself fits it clearly better than a climb from the deploy: "at the deploy"
-    then only meant that the other signal had no hinge of its own."""
+    hours after the deploy, is dated by the signal that showed it). And the worst instance's later
+    start stands when the fleet's typical memory itself fits it clearly better than a climb from the
+    deploy: "at the deploy" then only meant that the typical instance had no hinge of its own. (Not
+    the other way round: the worst instance, read in bucket steps, fits a flat stretch anywhere.)"""
     start = _hinge_hours(reading, chosen)
     other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
     if other is not None and reading.agrees(other.name, cfg):
         other_start = _hinge_hours(reading, other)
-        if other_start <= at_deploy_hours < start and not _starts_later(reading, other, start):
+        if other_start <= at_deploy_hours < start and not (
+                other.name == TYPICAL and _starts_later(reading, other, start)):
             start = other_start
     if _at_limit_before(reading, start):
         return float(reading.hours[0])
