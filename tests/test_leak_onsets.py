@@ -62,6 +62,22 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # it against the service's other revisions (not an envelope learned from itself), the drift's
     # start unknown (the ratio from the deploy on is diluted by 27 flat hours).
     "leak_flag_flipped_seen_six_hours_later",
+    # A per-hour leak switched on 37 h after the deploy, the worst instance's climb tested from there;
+    # the fleet's typical memory has no hinge of its own (so "from the data", at the deploy) and drifts
+    # up a few tenths of a percent a day before the flip: that is no climb from the deploy.
+    "leak_flag_flipped_the_fleet_without_a_hinge",
+    # Deployed a day and a half before the window, the worst instance at 87-95 % of the limit when the
+    # data begin: an OOM kill 6 h in resets it, and the climb after the reset read as a start 10 h
+    # into the data. A leak already at the limit began before the data, at the deploy.
+    "leak_before_window_reset_by_an_oom_kill",
+    # A per-request leak (7.8 % of the limit a day) whose oldest instances are replaced below the limit:
+    # the climb after the last replacement spans 28 h and ends on a night's low traffic, flat over its
+    # last third. Read over its last day it still climbs; it was not reported at all.
+    "leak_reset_by_replacements_ends_on_a_night",
+    # A leak of 32 % of the limit a day begun before the window: the oldest instance climbs to the limit
+    # within hours of each OOM kill and sits there (GC thrash) until the next. Each climb's later half
+    # is flat at the limit, which the levelling-off gate read as a warm-up; it was not reported.
+    "leak_pinned_at_the_limit",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)

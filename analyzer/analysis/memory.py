@@ -278,7 +278,11 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     covered = float(sum(hours[b - 1] - hours[a] for a, b in segs))
     # A warm-up or cache fill rises and then levels off; a leak keeps climbing.
     later = [((a + b) // 2, b) for a, b in segs if b - (a + b) // 2 >= 3]
-    keeps = not later or _pooled_trend(hours, adjusted, later)[0] >= slope / 3
+    # A later half pinned at the limit (the oldest instance at OOM_RESET_LEVEL or above most of it) has
+    # levelled off because of the limit, GC thrash and OOM kills, not as a warm-up does: judged without it.
+    pinned = np.nan_to_num(peak, nan=0.0) >= OOM_RESET_LEVEL
+    free = [(a, b) for a, b in later if np.mean(pinned[a:b]) < 0.5]
+    keeps = any(not halves or _pooled_trend(hours, adjusted, halves)[0] >= slope / 3 for halves in (later, free))
     level_off = sum(b - a for a, b in segs if b - a >= 6 and _levels_off(hours[a:b], adjusted[a:b]))
     keeps = keeps and level_off < 0.5 * sum(b - a for a, b in segs)
     # Splitting at drops removes the falls of any sawtooth, so a bounded sawtooth would look like a
@@ -408,6 +412,11 @@ def _holds_to_end(trend: _SignalTrend, reading: _Reading) -> bool:
     tail = max(6, (b - a) // 3)
     if b - a < tail:
         return trend.keeps_climbing
+    if len(trend.segments) > 1:
+        # A climb begun again after a reset (an OOM kill, the replacement of old instances) is read over
+        # a day where it has one: a per-request leak grows with traffic, so a night's tail is flat
+        # without the climb having levelled off (a warm-up's one climb is read over its last third).
+        tail = max(tail, min(round(24 * 60 / reading.minutes), b - a))
     picked = trend.positions[b - tail:b]
     hours = reading.hours[picked]
     measured = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[picked]
@@ -555,14 +564,47 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,
     ``at_deploy_hours``) and the other signal climbs too: the worst instance can be a young instance
     for hours after a deploy, its climb starting late although the fleet's started with the deploy.
     A later start of the other signal is a hinge placed in noise (a delayed leak, a flag flipped
-    hours after the deploy, is dated by the signal that showed it)."""
+    hours after the deploy, is dated by the signal that showed it). And the worst instance's later
+    start stands when the fleet's typical memory itself fits it clearly better than a climb from the
+    deploy: "at the deploy" then only meant that the typical instance had no hinge of its own. (Not
+    the other way round: the worst instance, read in bucket steps, fits a flat stretch anywhere.)"""
     start = _hinge_hours(reading, chosen)
     other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
     if other is not None and reading.agrees(other.name, cfg):
         other_start = _hinge_hours(reading, other)
-        if other_start <= at_deploy_hours:
-            start = min(start, other_start)
+        if other_start <= at_deploy_hours < start and not (
+                other.name == TYPICAL and _starts_later(reading, other, start)):
+            start = other_start
+    if _at_limit_before(reading, start):
+        return float(reading.hours[0])
     return start
+
+
+def _at_limit_before(reading: _Reading, hours: float) -> bool:
+    """The worst instance was already near the limit (``OOM_RESET_LEVEL``) before ``hours``: the climb
+    found after it follows a reset (an OOM kill) of a leak that was under way when the data began (a
+    leak from before the window), so no flat stretch preceded it."""
+    before = reading.hours < hours
+    peak = reading.bins["peak"].to_numpy(dtype=np.float64)[before]
+    return bool((np.nan_to_num(peak, nan=0.0) >= OOM_RESET_LEVEL).any())
+
+
+LATER_START_EVIDENCE = 3.0  # 2·log likelihood ratio: "positive" evidence on Kass and Raftery's scale (2-6)
+
+
+def _starts_later(reading: _Reading, trend: _SignalTrend, hours: float) -> bool:
+    """``trend``'s first segment (load-adjusted) fits flat-then-climbing from ``hours`` better than a
+    straight climb from its first bin, by ``LATER_START_EVIDENCE`` (both fits have two parameters, so
+    the likelihood ratio is the whole comparison). Needs ``MIN_STRETCH_BINS`` bins before ``hours`` and
+    three after it in the segment; with fewer, the climb from the deploy stands."""
+    a, b = trend.segments[0]
+    x, y = reading.hours[trend.positions[a:b]], trend.adjusted[a:b]
+    after = int((x > hours).sum())
+    if after < 3 or len(x) - after < MIN_STRETCH_BINS:
+        return False
+    line = max(stats.linear_sse(x, y), 1e-12)
+    later = max(stats.linear_sse(np.maximum(x - hours, 0.0), y), 1e-12)
+    return len(y) * math.log(line / later) >= LATER_START_EVIDENCE
 
 
 def _hinge_hours(reading: _Reading, trend: _SignalTrend) -> float:
