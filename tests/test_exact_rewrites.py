@@ -6,7 +6,7 @@ blocks on inputs the fleets do not have (NaN, infinities, irregular and unsorted
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -307,3 +307,70 @@ def test_distinct_codes_by_marking_equal_numpy_unique() -> None:
         got, got_inverse = frames._distinct(codes)
         np.testing.assert_array_equal(got, expected)
         np.testing.assert_array_equal(got_inverse, inverse.reshape(-1))
+
+
+def _troughs_as_dropna(rows: pd.DataFrame, bin_minutes: int, from_first: bool) -> pd.DataFrame:
+    """``memory.troughs`` as it was: every bin's frame built, then ``dropna(subset=["trough"])``."""
+    from analyzer.analysis import memory
+
+    typical = memory._typical_memory(rows)
+    worst = rows["mem_max"].to_numpy(dtype=np.float64)
+    inst = rows["inst_active"].to_numpy(dtype=np.float64)
+    load = rows["req_rate"].to_numpy(dtype=np.float64) / np.where(inst > 0, inst, np.nan)
+    width = pd.Timedelta(minutes=bin_minutes).value
+    stamps = pd.DatetimeIndex(rows["ts"]).as_unit("ns").asi8
+    origin = int(stamps.min()) if from_first and len(stamps) else 0
+    starts, codes = memory._bins((stamps - origin) // width)
+    n = len(starts)
+    finite = np.isfinite(load)
+    held = np.bincount(codes, weights=finite.astype(np.float64), minlength=n)
+    frame = pd.DataFrame(
+        {"trough": pd.Series(typical).groupby(codes).min().reindex(range(n)).to_numpy(),
+         "worst": pd.Series(worst).groupby(codes).min().reindex(range(n)).to_numpy(),
+         "load": np.divide(np.bincount(codes, weights=np.where(finite, load, 0.0), minlength=n), held,
+                           out=np.full(n, np.nan), where=held > 0),
+         "peak": pd.Series(worst).groupby(codes).max().reindex(range(n)).to_numpy()},
+        index=pd.to_datetime(origin + starts * width, unit="ns", utc=True))
+    return frame.dropna(subset=["trough"])
+
+
+def test_trough_bins_without_memory_are_left_out_as_dropna_left_them() -> None:
+    from analyzer.analysis import memory
+
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        n = int(rng.integers(1, 400))
+        rows = pd.DataFrame({"ts": pd.date_range("2026-01-01 00:05", periods=n, freq="5min", tz="UTC")})
+        for name in ("mem_mean", "mem_p50", "mem_max", "inst_active", "req_rate"):
+            values = rng.random(n)
+            values[rng.random(n) < (0.0, 0.1, 0.6, 1.0)[trial % 4]] = np.nan  # none, some, most, all missing
+            rows[name] = values
+        rows.loc[rng.random(n) < 0.1, "inst_active"] = 0.0  # no instance: no load
+        for minutes, from_first in ((30, False), (60, True), (360, False)):
+            got = memory.troughs(rows, minutes, from_first=from_first)
+            pd.testing.assert_frame_equal(got, _troughs_as_dropna(rows, minutes, from_first), check_exact=True,
+                                          check_index_type=False, check_freq=False)
+
+
+def test_basis_instance_seconds_equal_pandas_row_sums() -> None:
+    from analyzer.analysis.whatif import _Basis
+
+    rng = np.random.default_rng(6)
+    for trial in range(40):
+        n = int(rng.integers(1, 300))
+        rows = pd.DataFrame({"inst_active": rng.integers(0, 9, n) + rng.random(n) * (trial % 2),
+                             "inst_idle": rng.integers(0, 4, n) * 0.5}, index=np.arange(n) + 7)
+        for name in rows.columns:
+            rows.loc[rng.random(n) < (0.0, 0.2, 1.0)[trial % 3], name] = np.nan
+        basis = _Basis(cast(Any, None), pd.DataFrame(), rows, 1.0, 1.0, 0.5, cast(Any, None), 300, "", 0.0)
+        for state, columns in ((None, ["inst_active", "inst_idle"]), ("active", ["inst_active"]),
+                               ("idle", ["inst_idle"])):
+            counts = rows[columns].astype(np.float64)
+            got = basis.instance_seconds(state)
+            if counts.isna().all().all():
+                assert got is None
+                continue
+            expected = counts.fillna(0.0).sum(axis=1) * 300.0
+            assert got is not None
+            np.testing.assert_array_equal(got, expected.to_numpy())
+            assert float(got.sum()) == float(expected.sum())

@@ -88,16 +88,17 @@ def troughs(rows: pd.DataFrame, bin_minutes: int, *, from_first: bool = False) -
     finite = np.isfinite(load)
     load_sum = np.bincount(codes, weights=np.where(finite, load, 0.0), minlength=n)
     load_n = np.bincount(codes, weights=finite.astype(np.float64), minlength=n)
-    binned = pd.DataFrame(
-        {
-            "trough": reduce(typical, np.minimum, np.inf),
-            "worst": reduce(worst, np.minimum, np.inf),
-            "load": np.divide(load_sum, load_n, out=np.full(n, np.nan), where=load_n > 0),
-            "peak": reduce(worst, np.maximum, -np.inf),
-        },
-        index=pd.to_datetime(origin + starts * width, unit="ns", utc=True),
-    )
-    return binned.dropna(subset=["trough"])
+    columns = {
+        "trough": reduce(typical, np.minimum, np.inf),
+        "worst": reduce(worst, np.minimum, np.inf),
+        "load": np.divide(load_sum, load_n, out=np.full(n, np.nan), where=load_n > 0),
+        "peak": reduce(worst, np.maximum, -np.inf),
+    }
+    held = ~np.isnan(columns["trough"])  # bins without memory data left out (before the frame is built)
+    if not held.all():
+        columns = {name: values[held] for name, values in columns.items()}
+        starts = starts[held]
+    return pd.DataFrame(columns, index=pd.to_datetime(origin + starts * width, unit="ns", utc=True))
 
 
 def _bins(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

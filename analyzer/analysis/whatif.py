@@ -69,25 +69,28 @@ class _Basis:
     step_seconds: int
     description: str
 
-    @property
-    def current_usd_per_month(self) -> float:
-        """Metered cost plus the idle min-instance estimate, per month."""
-        return float((self.steps["metered_usd"] + self.steps["idle_usd"]).sum()) * self.per_month
+    current_usd_per_month: float  # metered cost plus the idle min-instance estimate, per month
 
-    def instance_seconds(self, state: str | None = None) -> pd.Series | None:
+    def instance_seconds(self, state: str | None = None) -> np.ndarray | None:
         """Instance-seconds per step (``active``, ``idle`` or both), None without instance counts."""
-        columns = ["inst_active", "inst_idle"] if state is None else [f"inst_{state}"]
-        counts = self.rows[columns].astype(np.float64)
-        if counts.isna().all().all():
+        names = ["inst_active", "inst_idle"] if state is None else [f"inst_{state}"]
+        counts = [self.rows[name].to_numpy(dtype=np.float64) for name in names]
+        if all(np.isnan(c).all() for c in counts):
             return None
-        return counts.fillna(0.0).sum(axis=1) * float(self.step_seconds)
+        # Added column by column (pandas' row sum of the same frame, NaN as 0, gives the same floats).
+        total: np.ndarray = np.nan_to_num(counts[0], nan=0.0)
+        for more in counts[1:]:
+            total = total + np.nan_to_num(more, nan=0.0)
+        return np.asarray(total * float(self.step_seconds), dtype=np.float64)
 
 
 def _current_span(view: ServiceView) -> RevisionSpan | None:
-    serving = view.totals["serving"].dropna() if "serving" in view.totals else pd.Series(dtype=object)
-    serving = serving.loc[serving.astype(str) != ""]
-    if len(serving):
-        return view.span(str(serving.iloc[-1]))
+    """The revision serving at the last step that names one, else the last revision seen."""
+    if "serving" in view.totals:
+        # From the end: the last step nearly always names it (no pass over the whole window).
+        for name in view.totals["serving"].to_numpy(dtype=object)[::-1]:
+            if not pd.isna(name) and str(name) != "":
+                return view.span(str(name))
     return view.spans[-1] if view.spans else None
 
 
@@ -105,13 +108,19 @@ def _basis(view: ServiceView, table: PriceTable, config: AnalysisConfig) -> _Bas
     keep = np.asarray(times >= start)
     if not keep.any():
         return None
-    rows, steps = rows.loc[keep], steps.loc[keep]
+    at = np.flatnonzero(keep)
+    if at[-1] - at[0] + 1 == len(at):  # a revision's rows are in time order: the kept ones are a stretch
+        rows, steps = rows.iloc[at[0]:at[-1] + 1], steps.iloc[at[0]:at[-1] + 1]
+    else:
+        rows, steps = rows.loc[keep], steps.loc[keep]
     kept = times[keep]
     seconds = (kept[-1] - kept[0]).total_seconds() + view.step_seconds
     cpu, mem, _ = limits(span.info, config.pricing)
-    return _Basis(span, steps, rows, SECONDS_PER_MONTH / seconds, cpu, mem,
-                  unit_prices(table, span.info, config.pricing), view.step_seconds,
-                  f"{span.name}, {seconds / 3600:.0f} h from {kept[0]:%Y-%m-%d %H:%M} UTC")
+    per_month = SECONDS_PER_MONTH / seconds
+    current = float((steps["metered_usd"] + steps["idle_usd"]).sum()) * per_month
+    return _Basis(span, steps, rows, per_month, cpu, mem, unit_prices(table, span.info, config.pricing),
+                  view.step_seconds, f"{span.name}, {seconds / 3600:.0f} h from {kept[0]:%Y-%m-%d %H:%M} UTC",
+                  current)
 
 
 def _mode(request_based: bool) -> str:
