@@ -42,21 +42,13 @@ def percentiles(
     if upper is not None:
         hi_last = np.where(np.isfinite(upper), np.maximum(upper, last), hi_last)
     total = counts.sum(axis=1)
-    held, cumulative = _held_buckets(counts, total, quantiles)
-    counts = counts[:, held] if len(held) < nbuckets else counts
+    located = _located_sparse(counts, total, quantiles)
+    if located is None:
+        located = _located_dense(counts, total, quantiles)
     out = np.full((rows, len(quantiles)), np.nan)
     has = total > 0
-    row_index = np.arange(rows)
-    for column, q in enumerate(quantiles):
+    for column, (q, (idx, below, inside)) in enumerate(zip(quantiles, located, strict=True)):
         target = q * total
-        # first bucket whose cumulative count reaches the target (and holds samples): for a target
-        # above zero the first bucket to reach it holds samples (the one before it fell short), so the
-        # second test is needed only for q = 0
-        reached = cumulative >= target[:, None]
-        at = np.argmax(reached & (counts > 0) if q <= 0 else reached, axis=1)
-        below = cumulative[row_index, at] - counts[row_index, at]
-        inside = counts[row_index, at]
-        idx = held[at]
         frac = np.clip(np.divide(target - below, inside, out=np.zeros(rows), where=inside > 0), 0.0, 1.0)
         lo = np.where(idx == 0, lo_first, lo_edge[idx])
         hi = np.where(idx == nbuckets - 1, hi_last, hi_edge[idx])
@@ -68,6 +60,59 @@ def percentiles(
         hi_clip = np.where(np.isfinite(hi_clip), hi_clip, np.inf)
         out = np.clip(out, lo_clip[:, None], hi_clip[:, None])
     return out
+
+
+Located = list[tuple[np.ndarray, FloatArray, FloatArray]]  # per quantile: bucket, count below it, count in it
+
+
+def _located_dense(counts: np.ndarray, total: FloatArray, quantiles: tuple[float, ...]) -> Located:
+    """Each row's bucket of each quantile, searched over every bucket that holds samples in some row."""
+    held, cumulative = _held_buckets(counts, total, quantiles)
+    counts = counts[:, held] if len(held) < counts.shape[1] else counts
+    row_index = np.arange(len(counts))
+    located: Located = []
+    for q in quantiles:
+        target = q * total
+        # first bucket whose cumulative count reaches the target (and holds samples): for a target
+        # above zero the first bucket to reach it holds samples (the one before it fell short), so the
+        # second test is needed only for q = 0
+        reached = cumulative >= target[:, None]
+        at = np.argmax(reached & (counts > 0) if q <= 0 else reached, axis=1)
+        inside = counts[row_index, at]
+        located.append((held[at], cumulative[row_index, at] - inside, inside))
+    return located
+
+
+EXACT_COUNTS = 2.0**53  # whole numbers below this add up exactly in float64, in any order
+
+
+def _located_sparse(counts: np.ndarray, total: FloatArray, quantiles: tuple[float, ...]) -> Located | None:
+    """``_located_dense``'s answer read from the buckets that hold samples only, row by row: a
+    distribution of one step holds a few of its buckets (one to four in Cloud Run's), so the running
+    sums over them all, a row of buckets each, are mostly repeats. The nonzero counts of every row
+    are summed in one running sum (row after row); whole counts add up exactly, so a row's running
+    count is that sum less the rows before it, and a quantile's bucket is the first whose running
+    count reaches ``ceil(q × total)`` (the same as reaching ``q × total``: counts are whole). None
+    where that does not hold (a count that is not a whole number ≥ 0, sums past 2**53, a quantile
+    outside (0, 1]): the dense search then."""
+    if not quantiles or min(quantiles) <= 0 or max(quantiles) > 1:
+        return None
+    rows_at, buckets_at = np.nonzero(counts)
+    values = counts[rows_at, buckets_at]
+    if len(values) == 0 or not ((values > 0) & (values == np.floor(values))).all():
+        return None
+    running = np.cumsum(values)
+    if not running[-1] < EXACT_COUNTS:
+        return None
+    before = np.cumsum(total) - total  # every earlier row's samples (whole numbers: exact)
+    located: Located = []
+    for q in quantiles:
+        target = q * total
+        # Rows without samples land anywhere: their percentiles are NaN whatever is found.
+        at = np.minimum(np.searchsorted(running, before + np.ceil(target), side="left"), len(running) - 1)
+        inside = values[at]
+        located.append((buckets_at[at], running[at] - before - inside, inside))
+    return located
 
 
 def _held_buckets(counts: np.ndarray, total: FloatArray, quantiles: tuple[float, ...]) -> tuple[np.ndarray, FloatArray]:

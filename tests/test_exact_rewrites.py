@@ -131,6 +131,38 @@ def test_percentiles_over_held_buckets_equal_all_buckets() -> None:
         np.testing.assert_array_equal(got, every, strict=True)
 
 
+def test_percentiles_from_the_nonzero_buckets_equal_the_dense_search() -> None:
+    from analyzer.distributions import _located_dense, _located_sparse, percentiles
+
+    rng = np.random.default_rng(12)
+    for trial in range(200):
+        rows, nbuckets = int(rng.integers(1, 400)), int(rng.integers(2, 70))
+        counts = np.zeros((rows, nbuckets))
+        for row in range(rows):  # a step's distribution holds a few buckets; some steps hold none
+            held = rng.choice(nbuckets, size=int(rng.integers(0, min(nbuckets, 5) + 1)), replace=False)
+            counts[row, held] = rng.integers(1, (3, 1000, 10**9)[trial % 3], len(held))
+        total = counts.sum(axis=1)
+        quantiles = ((0.5, 0.95, 0.99), (0.5, 0.99, 1.0), (1e-9, 0.25))[trial % 3]
+        sparse = _located_sparse(counts, total, quantiles)
+        assert sparse is not None or not counts.any()
+        if sparse is None:
+            continue
+        for (s_at, s_below, s_in), (d_at, d_below, d_in) in zip(sparse, _located_dense(counts, total, quantiles),
+                                                                strict=True):
+            has = total > 0
+            np.testing.assert_array_equal(s_at[has], d_at[has])
+            np.testing.assert_array_equal(s_below[has], d_below[has], strict=True)
+            np.testing.assert_array_equal(s_in[has], d_in[has], strict=True)
+        bounds = np.cumsum(rng.random(nbuckets - 1) * 10.0)
+        every = percentiles(counts, bounds, (0.0, *quantiles))[:, 1:]  # q = 0: the dense search
+        np.testing.assert_array_equal(percentiles(counts, bounds, quantiles), every, strict=True)
+    # Counts that are not whole numbers >= 0, or sums past 2**53, are left to the dense search.
+    for counts in (np.array([[0.5, 1.0]]), np.array([[-1.0, 2.0]]), np.array([[np.nan, 1.0]]),
+                   np.array([[np.inf, 1.0]]), np.array([[2.0**53, 1.0]])):
+        assert _located_sparse(counts, counts.sum(axis=1), (0.5,)) is None
+    assert _located_sparse(np.array([[1.0, 2.0]]), np.array([3.0]), (0.0, 0.5)) is None
+
+
 def test_serving_revision_equals_sorting_the_rows() -> None:
     from analyzer.analysis.timeline import _serving
 
