@@ -406,3 +406,28 @@ def test_basis_instance_seconds_equal_pandas_row_sums() -> None:
             assert got is not None
             np.testing.assert_array_equal(got, expected.to_numpy())
             assert float(got.sum()) == float(expected.sum())
+
+
+def test_rows_between_two_times_equal_the_masks() -> None:
+    from analyzer.analysis.timeline import between
+
+    rng = np.random.default_rng(13)
+    for trial in range(120):
+        unit: Literal["us", "ns"] = "us" if trial % 2 else "ns"
+        ts = _steps(rng, int(rng.integers(0, 80)), unit, shuffle=trial % 5 == 0)
+        if trial % 7 == 0 and len(ts):
+            ts = ts.where(rng.random(len(ts)) > 0.2, pd.NaT)
+        rows = pd.DataFrame({"ts": ts, "value": rng.random(len(ts))}, index=rng.permutation(len(ts)) * 3)
+        around = pd.Timestamp("2026-01-01 03:17", tz="UTC") + pd.Timedelta(
+            nanoseconds=int(rng.integers(-10**12, 10**14)))
+        # Bounds on the rows' own steps, or between them to the nanosecond.
+        steps = list(ts.dropna().sample(2, replace=True, random_state=trial)) if ts.notna().any() else []
+        picks = [around, *steps, *(step + pd.Timedelta(nanoseconds=1) for step in steps)]
+        for start in (None, *picks):
+            for end in (None, *picks, around + pd.Timedelta(nanoseconds=1)):
+                keep = np.ones(len(rows), dtype=bool)
+                if start is not None:
+                    keep &= (rows["ts"] >= start).to_numpy()
+                if end is not None:
+                    keep &= (rows["ts"] < end).to_numpy()
+                pd.testing.assert_frame_equal(between(rows, start, end), rows.loc[keep], check_index_type=False)

@@ -37,7 +37,7 @@ import pandas as pd
 
 from analyzer.analysis import stats
 from analyzer.analysis.memory import TYPICAL, LeakEvidence, troughs
-from analyzer.analysis.timeline import RevisionSpan, ServiceView, served_hours
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, served_hours
 from analyzer.config import DetectionConfig
 from analyzer.model import FloatArray
 
@@ -79,7 +79,7 @@ class Envelope:
 
 def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minutes: int) -> _Series | None:
     rows = view.revision_rows(span.name)
-    rows = rows.loc[rows["ts"] >= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)]
+    rows = between(rows, span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
     if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
         return None
     bins = troughs(rows, minutes)

@@ -19,7 +19,7 @@ from analyzer.analysis.envelope import Envelope, build_envelope, sequential_leak
 from analyzer.analysis.memory import LeakEvidence, detect_leak, hours_to_limit
 from analyzer.analysis.pricing import PriceTable
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
-from analyzer.analysis.timeline import RevisionSpan, ServiceView, hours_between, reference_span
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, hours_between, reference_span
 from analyzer.config import AnalysisConfig
 from analyzer.model import Finding, FindingKind, Severity
 
@@ -276,7 +276,7 @@ def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, af
     if not leak.onset_at_deploy or served >= config.detection.memory.min_duration_hours * 2 or served < 1:
         return
     rows = view.revision_rows(span.name)
-    rows = rows.loc[rows["ts"] >= span.first_seen + pd.Timedelta(minutes=config.detection.warmup_minutes)]
+    rows = between(rows, span.first_seen + pd.Timedelta(minutes=config.detection.warmup_minutes))
     worst = rows.set_index("ts")["mem_max"].dropna()
     if len(worst) < 6:
         return

@@ -12,7 +12,7 @@ import pandas as pd
 from analyzer.analysis.cost import service_step_costs
 from analyzer.analysis.findings import RevisionEvidence
 from analyzer.analysis.pricing import PriceTable
-from analyzer.analysis.timeline import RevisionSpan, ServiceView
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, between
 from analyzer.config import AnalysisConfig
 
 COMPARE_HOURS = 24.0
@@ -56,12 +56,12 @@ def _stats(view: ServiceView, span: RevisionSpan | None, costs: pd.Series, *, la
     rows = view.revision_rows(span.name)
     if last:
         start = span.last_seen - pd.Timedelta(hours=COMPARE_HOURS)
-        totals, rows = totals.loc[totals.index >= start], rows.loc[rows["ts"] >= start]
+        totals, rows = totals.loc[totals.index >= start], between(rows, start)
     else:
         start = span.first_seen + pd.Timedelta(minutes=warmup_minutes)
         end = start + pd.Timedelta(hours=COMPARE_HOURS)
         totals = totals.loc[(totals.index >= start) & (totals.index < end)]
-        rows = rows.loc[(rows["ts"] >= start) & (rows["ts"] < end)]
+        rows = between(rows, start, end)
     instances = totals["inst_active"].fillna(0) + totals["inst_idle"].fillna(0)
     hourly_cost = costs.reindex(totals.index).fillna(0.0)
     return {

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import stats
-from analyzer.analysis.timeline import RevisionSpan, ServiceView
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, between
 from analyzer.config import DetectionConfig, MemoryDetection
 from analyzer.model import FloatArray
 
@@ -456,7 +456,7 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
     for previous in earlier[-LOOKBACK:]:
         before = view.revision_rows(previous.name)
-        before = troughs(before.loc[before["ts"] >= previous.first_seen + warm], cfg.trough_window_minutes)
+        before = troughs(between(before, previous.first_seen + warm), cfg.trough_window_minutes)
         if len(before) < 3:
             continue
         since = ((before.index - before.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
@@ -482,7 +482,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
     names earlier revisions that had a finding or a leak candidate: they are not warm-up references."""
     cfg = config.memory
     rows = view.revision_rows(span.name)
-    rows = rows.loc[rows["ts"] >= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)]
+    rows = between(rows, span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
     if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
         return None
     long_bins = troughs(rows, cfg.trough_window_minutes)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import hourly, load_model, onset
-from analyzer.analysis.timeline import RevisionSpan, ServiceView, serving_rows
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, serving_rows
 from analyzer.config import DetectionConfig, RegressionDetection
 from analyzer.model import FindingKind, FloatArray
 
@@ -78,7 +78,7 @@ def _compared_rows(view: ServiceView, span: RevisionSpan, previous: RevisionSpan
     horizon = pd.Timedelta(hours=cfg.compare_hours)
     before = serving_rows(view, previous, span.first_seen, warmup_minutes, cfg.compare_hours)
     after = view.revision_rows(span.name)
-    after = after.loc[(after["ts"] >= span.first_seen + warm) & (after["ts"] < span.first_seen + warm + horizon)]
+    after = between(after, span.first_seen + warm, span.first_seen + warm + horizon)
     need = cfg.min_hours * 3600 / view.step_seconds
     if len(before) < need or len(after) < need:
         return None
@@ -248,7 +248,7 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     warm = pd.Timedelta(minutes=config.warmup_minutes)
     before_rows = serving_rows(view, previous, span.first_seen, config.warmup_minutes, 3 * cfg.compare_hours)
     after_rows = view.revision_rows(span.name)
-    after_rows = after_rows.loc[after_rows["ts"] >= span.first_seen + warm]
+    after_rows = between(after_rows, span.first_seen + warm)
     before = _hourly_cpu(before_rows, previous.info.cpu_limit or default_cpu)
     after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
     if len(before.req) < DRIFT_REFERENCE_HOURS or len(after.req) < DRIFT_REFERENCE_HOURS:
@@ -296,8 +296,7 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     before_rows = serving_rows(view, reference, span.first_seen, config.warmup_minutes, 3 * config.cpu.compare_hours)
     after_rows = view.revision_rows(span.name)
-    after_rows = after_rows.loc[(after_rows["ts"] >= warm)
-                                & (after_rows["ts"] < warm + pd.Timedelta(hours=config.cpu.compare_hours))]
+    after_rows = between(after_rows, warm, warm + pd.Timedelta(hours=config.cpu.compare_hours))
     before = _hourly_cpu(before_rows, reference.info.cpu_limit or default_cpu)
     after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
     model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS)

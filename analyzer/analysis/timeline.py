@@ -179,6 +179,32 @@ def reference_span(view: ServiceView, span: RevisionSpan, flagged: set[str],
     return clean[-1] if clean else None
 
 
+def between(rows: pd.DataFrame, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """``rows.loc[(rows["ts"] >= start) & (rows["ts"] < end)]`` (a missing bound: no limit on that side).
+    Rows in time order (a revision's are) give a stretch, found by binary search on the column's
+    integers; the masks, a pass over the column per comparison, only otherwise."""
+    ts = rows["ts"].array
+    stamps = cast(Any, ts).asi8 if isinstance(ts, pd.arrays.DatetimeArray) else None
+    bounds = [b for b in (start, end) if b is not None]
+    if (stamps is None or any(b.tzinfo is None for b in bounds)
+            or (len(stamps) and stamps[0] == NAT) or not (stamps[1:] >= stamps[:-1]).all()):
+        keep = np.ones(len(rows), dtype=bool)
+        if start is not None:
+            keep &= (rows["ts"] >= start).to_numpy()
+        if end is not None:
+            keep &= (rows["ts"] < end).to_numpy()
+        return rows.loc[keep]
+    per = NS_PER_UNIT[ts.unit]
+    # In the column's unit: ts >= start  <=>  ts >= ceil(start), and ts < end  <=>  ts < ceil(end).
+    first = int(np.searchsorted(stamps, -(-start.value // per))) if start is not None else 0
+    last = int(np.searchsorted(stamps, -(-end.value // per))) if end is not None else len(stamps)
+    return rows.iloc[first:max(first, last)]
+
+
+NAT = np.iinfo(np.int64).min  # NaT's integer
+NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
 def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestamp, warmup_minutes: int,
                  hours: float) -> pd.DataFrame:
     """The last ``hours`` of ``reference``'s rows while it served, after its warm-up and before ``before``."""
@@ -186,7 +212,7 @@ def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestam
     served = view.totals.index[view.serves(reference.name)]
     end = min(before, served.max() + pd.Timedelta(seconds=view.step_seconds)) if len(served) else before
     start = max(reference.first_seen + pd.Timedelta(minutes=warmup_minutes), end - pd.Timedelta(hours=hours))
-    return rows.loc[(rows["ts"] >= start) & (rows["ts"] < end)]
+    return between(rows, start, end)
 
 
 def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
