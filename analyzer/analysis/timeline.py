@@ -130,13 +130,14 @@ def _totals(rows: pd.DataFrame) -> pd.DataFrame:
     steps = hourly.by_step(rows["ts"])
     sums = hourly.sum_min_count(steps, [rows[c].to_numpy() for c in present], min_count=1)
     totals = pd.DataFrame(dict(zip(present, sums, strict=True)), index=steps.index().rename("ts"))
-    totals["serving"] = _serving(rows)
+    totals["serving"] = _serving(rows, steps)
     return totals
 
 
-def _serving(rows: pd.DataFrame) -> pd.Series:
+def _serving(rows: pd.DataFrame, steps: hourly.Hours | None = None) -> pd.Series:
     """Per step, the revision with the most requests (active instances break ties; then the later
-    row in a quicksort by that weight, as the sort this replaces left them), by step in time order."""
+    row in a quicksort by that weight, as the sort this replaces left them), by step in time order.
+    ``steps``: ``hourly.by_step(rows["ts"])``, when already made."""
     def filled(column: str) -> FloatArray:
         values = rows[column].to_numpy()
         return np.where(np.isnan(values), 0.0, values)
@@ -149,11 +150,9 @@ def _serving(rows: pd.DataFrame) -> pd.Series:
     order = np.argsort(filled("requests") + 1e-6 * filled("inst_active"), kind="quicksort")
     rank = np.empty(len(order), dtype=np.intp)
     rank[order] = np.arange(len(order))
-    steps, step = np.unique(pd.DatetimeIndex(rows["ts"]).asi8, return_inverse=True)
-    last = np.full(len(steps), -1, dtype=np.intp)
-    np.maximum.at(last, step, rank)
-    return pd.Series(revisions.array.take(order[last]), index=pd.DatetimeIndex(rows["ts"]).unique().sort_values(),
-                     name="revision")
+    steps = steps if steps is not None else hourly.by_step(rows["ts"])
+    last = np.maximum.reduceat(rank[steps.order], steps.starts) if len(rank) else rank  # highest rank per step
+    return pd.Series(revisions.array.take(order[last]), index=steps.index().rename("ts"), name="revision")
 
 
 def served_hours(view: ServiceView, span: RevisionSpan) -> float:
@@ -223,8 +222,11 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
     or, without enough of them (``enough_hours``, by default half of ``reference_hours``), the
     revision's own first ``reference_hours`` after warm-up. Returns the steps and a description for
     the report."""
-    measured = view.totals["inst_active"].notna().to_numpy()
-    totals = view.totals.loc[measured]
+    key = ("measured totals",)
+    if key not in view.derived:  # asked for each revision of the service
+        keep = view.totals["inst_active"].notna().to_numpy()
+        view.derived[key] = (keep, view.totals.loc[keep])
+    measured, totals = cast(tuple[np.ndarray, pd.DataFrame], view.derived[key])
     warm = pd.Timedelta(minutes=warmup_minutes)
     reference = reference if reference is not None else view.previous(span.name)
     if reference is not None:
