@@ -431,3 +431,28 @@ def test_rows_between_two_times_equal_the_masks() -> None:
                 if end is not None:
                     keep &= (rows["ts"] < end).to_numpy()
                 pd.testing.assert_frame_equal(between(rows, start, end), rows.loc[keep], check_index_type=False)
+
+
+def test_first_best_error_equals_scanning_every_candidate() -> None:
+    from analyzer.analysis.stats import first_best
+
+    def scanned(errors: np.ndarray) -> int | None:
+        best, best_error = None, float("inf")
+        for k, error in enumerate(errors):
+            if error < best_error - 1e-12:
+                best, best_error = k, float(error)
+        return best
+
+    rng = np.random.default_rng(14)
+    for trial in range(400):
+        n = int(rng.integers(0, 60))
+        errors = rng.random(n) * 10.0 ** float(rng.integers(-13, 3))  # spreads near the tolerance too
+        if trial % 3 == 0:
+            errors = np.round(errors, int(rng.integers(0, 3)))  # ties
+        if trial % 4 == 0 and n:
+            errors[rng.random(n) < 0.3] = np.nan
+        if trial % 5 == 0 and n:
+            errors[rng.random(n) < 0.2] = np.inf
+        if trial % 6 == 0 and n > 2:  # a run lowered by less than the tolerance at each step
+            errors[1:] = errors[0] - np.arange(1, n) * 6e-13
+        assert first_best(errors) == scanned(errors), errors

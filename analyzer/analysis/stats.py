@@ -132,10 +132,22 @@ def hinge(x: FloatArray, y: FloatArray, *, min_after: int = 3) -> Hinge:
         a = y_mean - b * ramp_mean
         sse[ks] = (((a[:, None] + b[:, None] * ramp) - y[None, :]) ** 2).sum(axis=1)
         level[ks], slope[ks] = a, b
-    best = Hinge(0, float(y_mean), 0.0, math.inf)
-    for k in range(candidates):
-        if sse[k] < best.sse - 1e-12:
-            best = Hinge(k, float(level[k]), float(slope[k]), float(sse[k]))
+    k = first_best(sse)
+    return Hinge(0, float(y_mean), 0.0, math.inf) if k is None else Hinge(k, float(level[k]), float(slope[k]),
+                                                                            float(sse[k]))
+
+
+def first_best(errors: FloatArray, tolerance: float = 1e-12) -> int | None:
+    """The earliest index of the least error, a later one winning only when lower by more than
+    ``tolerance`` than the one it replaces (scanning in order); None when every error is NaN or
+    infinite. Only a new lowest error can win (the winner so far is within ``tolerance`` of every
+    error before it), so the scan visits those alone: a handful of the candidates."""
+    best, best_error = None, math.inf
+    running = np.minimum.accumulate(np.where(np.isnan(errors), math.inf, errors))
+    lowest_before = np.concatenate([[math.inf], running[:-1]])
+    for k in np.flatnonzero(errors < lowest_before).tolist():
+        if errors[k] < best_error - tolerance:
+            best, best_error = k, float(errors[k])
     return best
 
 
