@@ -97,8 +97,9 @@ def _located_sparse(counts: np.ndarray, total: FloatArray, quantiles: tuple[floa
     outside (0, 1]): the dense search then."""
     if not quantiles or min(quantiles) <= 0 or max(quantiles) > 1:
         return None
-    rows_at, buckets_at = np.nonzero(counts)
-    values = counts[rows_at, buckets_at]
+    flat = np.flatnonzero(counts)  # row after row (C order, as reshape reads them too)
+    values = counts.reshape(-1)[flat]
+    buckets_at = flat % counts.shape[1]
     if len(values) == 0 or not ((values > 0) & (values == np.floor(values))).all():
         return None
     running = np.cumsum(values)
