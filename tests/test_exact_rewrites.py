@@ -458,3 +458,21 @@ def test_first_best_error_equals_scanning_every_candidate() -> None:
         if trial % 6 == 0 and n > 2:  # a run lowered by less than the tolerance at each step
             errors[1:] = errors[0] - np.arange(1, n) * 6e-13
         assert first_best(errors) == scanned(errors), errors
+
+
+def test_served_steps_from_the_serving_codes_equal_value_counts() -> None:
+    from analyzer.analysis.timeline import RevisionSpan, ServiceView, served_hours
+    from analyzer.model import ServiceKey
+
+    rng = np.random.default_rng(15)
+    key = ServiceKey("p", "r", "s")
+    for _ in range(40):
+        n = int(rng.integers(0, 50))
+        serving = pd.Series(rng.choice(np.array(["a", "b", "", None, np.nan], dtype=object), n), dtype=object)
+        view = ServiceView(key, pd.DataFrame(), pd.DataFrame({"serving": serving}), [], 300)
+        counts = serving.value_counts().to_dict()
+        for name in ("a", "b", "", "c"):
+            span = cast(RevisionSpan, type("Span", (), {"name": name})())
+            assert served_hours(view, span) == counts.get(name, 0) * 300 / 3600
+    empty = ServiceView(key, pd.DataFrame(), pd.DataFrame(), [], 300)  # no steps at all
+    assert served_hours(empty, cast(RevisionSpan, type("Span", (), {"name": "a"})())) == 0.0

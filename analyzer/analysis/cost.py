@@ -137,7 +137,8 @@ def limits(info: RevisionInfo, config: PricingConfig) -> tuple[float, float, boo
 def _column(rows: pd.DataFrame, name: str, *, fill: bool = True) -> np.ndarray:
     """A column as float64 (NaN as 0 when ``fill``). The step arithmetic below runs on arrays: each
     pandas operation on a Series costs far more than the numbers it computes on a revision's rows."""
-    values = rows[name].astype(np.float64).to_numpy()
+    column = rows[name]
+    values = column.to_numpy() if column.dtype == np.float64 else column.astype(np.float64).to_numpy()
     return np.where(np.isnan(values), 0.0, values) if fill else values
 
 

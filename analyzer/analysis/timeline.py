@@ -159,7 +159,13 @@ def served_hours(view: ServiceView, span: RevisionSpan) -> float:
     """How long ``span`` was the revision taking most of the traffic."""
     key = ("served steps",)
     if key not in view.derived:  # every revision's count at once: this is asked per revision, often
-        view.derived[key] = view.totals["serving"].value_counts().to_dict() if len(view.totals) else {}
+        counted: dict[object, int] = {}
+        if len(view.totals):
+            view.serves("")  # factorizes the column once per view
+            codes, lookup = cast(tuple[np.ndarray, dict[object, int]], view.derived[("serving codes",)])
+            counts = np.bincount(codes[codes >= 0], minlength=len(lookup))
+            counted = {name: int(counts[code]) for name, code in lookup.items()}
+        view.derived[key] = counted
     steps = cast(dict[str, int], view.derived[key]).get(span.name, 0)
     return float(steps) * view.step_seconds / 3600.0
 
