@@ -476,3 +476,18 @@ def test_served_steps_from_the_serving_codes_equal_value_counts() -> None:
             assert served_hours(view, span) == counts.get(name, 0) * 300 / 3600
     empty = ServiceView(key, pd.DataFrame(), pd.DataFrame(), [], 300)  # no steps at all
     assert served_hours(empty, cast(RevisionSpan, type("Span", (), {"name": "a"})())) == 0.0
+
+
+def test_each_steps_highest_value_equals_groupby_max() -> None:
+    from analyzer.render.charts import _by_ts, epoch_ns, step_highest
+
+    rng = np.random.default_rng(16)
+    for trial in range(60):
+        ts = _steps(rng, int(rng.integers(0, 90)), ("us", "ns")[trial % 2], shuffle=trial % 3 == 0)
+        rows = pd.DataFrame({"ts": pd.concat([ts, ts.sample(frac=0.5, random_state=trial)], ignore_index=True)})
+        rows["mem_max"] = rng.random(len(rows))
+        rows.loc[rng.random(len(rows)) < (0.0, 0.3, 1.0)[trial % 3], "mem_max"] = np.nan
+        expected = _by_ts(rows, "mem_max", "max").dropna()
+        ns, values = step_highest(rows, "mem_max")
+        np.testing.assert_array_equal(ns, epoch_ns(pd.DatetimeIndex(expected.index)), strict=True)
+        np.testing.assert_array_equal(values, expected.to_numpy(dtype=np.float64), strict=True)

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import ServiceResult
+from analyzer.analysis import ServiceResult, hourly
 from analyzer.analysis.findings import RevisionEvidence
 from analyzer.analysis.memory import LeakEvidence
 from analyzer.analysis.timeline import RevisionSpan
-from analyzer.model import FindingKind
+from analyzer.model import FindingKind, FloatArray
 
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 30, 30
@@ -329,6 +329,17 @@ def _by_ts(rows: pd.DataFrame, column: str, how: str = "mean") -> pd.Series:
     return rows.groupby("ts")[column].agg(how)
 
 
+def step_highest(rows: pd.DataFrame, column: str) -> tuple[np.ndarray, FloatArray]:
+    """Each step's highest ``column`` value, as ``_by_ts(rows, column, "max").dropna()`` (NaN skipped,
+    a step without any left out): the steps' epoch nanoseconds and the values, in time order."""
+    steps = hourly.by_step(rows["ts"])
+    if not len(steps.starts):
+        return np.empty(0), np.empty(0)
+    highest = np.fmax.reduceat(rows[column].to_numpy(dtype=np.float64)[steps.order], steps.starts)
+    held = ~np.isnan(highest)
+    return epoch_ns(steps.index()[held]), highest[held]
+
+
 def trend_runs(troughs: pd.Series, min_drop: float = 0.02) -> list[pd.Series]:
     """The troughs split where they fall (an OOM kill or new instances reset memory), for drawing the
     fitted slope through each climb; runs shorter than three bins are left out. Display only: the
@@ -541,11 +552,10 @@ def sparkline(result: ServiceResult, start: pd.Timestamp, end: pd.Timestamp, ste
     rows = result.view.rows
     if rows.empty:
         return Sparkline((), None)
-    series = (_by_ts(rows, "mem_max", "max") * 100).dropna()
-    if series.empty:
+    ns, values = step_highest(rows, "mem_max")
+    if not len(values):
         return Sparkline((), None)
-    ns = epoch_ns(pd.DatetimeIndex(series.index))
-    values = series.to_numpy(dtype=np.float64)
+    values = values * 100
     t0, span = float(start.value), max(float(end.value - start.value), 1.0)
     breaks = np.flatnonzero(np.diff(ns) > step_seconds * 3e9) + 1
     segments = []
