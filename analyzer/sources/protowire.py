@@ -201,11 +201,14 @@ def records(
     candidates, chain = candidates[inside], chain[inside]
     length, start = varints_at(buf, candidates + 1)
     after = start + np.minimum(length, np.uint64(len(buf))).astype(np.int64)
-    likely = (length == 0) | np.isin(buf[start], np.frombuffer(opening, np.uint8))
+    opens = buf[start]
+    likely = (length == 0) | (opens == opening[0] if len(opening) == 1 else
+                              np.isin(opens, np.frombuffer(opening, np.uint8)))
     likely[np.searchsorted(candidates, firsts)] = True
     record_next = buf[np.minimum(after, len(buf) - 1)] == tag  # another record may follow this one
-    found = _walk_chains(candidates[likely], after[likely], chain[likely], firsts, limits, counts,
-                         record_next[likely])
+    picked = np.flatnonzero(likely)
+    candidates_l, after_l, chain_l = candidates[picked], after[picked], chain[picked]
+    found = _walk_chains(candidates_l, after_l, chain_l, firsts, limits, counts, record_next[picked])
     if found is None:
         found = _double_chains(candidates, after, chain, firsts, limits, counts)
         held = np.bincount(chain[found], minlength=len(firsts))
@@ -213,7 +216,8 @@ def records(
             return start[found], after[found], chain[found], held == counts
         overrun = np.bincount(chain[found & (after > limits[chain])], minlength=len(firsts))
         return start[found], after[found], chain[found], overrun == 0
-    return start[likely][found], after[likely][found], chain[likely][found], np.ones(len(firsts), bool)
+    kept = picked[found]
+    return start[kept], after_l[found], chain_l[found], np.ones(len(firsts), bool)
 
 
 def _walk_chains(candidates: np.ndarray, after: np.ndarray, chain: np.ndarray, firsts: np.ndarray,
