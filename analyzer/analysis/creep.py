@@ -67,7 +67,8 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     steps = pd.DatetimeIndex(totals.index[mask])
     by_hour = hourly.of(steps)
     hourly_excess = hourly.medians(by_hour, _instances(totals)[mask] - expected)
-    excess = pd.Series(hourly_excess, index=by_hour.resampled(steps.name)).dropna()
+    held = ~np.isnan(hourly_excess)  # ``.dropna()`` of the hourly Series, before it is built
+    excess = pd.Series(hourly_excess[held], index=by_hour.resampled(steps.name)[held])
     if len(excess) < max(3, cfg.min_duration_hours):
         return None
     values: FloatArray = np.asarray(excess.to_numpy(), dtype=np.float64)

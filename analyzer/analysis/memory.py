@@ -483,7 +483,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
     cfg = config.memory
     rows = view.revision_rows(span.name)
     rows = between(rows, span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
-    if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
+    if np.isnan(_typical_memory(rows)).all():  # neither the mean nor the median anywhere
         return None
     long_bins = troughs(rows, cfg.trough_window_minutes)
     coarse = _Reading.of(long_bins, cfg.trough_window_minutes, cfg)
