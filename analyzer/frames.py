@@ -116,7 +116,7 @@ class Frames:
         body = getattr(self, "_body", None)
         if body is None:
             body = self._body = self.metrics.drop(columns=["project", "region", "service"])
-        return body.take(found if found is not None else np.empty(0, dtype=np.intp))
+        return rows_at(body, found if found is not None else np.empty(0, dtype=np.intp))
 
     def sidecar_memory(self, key: ServiceKey) -> pd.DataFrame:
         """The service's rows of ``sidecars`` (empty for a service without sidecars)."""
@@ -131,6 +131,15 @@ class Frames:
         found = [info for (k, _), info in self.revisions.items() if k == key]
         far = datetime.max.replace(tzinfo=UTC)
         return sorted(found, key=lambda r: (r.create_time or far, r.revision))
+
+
+def rows_at(table: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """``table.take(positions)``; a slice when the positions are one ascending stretch (a service's
+    rows, a revision's: the table's order keeps them together), which copies nothing."""
+    if len(positions) and positions[-1] - positions[0] + 1 == len(positions) and (
+            len(positions) < 2 or bool((np.diff(positions) == 1).all())):
+        return table.iloc[int(positions[0]) : int(positions[-1]) + 1]
+    return table.take(positions)
 
 
 def _input_spacing(series: list[RawSeries]) -> int:

@@ -491,3 +491,16 @@ def test_each_steps_highest_value_equals_groupby_max() -> None:
         ns, values = step_highest(rows, "mem_max")
         np.testing.assert_array_equal(ns, epoch_ns(pd.DatetimeIndex(expected.index)), strict=True)
         np.testing.assert_array_equal(values, expected.to_numpy(dtype=np.float64), strict=True)
+
+
+def test_rows_at_positions_equal_take() -> None:
+    from analyzer.frames import rows_at
+
+    rng = np.random.default_rng(17)
+    table = pd.DataFrame({"a": rng.random(50), "b": rng.integers(0, 9, 50)}, index=rng.permutation(50) * 2)
+    for positions in (np.arange(10, 30), np.arange(0, 50), np.array([7]), np.empty(0, dtype=np.intp),
+                      np.array([3, 4, 6]), np.array([5, 4, 3]), np.sort(rng.choice(50, 20, replace=False))):
+        got = rows_at(table, positions)
+        pd.testing.assert_frame_equal(got, table.take(positions))
+        got.loc[got.index[:1], "a"] = -1.0  # a slice is the table's own rows: changing it must not reach them
+        assert (table["a"] >= 0).all()

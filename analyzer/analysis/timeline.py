@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import hourly
-from analyzer.frames import Frames
+from analyzer.frames import Frames, rows_at
 from analyzer.model import FloatArray, RevisionInfo, ServiceKey
 
 SUMMED = ["req_rate", "err_rate", "requests", "inst_active", "inst_idle", "billable_s", "cpu_alloc_s",
@@ -48,7 +48,7 @@ class ServiceView:
     def revision_rows(self, revision: str) -> pd.DataFrame:
         key = ("rows", revision)
         if key not in self.derived:
-            self.derived[key] = self.rows.take(_positions(self.rows, self.derived).get(revision, _NONE))
+            self.derived[key] = rows_at(self.rows, _positions(self.rows, self.derived).get(revision, _NONE))
         return cast(pd.DataFrame, self.derived[key])
 
     def serves(self, revision: str) -> np.ndarray:
