@@ -136,8 +136,7 @@ class Frames:
 def rows_at(table: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
     """``table.take(positions)``; a slice when the positions are one ascending stretch (a service's
     rows, a revision's: the table's order keeps them together), which copies nothing."""
-    if len(positions) and positions[-1] - positions[0] + 1 == len(positions) and (
-            len(positions) < 2 or bool((np.diff(positions) == 1).all())):
+    if len(positions) and bool((np.diff(positions) == 1).all()):
         return table.iloc[int(positions[0]) : int(positions[-1]) + 1]
     return table.take(positions)
 

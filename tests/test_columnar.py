@@ -351,15 +351,7 @@ def test_template_rows_fit_by_words_as_by_bytes(length: int, count: int, data: A
 @given(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 300), min_size=1, max_size=80))
 def test_varints_at_many_positions_equal_the_one_by_one_reader(values: list[int]) -> None:
     """Varints of every length side by side (most one byte, a few up to ten) read at once."""
-    def varint(value: int) -> bytes:
-        out = bytearray()
-        while True:
-            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
-            value >>= 7
-            if not value:
-                return bytes(out)
-
-    data = b"".join(varint(v) for v in values)
+    data = b"".join(_varint(v) for v in values)
     buf = protowire.padded(data)
     positions, at = [], 0
     for _ in values:

@@ -184,6 +184,10 @@ def reference_span(view: ServiceView, span: RevisionSpan, flagged: set[str],
     return clean[-1] if clean else None
 
 
+NAT = np.iinfo(np.int64).min  # NaT's integer
+NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
 def between(rows: pd.DataFrame, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
     """``rows.loc[(rows["ts"] >= start) & (rows["ts"] < end)]`` (a missing bound: no limit on that side).
     Rows in time order (a revision's are) give a stretch, found by binary search on the column's
@@ -204,10 +208,6 @@ def between(rows: pd.DataFrame, start: pd.Timestamp | None = None, end: pd.Times
     first = int(np.searchsorted(stamps, -(-start.value // per))) if start is not None else 0
     last = int(np.searchsorted(stamps, -(-end.value // per))) if end is not None else len(stamps)
     return rows.iloc[first:max(first, last)]
-
-
-NAT = np.iinfo(np.int64).min  # NaT's integer
-NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 
 def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestamp, warmup_minutes: int,
