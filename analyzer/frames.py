@@ -142,9 +142,25 @@ def rows_at(table: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
 
 
 def _input_spacing(series: list[RawSeries]) -> int:
-    """The typical spacing of points in the input (60 s raw, or the query's alignment period)."""
-    spacings = [int(np.median(np.diff(s.end_times))) for s in series if len(s.end_times) > 2]
-    return int(np.median(spacings)) if spacings else 60
+    """The typical spacing of points in the input (60 s raw, or the query's alignment period): the
+    median over series of each one's median spacing. Read for every series at once: an aligned
+    series' spacing is one value throughout (its median is that value), found with one pass over all
+    of them; a series with several spacings takes its own median."""
+    times = [s.end_times for s in series if len(s.end_times) > 2]
+    if not times:
+        return 60
+    lengths = np.fromiter((len(t) for t in times), dtype=np.intp, count=len(times))
+    starts = np.cumsum(lengths) - lengths
+    gaps = np.diff(np.concatenate(times))
+    # The gap from one series' last point to the next one's first belongs to neither: it is replaced by
+    # the gap before it (the series' own last), which leaves every series' smallest and largest as they are.
+    across = starts[1:] - 1
+    gaps[across] = gaps[across - 1]
+    low, high = np.minimum.reduceat(gaps, starts), np.maximum.reduceat(gaps, starts)
+    spacings = low.astype(np.float64).astype(np.int64)  # int(np.median(...)) of a series of one spacing
+    for i in np.flatnonzero(low != high):
+        spacings[i] = int(np.median(np.diff(times[i])))
+    return int(np.median(spacings))
 
 
 def build(raw: RawData, *, step_seconds: int = 300) -> Frames:

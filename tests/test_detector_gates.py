@@ -291,5 +291,5 @@ def test_the_leak_gate_at_each_threshold(change: dict[str, float], passes: bool)
     # The gate itself, on a climb past every threshold (8 %/day over 24 h at p 0.001) but the one changed.
     fields = {"slope": 0.08 / 24, "p_value": 0.001, "covered": 24.0, **change}
     trend = memory._SignalTrend(memory.TYPICAL, positions=np.arange(12), segments=[(0, 12)], adjusted=np.zeros(12),
-                                keeps_climbing=True, resets_explained=True, onset_offset=0, **fields)
+                                onset_offset=0, judge=lambda: memory._Gates(True, True), **fields)
     assert trend.passes(DEFAULTS.memory) is passes

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzer import frames
 from analyzer.analysis import hourly, load_model
+from analyzer.model import RawSeries
 
 
 def _steps(rng: np.random.Generator, n: int, unit: Literal["us", "ns"], shuffle: bool) -> pd.Series:
@@ -504,3 +506,27 @@ def test_rows_at_positions_equal_take() -> None:
         pd.testing.assert_frame_equal(got, table.take(positions))
         got.loc[got.index[:1], "a"] = -1.0  # a slice is the table's own rows: changing it must not reach them
         assert (table["a"] >= 0).all()
+
+
+def _input_spacing_one_by_one(series: list[RawSeries]) -> int:
+    """``frames._input_spacing`` as it was: each series' median spacing, one by one."""
+    spacings = [int(np.median(np.diff(s.end_times))) for s in series if len(s.end_times) > 2]
+    return int(np.median(spacings)) if spacings else 60
+
+
+def test_the_inputs_spacing_read_at_once_equals_each_series_median() -> None:
+    rng = np.random.default_rng(17)
+    for _ in range(200):
+        series = []
+        for _ in range(int(rng.integers(0, 12))):
+            n = int(rng.integers(0, 9))
+            spacing = int(rng.choice([60, 300, 3600]))
+            if rng.random() < 0.3:  # gaps, doubled steps, an uneven spacing
+                gaps = rng.choice([spacing, 2 * spacing, spacing + 7], size=max(n - 1, 0))
+            else:
+                gaps = np.full(max(n - 1, 0), spacing)
+            first = 1_767_225_600 + int(rng.integers(0, 10_000))
+            ends = (first + np.concatenate([[0], np.cumsum(gaps)]).astype(np.int64))[:n]
+            series.append(RawSeries("request_count", "DELTA", "INT64", "p", "r", "s", "v", {}, ends - spacing, ends,
+                                    values=np.ones(n)))
+        assert frames._input_spacing(series) == _input_spacing_one_by_one(series)

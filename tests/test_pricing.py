@@ -3,6 +3,7 @@ tiers, billing modes, committed-use discounts and the free tier allowance."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,18 @@ def test_a_table_survives_a_round_trip_through_its_yaml(tmp_path: Path) -> None:
     path = tmp_path / "prices.yaml"
     path.write_text(dump_table(TABLE), encoding="utf-8")
     assert load_table(str(path)) == TABLE
+
+
+def test_a_table_is_read_once_while_its_file_is_unchanged_and_again_once_edited(tmp_path: Path) -> None:
+    path = tmp_path / "prices.yaml"
+    path.write_text(dump_table(TABLE), encoding="utf-8")
+    first = load_table(str(path))
+    assert load_table(str(path)) is first  # a worker's later batches reuse the parsed table
+    edited = dump_table(TABLE).replace(f"as_of: '{TABLE.as_of}'", "as_of: '2031-01-01'")
+    assert edited != dump_table(TABLE)
+    path.write_text(edited, encoding="utf-8")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    assert load_table(str(path)).as_of == "2031-01-01"
 
 
 def _document(**changes: Any) -> dict[str, Any]:

@@ -67,17 +67,16 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     steps = pd.DatetimeIndex(totals.index[mask])
     by_hour = hourly.of(steps)
     hourly_excess = hourly.medians(by_hour, _instances(totals)[mask] - expected)
-    held = ~np.isnan(hourly_excess)  # ``.dropna()`` of the hourly Series, before it is built
-    excess = pd.Series(hourly_excess[held], index=by_hour.resampled(steps.name)[held])
-    if len(excess) < max(3, cfg.min_duration_hours):
+    held = ~np.isnan(hourly_excess)  # ``.dropna()`` of the hourly excess
+    values: FloatArray = np.asarray(hourly_excess[held], dtype=np.float64)
+    if len(values) < max(3, cfg.min_duration_hours):
         return None
-    values: FloatArray = np.asarray(excess.to_numpy(), dtype=np.float64)
     start = _excess_start(values, cfg.min_excess_instances)
     tail = values[start:]
-    tail_expected = hourly.medians(by_hour, expected)[~np.isnan(hourly_excess)][start:]
     hours = len(tail)
     if hours < cfg.min_duration_hours:
         return None
+    tail_expected = hourly.medians(by_hour, expected)[held][start:]
     median_excess = float(np.median(tail))
     median_expected = float(np.median(tail_expected))
     fraction = median_excess / max(median_expected, 1.0)
@@ -85,6 +84,8 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     if (median_excess < cfg.min_excess_instances or fraction < cfg.min_excess_fraction or sustained < 0.6):
         return None
     margin = max(cfg.min_excess_instances, cfg.min_excess_fraction * median_expected)
+    # The hourly excess as a series (for the charts), built only for a finding.
+    excess = pd.Series(values, index=by_hour.resampled(steps.name)[held])
     began = pd.Timestamp(excess.index[onset.held_start(values, margin)])
     if began <= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes + 60):
         began = span.deploy_time

@@ -19,9 +19,11 @@ Method, per revision and after its warm-up:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -208,6 +210,16 @@ def _pooled_trend(hours: FloatArray, y: FloatArray, segs: list[tuple[int, int]])
 
 
 @dataclass(frozen=True, slots=True)
+class _Gates:
+    """What a climb must also show besides its slope, judged only when asked (``_SignalTrend``)."""
+
+    keeps_climbing: bool  # not a warm-up or cache fill that levels off
+    resets_explained: bool  # the splits are resets we believe (OOM kills), or the climb shows without them
+    # Explained only by day-long climbs between resets well below the limit (``_climbs_between_resets``)
+    resets_by_climbs: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class _SignalTrend:
     name: str  # TYPICAL or WORST
     slope: float  # per hour, fraction of the limit
@@ -216,11 +228,29 @@ class _SignalTrend:
     positions: np.ndarray  # which bins the signal had values for
     segments: list[tuple[int, int]]  # over ``positions``
     adjusted: FloatArray  # over ``positions``
-    keeps_climbing: bool  # not a warm-up or cache fill that levels off
-    resets_explained: bool  # the splits are resets we believe (OOM kills), or the climb shows without them
     onset_offset: int  # where the climb starts, over ``positions``
-    # Explained only by day-long climbs between resets well below the limit (``_climbs_between_resets``)
-    resets_by_climbs: bool = False
+    # The gates, judged on first use: most revisions' troughs are flat, their slope and p-value fail
+    # the test already, and the halves, plateau and reset checks would be work thrown away.
+    judge: Callable[[], _Gates] = field(repr=False, compare=False)
+    _gates: _Gates | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def gates(self) -> _Gates:
+        if self._gates is None:
+            object.__setattr__(self, "_gates", self.judge())
+        return cast(_Gates, self._gates)
+
+    @property
+    def keeps_climbing(self) -> bool:
+        return self.gates.keeps_climbing
+
+    @property
+    def resets_explained(self) -> bool:
+        return self.gates.resets_explained
+
+    @property
+    def resets_by_climbs(self) -> bool:
+        return self.gates.resets_by_climbs
 
     @property
     def rise(self) -> float:
@@ -277,6 +307,15 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     adjusted = _load_adjusted(hours, y, load, segs)
     slope, p_value, _ = _pooled_trend(hours, adjusted, segs)
     covered = float(sum(hours[b - 1] - hours[a] for a, b in segs))
+    first_a, first_b = segs[0]
+    onset = first_a + _onset_index(hours[first_a:first_b], adjusted[first_a:first_b], 3)
+    return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, onset,
+                        partial(_gates, hours, y, adjusted, peak, splits, segs, slope, cfg))
+
+
+def _gates(hours: FloatArray, y: FloatArray, adjusted: FloatArray, peak: FloatArray, splits: list[int],
+           segs: list[tuple[int, int]], slope: float, cfg: MemoryDetection) -> _Gates:
+    """``_trend_over``'s climb (over its positions): does it keep climbing, and are its resets believed?"""
     # A warm-up or cache fill rises and then levels off; a leak keeps climbing.
     later = [((a + b) // 2, b) for a, b in segs if b - (a + b) // 2 >= 3]
     # A later half pinned at the limit (the oldest instance at OOM_RESET_LEVEL or above most of it) has
@@ -296,10 +335,7 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
         whole = stats.mann_kendall(hours, adjusted)
         explained = bool(whole.p_value <= 0.05 and whole.slope * 24 >= cfg.min_slope_per_day / 2)
     by_climbs = not explained and _climbs_between_resets(hours, adjusted, segs, cfg)
-    first_a, first_b = segs[0]
-    onset = first_a + _onset_index(hours[first_a:first_b], adjusted[first_a:first_b], 3)
-    return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, keeps, explained or by_climbs,
-                        onset, by_climbs)
+    return _Gates(keeps, explained or by_climbs, by_climbs)
 
 
 LONG_CLIMB_HOURS = 24.0  # far longer than a GC cycle or a diurnal swing

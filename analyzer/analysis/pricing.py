@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -152,9 +153,21 @@ def parse_table(data: Any, *, origin: str) -> PriceTable:
 
 
 def load_table(spec: str) -> PriceTable:
-    """``builtin`` (configs/prices.yaml) or the path of a price table YAML."""
+    """``builtin`` (configs/prices.yaml) or the path of a price table YAML. Read once per process while
+    the file is unchanged (a report's worker analyzes batch after batch with the same table; parsing
+    it took as long as analyzing a service): a file edited since is read again."""
     path = config_file("prices.yaml") if spec == "builtin" else Path(spec)
-    return parse_table(load_yaml(path), origin=str(path))
+    try:
+        seen = path.stat()
+    except OSError:
+        return parse_table(load_yaml(path), origin=str(path))  # load_yaml names the unreadable path
+    return _table_as_of(str(path), seen.st_mtime_ns, seen.st_size)
+
+
+@lru_cache(maxsize=8)
+def _table_as_of(path: str, mtime_ns: int, size: int) -> PriceTable:
+    """The table at ``path`` as it was when it had this modification time and size (the cache key)."""
+    return parse_table(load_yaml(Path(path)), origin=path)
 
 
 def dump_table(table: PriceTable) -> str:
