@@ -530,3 +530,57 @@ def test_the_inputs_spacing_read_at_once_equals_each_series_median() -> None:
             series.append(RawSeries("request_count", "DELTA", "INT64", "p", "r", "s", "v", {}, ends - spacing, ends,
                                     values=np.ones(n)))
         assert frames._input_spacing(series) == _input_spacing_one_by_one(series)
+
+
+def _reference_totals_by_masks(view: Any, span: Any, warmup_minutes: int, reference_hours: float,
+                               reference: Any = None, *, enough_hours: float | None = None) -> tuple[pd.DataFrame, str]:
+    """``timeline.reference_totals`` as it was: time masks over every measured step."""
+    keep = view.totals["inst_active"].notna().to_numpy()
+    measured, totals = keep, view.totals.loc[keep]
+    warm = pd.Timedelta(minutes=warmup_minutes)
+    reference = reference if reference is not None else view.previous(span.name)
+    if reference is not None:
+        mask = (view.serves(reference.name)[measured] & (totals.index >= reference.first_seen + warm)
+                & (totals.index < span.first_seen))
+        if mask.any():
+            mask &= totals.index >= totals.index[mask].max() - pd.Timedelta(hours=reference_hours * 3)
+        if mask.sum() * view.step_seconds >= (enough_hours or reference_hours / 2) * 3600:
+            return totals.loc[mask], f"revision {reference.name}"
+    start = span.first_seen + warm
+    end = start + pd.Timedelta(hours=reference_hours)
+    mask = view.serves(span.name)[measured] & (totals.index >= start) & (totals.index < end)
+    return totals.loc[mask], f"the first {reference_hours:g} h of {span.name}"
+
+
+def test_reference_steps_found_by_binary_search_equal_the_masks() -> None:
+    from analyzer.analysis.timeline import RevisionSpan, ServiceView, reference_totals
+    from analyzer.model import RevisionInfo, ServiceKey
+
+    rng = np.random.default_rng(23)
+    key = ServiceKey("p", "r", "s")
+    origin = pd.Timestamp("2026-01-01", tz="UTC")
+    for _ in range(150):
+        n = int(rng.integers(0, 400))
+        index = pd.DatetimeIndex(origin + pd.to_timedelta(np.sort(rng.choice(2000, n, replace=False)) * 300, unit="s"),
+                                 name="ts")
+        names = ["a", "b", "c"]
+        cut = np.sort(rng.integers(0, n + 1, 2))  # a, then b, then c serve, with stray steps of the others
+        serving = np.where(np.arange(n) < cut[0], "a", np.where(np.arange(n) < cut[1], "b", "c")).astype(object)
+        stray = rng.random(n) < 0.05
+        serving[stray] = rng.choice(names, int(stray.sum()))
+        active = rng.random(n) * 5
+        active[rng.random(n) < 0.1] = np.nan  # steps without an instance count are not measured
+        totals = pd.DataFrame({"inst_active": active, "req_rate": rng.random(n), "serving": serving}, index=index)
+        starts = [origin + pd.Timedelta(seconds=300 * int(x)) for x in (0, *np.sort(rng.integers(0, 2000, 2)))]
+        seen = [at + pd.Timedelta(minutes=int(rng.integers(0, 90))) for at in starts]
+        spans = [RevisionSpan(RevisionInfo("p", "r", "s", name), at, first, at + pd.Timedelta(days=8), True)
+                 for name, at, first in zip(names, starts, seen, strict=True)]
+        view = ServiceView(key, pd.DataFrame(), totals, spans, 300)
+        for span in spans:
+            for reference in (None, spans[0]):
+                hours = float(rng.choice([3.0, 12.0, 24.0]))
+                enough = float(rng.choice([3.0, 6.0])) if rng.random() < 0.5 else None
+                got = reference_totals(view, span, 15, hours, reference, enough_hours=enough)
+                want = _reference_totals_by_masks(view, span, 15, hours, reference, enough_hours=enough)
+                assert got[1] == want[1]
+                pd.testing.assert_frame_equal(got[0], want[0])

@@ -234,18 +234,28 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
         view.derived[key] = (keep, view.totals.loc[keep])
     measured, totals = cast(tuple[np.ndarray, pd.DataFrame], view.derived[key])
     warm = pd.Timedelta(minutes=warmup_minutes)
+    index = totals.index  # the steps, in time order (``_totals``)
+
+    def serving(name: str, start: pd.Timestamp, end: pd.Timestamp) -> tuple[int, np.ndarray]:
+        """``view.serves(name)[measured] & (index >= start) & (index < end)``, as the stretch's first
+        position and the serving flags within it (binary search instead of two passes of comparisons)."""
+        if not len(index):
+            return 0, np.zeros(0, dtype=bool)
+        first, last = int(index.searchsorted(start, side="left")), int(index.searchsorted(end, side="left"))
+        return first, view.serves(name)[measured][first:max(first, last)]
+
     reference = reference if reference is not None else view.previous(span.name)
     if reference is not None:
-        mask = (view.serves(reference.name)[measured] & (totals.index >= reference.first_seen + warm)
-                & (totals.index < span.first_seen))
-        if mask.any():
-            mask &= totals.index >= totals.index[mask].max() - pd.Timedelta(hours=reference_hours * 3)
-        if mask.sum() * view.step_seconds >= (enough_hours or reference_hours / 2) * 3600:
-            return totals.loc[mask], f"revision {reference.name}"
+        first, flags = serving(reference.name, reference.first_seen + warm, span.first_seen)
+        picked = first + np.flatnonzero(flags)
+        if len(picked):  # its last 3 × reference_hours of them
+            since = index[picked[-1]] - pd.Timedelta(hours=reference_hours * 3)
+            picked = picked[picked >= int(index.searchsorted(since, side="left"))]
+        if len(picked) * view.step_seconds >= (enough_hours or reference_hours / 2) * 3600:
+            return totals.iloc[picked], f"revision {reference.name}"
     start = span.first_seen + warm
-    end = start + pd.Timedelta(hours=reference_hours)
-    mask = view.serves(span.name)[measured] & (totals.index >= start) & (totals.index < end)
-    return totals.loc[mask], f"the first {reference_hours:g} h of {span.name}"
+    first, flags = serving(span.name, start, start + pd.Timedelta(hours=reference_hours))
+    return totals.iloc[first + np.flatnonzero(flags)], f"the first {reference_hours:g} h of {span.name}"
 
 
 def hours_between(a: pd.Timestamp | datetime, b: pd.Timestamp | datetime) -> float:
