@@ -12,7 +12,7 @@ from analyzer.analysis import analyze_frames, memory
 from analyzer.analysis.creep import detect_creep
 from analyzer.analysis.memory import detect_leak
 from analyzer.analysis.regression import detect_cpu, detect_latency
-from analyzer.analysis.timeline import reference_span
+from analyzer.analysis.timeline import build_view, reference_span
 from analyzer.config import AnalysisConfig, DetectionConfig
 from tests import synthetic as s
 
@@ -188,6 +188,23 @@ def test_extra_cpu_from_the_deploy_is_dated_at_the_deploy() -> None:
     assert _cpu_onset(s.step_up(1.3)) == 0.0
 
 
+def test_extra_cpu_from_a_deploy_before_a_quiet_night_is_dated_at_the_deploy() -> None:
+    # b's CPU per request is 1.3x from its deploy at 22:00; its first 5 h serve a third
+    # of the traffic the reference ever saw (a quiet night). Expected CPU there follows the reference's
+    # quietest bins down, so the night shows the extra CPU too; held flat at the quietest bin's CPU, it
+    # read as "less CPU than expected" and the change point landed on the morning (5 h late).
+    frames = s.frames([A_DAY_BEFORE, s.Rev("b", 70.0, cpu_factor=s.step_up(1.3))], until=142.0)
+    quiet = (frames.metrics["revision"] == "b") & (frames.metrics["ts"] < s.START + pd.Timedelta(hours=75))
+    for column in ("req_rate", "requests", "cpu_mean"):
+        frames.metrics.loc[quiet, column] *= 0.3
+    view = build_view(frames, s.KEY)
+    span = view.span("b")
+    found = detect_cpu(view, span, DEFAULTS, default_cpu=1.0,
+                       reference=reference_span(view, span, set(), DEFAULTS.cpu.compare_hours))
+    assert found is not None and found.increase == pytest.approx(0.3, abs=0.03)
+    assert found.onset == span.deploy_time
+
+
 def test_extra_cpu_that_grows_hours_after_the_deploy_is_dated_where_it_reaches_the_margin() -> None:
     # A leak's GC work: CPU per request flat for 10 h, then +5 % an hour up to +60 %; it passes the
     # margin (+15 %) 3 h into the rise, i.e. 13 h after the deploy (the label's "realized" onset).
@@ -242,6 +259,20 @@ def test_a_regression_carried_by_the_next_deploy_is_one_finding_on_the_revision_
     assert (finding.kind.value, finding.revision) == ("latency_regression", "a")
     assert finding.evidence["previous_revision"] == "a0" and finding.evidence["carried_by"] == "b"
     assert finding.resolved_by == "c"
+
+
+def test_a_predecessor_whose_memory_climb_was_not_confirmed_is_still_a_regressions_reference() -> None:
+    # a's memory fills a cache for a day (+20 % of the limit, levelling off): a leak candidate that no
+    # gate confirms, and no finding. b costs 30 % more CPU per request from its deploy; a is the only
+    # earlier revision, so skipping it as "flagged" left b's regression with no reference at all.
+    def fill(age: np.ndarray) -> np.ndarray:
+        return 0.40 + 0.2 * (1.0 - np.exp(-age / 24.0))
+
+    revisions = [s.Rev("a", 0.0, memory=fill), s.Rev("b", 72.0, cpu_factor=s.step_up(1.3))]
+    view = s.view(revisions, until=144.0)
+    candidate = detect_leak(view, view.span("a"), DEFAULTS)
+    assert candidate is not None and not candidate.confirmed
+    assert _analyze(revisions, until=144.0) == [("cpu_regression", "b", "a|")]
 
 
 # --- the sequential test against the service's envelope ------------------------------------------------

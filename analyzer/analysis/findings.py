@@ -49,6 +49,10 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
     detection = config.detection
     evidence: list[RevisionEvidence] = []
     flagged: set[str] = set()  # revisions with a finding (or a leak candidate): never a reference
+    # Revisions with a finding: never a regression's reference. A leak candidate that no test confirmed
+    # (memory climbing for a while, then not) says nothing about latency or CPU per request, and
+    # skipping it can leave a revision with no reference at all, its regression unseen.
+    with_findings: set[str] = set()
     for span in view.spans:
         # Creep is judged on days of serving, regressions on their compared hours.
         creep_reference = reference_span(view, span, flagged, detection.creep.reference_hours)
@@ -57,14 +61,16 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
             reference=creep_reference,
             leak=detect_leak(view, span, detection, flagged=flagged),
             creep=detect_creep(view, span, detection, reference=creep_reference),
-            latency=detect_latency(view, span, detection,
-                                   reference=reference_span(view, span, flagged, detection.latency.compare_hours)),
+            latency=detect_latency(view, span, detection, reference=reference_span(
+                view, span, with_findings, detection.latency.compare_hours)),
             cpu=detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu,
-                           reference=reference_span(view, span, flagged, detection.cpu.compare_hours)),
+                           reference=reference_span(view, span, with_findings, detection.cpu.compare_hours)),
         )
         item.findings = _findings(view, item, config, table)
         if item.findings or item.leak is not None:
             flagged.add(span.name)
+        if item.findings:
+            with_findings.add(span.name)
         evidence.append(item)
     _sequential_leaks(view, evidence, flagged, config, table)
     _merge_carried_leaks(view, evidence, config, table)

@@ -299,9 +299,12 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
     after_rows = between(after_rows, warm, warm + pd.Timedelta(hours=config.cpu.compare_hours))
     before = _hourly_cpu(before_rows, reference.info.cpu_limit or default_cpu)
     after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
-    model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS)
+    model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS, slope_below=True)
     if model is None or len(after.req) == 0:
         return span.deploy_time
+    # Below the reference's quietest hours the expectation follows its two quietest bins down (not
+    # flat at the quietest's CPU): a night after a deploy at dawn would otherwise read as "no extra
+    # CPU" and the change point land on the morning.
     expected = model.predict(after.req)
     if (expected <= 0).any():
         return span.deploy_time
