@@ -6,6 +6,7 @@ blocks on inputs the fleets do not have (NaN, infinities, irregular and unsorted
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -584,3 +585,18 @@ def test_reference_steps_found_by_binary_search_equal_the_masks() -> None:
                 want = _reference_totals_by_masks(view, span, 15, hours, reference, enough_hours=enough)
                 assert got[1] == want[1]
                 pd.testing.assert_frame_equal(got[0], want[0])
+
+
+def test_each_revisions_first_and_last_step_from_its_ends_equal_min_and_max() -> None:
+    from analyzer.analysis.timeline import build_view
+    from tests import synthetic
+
+    frames = synthetic.frames([synthetic.Rev("a", 0.0), synthetic.Rev("b", 30.0), synthetic.Rev("a", 50.0)],
+                              until=70.0)
+    shuffled = replace(frames, metrics=frames.metrics.sample(frac=1.0, random_state=3).reset_index(drop=True))
+    for table in (frames, shuffled):  # rows in time order (the ends), and not (min and max)
+        view = build_view(table, synthetic.KEY)
+        for span in view.spans:
+            times = table.metrics.loc[table.metrics["revision"] == span.name, "ts"]
+            assert (span.first_seen, span.last_seen) == (times.min(), times.max())
+            assert span.first_seen.unit == times.min().unit and span.first_seen.tz == times.min().tz

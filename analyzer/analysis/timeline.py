@@ -92,6 +92,7 @@ def build_view(frames: Frames, key: ServiceKey) -> ServiceView:
 
 
 _NONE = np.empty(0, dtype=np.intp)
+NAT = np.iinfo(np.int64).min  # NaT's integer
 
 
 def _positions(rows: pd.DataFrame, derived: dict[tuple[object, ...], Any]) -> dict[str, np.ndarray]:
@@ -109,11 +110,18 @@ def _spans(frames: Frames, key: ServiceKey, rows: pd.DataFrame,
            derived: dict[tuple[object, ...], Any]) -> list[RevisionSpan]:
     spans: list[RevisionSpan] = []
     positions = _positions(rows, derived)
+    ts = rows["ts"]
+    stamps = cast(Any, ts.array).asi8 if isinstance(ts.array, pd.arrays.DatetimeArray) else None
     for info in frames.revisions_of(key):
-        mine = rows["ts"].take(positions.get(info.revision, _NONE))
-        if mine.empty:
+        at = positions.get(info.revision, _NONE)
+        if not len(at):
             continue
-        first, last = mine.min(), mine.max()
+        mine = stamps[at] if stamps is not None else None
+        if mine is not None and mine[0] != NAT and bool((mine[1:] >= mine[:-1]).all()):
+            first, last = ts.iloc[int(at[0])], ts.iloc[int(at[-1])]  # a revision's rows in time order
+        else:
+            times = ts.take(at)
+            first, last = times.min(), times.max()
         deploy = pd.Timestamp(info.create_time) if info.create_time else first
         # A create_time after the first data point is not a deploy time we can trust.
         known = info.create_time is not None and deploy <= first + pd.Timedelta(minutes=30)
@@ -184,7 +192,6 @@ def reference_span(view: ServiceView, span: RevisionSpan, flagged: set[str],
     return clean[-1] if clean else None
 
 
-NAT = np.iinfo(np.int64).min  # NaT's integer
 NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 
