@@ -359,12 +359,28 @@ def settle(live: bool) -> None:
     gc.freeze()
 
 
+TRIM_ABOVE_MIB = 1024  # a worker this large after a batch hands glibc's free memory back to the system
+
+
 def release_memory() -> None:
-    """Free a finished batch: frames and views hold reference cycles, and glibc keeps freed memory in
-    the arenas of the threads that fetched it unless asked to hand it back."""
+    """Free a finished batch: frames and views hold reference cycles. glibc keeps the freed memory in
+    its arenas (those of the threads that fetched the batch too) and the next batch reuses it; handing
+    it back after every batch (``malloc_trim``) only made the next one fault the same pages in again
+    (a third of a worker's system time; 100 service-months: 340 k minor faults against 220 k) without
+    lowering its peak (a batch's large arrays are mapped apart and unmapped when freed). It is handed
+    back only once the worker has grown past ``TRIM_ABOVE_MIB``, should a batch leave that much behind."""
     gc.collect()
-    if _LIBC is not None:
+    if _LIBC is not None and _resident_mib() > TRIM_ABOVE_MIB:
         _LIBC.malloc_trim(0)
+
+
+def _resident_mib() -> float:
+    """This process's resident memory (Linux), 0 where /proc does not say."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _libc() -> Any:

@@ -171,3 +171,21 @@ def test_a_job_task_reads_only_its_share_of_a_snapshot(
             plan.close()
     assert sum(len(share(every, TaskSlot(i, 3))) for i in range(3)) == 3
     assert {"findings": sorted(findings), "services": sorted(services)} == _essence(whole_demo)
+
+
+def test_a_finished_batch_hands_memory_back_only_once_the_worker_has_grown_past_the_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[int] = []
+
+    class Libc:  # stands in for glibc, recording the call
+        def malloc_trim(self, pad: int) -> int:
+            trims.append(pad)
+            return 1
+
+    monkeypatch.setattr(batches, "_LIBC", Libc())
+    assert 0 < batches._resident_mib() < batches.TRIM_ABOVE_MIB  # this test process: a few hundred MiB
+    batches.release_memory()
+    assert trims == []  # the next batch reuses what this one freed, without faulting it in again
+    monkeypatch.setattr(batches, "TRIM_ABOVE_MIB", batches._resident_mib() / 2)
+    batches.release_memory()
+    assert trims == [0]
