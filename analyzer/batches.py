@@ -370,11 +370,11 @@ def release_memory() -> None:
     lowering its peak (a batch's large arrays are mapped apart and unmapped when freed). It is handed
     back only once the worker has grown past ``TRIM_ABOVE_MIB``, should a batch leave that much behind."""
     gc.collect()
-    if _LIBC is not None and _resident_mib() > TRIM_ABOVE_MIB:
+    if _LIBC is not None and resident_mib() > TRIM_ABOVE_MIB:
         _LIBC.malloc_trim(0)
 
 
-def _resident_mib() -> float:
+def resident_mib() -> float:
     """This process's resident memory (Linux), 0 where /proc does not say."""
     try:
         with open("/proc/self/statm", encoding="ascii") as statm:

@@ -79,7 +79,9 @@ class Recorder:
     def timed(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if name == "fetch":  # once per batch of services; the first is before any data
-                self.rss_mib_at.setdefault("fetch start", _rss_mib())
+                from analyzer.batches import resident_mib
+
+                self.rss_mib_at.setdefault("fetch start", resident_mib())
             wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
             try:
                 return func(*args, **kwargs)
@@ -114,12 +116,6 @@ class Recorder:
             "rss_mib": {**self.rss_mib_at, "peak": _peak_mib()},
         }
         Path(path).write_text(json.dumps(body), encoding="utf-8")
-
-
-def _rss_mib() -> float:
-    """Resident set size now (Linux)."""
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _peak_mib() -> float:

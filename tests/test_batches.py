@@ -183,9 +183,9 @@ def test_a_finished_batch_hands_memory_back_only_once_the_worker_has_grown_past_
             return 1
 
     monkeypatch.setattr(batches, "_LIBC", Libc())
-    assert 0 < batches._resident_mib() < batches.TRIM_ABOVE_MIB  # this test process: a few hundred MiB
+    assert 0 < batches.resident_mib() < batches.TRIM_ABOVE_MIB  # this test process: a few hundred MiB
     batches.release_memory()
     assert trims == []  # the next batch reuses what this one freed, without faulting it in again
-    monkeypatch.setattr(batches, "TRIM_ABOVE_MIB", batches._resident_mib() / 2)
+    monkeypatch.setattr(batches, "TRIM_ABOVE_MIB", batches.resident_mib() / 2)
     batches.release_memory()
     assert trims == [0]
