@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer.analysis import analyze_frames, memory
+from analyzer.analysis import analyze_frames, envelope, memory
 from analyzer.analysis.creep import detect_creep
 from analyzer.analysis.memory import detect_leak
 from analyzer.analysis.regression import detect_cpu, detect_latency
@@ -324,3 +324,74 @@ def test_the_leak_gate_at_each_threshold(change: dict[str, float], passes: bool)
     trend = memory._SignalTrend(memory.TYPICAL, positions=np.arange(12), segments=[(0, 12)], adjusted=np.zeros(12),
                                 onset_offset=0, judge=lambda: memory._Gates(True, True), **fields)
     assert trend.passes(DEFAULTS.memory) is passes
+
+
+def _series(level: np.ndarray, load: np.ndarray) -> envelope._Series:
+    age = np.arange(len(level), dtype=np.float64)
+    stamps = pd.date_range("2026-01-01", periods=len(level), freq="h", tz="UTC")
+    return envelope._Series(age, level, load, stamps)
+
+
+def test_the_load_term_is_read_from_levels_not_from_hour_to_hour_changes() -> None:
+    # Two healthy revisions whose troughs follow their daily load (0.05 % of the limit per request per
+    # instance), the load per instance read with the jitter of instances coming and going (±15 a
+    # reading). From hour-to-hour changes the jitter swamps the slow daily swing and the slope reads
+    # about a tenth of the truth (0.00005); from the levels, about four fifths of it (the jitter's own
+    # dilution, var(swing) / var(swing + jitter)).
+    rng = np.random.default_rng(3)
+    series = []
+    for base in (0.40, 0.46):
+        hours = np.arange(48.0)
+        true_load = 100.0 + 40.0 * np.sin(2 * np.pi * hours / 24.0)
+        seen = true_load + 15.0 * rng.standard_normal(len(hours))
+        series.append(_series(base + 0.0005 * true_load + 0.002 * rng.standard_normal(len(hours)), seen))
+    assert 0.0003 <= envelope._load_slope(series) <= 0.0006
+
+
+def test_a_load_that_lowers_memory_is_no_load_term() -> None:
+    load = 100.0 + 40.0 * np.sin(np.arange(48.0) / 4.0)
+    assert envelope._load_slope([_series(0.5 - 0.0005 * load, load), _series(0.4 - 0.0005 * load, load)]) == 0.0
+
+
+@pytest.mark.parametrize(("until", "reported"), [(76.0, False), (77.0, True)])
+def test_a_sequential_finding_needs_five_hourly_troughs_of_climb(until: float, reported: bool) -> None:
+    # 40 %/day from the deploy at 72 h against two healthy revisions; the warm-up ends at 72:45, so the
+    # hourly troughs from 72 h to 76 h are 4 (a climb too short to tell from a warm-up still settling,
+    # MIN_CLIMB_BINS 5) and to 77 h are 5.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 72.0, memory=s.leak(0.4))]
+    assert bool(_memory_findings(revisions, until=until)) is reported
+
+
+def test_a_warm_up_is_not_judged_against_a_revision_seen_only_mid_life() -> None:
+    # a was deployed a day before the window, so the data never show its first hours; b fills a cache
+    # of 8 % of the limit over its first 6 h. Against a's flat mid-life troughs the fill looks like a
+    # drift; nothing says how long this service warms up, so the sequential test leaves out b's first
+    # 6 h (UNSEEN_WARMUP_HOURS) and judges the flat troughs after them.
+    def warm(age: np.ndarray) -> np.ndarray:
+        return np.asarray(0.40 + 0.08 * np.clip(age / 6.0, 0.0, 1.0))
+
+    revisions = [s.Rev("a", -24.0, memory=warm), s.Rev("b", 30.0, memory=warm)]
+    for until in (36.0, 37.0, 38.0, 40.0, 44.0, 48.0):
+        assert _memory_findings(revisions, until=until) == [], until
+
+
+@pytest.mark.parametrize(("until", "reported"), [(40.0, False), (41.0, True)])
+def test_a_leak_after_a_revision_seen_only_mid_life_is_judged_after_the_unseen_warm_up(
+        until: float, reported: bool) -> None:
+    # The same service, b leaking 30 %/day from its deploy at 30 h: its hourly troughs start with the
+    # bin at 30 h (the warm-up ends at 30:45), the sequential test leaves out those before 36 h, and
+    # the 5 it needs (36 h to 40 h) are complete at 41 h. The finding is dated at the deploy.
+    view = s.view([s.Rev("a", -24.0), s.Rev("b", 30.0, memory=s.leak(0.3))], until=until)
+    learned = envelope.build_envelope(view, [view.span("a")], DEFAULTS)
+    assert learned is not None and learned.settle_hours == envelope.UNSEEN_WARMUP_HOURS
+    leak = envelope.sequential_leak(view, view.span("b"), learned, DEFAULTS)
+    assert (leak is not None) is reported
+    if leak is not None:
+        assert leak.onset == view.span("b").deploy_time and "(a)" in leak.against
+
+
+def test_a_revision_seen_from_its_deploy_teaches_the_course_and_the_warm_up_is_judged_from_its_end() -> None:
+    # a0 was deployed before the window, a inside it (seen from its deploy, 18 h): the course is a's.
+    view = s.view([s.Rev("a0", -24.0), s.Rev("a", 12.0), s.Rev("b", 30.0)], until=40.0)
+    learned = envelope.build_envelope(view, [view.span("a0"), view.span("a")], DEFAULTS)
+    assert learned is not None and learned.settle_hours == 0.0

@@ -6,11 +6,14 @@ Method, per service:
 1. the envelope: how the typical instance's memory troughs move after a deploy, learned from the
    service's healthy revisions that served at least ``ENVELOPE_MIN_HOURS`` (never one with a finding
    or a leak candidate, nor the revision being judged): per revision, the hourly troughs relative to
-   its level just after the warm-up, with the part explained by load per instance removed (one slope,
-   from hour-to-hour changes pooled over those revisions), aligned by age; the envelope at an age is
-   the median over revisions (the highest when there are fewer than three), held at the highest level
-   it has reached by then, so one odd revision does not move it and a warm-up that rises and stays is
-   not a leak;
+   its level just after the warm-up, with the part explained by load per instance removed (one slope
+   of troughs on load, each revision about its own means, pooled over those revisions), aligned by
+   age; the envelope at an age is the median over revisions (the highest when there are fewer than
+   three), held at the highest level it has reached by then, so one odd revision does not move it and
+   a warm-up that rises and stays is not a leak. Only revisions seen from their deploy show that
+   course; when every healthy revision was deployed before the window (seen mid-life, past its
+   warm-up), the course is theirs but a judged revision's first ``UNSEEN_WARMUP_HOURS`` are left out,
+   since nothing in the data says how long this service takes to warm up;
 2. the noise: the robust spread of those revisions' residuals around the envelope, widened for their
    lag-1 autocorrelation;
 3. a sequential test on a revision's residuals (its troughs less its start level, the load term and
@@ -22,9 +25,10 @@ Method, per service:
    not a bound), and at least ``HEALTHY_MARGIN`` times the highest ratio any healthy revision reached
    against the envelope of the others (the same statistic, so the bar follows this service's noise);
 4. an alarm is reported when the climb also passes the memory size gates (a slope of at least
-   ``MIN_SLOPE_PER_DAY``, the configured ``min_rise``) and still holds at the end of the data (its last
-   third rises at half its pace); the onset is the deploy, or a hinge where the residuals start to
-   climb when that fits far better than a straight line.
+   ``MIN_SLOPE_PER_DAY``, the configured ``min_rise``), spans ``MIN_CLIMB_BINS`` hourly troughs and
+   still holds at the end of the data (its last third rises at half its pace); the onset is the
+   deploy, or a hinge where the residuals start to climb when that fits far better than a straight
+   line.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ START_BINS = 2  # the revision's start level: the median of its first troughs
 BIN_MINUTES = 60
 MIN_SLOPE_PER_DAY = 0.05  # what the sequential test is for: leaks that fill the limit within weeks
 MIN_RAMP_BINS = 3  # the fewest bins a drift is tested over
+UNSEEN_WARMUP_HOURS = 6.0  # a warm-up no healthy revision showed: long ones (JIT, caches) fill in a few hours
+MIN_CLIMB_BINS = 5  # the fewest hourly troughs a reported climb spans (4 h; a settling warm-up is shorter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,10 @@ class Envelope:
     alarm: float  # the log likelihood ratio that alarms
     minutes: int  # bin width
     revisions: tuple[str, ...]  # what it was learned from
+    # Hours of a judged revision's troughs left out before its start level: 0 when the course was
+    # learned from revisions seen from their deploy, else UNSEEN_WARMUP_HOURS (the course is then a
+    # mid-life one, which says nothing of this service's warm-up).
+    settle_hours: float = 0.0
 
     def expected(self, age: FloatArray) -> FloatArray:
         """The healthy rise at these ages (held at its last value beyond the ages seen)."""
@@ -90,6 +100,15 @@ def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minu
     load = bins["load"].to_numpy(dtype=np.float64)
     load = np.where(np.isfinite(load), load, np.nanmedian(load) if np.isfinite(load).any() else 0.0)
     return _Series(age, bins["trough"].to_numpy(dtype=np.float64), load, stamps)
+
+
+def _settled(series: _Series, hours: float) -> _Series | None:
+    """``series`` from ``hours`` after its first trough on, its ages counted from there."""
+    keep = series.age >= hours
+    if keep.sum() < START_BINS + 2:
+        return None
+    age = series.age[keep]
+    return _Series(age - age[0], series.level[keep], series.load[keep], series.stamps[keep])
 
 
 def _relative(series: _Series, load_slope: float) -> FloatArray:
@@ -117,14 +136,23 @@ def _course(series: list[_Series], load_slope: float, ages: FloatArray) -> Float
 
 
 def _load_slope(series: list[_Series]) -> float:
-    """Trough change per unit of load per instance, from bin-to-bin changes (so slow drifts cancel);
-    only a positive effect is kept (more in-flight work, more memory)."""
-    dy = np.concatenate([np.diff(s.level) for s in series])
-    dx = np.concatenate([np.diff(s.load) for s in series])
-    keep = np.isfinite(dy) & np.isfinite(dx)
-    if keep.sum() < 6 or float(np.dot(dx[keep], dx[keep])) <= 0:
+    """Trough change per unit of load per instance: a least-squares slope of each revision's troughs on
+    its load, both taken about that revision's own means (so revisions at different levels do not
+    count as load), pooled over revisions; only a positive effect is kept (more in-flight work, more
+    memory). Not from hour-to-hour changes: load per instance moves from one hour to the next mostly
+    by chance (an instance added or retired), which pulls a slope from changes towards zero, and a
+    service whose working set follows its daily traffic then reads its own day as noise."""
+    xs, ys = [], []
+    for one in series:
+        keep = np.isfinite(one.level) & np.isfinite(one.load)
+        if keep.sum() >= 4:
+            xs.append(one.load[keep] - one.load[keep].mean())
+            ys.append(one.level[keep] - one.level[keep].mean())
+    x = np.concatenate(xs) if xs else np.zeros(0)
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    if len(x) < 6 or float(x @ x) <= 0:
         return 0.0
-    return max(float(np.dot(dx[keep], dy[keep]) / np.dot(dx[keep], dx[keep])), 0.0)
+    return max(float(x @ y / (x @ x)), 0.0)
 
 
 def drift_llr(residual: FloatArray, age: FloatArray, noise: float) -> FloatArray:
@@ -173,28 +201,44 @@ def _noise(residuals: list[FloatArray]) -> float:
     return spread * math.sqrt((1 + lag1) / (1 - lag1))
 
 
+def _seen_from_deploy(span: RevisionSpan) -> bool:
+    """``span``'s data start at its deploy, so its first hours are its after-deploy course; a revision
+    deployed before the window is seen mid-life, past any warm-up."""
+    return span.deploy_time_known and span.first_seen - span.deploy_time <= pd.Timedelta(hours=1)
+
+
 def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: DetectionConfig) -> Envelope | None:
     """The envelope from ``healthy`` (revisions without a finding or a leak candidate), or None when
-    none of them served ``ENVELOPE_MIN_HOURS``."""
+    none of them served ``ENVELOPE_MIN_HOURS``. The course comes from the revisions seen from their
+    deploy; when every one was deployed before the window, their first hours in the data are not
+    their first hours after a deploy and the course they give is a mid-life one (flat), against
+    which a warm-up longer than ``warmup_minutes`` would read as a leak: judged revisions then skip
+    their first ``UNSEEN_WARMUP_HOURS`` (``settle_hours``)."""
     spans = [s for s in healthy if served_hours(view, s) >= ENVELOPE_MIN_HOURS]
-    if not spans:
-        return None
     # Hourly troughs: noisier than 2 h ones under a slow sawtooth, which the noise and the healthy
     # revisions' own CUSUM (the alarm level) then absorb, but hours sooner.
     minutes = min(BIN_MINUTES, config.memory.trough_window_minutes)
-    found = [(s.name, one) for s in spans if (one := _series(view, s, config, minutes)) is not None]
+    found = [(s.name, one, _seen_from_deploy(s)) for s in spans
+             if (one := _series(view, s, config, minutes)) is not None]
     if not found:
         return None
-    series = [one for _, one in found]
+    series = [one for _, one, _ in found]
+    fresh = [one for _, one, seen in found if seen]
+    course_from = fresh or series
     load_slope = _load_slope(series)
     ages = np.arange(0.0, ENVELOPE_HOURS + 1e-9, minutes / 60.0)
-    rise = _course(series, load_slope, ages)
+    rise = _course(course_from, load_slope, ages)
     # Each healthy revision against the envelope of the others (its own when alone): how far off a
-    # revision without a leak gets, and how high its ratio climbs.
+    # revision without a leak gets, and how high its ratio climbs. One seen mid-life beside revisions
+    # seen from their deploy is past its warm-up: its course is flat.
     residuals = []
-    for i, one in enumerate(series):
-        others = [s for j, s in enumerate(series) if j != i] or [one]
-        residuals.append(_relative(one, load_slope) - np.interp(one.age, ages, _course(others, load_slope, ages)))
+    for one, seen in ((one, seen) for _, one, seen in found):
+        if seen or not fresh:
+            others = [s for s in course_from if s is not one] or [one]
+            course = np.interp(one.age, ages, _course(others, load_slope, ages))
+        else:
+            course = np.zeros(len(one.age))
+        residuals.append(_relative(one, load_slope) - course)
     noise = max(_noise(residuals), 1e-4)
     # Over the ages a revision is judged at (the test stops at ENVELOPE_HOURS), which also keeps the
     # cost of a month-long healthy revision to that of three days.
@@ -202,7 +246,8 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
                   for r, one in zip(residuals, series, strict=True)
                   if (tested := one.age <= ENVELOPE_HOURS).any())
     alarm = max(math.log(1.0 / ALPHA), HEALTHY_MARGIN * highest)
-    return Envelope(ages, rise, load_slope, noise, alarm, minutes, tuple(name for name, _ in found))
+    return Envelope(ages, rise, load_slope, noise, alarm, minutes, tuple(name for name, _, _ in found),
+                    settle_hours=0.0 if fresh else UNSEEN_WARMUP_HOURS)
 
 
 def _climb_start(age: FloatArray, residual: FloatArray) -> int:
@@ -229,6 +274,10 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
     series = _series(view, span, config, envelope.minutes)
     if series is None or series.age[-1] > ENVELOPE_HOURS:
         return None
+    if envelope.settle_hours > 0:
+        series = _settled(series, envelope.settle_hours)
+        if series is None:
+            return None
     residual = _relative(series, envelope.load_slope) - envelope.expected(series.age)
     ratio = drift_llr(residual, series.age, envelope.noise)
     if not (ratio >= envelope.alarm).any():
@@ -236,7 +285,7 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
     cfg = config.memory
     start = _climb_start(series.age, residual)
     age, climb = series.age[start:], residual[start:]
-    if len(climb) < 4:
+    if len(climb) < MIN_CLIMB_BINS:
         return None
     trend = stats.mann_kendall(age, climb)
     rise = float(np.median(climb[-2:]) - np.median(climb[:2]))
