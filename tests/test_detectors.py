@@ -63,9 +63,13 @@ def test_a_cache_that_fills_for_hours_after_a_deploy_is_not_a_leak() -> None:
         traffic=sim.TrafficSpec(peak_rps=40.0, noise=0.05),
         runtime=runtime,
     )
-    for hours in (10, 24):
-        analysis = _run(spec, end=deploy + timedelta(hours=hours), seed=12)
-        assert analysis.findings == [], (hours, [f.summary for f in analysis.findings])
+    # The predecessor was deployed before the window, so the data never show how this service warms
+    # up: the sequential test must not read the fill as a leak at any age (seed 13 at +5 h, and about
+    # a third of such cuts, did before it learned that).
+    for seed in (12, 13):
+        for hours in (5, 7, 10, 24):
+            analysis = _run(spec, end=deploy + timedelta(hours=hours), seed=seed)
+            assert analysis.findings == [], (seed, hours, [f.summary for f in analysis.findings])
 
 
 def test_a_leak_whose_instances_are_replaced_before_the_limit_is_still_a_leak() -> None:
