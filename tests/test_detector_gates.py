@@ -366,7 +366,7 @@ def test_a_warm_up_is_not_judged_against_a_revision_seen_only_mid_life() -> None
     # a was deployed a day before the window, so the data never show its first hours; b fills a cache
     # of 8 % of the limit over its first 6 h. Against a's flat mid-life troughs the fill looks like a
     # drift; nothing says how long this service warms up, so the sequential test leaves out b's first
-    # 6 h (UNSEEN_WARMUP_HOURS) and judges the flat troughs after them.
+    # 3 h (UNSEEN_WARMUP_HOURS) and judges the rest, which levels off.
     def warm(age: np.ndarray) -> np.ndarray:
         return np.asarray(0.40 + 0.08 * np.clip(age / 6.0, 0.0, 1.0))
 
@@ -375,12 +375,13 @@ def test_a_warm_up_is_not_judged_against_a_revision_seen_only_mid_life() -> None
         assert _memory_findings(revisions, until=until) == [], until
 
 
-@pytest.mark.parametrize(("until", "reported"), [(40.0, False), (41.0, True)])
+@pytest.mark.parametrize(("until", "reported"), [(37.0, False), (38.0, True)])
 def test_a_leak_after_a_revision_seen_only_mid_life_is_judged_after_the_unseen_warm_up(
         until: float, reported: bool) -> None:
     # The same service, b leaking 30 %/day from its deploy at 30 h: its hourly troughs start with the
-    # bin at 30 h (the warm-up ends at 30:45), the sequential test leaves out those before 36 h, and
-    # the 5 it needs (36 h to 40 h) are complete at 41 h. The finding is dated at the deploy.
+    # bin at 30 h (the warm-up ends at 30:45), the sequential test leaves out those before 33 h
+    # (UNSEEN_WARMUP_HOURS 3), and the 5 it needs (33 h to 37 h) are complete at 38 h. The finding is
+    # dated at the deploy.
     view = s.view([s.Rev("a", -24.0), s.Rev("b", 30.0, memory=s.leak(0.3))], until=until)
     learned = envelope.build_envelope(view, [view.span("a")], DEFAULTS)
     assert learned is not None and learned.settle_hours == envelope.UNSEEN_WARMUP_HOURS

@@ -54,7 +54,7 @@ START_BINS = 2  # the revision's start level: the median of its first troughs
 BIN_MINUTES = 60
 MIN_SLOPE_PER_DAY = 0.05  # what the sequential test is for: leaks that fill the limit within weeks
 MIN_RAMP_BINS = 3  # the fewest bins a drift is tested over
-UNSEEN_WARMUP_HOURS = 6.0  # a warm-up no healthy revision showed: long ones (JIT, caches) fill in a few hours
+UNSEEN_WARMUP_HOURS = 3.0  # a warm-up no healthy revision showed: caches and JITs mostly fill in its first hours
 MIN_CLIMB_BINS = 5  # the fewest hourly troughs a reported climb spans (4 h; a settling warm-up is shorter)
 
 
