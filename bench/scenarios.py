@@ -75,6 +75,9 @@ NEGATIVE_CLASSES: dict[str, float] = {
     "scale_to_zero": 0.03,
 }
 CLASSES = {**POSITIVE_CLASSES, **NEGATIVE_CLASSES}
+# Negative classes drawn only on request (``bench/quick.py make --classes NAME:N``), outside the suites'
+# mix, so that the draws scored so far stay comparable.
+EXTRA_NEGATIVE_CLASSES = ("warmup_rare_deploy",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,6 +565,12 @@ def _class_warmup(ctx: _Context, b: _Builder) -> None:
         t += timedelta(hours=max(every * float(ctx.rng.uniform(0.5, 1.5)), settle_h))
 
 
+def _class_warmup_rare_deploy(ctx: _Context, b: _Builder) -> None:
+    """A service with a long warm-up deployed once in the window, 4-48 h before its end: the report after a
+    deploy sees one young revision and a predecessor deployed before the window, never seen warming up."""
+    b.benign(ctx.end - timedelta(hours=float(ctx.rng.uniform(4.0, 48.0))))
+
+
 def _class_scale_to_zero(ctx: _Context, b: _Builder) -> None:
     _maybe_benign(ctx, b)
 
@@ -584,6 +593,7 @@ _CLASS_BUILDERS = {
     "batch_spikes": _class_healthy,
     "data_gaps": _class_healthy,
     "scale_to_zero": _class_scale_to_zero,
+    "warmup_rare_deploy": _class_warmup_rare_deploy,
 }
 
 
@@ -631,9 +641,10 @@ def _profile_for(klass: str, rng: np.random.Generator, name: str, ctx: _Context)
                 "weekend_factor": float(rng.uniform(0.1, 0.6)),
             },
         )
-    if klass == "warmup":
+    if klass in ("warmup", "warmup_rare_deploy"):
         profile = _draw_profile(rng, name)
-        if rng.random() < 0.5:  # caches that take hours to fill, then stay flat
+        # caches that take hours to fill, then stay flat (always, for a rare deploy)
+        if klass == "warmup_rare_deploy" or rng.random() < 0.5:
             rt = profile.runtime
             limit = profile.base_revision["memory_limit_mib"]
             cache = float(rng.uniform(0.1, 0.25)) * limit
