@@ -228,6 +228,7 @@ class Task:
     suite_dir: str
     from_disk: bool
     delays: bool
+    snapshots: bool = True  # write the scenario's snapshot directory and labels.json
 
 
 def _in_memory(
@@ -308,7 +309,8 @@ def run_task(task: Task) -> dict[str, Any]:
     services, documents, manifest, labels = scenarios.build(scenario)
     del services
     directory = Path(task.suite_dir) / scenario.id
-    _write(directory, documents, manifest, labels)
+    if task.snapshots:
+        _write(directory, documents, manifest, labels)
     timing = {"simulate_and_write_s": time.perf_counter() - started}
     out: dict[str, Any] = {"labels": labels, "errors": [], "timing": timing}
     t0 = time.perf_counter()
@@ -723,7 +725,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="analyze read_snapshot(dir) instead of the in-memory documents written to dir",
     )
+    parser.add_argument(
+        "--no-snapshots",
+        action="store_true",
+        help="do not write each scenario's snapshot directory (about 8 GB for 200 scenarios); the "
+        "figures, results.json and per_scenario.json are the same",
+    )
     args = parser.parse_args(argv)
+    if args.from_disk and args.no_snapshots:
+        parser.error("--from-disk reads the snapshots that --no-snapshots does not write: use one of them")
 
     seed = args.holdout_seed if args.holdout_seed is not None else args.seed
     suite = f"{'holdout' if args.holdout_seed is not None else 'dev'}-seed{seed}-n{args.count}"
@@ -735,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     for index, klass in enumerate(classes):
         wants_delay = klass in DELAY_CLASSES and delay_budget > 0
         delay_budget -= int(wants_delay)
-        tasks.append(Task(seed, index, klass, str(suite_dir), args.from_disk, wants_delay))
+        tasks.append(Task(seed, index, klass, str(suite_dir), args.from_disk, wants_delay, not args.no_snapshots))
     # Longest first (delay runs re-analyze several times) keeps both workers busy to the end.
     tasks.sort(key=lambda t: not t.delays)
     started = time.perf_counter()
