@@ -232,7 +232,7 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
     # revision without a leak gets, and how high its ratio climbs. One seen mid-life beside revisions
     # seen from their deploy is past its warm-up: its course is flat.
     residuals = []
-    for one, seen in ((one, seen) for _, one, seen in found):
+    for _, one, seen in found:
         if seen or not fresh:
             others = [s for s in course_from if s is not one] or [one]
             course = np.interp(one.age, ages, _course(others, load_slope, ages))
