@@ -391,7 +391,7 @@ def test_a_leak_after_a_revision_seen_only_mid_life_is_judged_after_the_unseen_w
         assert leak.onset == view.span("b").deploy_time and "(a)" in leak.against
 
 
-def test_a_revision_seen_from_its_deploy_teaches_the_course_and_the_warm_up_is_judged_from_its_end() -> None:
+def test_a_revision_seen_from_its_deploy_teaches_the_course_and_no_hours_are_left_out() -> None:
     # a0 was deployed before the window, a inside it (seen from its deploy, 18 h): the course is a's.
     view = s.view([s.Rev("a0", -24.0), s.Rev("a", 12.0), s.Rev("b", 30.0)], until=40.0)
     learned = envelope.build_envelope(view, [view.span("a0"), view.span("a")], DEFAULTS)

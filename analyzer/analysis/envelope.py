@@ -229,15 +229,14 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
     ages = np.arange(0.0, ENVELOPE_HOURS + 1e-9, minutes / 60.0)
     rise = _course(course_from, load_slope, ages)
     # Each healthy revision against the envelope of the others (its own when alone): how far off a
-    # revision without a leak gets, and how high its ratio climbs. One seen mid-life beside revisions
-    # seen from their deploy is past its warm-up: its course is flat.
+    # revision without a leak gets, and how high its ratio climbs.
     residuals = []
     for _, one, seen in found:
-        if seen or not fresh:
+        if fresh and not seen:  # seen mid-life beside revisions seen from their deploy: past its warm-up
+            course = np.zeros(len(one.age))
+        else:
             others = [s for s in course_from if s is not one] or [one]
             course = np.interp(one.age, ages, _course(others, load_slope, ages))
-        else:
-            course = np.zeros(len(one.age))
         residuals.append(_relative(one, load_slope) - course)
     noise = max(_noise(residuals), 1e-4)
     # Over the ages a revision is judged at (the test stops at ENVELOPE_HOURS), which also keeps the
