@@ -12,8 +12,8 @@ Method, per revision and after its warm-up:
    autocorrelation-corrected variance), so a step to a new flat level has no slope and a leak that
    keeps being reset by OOM kills still has one;
 4. a finding needs a significant slope above a floor (fraction of the limit per day), a total rise
-   above a floor, and a climb lasting long enough; the onset is the hinge of a flat-then-rising fit
-   (on bins from the revision's first point, unless the stretch before it already rises).
+   above a floor, and a climb lasting long enough; the onset is the deploy, or one start shared by
+   both trough signals' flat-then-rising fits where that beats a climb from the deploy by far.
 """
 
 from __future__ import annotations
@@ -554,7 +554,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
         chosen = min(candidates, key=lambda t: t.p_value)
     at_deploy_hours = max(2.0, config.warmup_minutes / 60 + 1.0)
     dated, signal = _dating(rows, reading, chosen, cfg)
-    start_hours = _onset_hours(dated, signal, cfg, at_deploy_hours)
+    start_hours = _onset_hours(dated, signal, cfg)
     bins = dated.bins
     onset_at_deploy = start_hours <= at_deploy_hours
     onset = span.deploy_time if onset_at_deploy else (bins.index[0] + pd.Timedelta(hours=start_hours)).round("min")
@@ -593,28 +593,65 @@ def _dating(rows: pd.DataFrame, reading: _Reading, chosen: _SignalTrend,
     return aligned, signal
 
 
-def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,
-                 at_deploy_hours: float) -> float:
-    """Hours from the first bin to where the climb starts. Each signal's hinge is placed between bins
-    (a rising series' bin minimum sits at the bin's start, so the kink is found to the step, not to the
-    bin). The other signal's start replaces the chosen one's only when it is at the deploy (within
-    ``at_deploy_hours``) and the other signal climbs too: the worst instance can be a young instance
-    for hours after a deploy, its climb starting late although the fleet's started with the deploy.
-    A later start of the other signal is a hinge placed in noise (a delayed leak, a flag flipped
-    hours after the deploy, is dated by the signal that showed it). And the worst instance's later
-    start stands when the fleet's typical memory itself fits it clearly better than a climb from the
-    deploy: "at the deploy" then only meant that the typical instance had no hinge of its own. (Not
-    the other way round: the worst instance, read in bucket steps, fits a flat stretch anywhere.)"""
-    start = _hinge_hours(reading, chosen)
+ONSET_EVIDENCE = 10.0  # the later start must beat a climb from the first bin by this many log(n)
+
+
+def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) -> float:
+    """Hours from the first bin to where the climb starts: one start shared by both trough signals
+    (the chosen one, and the other when it agrees), each fitted flat-then-climbing with its own level,
+    pace and noise (the worst instance can be a young instance for hours after a deploy, and the
+    typical one's climb is diluted by fresh instances, so neither alone dates a leak well). The start
+    is the first bin unless a later one fits better by ``ONSET_EVIDENCE`` · log(n) in 2·log likelihood
+    ratio: BIC would ask log(n), but hourly troughs are autocorrelated and a per-request leak's pace
+    follows the day's traffic, so a hinge beats a straight line by chance far more often than
+    independent noise would let it. (A weaker bar, tried at 1-3 · log(n), dated leaks that began at
+    their deploy hours late; see docs/detection-quality.md.) A worst instance already near the limit
+    before the start means a leak that was under way when the data began: its first bin."""
+    signals = [chosen]
     other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
     if other is not None and reading.agrees(other.name, cfg):
-        other_start = _hinge_hours(reading, other)
-        if other_start <= at_deploy_hours < start and not (
-                other.name == TYPICAL and _starts_later(reading, other, start)):
-            start = other_start
-    if _at_limit_before(reading, start):
-        return float(reading.hours[0])
-    return start
+        signals.append(other)
+    first = float(reading.hours[0])
+    fits = [(x, y) for x, y in map(partial(_climb_points, reading), signals) if len(y) >= 6]
+    if not fits:
+        return first
+    starts = np.arange(first, max(float(x[-3]) for x, _ in fits) + 1e-9, HINGE_STEP_HOURS)
+    cost = np.zeros(len(starts))
+    for x, y in fits:
+        cost += len(y) * np.log(np.maximum(_ramp_sse(x, y, starts), 1e-12) / len(y))
+    best = int(np.argmin(cost))
+    n = sum(len(y) for _, y in fits)
+    start = float(starts[best]) if cost[0] - cost[best] > ONSET_EVIDENCE * math.log(n) else first
+    return first if _at_limit_before(reading, start) else start
+
+
+HINGE_STEP_HOURS = 1.0 / 12.0  # the onset's grid: a five-minute step, finer than the bins
+
+
+def _climb_points(reading: _Reading, trend: _SignalTrend) -> tuple[FloatArray, FloatArray]:
+    """The hours and troughs a signal's start is fitted on: its first segment, load-adjusted; for a
+    trend tested from its own later start (a flag flipped after the deploy), its measured troughs from
+    the first bin to its last point, so the flat stretch before that start is in the fit too."""
+    a, b = trend.segments[0]
+    picked = trend.positions[a:b]
+    if trend.onset_offset > a or int(picked[0]) == 0:
+        return reading.hours[picked], trend.adjusted[a:b]
+    column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[: int(picked[-1]) + 1]
+    keep = np.isfinite(column)
+    return reading.hours[: len(column)][keep], column[keep]
+
+
+def _ramp_sse(x: FloatArray, y: FloatArray, starts: FloatArray) -> FloatArray:
+    """Squared error of the least-squares fit y = level + pace · max(x − start, 0) at every start at
+    once (closed form; a falling pace is held at zero, the flat fit)."""
+    ramp = np.maximum(x[None, :] - starts[:, None], 0.0)
+    ramp_mean = ramp.mean(axis=1)
+    centred = ramp - ramp_mean[:, None]
+    spread = (centred**2).sum(axis=1)
+    pace = np.divide(centred @ (y - y.mean()), spread, out=np.zeros(len(starts)), where=spread > 1e-12)
+    pace = np.maximum(pace, 0.0)
+    level = y.mean() - pace * ramp_mean
+    return cast(FloatArray, (((level[:, None] + pace[:, None] * ramp) - y[None, :]) ** 2).sum(axis=1))
 
 
 def _at_limit_before(reading: _Reading, hours: float) -> bool:
@@ -624,63 +661,6 @@ def _at_limit_before(reading: _Reading, hours: float) -> bool:
     before = reading.hours < hours
     peak = reading.bins["peak"].to_numpy(dtype=np.float64)[before]
     return bool((np.nan_to_num(peak, nan=0.0) >= OOM_RESET_LEVEL).any())
-
-
-LATER_START_EVIDENCE = 3.0  # 2·log likelihood ratio: "positive" evidence on Kass and Raftery's scale (2-6)
-
-
-def _starts_later(reading: _Reading, trend: _SignalTrend, hours: float) -> bool:
-    """``trend``'s first segment (load-adjusted) fits flat-then-climbing from ``hours`` better than a
-    straight climb from its first bin, by ``LATER_START_EVIDENCE`` (both fits have two parameters, so
-    the likelihood ratio is the whole comparison). Needs ``MIN_STRETCH_BINS`` bins before ``hours`` and
-    three after it in the segment; with fewer, the climb from the deploy stands."""
-    a, b = trend.segments[0]
-    x, y = reading.hours[trend.positions[a:b]], trend.adjusted[a:b]
-    after = int((x > hours).sum())
-    if after < 3 or len(x) - after < MIN_STRETCH_BINS:
-        return False
-    line = max(stats.linear_sse(x, y), 1e-12)
-    later = max(stats.linear_sse(np.maximum(x - hours, 0.0), y), 1e-12)
-    return len(y) * math.log(line / later) >= LATER_START_EVIDENCE
-
-
-def _hinge_hours(reading: _Reading, trend: _SignalTrend) -> float:
-    """Where ``trend``'s climb starts, in hours from the first bin: its hinge, unless the stretch
-    before the hinge already rises on its own (a climb that speeds up, as a per-request leak does when
-    traffic grows, fits a hinge better than a line too, but it started with the data)."""
-    a, b = trend.segments[0]
-    picked = trend.positions[a:b]
-    index = trend.onset_offset - a
-    if index > 0:
-        hours, values = reading.hours[picked], trend.adjusted[a:b]
-    else:
-        first = int(picked[0])
-        if first == 0:
-            return float(reading.hours[0])
-        # The trend was tested from its own start (a flag flipped later): place that start against
-        # the flat stretch before it.
-        column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[: int(picked[-1]) + 1]
-        keep = np.isfinite(column)
-        hours, values, index = reading.hours[: len(column)][keep], column[keep], int(keep[:first].sum())
-    if _already_rising(hours, values, index):
-        return float(reading.hours[0])
-    return stats.hinge_time(hours, values, index)
-
-
-MIN_STRETCH_BINS = 4  # fewer bins than this before a hinge cannot show whether memory was flat there
-
-
-def _already_rising(hours: FloatArray, y: FloatArray, index: int) -> bool:
-    """The stretch before the hinge at ``index`` rises on its own: at a third or more of the pace after
-    it (not a drift of a few tenths of a percent that a flat stretch also shows), and with some sign
-    of a trend (one-sided Mann–Kendall p ≤ 0.25: a handful of autocorrelated bins is weak evidence
-    either way, and a flat stretch rarely rises that steadily)."""
-    before, after = slice(0, index + 1), slice(index, None)
-    if index + 1 < MIN_STRETCH_BINS or len(y) - index < 2:
-        return False
-    trend = stats.mann_kendall(hours[before], y[before])
-    pace = stats.theil_sen(hours[after], y[after])[0]
-    return trend.p_value <= 0.25 and trend.slope >= pace / 3
 
 
 def _nanmax(values: FloatArray) -> float:

@@ -154,21 +154,6 @@ def first_best(errors: FloatArray, tolerance: float = 1e-12) -> int | None:
 HINGE_BLOCK = 256  # candidate hinges fitted together (a block holds 256 × len(x) floats)
 
 
-def hinge_time(x: FloatArray, y: FloatArray, index: int, *, step: float = 1.0 / 12.0) -> float:
-    """The hinge of ``hinge`` placed between points: the x (on a grid of ``step``) between x[index - 2]
-    and x[index + 2] where a flat-then-rising fit has the least squared error."""
-    n = len(y)
-    low, high = x[max(index - 2, 0)], x[min(index + 2, n - 1)]
-    best, best_sse = float(x[index]), math.inf
-    for at in np.arange(low, high + step / 2, step):
-        design = np.column_stack([np.ones(n), np.maximum(x - at, 0.0)])
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        sse = float(((design @ coef - y) ** 2).sum())
-        if coef[1] > 0 and sse < best_sse - 1e-15:
-            best, best_sse = float(at), sse
-    return best
-
-
 def linear_sse(x: FloatArray, y: FloatArray) -> float:
     """Squared error of the least-squares line of y on x (closed form; a constant x fits the mean)."""
     if len(y) < 2:
