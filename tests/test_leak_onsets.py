@@ -67,6 +67,12 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # the other's only without clear evidence of a later start, dated it 10 h late. One start shared
     # by both signals needs far more evidence than either hinge has.
     "leak_at_deploy_both_signals_bend_later",
+    # The predecessor served 44 h in the window, too short to tell its load effect from a trend, so it
+    # is adjusted with the load term learned from the service's other revisions: here only the leaking
+    # one, whose climb and traffic both rise over its days. Learned about each revision's own means,
+    # that climb taught a load slope that turned the predecessor's evening into a false leak, which then
+    # hid this one; learned about each revision's own line in time, it teaches nothing false.
+    "leak_teaches_no_load_term_to_its_predecessor",
     # Deployed a day and a half before the window, the worst instance at 87-95 % of the limit when the
     # data begin: an OOM kill 6 h in resets it, and the climb after the reset read as a start 10 h
     # into the data. A leak already at the limit began before the data, at the deploy.

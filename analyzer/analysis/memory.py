@@ -19,7 +19,7 @@ Method, per revision and after its warm-up:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
@@ -169,9 +169,21 @@ def _segments(n: int, splits: list[int], min_len: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in pairwise(edges) if b - a >= min_len]
 
 
-def _load_adjusted(hours: FloatArray, y: FloatArray, load: FloatArray, segs: list[tuple[int, int]]) -> FloatArray:
-    """Remove the part of the troughs explained by load per instance (fit jointly with time)."""
-    if not np.isfinite(load).all() or np.nanstd(load) <= 0 or len(y) < 24:
+LOAD_FIT_HOURS = 48.0  # a revision's own data separate its load effect from its trend over two days
+
+
+def _load_adjusted(hours: FloatArray, y: FloatArray, load: FloatArray, segs: list[tuple[int, int]],
+                   learned: float | None = None) -> FloatArray:
+    """Remove the part of the troughs explained by load per instance. Over less than
+    ``LOAD_FIT_HOURS`` a day's traffic mostly rises or falls with time, and a fit of both cannot tell
+    them apart: the slope ``learned`` from the service's other revisions (``service_load_slopes``,
+    trough per unit of load) is taken when there is one; otherwise, and over longer spans, the load
+    effect is fitted jointly with time (given 24 bins; with fewer, nothing is removed)."""
+    if not np.isfinite(load).all() or np.nanstd(load) <= 0:
+        return y
+    if learned is not None and hours[-1] - hours[0] < LOAD_FIT_HOURS:
+        return cast(FloatArray, y - max(learned, 0.0) * (load - load.mean()))
+    if len(y) < 24:
         return y  # too few bins to tell a load effect from the trend
     columns = [hours, (load - load.mean()) / load.std()]
     for a, b in segs[1:]:
@@ -280,31 +292,33 @@ def _levels_off(hours: FloatArray, y: FloatArray) -> bool:
 
 
 def _signal_trend(name: str, hours: FloatArray, y: FloatArray, load: FloatArray, peak: FloatArray,
-                  cfg: MemoryDetection, drop_floor: float, jump_floor: float) -> _SignalTrend | None:
+                  cfg: MemoryDetection, drop_floor: float, jump_floor: float,
+                  learned: float | None = None) -> _SignalTrend | None:
     positions = np.flatnonzero(np.isfinite(y))
     if len(positions) < 6:
         return None
-    trend = _trend_over(name, positions, hours, y, load, peak, cfg, drop_floor, jump_floor)
+    trend = _trend_over(name, positions, hours, y, load, peak, cfg, drop_floor, jump_floor, learned)
     if trend is None or trend.onset_offset == 0:
         return trend
     # The climb starts later than the data (a flag flipped, a slow start): test it from its start.
     later = positions[trend.onset_offset:]
     if len(later) < 6:
         return trend
-    from_onset = _trend_over(name, later, hours, y, load, peak, cfg, drop_floor, jump_floor)
+    from_onset = _trend_over(name, later, hours, y, load, peak, cfg, drop_floor, jump_floor, learned)
     if from_onset is None or from_onset.p_value > trend.p_value:
         return trend
     return from_onset
 
 
 def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArray, load: FloatArray,
-                peak: FloatArray, cfg: MemoryDetection, drop_floor: float, jump_floor: float) -> _SignalTrend | None:
+                peak: FloatArray, cfg: MemoryDetection, drop_floor: float, jump_floor: float,
+                learned: float | None = None) -> _SignalTrend | None:
     hours, y, load, peak = hours[positions], y[positions], load[positions], peak[positions]
     splits = _split_points(y, drop_floor, jump_floor)
     segs = _segments(len(y), splits, min_len=4)
     if not segs:
         return None
-    adjusted = _load_adjusted(hours, y, load, segs)
+    adjusted = _load_adjusted(hours, y, load, segs, learned)
     slope, p_value, _ = _pooled_trend(hours, adjusted, segs)
     covered = float(sum(hours[b - 1] - hours[a] for a, b in segs))
     first_a, first_b = segs[0]
@@ -389,20 +403,23 @@ class _Reading:
     worst: _SignalTrend | None
 
     @classmethod
-    def of(cls, bins: pd.DataFrame, minutes: int, cfg: MemoryDetection) -> _Reading | None:
-        """Both signals over ``bins`` (from ``troughs(rows, minutes)``); None when too few."""
+    def of(cls, bins: pd.DataFrame, minutes: int, cfg: MemoryDetection,
+           learned: Mapping[str, float] | None = None) -> _Reading | None:
+        """Both signals over ``bins`` (from ``troughs(rows, minutes)``); None when too few. ``learned``:
+        each signal's load slope from the service's other revisions (``service_load_slopes``)."""
+        learned = learned or {}
         if len(bins) < max(6, math.ceil(cfg.min_duration_hours * 60 / minutes)):
             return None
         hours = ((bins.index - bins.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
         load = bins["load"].to_numpy(dtype=np.float64)
         peak = bins["peak"].to_numpy(dtype=np.float64)
         typical = _signal_trend(TYPICAL, hours, bins["trough"].to_numpy(dtype=np.float64), load, peak,
-                                cfg, 0.02, max(cfg.min_rise, 0.02))
+                                cfg, 0.02, max(cfg.min_rise, 0.02), learned.get(TYPICAL))
         # The worst instance is the oldest one: its memory keeps climbing under a leak even where new
         # instances keep the fleet's typical level down. It is read from the distribution's top bucket,
         # so it moves in bucket-sized steps: only large drops (a reset) and large jumps split it.
         worst = _signal_trend(WORST, hours, bins["worst"].to_numpy(dtype=np.float64), load, peak, cfg,
-                              0.05, 0.10)
+                              0.05, 0.10, learned.get(WORST))
         return cls(bins, minutes, hours, typical, worst)
 
     def choose(self, cfg: MemoryDetection) -> _SignalTrend | None:
@@ -522,7 +539,9 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
     if np.isnan(_typical_memory(rows)).all():  # neither the mean nor the median anywhere
         return None
     long_bins = troughs(rows, cfg.trough_window_minutes)
-    coarse = _Reading.of(long_bins, cfg.trough_window_minutes, cfg)
+    young = len(rows) > 0 and (rows["ts"].iloc[-1] - rows["ts"].iloc[0]) / pd.Timedelta(hours=1) < LOAD_FIT_HOURS
+    learned = service_load_slopes(view, span, config, flagged) if young else None
+    coarse = _Reading.of(long_bins, cfg.trough_window_minutes, cfg, learned)
     chosen = coarse.choose(cfg) if coarse else None
     reading = coarse
     short = coarse is None or len(coarse.bins) < SHORT_READING_BINS
@@ -532,7 +551,8 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
         # this revision's sawtooth is short, shorter bins see hours more, both ways: a fast leak
         # sooner, and a cache fill flattening out that a handful of long bins still read as a climb.
         minutes = trough_minutes(rows, long_bins, cfg.trough_window_minutes)
-        fine = _Reading.of(troughs(rows, minutes), minutes, cfg) if minutes < cfg.trough_window_minutes else None
+        fine = (_Reading.of(troughs(rows, minutes), minutes, cfg, learned)
+                if minutes < cfg.trough_window_minutes else None)
     if fine is not None and chosen is not None and short:
         seen = fine.signal(chosen.name)
         if seen is not None and not _holds_to_end(seen, fine):
@@ -553,7 +573,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
             return None
         chosen = min(candidates, key=lambda t: t.p_value)
     at_deploy_hours = max(2.0, config.warmup_minutes / 60 + 1.0)
-    dated, signal = _dating(rows, reading, chosen, cfg)
+    dated, signal = _dating(rows, reading, chosen, cfg, learned)
     start_hours = _onset_hours(dated, signal, cfg)
     bins = dated.bins
     onset_at_deploy = start_hours <= at_deploy_hours
@@ -580,13 +600,69 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
     )
 
 
-def _dating(rows: pd.DataFrame, reading: _Reading, chosen: _SignalTrend,
-            cfg: MemoryDetection) -> tuple[_Reading, _SignalTrend]:
+LEARN_MIN_BINS = 12  # a revision teaches the service's load term once it served this many long bins (a day)
+
+
+def service_load_slopes(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
+                        flagged: Collection[str]) -> dict[str, float]:
+    """Each trough signal's change per unit of load per instance, learned from the service's other
+    revisions (not ``span``, none in ``flagged``) that served ``LEARN_MIN_BINS`` long bins or more:
+    the least-squares slope of each revision's troughs on its load, both taken about that revision's
+    own straight line in time (so revisions at different levels do not count as load, and neither does
+    a leak of a later revision not judged yet, whose climb and traffic may both trend), pooled; only a
+    positive slope is kept (more in-flight work, more memory). A signal no such revision shows is left
+    out."""
+    pooled: dict[str, list[tuple[FloatArray, FloatArray]]] = {TYPICAL: [], WORST: []}
+    for other in view.spans:
+        if other.name != span.name and other.name not in flagged:
+            for name, pair in _load_pairs(view, other, config).items():
+                pooled[name].append(pair)
+    learned = {}
+    for name, pairs in pooled.items():
+        if pairs:
+            x = np.concatenate([p[0] for p in pairs])
+            y = np.concatenate([p[1] for p in pairs])
+            if float(x @ x) > 0:
+                learned[name] = max(float(x @ y / (x @ x)), 0.0)
+    return learned
+
+
+def _load_pairs(view: ServiceView, span: RevisionSpan,
+                config: DetectionConfig) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """Per signal, ``span``'s load and troughs (long bins after its warm-up), each less its own
+    least-squares line in time; none when it served fewer than ``LEARN_MIN_BINS`` bins. Kept on the
+    view: every young revision of the service asks for them."""
+    minutes = config.memory.trough_window_minutes
+    key = ("load pairs", span.name, minutes, config.warmup_minutes)
+    if key not in view.derived:
+        rows = between(view.revision_rows(span.name), span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
+        bins = troughs(rows, minutes)
+        load = bins["load"].to_numpy(dtype=np.float64)
+        hours = ((pd.DatetimeIndex(bins.index) - span.first_seen) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
+        pairs = {}
+        for name in (TYPICAL, WORST):
+            y = bins[COLUMN[name]].to_numpy(dtype=np.float64)
+            keep = np.isfinite(y) & np.isfinite(load)
+            if keep.sum() >= LEARN_MIN_BINS:
+                pairs[name] = (_detrended(hours[keep], load[keep]), _detrended(hours[keep], y[keep]))
+        view.derived[key] = pairs
+    return cast(dict[str, tuple[FloatArray, FloatArray]], view.derived[key])
+
+
+def _detrended(x: FloatArray, y: FloatArray) -> FloatArray:
+    """``y`` less its least-squares line on ``x``."""
+    design = np.column_stack([np.ones(len(x)), x])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return cast(FloatArray, y - design @ coef)
+
+
+def _dating(rows: pd.DataFrame, reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,
+            learned: Mapping[str, float] | None) -> tuple[_Reading, _SignalTrend]:
     """The reading whose bins start at the first row after the warm-up, for dating the onset: a bin
     of the epoch's grid that holds only the end of its step has fewer points, so its minimum sits
     higher, and the first one after a deploy reads as a dip followed by a later climb. The detection
     itself keeps the grid's bins (what was found does not change, only when it started)."""
-    aligned = _Reading.of(troughs(rows, reading.minutes, from_first=True), reading.minutes, cfg)
+    aligned = _Reading.of(troughs(rows, reading.minutes, from_first=True), reading.minutes, cfg, learned)
     signal = aligned.signal(chosen.name) if aligned is not None else None
     if aligned is None or signal is None:
         return reading, chosen
