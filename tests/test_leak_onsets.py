@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer.analysis import analyze_frames
+from analyzer.analysis import analyze_frames, memory
 from analyzer.config import AnalysisConfig
 from analyzer.frames import KEY_COLUMNS, METRIC_COLUMNS, Frames
 from analyzer.model import RevisionInfo, ServiceKey
@@ -104,3 +105,20 @@ def test_a_flip_the_worst_instance_alone_shows_is_found_but_dated_at_the_deploy(
     [(revision, off_by)] = found
     assert revision == label["revision"]
     assert -38.0 < off_by < -36.0, f"dated {off_by:+.1f} h from the labelled onset"
+
+
+def test_the_onset_fit_in_blocks_equals_a_least_squares_fit_start_by_start() -> None:
+    """``memory._ramp_sse`` fits every start of the onset's five-minute grid in closed form, a block
+    of starts at a time; each must equal a least-squares fit of level + pace · max(x − start, 0) made on
+    its own (a falling pace held at zero: the flat fit), across the blocks' edges."""
+    rng = np.random.default_rng(5)
+    x = np.sort(rng.uniform(0.0, 200.0, 90))
+    y = 0.3 + 0.002 * np.maximum(x - 80.0, 0.0) + rng.normal(0.0, 0.01, len(x))
+    y[-20:] -= 0.2  # a fall at the end (a reset): the starts just before it fit a falling pace
+    starts = np.arange(0.0, 200.0, 1.0 / 12.0)  # 2,400 starts, ten blocks
+    got = memory._ramp_sse(x, y, starts)
+    for i in range(len(starts)):
+        design = np.column_stack([np.ones(len(x)), np.maximum(x - starts[i], 0.0)])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        want = ((design @ coef - y) ** 2).sum() if coef[1] > 0 else ((y - y.mean()) ** 2).sum()
+        assert got[i] == pytest.approx(want, rel=1e-9, abs=1e-15), starts[i]

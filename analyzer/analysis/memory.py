@@ -718,16 +718,21 @@ def _climb_points(reading: _Reading, trend: _SignalTrend) -> tuple[FloatArray, F
 
 
 def _ramp_sse(x: FloatArray, y: FloatArray, starts: FloatArray) -> FloatArray:
-    """Squared error of the least-squares fit y = level + pace · max(x − start, 0) at every start at
-    once (closed form; a falling pace is held at zero, the flat fit)."""
-    ramp = np.maximum(x[None, :] - starts[:, None], 0.0)
-    ramp_mean = ramp.mean(axis=1)
-    centred = ramp - ramp_mean[:, None]
-    spread = (centred**2).sum(axis=1)
-    pace = np.divide(centred @ (y - y.mean()), spread, out=np.zeros(len(starts)), where=spread > 1e-12)
-    pace = np.maximum(pace, 0.0)
-    level = y.mean() - pace * ramp_mean
-    return cast(FloatArray, (((level[:, None] + pace[:, None] * ramp) - y[None, :]) ** 2).sum(axis=1))
+    """Squared error of the least-squares fit y = level + pace · max(x − start, 0) at every start
+    (closed form; a falling pace is held at zero, the flat fit), ``stats.HINGE_BLOCK`` starts at a time
+    so that a month-long revision's grid of starts by its troughs stays a few megabytes."""
+    sse = np.empty(len(starts))
+    for first in range(0, len(starts), stats.HINGE_BLOCK):
+        block = starts[first:first + stats.HINGE_BLOCK]
+        ramp = np.maximum(x[None, :] - block[:, None], 0.0)
+        ramp_mean = ramp.mean(axis=1)
+        centred = ramp - ramp_mean[:, None]
+        spread = (centred**2).sum(axis=1)
+        pace = np.divide(centred @ (y - y.mean()), spread, out=np.zeros(len(block)), where=spread > 1e-12)
+        pace = np.maximum(pace, 0.0)
+        level = y.mean() - pace * ramp_mean
+        sse[first:first + len(block)] = (((level[:, None] + pace[:, None] * ramp) - y[None, :]) ** 2).sum(axis=1)
+    return sse
 
 
 def _at_limit_before(reading: _Reading, hours: float) -> bool:
