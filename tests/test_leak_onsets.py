@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer.analysis import analyze_frames, memory
+from analyzer.analysis import analyze_frames, stats
 from analyzer.config import AnalysisConfig
 from analyzer.frames import KEY_COLUMNS, METRIC_COLUMNS, Frames
 from analyzer.model import RevisionInfo, ServiceKey
@@ -108,15 +108,16 @@ def test_a_flip_the_worst_instance_alone_shows_is_found_but_dated_at_the_deploy(
 
 
 def test_the_onset_fit_in_blocks_equals_a_least_squares_fit_start_by_start() -> None:
-    """``memory._ramp_sse`` fits every start of the onset's five-minute grid in closed form, a block
-    of starts at a time; each must equal a least-squares fit of level + pace · max(x − start, 0) made on
-    its own (a falling pace held at zero: the flat fit), across the blocks' edges."""
+    """``stats.ramp_fits`` (rising only, as the onset uses it) fits every start of the onset's
+    five-minute grid in closed form, a block of starts at a time; each must equal a least-squares fit
+    of level + pace · max(x − start, 0) made on its own (a falling pace held at zero: the flat fit),
+    across the blocks' edges."""
     rng = np.random.default_rng(5)
     x = np.sort(rng.uniform(0.0, 200.0, 90))
     y = 0.3 + 0.002 * np.maximum(x - 80.0, 0.0) + rng.normal(0.0, 0.01, len(x))
     y[-20:] -= 0.2  # a fall at the end (a reset): the starts just before it fit a falling pace
     starts = np.arange(0.0, 200.0, 1.0 / 12.0)  # 2,400 starts, ten blocks
-    got = memory._ramp_sse(x, y, starts)
+    got = stats.ramp_fits(x, y, starts, rising=True)[0]
     for i in range(len(starts)):
         design = np.column_stack([np.ones(len(x)), np.maximum(x - starts[i], 0.0)])
         coef, *_ = np.linalg.lstsq(design, y, rcond=None)

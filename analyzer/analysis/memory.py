@@ -694,7 +694,7 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     starts = np.arange(first, max(float(x[-3]) for x, _ in fits) + 1e-9, HINGE_STEP_HOURS)
     cost = np.zeros(len(starts))
     for x, y in fits:
-        cost += len(y) * np.log(np.maximum(_ramp_sse(x, y, starts), 1e-12) / len(y))
+        cost += len(y) * np.log(np.maximum(stats.ramp_fits(x, y, starts, rising=True)[0], 1e-12) / len(y))
     best = int(np.argmin(cost))
     n = sum(len(y) for _, y in fits)
     start = float(starts[best]) if cost[0] - cost[best] > ONSET_EVIDENCE * math.log(n) else first
@@ -715,24 +715,6 @@ def _climb_points(reading: _Reading, trend: _SignalTrend) -> tuple[FloatArray, F
     column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[: int(picked[-1]) + 1]
     keep = np.isfinite(column)
     return reading.hours[: len(column)][keep], column[keep]
-
-
-def _ramp_sse(x: FloatArray, y: FloatArray, starts: FloatArray) -> FloatArray:
-    """Squared error of the least-squares fit y = level + pace · max(x − start, 0) at every start
-    (closed form; a falling pace is held at zero, the flat fit), ``stats.HINGE_BLOCK`` starts at a time
-    so that a month-long revision's grid of starts by its troughs stays a few megabytes."""
-    sse = np.empty(len(starts))
-    for first in range(0, len(starts), stats.HINGE_BLOCK):
-        block = starts[first:first + stats.HINGE_BLOCK]
-        ramp = np.maximum(x[None, :] - block[:, None], 0.0)
-        ramp_mean = ramp.mean(axis=1)
-        centred = ramp - ramp_mean[:, None]
-        spread = (centred**2).sum(axis=1)
-        pace = np.divide(centred @ (y - y.mean()), spread, out=np.zeros(len(block)), where=spread > 1e-12)
-        pace = np.maximum(pace, 0.0)
-        level = y.mean() - pace * ramp_mean
-        sse[first:first + len(block)] = (((level[:, None] + pace[:, None] * ramp) - y[None, :]) ** 2).sum(axis=1)
-    return sse
 
 
 def _at_limit_before(reading: _Reading, hours: float) -> bool:

@@ -109,32 +109,39 @@ class Hinge:
 
 
 def hinge(x: FloatArray, y: FloatArray, *, min_after: int = 3) -> Hinge:
-    """Fit y = level (before x[k]) then level + slope·(x − x[k]); the k with least squared error.
+    """Fit y = level (before x[k]) then level + slope·(x − x[k]); the k with least squared error
+    (``ramp_fits`` at every candidate k); the earliest k wins unless a later one is better by more
+    than 1e-12."""
+    candidates = max(1, len(y) - min_after + 1)
+    sse, level, slope = ramp_fits(x, y, x[:candidates])
+    k = first_best(sse)
+    return Hinge(0, float(y.mean()), 0.0, math.inf) if k is None else Hinge(k, float(level[k]), float(slope[k]),
+                                                                             float(sse[k]))
 
-    Every candidate k is fitted at once: the least-squares line of y on the ramp max(x − x[k], 0) in
-    closed form (slope = covariance ÷ variance of the ramp), in blocks of candidates so memory stays
-    bounded; the earliest k wins unless a later one is better by more than 1e-12."""
-    n = len(y)
-    candidates = max(1, n - min_after + 1)
-    sse = np.empty(candidates)
-    level = np.empty(candidates)
-    slope = np.empty(candidates)
+
+def ramp_fits(x: FloatArray, y: FloatArray, starts: FloatArray, *,
+              rising: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per start: the squared error, level and slope of the least-squares fit y = level + slope ·
+    max(x − start, 0), all at once in closed form (slope = covariance ÷ variance of the ramp), in blocks
+    of ``HINGE_BLOCK`` starts so memory stays bounded. With ``rising``, a falling slope is held at zero
+    (the flat fit)."""
+    sse, level, slope = np.empty(len(starts)), np.empty(len(starts)), np.empty(len(starts))
     y_mean = y.mean()
     y_centred = y - y_mean
-    for first in range(0, candidates, HINGE_BLOCK):
-        ks = np.arange(first, min(first + HINGE_BLOCK, candidates))
-        ramp = np.maximum(x[None, :] - x[ks, None], 0.0)
+    for first in range(0, len(starts), HINGE_BLOCK):
+        block = slice(first, min(first + HINGE_BLOCK, len(starts)))
+        ramp = np.maximum(x[None, :] - starts[block, None], 0.0)
         ramp_mean = ramp.mean(axis=1)
         centred = ramp - ramp_mean[:, None]
         spread = (centred**2).sum(axis=1)
         # A ramp that is zero everywhere is the flat fit (what lstsq's minimum-norm answer gives).
-        b = np.divide(centred @ y_centred, spread, out=np.zeros(len(ks)), where=spread > 0)
+        b = np.divide(centred @ y_centred, spread, out=np.zeros(len(ramp)), where=spread > 0)
+        if rising:
+            b = np.maximum(b, 0.0)
         a = y_mean - b * ramp_mean
-        sse[ks] = (((a[:, None] + b[:, None] * ramp) - y[None, :]) ** 2).sum(axis=1)
-        level[ks], slope[ks] = a, b
-    k = first_best(sse)
-    return Hinge(0, float(y_mean), 0.0, math.inf) if k is None else Hinge(k, float(level[k]), float(slope[k]),
-                                                                            float(sse[k]))
+        sse[block] = (((a[:, None] + b[:, None] * ramp) - y[None, :]) ** 2).sum(axis=1)
+        level[block], slope[block] = a, b
+    return sse, level, slope
 
 
 def first_best(errors: FloatArray, tolerance: float = 1e-12) -> int | None:
