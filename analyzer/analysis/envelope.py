@@ -142,17 +142,14 @@ def _load_slope(series: list[_Series]) -> float:
     memory). Not from hour-to-hour changes: load per instance moves from one hour to the next mostly
     by chance (an instance added or retired), which pulls a slope from changes towards zero, and a
     service whose working set follows its daily traffic then reads its own day as noise."""
-    xs, ys = [], []
+    pairs = []
     for one in series:
         keep = np.isfinite(one.level) & np.isfinite(one.load)
         if keep.sum() >= 4:
-            xs.append(one.load[keep] - one.load[keep].mean())
-            ys.append(one.level[keep] - one.level[keep].mean())
-    x = np.concatenate(xs) if xs else np.zeros(0)
-    y = np.concatenate(ys) if ys else np.zeros(0)
-    if len(x) < 6 or float(x @ x) <= 0:
+            pairs.append((one.load[keep] - one.load[keep].mean(), one.level[keep] - one.level[keep].mean()))
+    if sum(len(x) for x, _ in pairs) < 6:
         return 0.0
-    return max(float(x @ y / (x @ x)), 0.0)
+    return stats.pooled_slope(pairs) or 0.0
 
 
 def drift_llr(residual: FloatArray, age: FloatArray, noise: float) -> FloatArray:

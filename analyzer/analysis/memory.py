@@ -5,8 +5,9 @@ Method, per revision and after its warm-up:
 
 1. troughs: the minimum of fleet-typical memory (mean across instances) in each bin longer than the
    GC sawtooth, so the sawtooth's peaks and the working set of busy minutes drop out;
-2. the troughs are adjusted for load per instance (a joint least-squares fit of time and load), so a
-   busier fleet is not read as a leak;
+2. the troughs are adjusted for load per instance (a joint least-squares fit of time and load; under
+   two days of data, where a day's traffic moves with time, a slope learned from the service's other
+   revisions), so a busier fleet is not read as a leak;
 3. resets (OOM kills, instance replacement) and level steps split the troughs into segments; the
    trend is measured *within* segments (pooled Theil–Sen slope and Mann–Kendall test with an
    autocorrelation-corrected variance), so a step to a new flat level has no slope and a leak that
@@ -496,7 +497,6 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     is this revision's ``troughs`` at the configured (long) width. Revisions named in ``flagged`` (with a
     finding or a leak candidate of their own) are never the yardstick: a leak they carried is not
     what this service does after a deploy."""
-    cfg = config.memory
     column = COLUMN[signal]
     if len(mine) < 3:
         return False
@@ -505,11 +505,9 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     own_rise = float(np.nanmedian(own[-2:]) - np.nanmedian(own[:2]))
     if age >= YOUNG_HOURS or not own_rise > 0:
         return False
-    warm = pd.Timedelta(minutes=config.warmup_minutes)
     earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
     for previous in earlier[-LOOKBACK:]:
-        before = view.revision_rows(previous.name)
-        before = troughs(between(before, previous.first_seen + warm), cfg.trough_window_minutes)
+        before = long_troughs(view, previous, config)
         if len(before) < 3:
             continue
         since = ((before.index - before.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
@@ -529,6 +527,18 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     return False
 
 
+def long_troughs(view: ServiceView, span: RevisionSpan, config: DetectionConfig) -> pd.DataFrame:
+    """``troughs`` of ``span``'s rows after its warm-up at the configured (long) width, kept on the view:
+    the revision's own leak test, the warm-up comparison of the revisions after it and the load term
+    of the service's young revisions all read them. Callers must not modify the frame."""
+    minutes = config.memory.trough_window_minutes
+    key = ("long troughs", span.name, minutes, config.warmup_minutes)
+    if key not in view.derived:
+        rows = between(view.revision_rows(span.name), span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
+        view.derived[key] = troughs(rows, minutes)
+    return cast(pd.DataFrame, view.derived[key])
+
+
 def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
                 flagged: Collection[str] = ()) -> LeakEvidence | None:
     """The leak evidence of ``span`` (confirmed, or a candidate that failed a gate), or None. ``flagged``
@@ -538,7 +548,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
     rows = between(rows, span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
     if np.isnan(_typical_memory(rows)).all():  # neither the mean nor the median anywhere
         return None
-    long_bins = troughs(rows, cfg.trough_window_minutes)
+    long_bins = long_troughs(view, span, config)
     young = len(rows) > 0 and (rows["ts"].iloc[-1] - rows["ts"].iloc[0]) / pd.Timedelta(hours=1) < LOAD_FIT_HOURS
     learned = service_load_slopes(view, span, config, flagged) if young else None
     coarse = _Reading.of(long_bins, cfg.trough_window_minutes, cfg, learned)
@@ -617,14 +627,7 @@ def service_load_slopes(view: ServiceView, span: RevisionSpan, config: Detection
         if other.name != span.name and other.name not in flagged:
             for name, pair in _load_pairs(view, other, config).items():
                 pooled[name].append(pair)
-    learned = {}
-    for name, pairs in pooled.items():
-        if pairs:
-            x = np.concatenate([p[0] for p in pairs])
-            y = np.concatenate([p[1] for p in pairs])
-            if float(x @ x) > 0:
-                learned[name] = max(float(x @ y / (x @ x)), 0.0)
-    return learned
+    return {name: slope for name, pairs in pooled.items() if (slope := stats.pooled_slope(pairs)) is not None}
 
 
 def _load_pairs(view: ServiceView, span: RevisionSpan,
@@ -632,11 +635,9 @@ def _load_pairs(view: ServiceView, span: RevisionSpan,
     """Per signal, ``span``'s load and troughs (long bins after its warm-up), each less its own
     least-squares line in time; none when it served fewer than ``LEARN_MIN_BINS`` bins. Kept on the
     view: every young revision of the service asks for them."""
-    minutes = config.memory.trough_window_minutes
-    key = ("load pairs", span.name, minutes, config.warmup_minutes)
+    key = ("load pairs", span.name, config.memory.trough_window_minutes, config.warmup_minutes)
     if key not in view.derived:
-        rows = between(view.revision_rows(span.name), span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
-        bins = troughs(rows, minutes)
+        bins = long_troughs(view, span, config)
         load = bins["load"].to_numpy(dtype=np.float64)
         hours = ((pd.DatetimeIndex(bins.index) - span.first_seen) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
         pairs = {}

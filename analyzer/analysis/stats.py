@@ -7,6 +7,7 @@ All functions take plain float arrays without NaN (callers drop them) and are pu
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -108,6 +109,9 @@ class Hinge:
     sse: float
 
 
+HINGE_BLOCK = 256  # candidate hinges fitted together (a block holds 256 × len(x) floats)
+
+
 def hinge(x: FloatArray, y: FloatArray, *, min_after: int = 3) -> Hinge:
     """Fit y = level (before x[k]) then level + slope·(x − x[k]); the k with least squared error
     (``ramp_fits`` at every candidate k); the earliest k wins unless a later one is better by more
@@ -158,9 +162,6 @@ def first_best(errors: FloatArray, tolerance: float = 1e-12) -> int | None:
     return best
 
 
-HINGE_BLOCK = 256  # candidate hinges fitted together (a block holds 256 × len(x) floats)
-
-
 def linear_sse(x: FloatArray, y: FloatArray) -> float:
     """Squared error of the least-squares line of y on x (closed form; a constant x fits the mean)."""
     if len(y) < 2:
@@ -170,3 +171,17 @@ def linear_sse(x: FloatArray, y: FloatArray) -> float:
     slope = float(x_centred @ (y - y.mean())) / spread if spread > 0 else 0.0
     intercept = y.mean() - slope * x.mean()
     return float(((intercept + slope * x - y) ** 2).sum())
+
+
+def pooled_slope(pairs: Iterable[tuple[FloatArray, FloatArray]]) -> float | None:
+    """The least-squares slope through the origin of y on x over every pair pooled (each pair's x and y
+    already taken about its own centre: a revision's means, or its line in time), a falling slope held
+    at zero; None when the pooled x has no spread (or there are no pairs)."""
+    pairs = list(pairs)
+    if not pairs:
+        return None
+    x = np.concatenate([p[0] for p in pairs])
+    y = np.concatenate([p[1] for p in pairs])
+    if float(x @ x) <= 0:
+        return None
+    return max(float(x @ y / (x @ x)), 0.0)
