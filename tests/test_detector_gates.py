@@ -391,6 +391,20 @@ def test_a_leak_after_a_revision_seen_only_mid_life_is_judged_after_the_unseen_w
         assert leak.onset == view.span("b").deploy_time and "(a)" in leak.against
 
 
+def test_a_revision_seen_only_mid_life_teaches_a_flat_course_and_its_own_spread() -> None:
+    # a's troughs swing 3 % of the limit over its day, out of step with its load. Its first hours in
+    # the window are wherever that day was when the window began, not a course after a deploy: the
+    # course is flat, and the swing is a's noise (its spread about its own level). Held at their
+    # highest, a's first hours made a course rising 3.5 % of the limit within a day.
+    def swing(age: np.ndarray) -> np.ndarray:
+        return np.asarray(0.40 + 0.03 * np.sin(2 * np.pi * (age - 26.0) / 24.0))
+
+    view = s.view([s.Rev("a", -24.0, memory=swing), s.Rev("b", 30.0)], until=40.0, per_instance_rps=1000.0)
+    learned = envelope.build_envelope(view, [view.span("a")], DEFAULTS)
+    assert learned is not None and not learned.rise.any()
+    assert learned.noise >= 0.03
+
+
 def test_a_revision_seen_from_its_deploy_teaches_the_course_and_no_hours_are_left_out() -> None:
     # a0 was deployed before the window, a inside it (seen from its deploy, 18 h): the course is a's.
     view = s.view([s.Rev("a0", -24.0), s.Rev("a", 12.0), s.Rev("b", 30.0)], until=40.0)

@@ -12,10 +12,11 @@ Method, per service:
    three), held at the highest level it has reached by then, so one odd revision does not move it and
    a warm-up that rises and stays is not a leak. Only revisions seen from their deploy show that
    course; when every healthy revision was deployed before the window (seen mid-life, past its
-   warm-up), the course is theirs but a judged revision's first ``UNSEEN_WARMUP_HOURS`` are left out,
-   since nothing in the data says how long this service takes to warm up;
-2. the noise: the robust spread of those revisions' residuals around the envelope, widened for their
-   lag-1 autocorrelation;
+   warm-up), the course is flat (a mid-life revision's first hours in the data are an arbitrary stretch
+   of its day, not a course after a deploy) and a judged revision's first ``UNSEEN_WARMUP_HOURS`` are
+   left out, since nothing in the data says how long this service takes to warm up;
+2. the noise: the robust spread of those revisions' residuals around the envelope (around their own
+   level, for a flat course), widened for their lag-1 autocorrelation;
 3. a sequential test on a revision's residuals (its troughs less its start level, the load term and
    the envelope at its age), hour by hour from its warm-up: the log likelihood ratio of a drift of
    ``DRIFT_PER_DAY`` of the limit per day against none, the level profiled out and the drift's start
@@ -78,8 +79,8 @@ class Envelope:
     minutes: int  # bin width
     revisions: tuple[str, ...]  # what it was learned from
     # Hours of a judged revision's troughs left out before its start level: 0 when the course was
-    # learned from revisions seen from their deploy, else UNSEEN_WARMUP_HOURS (the course is then a
-    # mid-life one, which says nothing of this service's warm-up).
+    # learned from revisions seen from their deploy, else UNSEEN_WARMUP_HOURS (the course is then
+    # flat, and says nothing of this service's warm-up).
     settle_hours: float = 0.0
 
     def expected(self, age: FloatArray) -> FloatArray:
@@ -208,8 +209,10 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
     """The envelope from ``healthy`` (revisions without a finding or a leak candidate), or None when
     none of them served ``ENVELOPE_MIN_HOURS``. The course comes from the revisions seen from their
     deploy; when every one was deployed before the window, their first hours in the data are not
-    their first hours after a deploy and the course they give is a mid-life one (flat), against
-    which a warm-up longer than ``warmup_minutes`` would read as a leak: judged revisions then skip
+    their first hours after a deploy: the course is flat and the noise their troughs' spread about
+    their own level. (Their first hours held at their highest, as a course, would be the day's swing
+    from whatever hour the window began at, which a leak's first day had to climb past.) Against a flat
+    course a warm-up longer than ``warmup_minutes`` would read as a leak: judged revisions then skip
     their first ``UNSEEN_WARMUP_HOURS`` (``settle_hours``)."""
     spans = [s for s in healthy if served_hours(view, s) >= ENVELOPE_MIN_HOURS]
     # Hourly troughs: noisier than 2 h ones under a slow sawtooth, which the noise and the healthy
@@ -221,18 +224,21 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
         return None
     series = [one for _, one, _ in found]
     fresh = [one for _, one, seen in found if seen]
-    course_from = fresh or series
     load_slope = _load_slope(series)
     ages = np.arange(0.0, ENVELOPE_HOURS + 1e-9, minutes / 60.0)
-    rise = _course(course_from, load_slope, ages)
+    rise = _course(fresh, load_slope, ages) if fresh else np.zeros(len(ages))
     # Each healthy revision against the envelope of the others (its own when alone): how far off a
     # revision without a leak gets, and how high its ratio climbs.
     residuals = []
     for _, one, seen in found:
-        if fresh and not seen:  # seen mid-life beside revisions seen from their deploy: past its warm-up
+        if not fresh:  # every one seen mid-life: the flat course, at its own level
+            relative = _relative(one, load_slope)
+            residuals.append(relative - float(np.median(relative)))
+            continue
+        if not seen:  # seen mid-life beside revisions seen from their deploy: past its warm-up
             course = np.zeros(len(one.age))
         else:
-            others = [s for s in course_from if s is not one] or [one]
+            others = [s for s in fresh if s is not one] or [one]
             course = np.interp(one.age, ages, _course(others, load_slope, ages))
         residuals.append(_relative(one, load_slope) - course)
     noise = max(_noise(residuals), 1e-4)
