@@ -5,6 +5,7 @@ them in seconds (evaluate.py re-simulates, writes and parses every scenario, whi
     python bench/quick.py make --seed 999 --classes warmup:25 big_sawtooth:25
     python bench/quick.py score 'bench/out/quick/*.pkl' [-v]        # P/R/onset/attribution, excess, negatives
     python bench/quick.py delay 'bench/out/quick/*.pkl'             # strong leaks on data cut at onset + h
+    python bench/quick.py cuts 'bench/out/quick/*.pkl'              # negatives cut at each deploy + 5 ... 48 h
     python bench/quick.py score 'bench/out/quick/s101-*.pkl' --dump bench/out/s101.json   # for calibrate.py
 
 Scoring is simpler than evaluate.py's, so use evaluate.py for the figures in the docs: a label matches
@@ -215,6 +216,39 @@ def delay(args: argparse.Namespace) -> None:
     print(f"{len(hours)} strong leaks, median {median} h, p90 {p90} h, found by:", by)
 
 
+CUT_HOURS = (5, 8, 12, 24, 48)
+
+
+def _cuts_one(path: str) -> list[tuple[str, str, float, bool]]:
+    """A negative scenario cut at each deploy inside its window + ``CUT_HOURS``: whether the analysis of
+    each cut has a memory finding (a false leak: a report run hours after a routine deploy)."""
+    with open(path, "rb") as f:
+        frames, labels = pickle.load(f)
+    if labels["positive"]:
+        return []
+    out = []
+    deploys = sorted(pd.Timestamp(v.create_time) for v in frames.revisions.values()
+                     if v.create_time is not None and pd.Timestamp(v.create_time) > pd.Timestamp(frames.window_start))
+    for deploy in deploys:
+        for h in CUT_HOURS:
+            at = deploy + pd.Timedelta(hours=h)
+            if at > pd.Timestamp(frames.window_end):
+                break
+            found = _found(analyze_frames(_cut(frames, at), AnalysisConfig()))
+            out.append((os.path.basename(path), str(deploy), float(h),
+                        any(f[0] == "memory_baseline_rise" for f in found)))
+    return out
+
+
+def cuts(args: argparse.Namespace) -> None:
+    with Pool(args.workers) as pool:
+        rows = [r for rs in pool.map(_cuts_one, sorted(glob.glob(args.pattern))) for r in rs]
+    for name, deploy, h, false in rows:
+        if false or args.verbose:
+            print(f"{name} deploy {deploy} +{h:g} h {'false leak' if false else 'clean'}")
+    print(f"negative cuts with a false leak: {sum(r[3] for r in rows)} / {len(rows)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
@@ -224,7 +258,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=100, help="scenarios, in a suite's class mix")
     p.add_argument("--classes", nargs="*", help="CLASS:N instead: N scenarios of each class")
     p.set_defaults(run=make)
-    for name, run in (("score", score), ("delay", delay)):
+    for name, run in (("score", score), ("delay", delay), ("cuts", cuts)):
         p = sub.add_parser(name)
         p.add_argument("pattern", help="glob of pickled scenarios")
         p.add_argument("-v", "--verbose", action="store_true", help="list every miss and false positive")
