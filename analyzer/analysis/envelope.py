@@ -231,16 +231,14 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
     # revision without a leak gets, and how high its ratio climbs.
     residuals = []
     for _, one, seen in found:
-        if not fresh:  # every one seen mid-life: the flat course, at its own level
-            relative = _relative(one, load_slope)
+        relative = _relative(one, load_slope)
+        if not fresh:  # every one seen mid-life: the flat course, each at its own level
             residuals.append(relative - float(np.median(relative)))
-            continue
-        if not seen:  # seen mid-life beside revisions seen from their deploy: past its warm-up
-            course = np.zeros(len(one.age))
+        elif not seen:  # seen mid-life beside revisions seen from their deploy: past its warm-up
+            residuals.append(relative)
         else:
             others = [s for s in fresh if s is not one] or [one]
-            course = np.interp(one.age, ages, _course(others, load_slope, ages))
-        residuals.append(_relative(one, load_slope) - course)
+            residuals.append(relative - np.interp(one.age, ages, _course(others, load_slope, ages)))
     noise = max(_noise(residuals), 1e-4)
     # Over the ages a revision is judged at (the test stops at ENVELOPE_HOURS), which also keeps the
     # cost of a month-long healthy revision to that of three days.
