@@ -54,21 +54,29 @@ def test_a_fast_leak_is_reported_within_hours_of_its_deploy() -> None:
     assert _kinds(analysis, "api-00001-aaa") == {}
 
 
-def test_a_cache_that_fills_for_hours_after_a_deploy_is_not_a_leak() -> None:
-    deploy = START + timedelta(days=1, hours=9)
-    runtime = sim.RuntimeSpec(cache_memory_mib=90.0, warmup_minutes=240.0)
-    spec = sim.ServiceSpec(
+CACHE_DEPLOY = START + timedelta(days=1, hours=9)  # the cache service's deploy inside the window
+
+
+def cache_service(warmup_minutes: float) -> sim.ServiceSpec:
+    """A service whose cache of 90 MiB fills over ``warmup_minutes`` after each deploy; its only earlier
+    revision was deployed a day before the window, so the data never show how it warms up (also
+    ``bench/warmup_cuts.py``'s service)."""
+    return sim.ServiceSpec(
         service="api",
-        revisions=(_rev("api-00001-aaa", START - timedelta(days=1)), _rev("api-00002-bbb", deploy)),
+        revisions=(_rev("api-00001-aaa", START - timedelta(days=1)), _rev("api-00002-bbb", CACHE_DEPLOY)),
         traffic=sim.TrafficSpec(peak_rps=40.0, noise=0.05),
-        runtime=runtime,
+        runtime=sim.RuntimeSpec(cache_memory_mib=90.0, warmup_minutes=warmup_minutes),
     )
+
+
+def test_a_cache_that_fills_for_hours_after_a_deploy_is_not_a_leak() -> None:
     # The predecessor was deployed before the window, so the data never show how this service warms
     # up: the sequential test must not read the fill as a leak at any age (seed 13 at +5 h, and about
     # a third of such cuts, did before it learned that).
+    spec = cache_service(240.0)
     for seed in (12, 13):
         for hours in (5, 7, 10, 24):
-            analysis = _run(spec, end=deploy + timedelta(hours=hours), seed=seed)
+            analysis = _run(spec, end=CACHE_DEPLOY + timedelta(hours=hours), seed=seed)
             assert analysis.findings == [], (seed, hours, [f.summary for f in analysis.findings])
 
 
@@ -80,14 +88,7 @@ def test_a_cache_that_fills_for_up_to_six_hours_is_not_judged_against_its_predec
     # about a deploy's course: the course is flat. Taken from the predecessor's first hours in the
     # window (held at their highest), the course was a stretch of its day, and the noise about it too
     # small: each of these cuts was a false leak (as were 18 of 168 such cuts, 12 now).
-    deploy = START + timedelta(days=1, hours=9)
-    spec = sim.ServiceSpec(
-        service="api",
-        revisions=(_rev("api-00001-aaa", START - timedelta(days=1)), _rev("api-00002-bbb", deploy)),
-        traffic=sim.TrafficSpec(peak_rps=40.0, noise=0.05),
-        runtime=sim.RuntimeSpec(cache_memory_mib=90.0, warmup_minutes=warmup_minutes),
-    )
-    analysis = _run(spec, end=deploy + timedelta(hours=hours), seed=seed)
+    analysis = _run(cache_service(warmup_minutes), end=CACHE_DEPLOY + timedelta(hours=hours), seed=seed)
     assert analysis.findings == [], [f.summary for f in analysis.findings]
 
 
