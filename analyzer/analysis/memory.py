@@ -645,16 +645,10 @@ def _load_pairs(view: ServiceView, span: RevisionSpan,
             y = bins[COLUMN[name]].to_numpy(dtype=np.float64)
             keep = np.isfinite(y) & np.isfinite(load)
             if keep.sum() >= LEARN_MIN_BINS:
-                pairs[name] = (_detrended(hours[keep], load[keep]), _detrended(hours[keep], y[keep]))
+                pairs[name] = (stats.line_residuals(hours[keep], load[keep]),
+                               stats.line_residuals(hours[keep], y[keep]))
         view.derived[key] = pairs
     return cast(dict[str, tuple[FloatArray, FloatArray]], view.derived[key])
-
-
-def _detrended(x: FloatArray, y: FloatArray) -> FloatArray:
-    """``y`` less its least-squares line on ``x``."""
-    design = np.column_stack([np.ones(len(x)), x])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    return cast(FloatArray, y - design @ coef)
 
 
 def _dating(rows: pd.DataFrame, reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection,

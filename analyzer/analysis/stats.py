@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
@@ -162,15 +163,20 @@ def first_best(errors: FloatArray, tolerance: float = 1e-12) -> int | None:
     return best
 
 
-def linear_sse(x: FloatArray, y: FloatArray) -> float:
-    """Squared error of the least-squares line of y on x (closed form; a constant x fits the mean)."""
-    if len(y) < 2:
-        return 0.0
+def line_residuals(x: FloatArray, y: FloatArray) -> FloatArray:
+    """y less its least-squares line on x (closed form; a constant x fits the mean)."""
     x_centred = x - x.mean()
     spread = float((x_centred**2).sum())
     slope = float(x_centred @ (y - y.mean())) / spread if spread > 0 else 0.0
     intercept = y.mean() - slope * x.mean()
-    return float(((intercept + slope * x - y) ** 2).sum())
+    return cast(FloatArray, y - (intercept + slope * x))
+
+
+def linear_sse(x: FloatArray, y: FloatArray) -> float:
+    """Squared error of the least-squares line of y on x (``line_residuals``)."""
+    if len(y) < 2:
+        return 0.0
+    return float((line_residuals(x, y) ** 2).sum())
 
 
 def pooled_slope(pairs: Iterable[tuple[FloatArray, FloatArray]]) -> float | None:
