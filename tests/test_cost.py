@@ -275,6 +275,31 @@ def test_the_counterfactual_is_the_mean_for_the_load_and_follows_the_slope_below
     assert model.predict(np.asarray([200.0]))[0] == pytest.approx(2.0 * 200.0 * 2.0, rel=0.05)
 
 
+def test_a_night_quieter_than_the_reference_saw_is_not_priced_as_excess_whole() -> None:
+    # The reference's two quietest bins straddle an instance step (2 → 3 instances): followed down
+    # along their slope, the expectation reaches zero at three quarters of the quietest load, and a
+    # revision no worse than its reference, serving a quieter night, had the whole night as "excess"
+    # (a held-out incident's excess read +178 %). Below the quietest bin the expectation is at least
+    # that bin's level in proportion to load.
+    good = info("svc-00001-good", request_based=False)
+    night_at = T0 + pd.Timedelta(days=2)
+    same = info("svc-00002-same", request_based=False, created=night_at)
+    hours = np.arange(576) * STEP / 3600
+    day = 40.0 + 22.0 * np.sin(2 * np.pi * hours / 24)  # 18 to 62 requests/s
+    night = 8.0 + 3.0 * np.sin(2 * np.pi * hours[:144] / 12)  # 5 to 11, for 12 hours
+    view = view_of((good, _instance_rows(good, day, per_instance=10.0, start=T0)),
+                   (same, _instance_rows(same, night, per_instance=10.0, start=night_at)))
+    model = cost.expected_for_load(day, np.ceil(day / 10.0) * STEP)
+    assert model is not None
+    quietest_load, quietest = float(model.load_points[0]), float(model.values[0])
+    assert model.predict(np.asarray([8.0]))[0] >= quietest * 8.0 / quietest_load - 1e-9
+    span = view.span("svc-00002-same")
+    excess = cost.excess_cost(view, span, span.first_seen, TABLE, config())
+    assert excess is not None
+    served = float(np.ceil(night / 10.0).sum()) * STEP
+    assert 0.0 <= excess.instance_seconds <= 0.5 * served  # was all of it
+
+
 def test_steps_without_a_request_rate_are_left_out_of_the_excess() -> None:
     view, _ = _two_revisions(ratio=1.5)
     # a view's rows come without the service's names (the key says them); a frames table has them

@@ -22,7 +22,7 @@ from analyzer.model import FloatArray
 class LoadModel:
     load_points: FloatArray  # bin centres (request rate), increasing
     values: FloatArray  # the quantity in each bin, made non-decreasing with load
-    slope_below: bool = False  # below the quietest bin: follow the two quietest bins' slope (else flat)
+    slope_below: bool = False  # below the quietest bin: the two quietest bins' slope, at least proportional (else flat)
 
     def predict(self, load: FloatArray) -> FloatArray:
         load = np.asarray(load, dtype=np.float64)
@@ -38,6 +38,14 @@ class LoadModel:
             # A quiet night after a busy reference is not priced at the reference's quietest level.
             slope = (values[1] - values[0]) / (points[1] - points[0])
             below = np.clip(values[0] - slope * (points[0] - load), 0.0, values[0])
+            if points[0] > 0:
+                # ... nor below its share of that level in proportion to load. Use per request does not
+                # fall as traffic thins (an instance kept busy by fewer requests, a fixed background):
+                # a quantity that is at least 0 at no load and concave in load is at least proportional
+                # below any load it was seen at. Two steep quiet bins (an instance floor giving way)
+                # would otherwise reach zero at half the quietest load, and every step of a quieter
+                # night would count whole as an anomaly's excess.
+                below = np.maximum(below, values[0] * np.maximum(load, 0.0) / points[0])
             predicted = np.where(load < points[0], below, predicted)
         return np.asarray(predicted, dtype=np.float64)
 
