@@ -231,6 +231,16 @@ def test_creep_that_grows_after_the_deploy_is_dated_where_it_reaches_the_margin(
     assert _creep_onset(_ramp(12.0, 0.04, 1.8)) == pytest.approx(18.0, abs=1.5)
 
 
+def test_one_spiky_hour_does_not_date_a_growing_creep() -> None:
+    # The same creep with one hour at +80 % two hours into its rise (a quiet hour whose expectation is
+    # small reads so against a load model). A three-hour mean over the margin dated it there, 4 h early;
+    # the margin must hold in two of three hours.
+    def spiky(age: np.ndarray) -> np.ndarray:
+        return np.where((age >= 14.0) & (age < 15.0), 1.8, _ramp(12.0, 0.04, 1.8)(age))
+
+    assert _creep_onset(spiky) == pytest.approx(18.0, abs=1.5)
+
+
 # --- references through the whole analysis ---------------------------------------------------------
 
 

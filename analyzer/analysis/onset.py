@@ -6,8 +6,11 @@ from its first hours is dated at its deploy; one whose excess grows later (a lea
 that follows a leak) is dated where the excess reached the margin the finding reports.
 
 1. The change point: where the cumulative excess over half the margin starts to climb (a CUSUM).
-2. From there, the first hour whose next ``RUN_HOURS`` average the full margin, so an excess that
-   grows slowly from nothing is dated where it became an anomaly, not where it began to creep up.
+2. From there, the first hour whose next ``RUN_HOURS`` hold the full margin (their median: two of three
+   hours), so an excess that grows slowly from nothing is dated where it became an anomaly, not where it
+   began to creep up. A median, not a mean: an hourly excess against a load model has single-hour spikes
+   (a quiet hour's expectation is small), and one of them lifted a three-hour mean over the margin hours
+   or days before the excess held.
 """
 
 from __future__ import annotations
@@ -29,13 +32,13 @@ def rise_start(excess: FloatArray, level: float) -> int:
 
 def held_start(excess: FloatArray, margin: float) -> int:
     """The hour (index into ``excess``, hourly) from which the excess is held above ``margin``: the
-    first ``RUN_HOURS`` average at or above it after the CUSUM change point over ``margin / 2``; the
-    change point itself when no run reaches the margin."""
+    first ``RUN_HOURS`` whose median is at or above it after the CUSUM change point over ``margin / 2``;
+    the change point itself when no run reaches the margin."""
     values = np.nan_to_num(np.asarray(excess, dtype=np.float64))
     if len(values) == 0:
         return 0
     start = rise_start(values, margin / 2)
     run = min(RUN_HOURS, len(values) - start)
-    means = np.convolve(values[start:], np.ones(run) / run, mode="valid")
-    held = np.flatnonzero(means >= margin)
+    medians = np.median(np.lib.stride_tricks.sliding_window_view(values[start:], run), axis=1)
+    held = np.flatnonzero(medians >= margin)
     return start + (int(held[0]) if held.size else 0)
