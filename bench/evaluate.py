@@ -566,10 +566,15 @@ def score(results: list[dict[str, Any]], method: str, *, strict: bool = True) ->
     }
 
 
-def delay_summary(results: list[dict[str, Any]], method: str) -> dict[str, Any]:
+FAST_LEAK_SLOPE = 10.0  # % of the limit a day: the leaks issue 14's delay target (6 h median, 12 h p90) is about
+
+
+def delay_summary(results: list[dict[str, Any]], method: str, *, min_slope: float = 0.0) -> dict[str, Any]:
     """Median and p90 over the leaks whose window lasted until they were found or 48 h: a leak never
-    found counts as infinitely late (not left out), one whose window ended first is left out."""
-    records = [d for r in results for d in r.get("delays", [])]
+    found counts as infinitely late (not left out), one whose window ended first is left out.
+    ``min_slope``: only leaks of at least this slope (% of the limit a day)."""
+    records = [d for r in results for d in (r.get("delays") or [])
+               if float(d.get("slope_pct_limit_per_day") or 0.0) >= min_slope]
     values = [d[method] for d in records if isinstance(d.get(method), int)]
     undetected = sum(1 for d in records if d.get(method) is None)
     censored = sum(1 for d in records if d.get(method) == "beyond window")
@@ -676,14 +681,18 @@ def render(report: dict[str, Any]) -> str:
         + ", ".join(f"+{h} h" for h in DELAY_HOURS)
         + "):"
     )
-    for method in METHODS:
-        d = report["delays"][method]
-        within = ", ".join(f"≤{h} h: {n}" for h, n in d["within_h"].items())
-        lines.append(
-            f"  {method:22s} {d['detected']}/{d['leaks']} detected, median {_fmt(d['median_h'], 0)} h, "
-            f"p90 {_fmt(d['p90_h'], 0)} h ({within}); not within 48 h: {d['not_detected_within_48h']}, "
-            f"window ended first: {d['window_ended_first']}"
-        )
+    for key, title in (("delays", None), ("delays_fast_leaks", f"of which leaks of {FAST_LEAK_SLOPE:.0f} %/day "
+                                                           "or more (the issue's delay target):")):
+        if title:
+            lines.append(f"  {title}")
+        for method in METHODS:
+            d = report[key][method]
+            within = ", ".join(f"≤{h} h: {n}" for h, n in d["within_h"].items())
+            lines.append(
+                f"  {method:22s} {d['detected']}/{d['leaks']} detected, median {_fmt(d['median_h'], 0)} h, "
+                f"p90 {_fmt(d['p90_h'], 0)} h ({within}); not within 48 h: {d['not_detected_within_48h']}, "
+                f"window ended first: {d['window_ended_first']}"
+            )
     lines.append("")
     lines.append("ambiguous labels (near-threshold, not scored) and how many each method reported:")
     for kind in KINDS:
@@ -777,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         "methods": {m: score(results, m) for m in METHODS},
         "lenient": {m: score(results, m, strict=False) for m in METHODS},
         "delays": {m: delay_summary(results, m) for m in METHODS},
+        "delays_fast_leaks": {m: delay_summary(results, m, min_slope=FAST_LEAK_SLOPE) for m in METHODS},
         "errors": [f"{r['labels']['scenario']}: {e.splitlines()[0]}" for r in results for e in r["errors"]],
         "timing_s": {
             k: float(np.sum([r["timing"].get(k, 0.0) for r in results]))

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenarios
-from evaluate import EXCESS_MIN_FRACTION, _excess_fraction, strict_pair
+from evaluate import EXCESS_MIN_FRACTION, FAST_LEAK_SLOPE, _excess_fraction, strict_pair
 
 from analyzer.analysis import analyze_frames, calibration
 from analyzer.config import AnalysisConfig
@@ -211,9 +211,11 @@ def delay(args: argparse.Namespace) -> None:
     hours = [h if h is not None else np.inf for _, _, h in rows]
     for name, slope, h in rows:
         print(f"{name} {slope:5.1f} %/day  {'not within 48 h' if h is None else f'+{h} h'}")
-    by = {h: sum(x <= h for x in hours) for h in DELAY_HOURS}
-    median, p90 = (np.quantile(hours, q, method="higher") if hours else float("nan") for q in (0.5, 0.9))
-    print(f"{len(hours)} strong leaks, median {median} h, p90 {p90} h, found by:", by)
+    fast = [x for (_, slope, _), x in zip(rows, hours, strict=True) if slope >= FAST_LEAK_SLOPE]
+    for title, chosen in (("strong leaks", hours), (f"of {FAST_LEAK_SLOPE:.0f} %/day or more", fast)):
+        by = {h: sum(x <= h for x in chosen) for h in DELAY_HOURS}
+        median, p90 = (np.quantile(chosen, q, method="higher") if chosen else float("nan") for q in (0.5, 0.9))
+        print(f"{len(chosen)} {title}, median {median} h, p90 {p90} h, found by:", by)
 
 
 CUT_HOURS = (5, 8, 12, 24, 48)
