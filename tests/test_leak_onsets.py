@@ -95,6 +95,11 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # revision that introduced it. The revision before it served 15 h with an unconfirmed climb of its
     # typical memory, and took the leak from it the same way.
     "leak_carried_on_not_given_to_a_brief_predecessor",
+    # A per-request leak (21 % of the limit a day) whose oldest instance reaches the limit every 40 h:
+    # each OOM kill's drop is spread over two 2 h bins, each step inside the troughs' bucket-step noise,
+    # so the troughs read as one bounded sawtooth, not significant; it was not reported at all. A drop
+    # after the worst instance was at the limit is a reset (``memory._oom_resets``).
+    "leak_cycling_through_oom_kills",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)

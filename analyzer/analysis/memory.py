@@ -165,6 +165,21 @@ def _split_points(y: FloatArray, drop_floor: float, jump_floor: float) -> list[i
     return [int(i) + 1 for i in np.flatnonzero(drops | jumps)]
 
 
+OOM_KILL_LEVEL = 0.97  # the worst instance at the limit: its top bucket reaches this share of it
+
+
+def _oom_resets(y: FloatArray, peak: FloatArray, drop_floor: float) -> list[int]:
+    """Indices where a new segment starts after an OOM kill: the worst instance was at the limit in one
+    of the two bins before, its peak then fell, and the troughs dropped by half ``drop_floor`` or more.
+    Such a drop is often spread over two bins (the killed instance's replacement, then the next one), and
+    each step alone stays inside the bin-to-bin noise that ``_split_points`` asks a reset to leave; a leak
+    cycling through OOM kills then read as one bounded sawtooth."""
+    at_limit = np.nan_to_num(peak, nan=0.0) >= OOM_KILL_LEVEL
+    fell = np.nan_to_num(peak[1:], nan=1.0) < np.nan_to_num(peak[:-1], nan=0.0)
+    return [i for i in range(2, len(y))
+            if at_limit[i - 2:i].any() and fell[i - 1] and y[i] < y[i - 1] - drop_floor / 2]
+
+
 def _segments(n: int, splits: list[int], min_len: int) -> list[tuple[int, int]]:
     edges = [0, *splits, n]
     return [(a, b) for a, b in pairwise(edges) if b - a >= min_len]
@@ -315,7 +330,7 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
                 peak: FloatArray, cfg: MemoryDetection, drop_floor: float, jump_floor: float,
                 learned: float | None = None) -> _SignalTrend | None:
     hours, y, load, peak = hours[positions], y[positions], load[positions], peak[positions]
-    splits = _split_points(y, drop_floor, jump_floor)
+    splits = sorted(set(_split_points(y, drop_floor, jump_floor)) | set(_oom_resets(y, peak, drop_floor)))
     segs = _segments(len(y), splits, min_len=4)
     if not segs:
         return None
