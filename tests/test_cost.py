@@ -277,9 +277,9 @@ def test_the_counterfactual_is_the_mean_for_the_load_and_follows_the_slope_below
 
 def test_a_night_quieter_than_the_reference_saw_is_not_priced_as_excess_whole() -> None:
     # The reference's two quietest bins straddle an instance step (2 → 3 instances): followed down
-    # along their slope, the expectation reaches zero at three quarters of the quietest load, and a
+    # along their slope, the expectation reaches zero at 57 % of the quietest load, and a
     # revision no worse than its reference, serving a quieter night, had the whole night as "excess"
-    # (a held-out incident's excess read +178 %). Below the quietest bin the expectation is at least
+    # (an incident of development draw 410102 read +178 %). Below the quietest bin the expectation is at least
     # that bin's level in proportion to load.
     good = info("svc-00001-good", request_based=False)
     night_at = T0 + pd.Timedelta(days=2)

@@ -43,8 +43,8 @@ class LoadModel:
                 # fall as traffic thins (an instance kept busy by fewer requests, a fixed background):
                 # a quantity that is at least 0 at no load and concave in load is at least proportional
                 # below any load it was seen at. Two steep quiet bins (an instance floor giving way)
-                # would otherwise reach zero at half the quietest load, and every step of a quieter
-                # night would count whole as an anomaly's excess.
+                # would otherwise reach zero well above no load (at 70 % of the quietest load on one
+                # draw), and every step of a quieter night would count whole as an anomaly's excess.
                 below = np.maximum(below, values[0] * np.maximum(load, 0.0) / points[0])
             predicted = np.where(load < points[0], below, predicted)
         return np.asarray(predicted, dtype=np.float64)
