@@ -22,7 +22,7 @@ from analyzer.model import FloatArray
 class LoadModel:
     load_points: FloatArray  # bin centres (request rate), increasing
     values: FloatArray  # the quantity in each bin, made non-decreasing with load
-    slope_below: bool = False  # below the quietest bin: the two quietest bins' slope, at least proportional (else flat)
+    slope_below: bool = False  # below the quietest bin: a power of load (``quiet_elasticity``), else flat
 
     def predict(self, load: FloatArray) -> FloatArray:
         load = np.asarray(load, dtype=np.float64)
@@ -36,18 +36,29 @@ class LoadModel:
         predicted = np.where(load > top_load, above, inside)
         if self.slope_below and len(points) > 1 and points[1] > points[0]:
             # A quiet night after a busy reference is not priced at the reference's quietest level.
-            slope = (values[1] - values[0]) / (points[1] - points[0])
-            below = np.clip(values[0] - slope * (points[0] - load), 0.0, values[0])
-            if points[0] > 0:
-                # ... nor below its share of that level in proportion to load. Use per request does not
-                # fall as traffic thins (an instance kept busy by fewer requests, a fixed background):
-                # a quantity that is at least 0 at no load and concave in load is at least proportional
-                # below any load it was seen at. Two steep quiet bins (an instance floor giving way)
-                # would otherwise reach zero well above no load (at 70 % of the quietest load on one
-                # draw), and every step of a quieter night would count whole as an anomaly's excess.
-                below = np.maximum(below, values[0] * np.maximum(load, 0.0) / points[0])
+            if points[0] > 0 and values[0] > 0:
+                below = values[0] * (np.maximum(load, 0.0) / points[0]) ** quiet_elasticity(points, values)
+            else:
+                slope = (values[1] - values[0]) / (points[1] - points[0])
+                below = np.clip(values[0] - slope * (points[0] - load), 0.0, values[0])
             predicted = np.where(load < points[0], below, predicted)
         return np.asarray(predicted, dtype=np.float64)
+
+
+def quiet_elasticity(points: FloatArray, values: FloatArray) -> float:
+    """How the quantity scales with load below the quietest bin: the log-log slope of the quietest half
+    of the bins (at least two), between 0 (flat) and 1 (in proportion to load). A quantity that is 0 or
+    more at no load and concave in load (use per request does not fall as traffic thins) lies between
+    the two. Followed along the two quietest bins' straight slope instead, the expectation was wrong both
+    ways: two bins either side of an instance step (2 → 3 instances) reached zero at 57–70 % of the
+    quietest load, so every step of a quieter night counted whole as an anomaly's excess; two bins on a
+    flat stretch held a night at half the reference's traffic near the quietest bin's cost, so a leak's
+    excess read small (docs/cost-model.md)."""
+    half = max(2, len(points) // 2)
+    log_load, log_value = np.log(points[:half]), np.log(np.maximum(values[:half], 1e-12))
+    if np.ptp(log_load) <= 0:
+        return 1.0
+    return min(max(float(np.polyfit(log_load, log_value, 1)[0]), 0.0), 1.0)
 
 
 def fit(load: FloatArray, value: FloatArray, *, bins: int = 12, min_points: int = 12,
