@@ -674,9 +674,9 @@ def _same(a: Any, b: Any) -> bool:
 
 # Hypothesis reports any change of the global `random` state while a strategy draws, as the strategy's
 # doing. `_pages` calls only `draw` and protobuf; the report came once in a full-suite run
-# (`--randomly-seed=1065148265`), as a FlakyFailure that did not reproduce on this file alone, so
-# something else moved the state meanwhile (a background thread of an earlier test's fake server or
-# client is the likely one; not traced). It is not what this test checks.
+# (`--randomly-seed=1065148265`), as a FlakyFailure that reproduced neither on this file alone nor on the
+# whole suite again in the same order: a timing, so something else moved the state meanwhile (a background
+# thread of an earlier test's fake server or client is the likely one; not traced). Not what this test checks.
 @pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_pages())
