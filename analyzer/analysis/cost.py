@@ -420,7 +420,7 @@ class Excess:
 def expected_for_load(load: FloatArray, value: FloatArray) -> load_model.LoadModel | None:
     """The counterfactual of a per-step cost or resource for a load: bin *means* (a cost is an
     expectation; per-step use is skewed, so a median would understate it and overstate the excess),
-    following the slope of the quietest bins below the reference's range."""
+    scaled below the reference's range as its quietest bins scale with load (``load_model.quiet_elasticity``)."""
     return load_model.fit(load, value, statistic="mean", slope_below=True)
 
 

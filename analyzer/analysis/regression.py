@@ -302,7 +302,7 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
     model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS, slope_below=True)
     if model is None or len(after.req) == 0:
         return span.deploy_time
-    # Below the reference's quietest hours the expectation follows its two quietest bins down (not
+    # Below the reference's quietest hours the expectation falls with load as its quiet bins do (not
     # flat at the quietest's CPU): a night after a deploy at dawn would otherwise read as "no extra
     # CPU" and the change point land on the morning.
     expected = model.predict(after.req)
