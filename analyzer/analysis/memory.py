@@ -174,10 +174,13 @@ def _oom_resets(y: FloatArray, peak: FloatArray, drop_floor: float) -> list[int]
     Such a drop is often spread over two bins (the killed instance's replacement, then the next one), and
     each step alone stays inside the bin-to-bin noise that ``_split_points`` asks a reset to leave; a leak
     cycling through OOM kills then read as one bounded sawtooth."""
+    if len(y) < 3:
+        return []
     at_limit = np.nan_to_num(peak, nan=0.0) >= OOM_KILL_LEVEL
-    fell = np.nan_to_num(peak[1:], nan=1.0) < np.nan_to_num(peak[:-1], nan=0.0)
-    return [i for i in range(2, len(y))
-            if at_limit[i - 2:i].any() and fell[i - 1] and y[i] < y[i - 1] - drop_floor / 2]
+    fell = np.nan_to_num(peak[1:], nan=1.0) < np.nan_to_num(peak[:-1], nan=0.0)  # fell[i - 1]: into bin i
+    i = np.arange(2, len(y))
+    resets = (at_limit[i - 2] | at_limit[i - 1]) & fell[i - 1] & (y[i] < y[i - 1] - drop_floor / 2)
+    return [int(k) for k in i[resets]]
 
 
 def _segments(n: int, splits: list[int], min_len: int) -> list[tuple[int, int]]:
