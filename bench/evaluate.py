@@ -483,8 +483,8 @@ def excess_accuracy(matches: Iterable[Match]) -> dict[str, Any]:
     ]
     errors = [found / labelled - 1.0 for found, labelled in pairs]
     priced = np.abs(np.asarray(errors, dtype=np.float64))
-    # Beside the relative error, the absolute one in points of the last day's cost: an excess of 2-5 % of
-    # the cost is within a load model's own error of a day (1-2 points), where ±10 % of it is not.
+    # Beside the relative error, the absolute one in points of the last day's cost: ±10 % of an excess of a
+    # few percent is a fraction of a point, finer than a load model's error over a day can be.
     points = np.abs(np.asarray([found - labelled for found, labelled in pairs], dtype=np.float64))
     return {
         "priced": len(errors),
