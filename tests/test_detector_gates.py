@@ -211,6 +211,18 @@ def test_extra_cpu_that_grows_hours_after_the_deploy_is_dated_where_it_reaches_t
     assert _cpu_onset(_ramp(10.0, 0.05, 1.6)) == pytest.approx(13.0, abs=1.5)
 
 
+def test_extra_cpu_that_grows_from_the_deploy_is_dated_where_it_reaches_the_margin() -> None:
+    # A leak from the deploy: CPU per request +5 % an hour from the start, up to +60 %. Its first two
+    # hours are below half the margin, so it was not "costlier from its deploy": it passes +15 % 3 h in,
+    # where the label's realized onset is. Dated at the deploy (where the growth began) it was 3 h
+    # early: a strict miss and a false alarm.
+    assert _cpu_onset(_ramp(0.0, 0.05, 1.6)) == pytest.approx(3.0, abs=1.5)
+
+
+def test_extra_cpu_just_over_the_margin_from_the_deploy_is_dated_at_the_deploy() -> None:
+    assert _cpu_onset(s.step_up(1.17)) == 0.0
+
+
 def _creep_onset(instance_factor: s.Curve) -> float:
     view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0, instance_factor=instance_factor)], until=120.0, diurnal=0.0)
     span = view.span("b")

@@ -311,13 +311,17 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
     return _dated(pd.Series(after.cpu_s / expected, index=after.index()), span, config)
 
 
+STEP_HOURS = 2  # a revision whose first hours already show half the CPU margin was costlier from its deploy
+
+
 def _dated(ratio: pd.Series, span: RevisionSpan, config: DetectionConfig) -> pd.Timestamp:
-    """The onset of extra CPU given hourly actual / expected CPU (``onset.held_start`` on the excess
-    over 1, with the CPU margin); the deploy when the rise starts within the revision's first
-    ``onset.RUN_HOURS`` hours after warm-up (its first, partial hour reads low)."""
+    """The onset of extra CPU given hourly actual / expected CPU. A revision costlier from its start
+    (its first ``STEP_HOURS`` hours after warm-up already at half the CPU margin, median) is dated at
+    its deploy: its first, partial hour reads low. Otherwise its cost grew, as a leak's GC work does,
+    and is dated where the excess held at the margin (``onset.held_start``), not where the growth
+    began, even when that was the deploy: the margin is what the finding reports."""
     excess = ratio.to_numpy(dtype=np.float64) - 1.0
-    if ratio.index[onset.rise_start(excess, config.cpu.min_increase / 2)] < ratio.index[0] + pd.Timedelta(
-            hours=onset.RUN_HOURS):
+    if float(np.median(np.nan_to_num(excess[:STEP_HOURS]))) >= config.cpu.min_increase / 2:
         return span.deploy_time
     return pd.Timestamp(ratio.index[onset.held_start(excess, config.cpu.min_increase)])
 
