@@ -243,6 +243,13 @@ def test_creep_that_grows_after_the_deploy_is_dated_where_it_reaches_the_margin(
     assert _creep_onset(_ramp(12.0, 0.04, 1.8)) == pytest.approx(18.0, abs=1.5)
 
 
+def test_creep_held_from_its_first_hours_is_dated_at_the_deploy_though_it_returns_larger() -> None:
+    # +30 % from the deploy for 4 h, gone for 14 h (a quiet night where the extra instances idle
+    # away), then +100 %: the cumulative excess's change point is the larger return, 18 h late; held at
+    # the margin (+25 %) from its first hours, the creep began at the deploy, as its label says.
+    assert _creep_onset(lambda age: np.where(age < 4.0, 1.3, np.where(age < 18.0, 1.0, 2.0))) == 0.0
+
+
 def test_one_spiky_hour_does_not_date_a_growing_creep() -> None:
     # The same creep with one hour at +80 % two hours into its rise (a quiet hour whose expectation is
     # small reads so against a load model). A three-hour mean over the margin dated it there, 4 h early;

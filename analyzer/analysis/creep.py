@@ -87,7 +87,12 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     # The hourly excess as a series (for the charts), built only for a finding.
     excess = pd.Series(values, index=by_hour.resampled(steps.name)[held])
     began = pd.Timestamp(excess.index[onset.held_start(values, margin)])
-    if began <= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes + 60):
+    # Held at the margin from its first hours after warm-up (their median), the excess was there from
+    # the deploy, even when it later fades with the day's traffic and returns larger: a small
+    # service's extra instance comes and goes with its load, and the change point of the cumulative
+    # excess lands on the larger return (a day or more late).
+    if (float(np.median(values[:onset.RUN_HOURS])) >= margin
+            or began <= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes + 60)):
         began = span.deploy_time
     return CreepEvidence(
         revision=span.name,
