@@ -11,7 +11,7 @@ import pytest
 from analyzer.analysis import analyze_frames, envelope, memory
 from analyzer.analysis.creep import detect_creep
 from analyzer.analysis.memory import detect_leak
-from analyzer.analysis.regression import detect_cpu, detect_latency
+from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
 from analyzer.analysis.timeline import build_view, reference_span
 from analyzer.config import AnalysisConfig, DetectionConfig
 from tests import synthetic as s
@@ -116,8 +116,9 @@ def _regressions(revisions: list[s.Rev], *, until: float, **kw: float) -> tuple[
     return (latency.increase if latency else None), (cpu.increase if cpu else None)
 
 
-def _slower(latency: float, cpu: float, *, until: float = 96.0, hours: float = float("inf")) -> tuple[bool, bool]:
-    revisions = [A_DAY_BEFORE, s.Rev("b", 48.0, latency_factor=s.step_up(latency, hours=hours),
+def _slower(latency: float, cpu: float, *, until: float = 96.0, hours: float = float("inf"),
+            at: float = 48.0) -> tuple[bool, bool]:
+    revisions = [A_DAY_BEFORE, s.Rev("b", at, latency_factor=s.step_up(latency, hours=hours),
                                     cpu_factor=s.step_up(cpu, hours=hours))]
     found = _regressions(revisions, until=until)
     return found[0] is not None, found[1] is not None
@@ -129,8 +130,11 @@ def test_regressions_need_the_minimum_increase() -> None:
 
 
 def test_regressions_need_min_hours_of_the_new_revision() -> None:
-    assert _slower(1.5, 1.5, until=48.0 + 0.75 + 3.6) == (True, True)  # 3.6 h after warm-up (floor 3 h)
-    assert _slower(1.5, 1.5, until=48.0 + 0.75 + 2.5) == (False, False)
+    # Deployed at noon, so its first hours see traffic the reference saw (deployed at midnight, its
+    # first hours are quieter than most of the reference's: CPU then compares vCPUs in use, which the
+    # quieter night hides).
+    assert _slower(1.5, 1.5, until=60.0 + 0.75 + 3.5, at=60.0) == (True, True)  # 3.5 h after warm-up (floor 3 h)
+    assert _slower(1.5, 1.5, until=60.0 + 0.75 + 2.5, at=60.0) == (False, False)
 
 
 def test_a_slowdown_that_fades_within_the_compared_day_is_a_warm_up() -> None:
@@ -157,6 +161,41 @@ def test_regressions_need_p_below_the_significance_level(hours: int, low_hours: 
     assert (latency is not None, cpu is not None) == (reported, reported)
     if reported:
         assert latency == pytest.approx(0.3) and cpu == pytest.approx(0.3)
+
+
+def _quieter_revision(background_after: float) -> tuple[RegressionEvidence | None, RegressionEvidence | None]:
+    """a serves two days at 7-20 requests/s, b (deployed at 48 h) 12 h at a fifth of that, no hour of
+    traffic in common. CPU is a fixed background (``0.3`` vCPU for a, ``background_after`` for b: timers,
+    a poller) plus 0.02 CPU-s per request. Returns b's CPU finding, and its latency finding (none)."""
+    frames = s.frames([s.Rev("a", 0.0), s.Rev("b", 48.0)], until=60.0)
+    metrics = frames.metrics
+    b = (metrics["revision"] == "b").to_numpy()
+    metrics.loc[b, "req_rate"] *= 0.2
+    metrics.loc[b, "requests"] *= 0.2
+    rps = metrics["req_rate"].to_numpy()
+    instances = np.maximum(rps / 2.0, 1.0)
+    metrics["inst_active"] = instances
+    metrics["cpu_mean"] = (np.where(b, background_after, 0.3) + 0.02 * rps) / instances
+    view = build_view(frames, s.KEY)
+    span = view.span("b")
+    reference = reference_span(view, span, set(), DEFAULTS.cpu.compare_hours)
+    return (detect_cpu(view, span, DEFAULTS, default_cpu=1.0, reference=reference),
+            detect_latency(view, span, DEFAULTS, reference=reference))
+
+
+def test_a_quieter_revision_is_not_costlier_for_spreading_the_same_background_cpu_over_fewer_requests() -> None:
+    # Per request b reads 2-3x a (0.3 vCPU over 1.3-4 requests/s instead of 7-20): compared per request
+    # on all hours, as before, that was a regression (5 of the 7 CPU false alarms of the negative
+    # scenarios of 8 development draws; a young revision deployed into a quiet spell).
+    cpu, latency = _quieter_revision(0.3)
+    assert cpu is None and latency is None
+
+
+def test_a_quieter_revision_that_uses_more_cpu_than_its_busier_reference_is_a_regression() -> None:
+    # b's vCPUs (0.9 plus its requests' 0.02 x ~2.7/s) against a's (0.3 + 0.02 x ~13.3/s), median hours.
+    cpu, _ = _quieter_revision(0.9)
+    assert cpu is not None and cpu.metric == "vCPUs in use at lower traffic"
+    assert cpu.increase == pytest.approx((0.9 + 0.02 * 0.2 * 13.3) / (0.3 + 0.02 * 13.3) - 1.0, rel=0.1)
 
 
 def test_the_synthetic_table_is_what_the_tests_assume() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -62,18 +62,27 @@ def mann_whitney_greater(after: FloatArray, before: FloatArray) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
+class Sides(NamedTuple):
+    """The compared rows of the reference and the revision, and whether they are the hours of the
+    traffic both saw (False: the two served no traffic in common, and all their hours are compared)."""
+
+    before: pd.DataFrame
+    after: pd.DataFrame
+    matched: bool
+
+
 def _sides(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
-           warmup_minutes: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+           warmup_minutes: int) -> Sides | None:
     """The compared rows of each side (shared: the latency and CPU detectors compare the same hours
     unless configured apart, so they are computed once per view; callers must not modify them)."""
     key = ("sides", span.name, previous.name, cfg.compare_hours, cfg.min_hours, warmup_minutes)
     if key not in view.derived:
         view.derived[key] = _compared_rows(view, span, previous, cfg, warmup_minutes)
-    return cast("tuple[pd.DataFrame, pd.DataFrame] | None", view.derived[key])
+    return cast("Sides | None", view.derived[key])
 
 
 def _compared_rows(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
-                   warmup_minutes: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+                   warmup_minutes: int) -> Sides | None:
     warm = pd.Timedelta(minutes=warmup_minutes)
     horizon = pd.Timedelta(hours=cfg.compare_hours)
     before = serving_rows(view, previous, span.first_seen, warmup_minutes, cfg.compare_hours)
@@ -85,16 +94,15 @@ def _compared_rows(view: ServiceView, span: RevisionSpan, previous: RevisionSpan
     return _matched_load(before, after, need)
 
 
-def _matched_load(before: pd.DataFrame, after: pd.DataFrame, need: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _matched_load(before: pd.DataFrame, after: pd.DataFrame, need: float) -> Sides:
     """Keep the hours whose traffic both sides saw, so a revision that served only the night is not
     compared with one that served the day (latency and CPU per request both move with load)."""
     hours_before, hours_after = hourly.of(before["ts"]), hourly.of(after["ts"])
-    load_before = hourly.means(hours_before, [before["req_rate"].to_numpy()])[0]
-    load_after = hourly.means(hours_after, [after["req_rate"].to_numpy()])[0]
+    load_before, load_after = _hour_loads(before, hours_before), _hour_loads(after, hours_after)
     low = max(_quantile(load_before, 0.1), _quantile(load_after, 0.1))
     high = min(_quantile(load_before, 0.9), _quantile(load_after, 0.9))
     if not high > low:
-        return before, after
+        return Sides(before, after, matched=False)
 
     def within(rows: pd.DataFrame, hours: hourly.Hours, load: FloatArray) -> pd.DataFrame:
         kept: pd.DataFrame = rows.loc[((load >= low) & (load <= high))[hourly.step_hours(hours)]]
@@ -102,8 +110,13 @@ def _matched_load(before: pd.DataFrame, after: pd.DataFrame, need: float) -> tup
 
     matched_before, matched_after = within(before, hours_before, load_before), within(after, hours_after, load_after)
     if len(matched_before) < need or len(matched_after) < need:
-        return before, after
-    return matched_before, matched_after
+        return Sides(before, after, matched=False)
+    return Sides(matched_before, matched_after, matched=True)
+
+
+def _hour_loads(rows: pd.DataFrame, hours: hourly.Hours | None = None) -> FloatArray:
+    """Each hour's mean request rate (NaN for an hour without one)."""
+    return hourly.means(hourly.of(rows["ts"]) if hours is None else hours, [rows["req_rate"].to_numpy()])[0]
 
 
 def _quantile(values: FloatArray, q: float) -> float:
@@ -147,7 +160,7 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
         return None
     best: RegressionEvidence | None = None
     labels = {"lat_p50": "p50 latency (ms)", "lat_p95": "p95 latency (ms)"}
-    weighted = [_hourly_weighted(side, tuple(labels)) for side in sides]
+    weighted = [_hourly_weighted(side, tuple(labels)) for side in (sides.before, sides.after)]
     for column, label in labels.items():
         before, after = weighted[0][column], weighted[1][column]
         if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
@@ -197,6 +210,14 @@ def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
     return per_request
 
 
+def _cpu_in_use(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
+    """Each hour's mean vCPUs in use (utilization × instances × vCPU limit), hours without one left out."""
+    instances = np.nan_to_num(rows["inst_active"].to_numpy()) + np.nan_to_num(rows["inst_idle"].to_numpy())
+    means = hourly.means(hourly.of(rows["ts"]), [rows["cpu_mean"].to_numpy() * instances * cpu_limit])[0]
+    in_use: FloatArray = means[np.isfinite(means)]
+    return in_use
+
+
 def _quiet_cpu(rows: pd.DataFrame) -> float:
     """Median CPU utilization in the quietest quarter of steps (the incident's 'high when idle')."""
     usable = rows.loc[rows["cpu_mean"].notna() & rows["req_rate"].notna()]
@@ -214,9 +235,18 @@ def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *
     sides = _sides(view, span, reference, cfg, config.warmup_minutes)
     if sides is None:
         return None
-    before_rows, after_rows = sides
-    before = _cpu_per_request(before_rows, reference.info.cpu_limit or default_cpu)
-    after = _cpu_per_request(after_rows, span.info.cpu_limit or default_cpu)
+    before_rows, after_rows, matched = sides
+    measure, metric = _cpu_per_request, "CPU seconds per request"
+    if not matched and _quantile(_hour_loads(after_rows), 0.5) < _quantile(_hour_loads(before_rows), 0.5):
+        # Too little traffic in common and the revision served less: per request, the same background
+        # CPU (idle instances, timers) spread over fewer requests reads as a regression though nothing
+        # changed. The vCPUs in use are the conservative measure there: more CPU for less traffic. (Against
+        # only the reference's quietest hours, a young revision's start-up CPU was a regression: 5 false
+        # alarms more on 8 development draws.) A per-request regression that the lower traffic hides
+        # waits for the drift test, or for hours of traffic in common.
+        measure, metric = _cpu_in_use, "vCPUs in use at lower traffic"
+    before = measure(before_rows, reference.info.cpu_limit or default_cpu)
+    after = measure(after_rows, span.info.cpu_limit or default_cpu)
     if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
         return None
     b, a = float(np.median(before)), float(np.median(after))
@@ -226,7 +256,7 @@ def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *
         if increase >= cfg.min_increase and p_value <= cfg.significance:
             began = _cpu_onset(view, span, reference, config, default_cpu)
             return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, reference.name, began,
-                                      "CPU seconds per request", b, a, increase, p_value,
+                                      metric, b, a, increase, p_value,
                                       _quiet_cpu(before_rows), _quiet_cpu(after_rows))
     return _cpu_drift(view, span, reference, config, default_cpu)
 
