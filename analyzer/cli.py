@@ -627,8 +627,9 @@ def prices_command(config_path: Path | None, refresh: bool, out: Path | None) ->
       cloudrun-analyzer prices
       cloudrun-analyzer prices --refresh --out configs/prices-live.yaml
     """
-    from analyzer.analysis.pricing import dump_table, load_table, settings_summary
+    from analyzer.analysis.pricing import settings_summary
     from analyzer.errors import DeliveryError
+    from analyzer.prices import dump_table, load_table
 
     config = load_analysis_config(config_path)
     table = load_table(config.pricing.table)

@@ -270,8 +270,8 @@ def analyze_share(
     is configured."""
     from functools import partial
 
-    from analyzer.analysis.pricing import load_table
     from analyzer.batches import collect
+    from analyzer.prices import load_table
     from analyzer.render.fleet import empty_report
     from analyzer.render.parts import assemble_json, assemble_report, render_part, report_layout
 

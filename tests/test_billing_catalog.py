@@ -15,9 +15,9 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry, if_exception_type
 from google.rpc import error_details_pb2
 
-from analyzer.analysis.pricing import load_table
 from analyzer.cli import cli
 from analyzer.errors import ApiDisabledError, ConfigError, PermissionDeniedError, SourceError
+from analyzer.prices import load_table
 from analyzer.sources.billing import (
     CatalogSku,
     build_table,

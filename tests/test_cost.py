@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 
 from analyzer import simulate as sim
 from analyzer.analysis import Analysis, cost, load_model
-from analyzer.analysis.pricing import SECONDS_PER_MONTH, load_table
 from analyzer.analysis.timeline import ServiceView, build_view
 from analyzer.analysis.whatif import WhatIfKind, service_what_ifs
 from analyzer.config import AnalysisConfig, parse_config
 from analyzer.frames import KEY_COLUMNS, METRIC_COLUMNS, Frames
 from analyzer.model import RevisionInfo
 from analyzer.pipeline import analyze
+from analyzer.prices import SECONDS_PER_MONTH, load_table
 from analyzer.render.html import render_report
 from analyzer.render.json_report import report_json
 from analyzer.sources.snapshot import read_snapshot, write_snapshot

@@ -10,21 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from analyzer.analysis.pricing import (
-    MODES,
-    SECONDS_PER_MONTH,
-    TIERS,
-    dump_table,
-    free_allowance,
-    load_table,
-    parse_table,
-    prices_for,
-    settings_summary,
-    unit_prices,
-)
+from analyzer.analysis.pricing import free_allowance, prices_for, settings_summary, unit_prices
 from analyzer.config import PricingConfig, parse_config
 from analyzer.errors import ConfigError
 from analyzer.model import RevisionInfo
+from analyzer.prices import MODES, SECONDS_PER_MONTH, TIERS, dump_table, load_table, parse_table
 
 TABLE = load_table("builtin")
 

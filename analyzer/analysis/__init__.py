@@ -17,13 +17,13 @@ from analyzer.analysis.cost import ServiceCost, apply_free_tier, service_cost
 from analyzer.analysis.findings import RevisionEvidence, detect_service
 from analyzer.analysis.fixcheck import FixCheck, fix_checks
 from analyzer.analysis.impact import assess, finding_order
-from analyzer.analysis.pricing import PriceTable, load_table
 from analyzer.analysis.sidecars import SidecarResult, analyze_sidecars
 from analyzer.analysis.timeline import ServiceView, build_view
 from analyzer.analysis.whatif import WhatIf, service_what_ifs
 from analyzer.config import AnalysisConfig
 from analyzer.frames import Frames
 from analyzer.model import Finding, Problem, ServiceKey
+from analyzer.prices import PriceTable, load_table
 
 
 @dataclass(slots=True)

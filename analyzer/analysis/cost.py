@@ -23,17 +23,11 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import hourly, load_model
-from analyzer.analysis.pricing import (
-    SECONDS_PER_MONTH,
-    PriceTable,
-    UnitPrices,
-    free_allowance,
-    mode_name,
-    unit_prices,
-)
+from analyzer.analysis.pricing import UnitPrices, free_allowance, mode_name, unit_prices
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, reference_totals
 from analyzer.config import AnalysisConfig, PricingConfig
 from analyzer.model import FloatArray, RevisionInfo, ServiceKey
+from analyzer.prices import SECONDS_PER_MONTH, PriceTable
 
 CROSSCHECK_TOLERANCE = 0.05
 RECENT_DAYS = 7.0  # the monthly projection is the run-rate of the window's last week

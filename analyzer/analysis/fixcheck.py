@@ -11,9 +11,9 @@ import pandas as pd
 
 from analyzer.analysis.cost import service_step_costs
 from analyzer.analysis.findings import RevisionEvidence
-from analyzer.analysis.pricing import PriceTable
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, between
 from analyzer.config import AnalysisConfig
+from analyzer.prices import PriceTable
 
 COMPARE_HOURS = 24.0
 

@@ -10,7 +10,7 @@ mean (``"mean"``), right for a cost, which is an expectation over skewed per-ste
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -23,6 +23,11 @@ class LoadModel:
     load_points: FloatArray  # bin centres (request rate), increasing
     values: FloatArray  # the quantity in each bin, made non-decreasing with load
     slope_below: bool = False  # below the quietest bin: a power of load (``quiet_elasticity``), else flat
+    elasticity: float = field(init=False)  # ``quiet_elasticity`` of the bins, worked out once
+
+    def __post_init__(self) -> None:
+        sloped = self.slope_below and len(self.load_points) > 1 and self.load_points[0] > 0 and self.values[0] > 0
+        object.__setattr__(self, "elasticity", quiet_elasticity(self.load_points, self.values) if sloped else 1.0)
 
     def predict(self, load: FloatArray) -> FloatArray:
         load = np.asarray(load, dtype=np.float64)
@@ -37,7 +42,7 @@ class LoadModel:
         if self.slope_below and len(points) > 1 and points[1] > points[0]:
             # A quiet night after a busy reference is not priced at the reference's quietest level.
             if points[0] > 0 and values[0] > 0:
-                below = values[0] * (np.maximum(load, 0.0) / points[0]) ** quiet_elasticity(points, values)
+                below = values[0] * (np.maximum(load, 0.0) / points[0]) ** self.elasticity
             else:
                 slope = (values[1] - values[0]) / (points[1] - points[0])
                 below = np.clip(values[0] - slope * (points[0] - load), 0.0, values[0])

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field, replace
 from analyzer.analysis.findings import RevisionEvidence, detect_sidecar_leaks
 from analyzer.analysis.fixcheck import MEASURES, FixCheck, fix_checks
 from analyzer.analysis.impact import assess
-from analyzer.analysis.pricing import PriceTable
 from analyzer.analysis.timeline import RevisionSpan, ServiceView
 from analyzer.config import AnalysisConfig
 from analyzer.frames import MEMORY_COLUMNS, Frames
 from analyzer.model import Finding
+from analyzer.prices import PriceTable
 
 
 @dataclass(slots=True)

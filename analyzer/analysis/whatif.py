@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis.cost import idle_min_instance_seconds, limits, revision_steps
-from analyzer.analysis.pricing import SECONDS_PER_MONTH, PriceTable, UnitPrices, prices_for, unit_prices
+from analyzer.analysis.pricing import UnitPrices, prices_for, unit_prices
 from analyzer.analysis.timeline import RevisionSpan, ServiceView
 from analyzer.config import AnalysisConfig
 from analyzer.model import Finding, FindingKind
+from analyzer.prices import SECONDS_PER_MONTH, PriceTable
 
 MIB_PER_GIB = 1024
 BILLING_ROUNDING_S = 0.1  # request-based billable time is rounded up to 100 ms per busy period

@@ -24,7 +24,6 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry, if_exception_type
 from google.auth import exceptions as auth_exceptions
 
-from analyzer.analysis.pricing import MODES, SECONDS_PER_MONTH, TIERS, PriceTable
 from analyzer.errors import (
     AnalyzerError,
     ApiDisabledError,
@@ -32,6 +31,7 @@ from analyzer.errors import (
     PermissionDeniedError,
     SourceError,
 )
+from analyzer.prices import MODES, SECONDS_PER_MONTH, TIERS, PriceTable
 from analyzer.sources.google_clients import LOGIN_HINT
 
 CLOUD_RUN_SERVICE = "services/152E-C115-5142"
