@@ -6,8 +6,9 @@ see ``timeline.reference_span``, even if only ``MIN_REFERENCE_HOURS`` of it are 
 revision's own first hours after warm-up) with a load model,
 so traffic growth, diurnal swings and batch days move the expectation with them. The excess
 (actual − expected) must be both relatively and absolutely large, and last; its onset is where the
-hourly excess shifts up and then holds above the margin the finding reports (``onset.held_start``), and
-it is attributed to the revision serving then.
+hourly excess shifts up and then holds above the margin the finding reports (``onset.held_start``), or
+the deploy when the first hours after warm-up already hold it, and it is attributed to the revision
+serving then.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def mann_whitney_greater(after: FloatArray, before: FloatArray) -> float:
 
 class Sides(NamedTuple):
     """The compared rows of the reference and the revision, and whether they are the hours of the
-    traffic both saw (False: the two served no traffic in common, and all their hours are compared)."""
+    traffic both saw (False: too few hours of traffic in common, and all their hours are compared)."""
 
     before: pd.DataFrame
     after: pd.DataFrame
@@ -191,15 +191,17 @@ class HourlyCpu:
         return self.hours.index(self.kept)
 
 
-def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> HourlyCpu:
-    def filled(column: str) -> FloatArray:
-        values = rows[column].to_numpy()
-        return np.where(np.isnan(values), 0.0, values)
+def _vcpus(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
+    """Per step, the vCPUs in use: mean utilization × instances × vCPU limit (the utilization
+    distribution covers every instance, idle ones included; an absent count as none)."""
+    instances = np.nan_to_num(rows["inst_active"].to_numpy()) + np.nan_to_num(rows["inst_idle"].to_numpy())
+    vcpus: FloatArray = rows["cpu_mean"].to_numpy() * instances * cpu_limit
+    return vcpus
 
-    # The utilization distribution covers every instance, idle ones included.
-    cpu_s = rows["cpu_mean"].to_numpy() * (filled("inst_active") + filled("inst_idle")) * cpu_limit
+
+def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> HourlyCpu:
     hours = hourly.of(rows["ts"])
-    cpu_h, req_h = hourly.sum_min_count(hours, [cpu_s, rows["req_rate"].to_numpy()], min_count=1)
+    cpu_h, req_h = hourly.sum_min_count(hours, [_vcpus(rows, cpu_limit), rows["req_rate"].to_numpy()], min_count=1)
     kept = np.flatnonzero((req_h > 0) & (cpu_h >= 0))  # NaN (an hour without either) compares False
     return HourlyCpu(hours, kept, cpu_h[kept], req_h[kept])
 
@@ -211,9 +213,8 @@ def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
 
 
 def _cpu_in_use(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
-    """Each hour's mean vCPUs in use (utilization × instances × vCPU limit), hours without one left out."""
-    instances = np.nan_to_num(rows["inst_active"].to_numpy()) + np.nan_to_num(rows["inst_idle"].to_numpy())
-    means = hourly.means(hourly.of(rows["ts"]), [rows["cpu_mean"].to_numpy() * instances * cpu_limit])[0]
+    """Each hour's mean vCPUs in use (``_vcpus``), hours without one left out."""
+    means = hourly.means(hourly.of(rows["ts"]), [_vcpus(rows, cpu_limit)])[0]
     in_use: FloatArray = means[np.isfinite(means)]
     return in_use
 
