@@ -21,9 +21,6 @@ from analyzer.config import load_yaml, parse_config
 from analyzer.errors import ConfigError
 from analyzer.resources import config_file
 
-RATE_FIELDS = ("cpu_vcpu_second", "memory_gib_second", "requests_per_million", "idle_cpu_vcpu_second",
-               "idle_memory_gib_second")
-COMPUTE_FIELDS = ("cpu_vcpu_second", "memory_gib_second", "idle_cpu_vcpu_second", "idle_memory_gib_second")
 FREE_FIELDS = ("cpu_vcpu_seconds", "memory_gib_seconds", "requests")
 TIERS = ("tier1", "tier2")
 MODES = ("request_based", "instance_based")

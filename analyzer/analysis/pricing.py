@@ -11,7 +11,10 @@ from dataclasses import dataclass
 
 from analyzer.config import PricingConfig
 from analyzer.model import RevisionInfo
-from analyzer.prices import COMPUTE_FIELDS, FREE_FIELDS, SECONDS_PER_MONTH, PriceTable
+from analyzer.prices import FREE_FIELDS, SECONDS_PER_MONTH, PriceTable
+
+# The rates a committed-use discount applies to (never the request fee).
+COMPUTE_FIELDS = ("cpu_vcpu_second", "memory_gib_second", "idle_cpu_vcpu_second", "idle_memory_gib_second")
 
 
 def mode_name(request_based: bool) -> str:
