@@ -92,7 +92,7 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     # the deploy, even when it later fades with the day's traffic and returns larger: a small
     # service's extra instance comes and goes with its load, and the change point of the cumulative
     # excess lands on the larger return (a day or more late).
-    if (float(np.median(values[:onset.RUN_HOURS])) >= margin
+    if (onset.from_start(values, margin, onset.RUN_HOURS)
             or began <= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes + 60)):
         began = span.deploy_time
     return CreepEvidence(

@@ -16,14 +16,13 @@ from analyzer.analysis import calibration
 from analyzer.analysis import cost as cost_model
 from analyzer.analysis.creep import CreepEvidence, detect_creep
 from analyzer.analysis.envelope import Envelope, build_envelope, sequential_leak, young_enough
-from analyzer.analysis.memory import LeakEvidence, detect_leak, hours_to_limit
+from analyzer.analysis.memory import OOM_LEVEL, LeakEvidence, detect_leak, hours_to_limit
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, hours_between, reference_span
 from analyzer.config import AnalysisConfig
 from analyzer.model import Finding, FindingKind, Severity
 from analyzer.prices import PriceTable
 
-OOM_LEVEL = 0.97  # a worst instance this close to its limit is being OOM-killed or about to be
 PER_REQUEST_LEAK = (
     "a per-request resource or connection leak: memory troughs climb, instances creep and CPU/latency rise "
     "right after one deploy (e.g. a new HTTP client or connection pool created per request; share one client "

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis.findings import OOM_LEVEL
+from analyzer.analysis.memory import OOM_LEVEL
 from analyzer.analysis.timeline import ServiceView
 from analyzer.model import Finding, FindingKind, Impact, Severity
 

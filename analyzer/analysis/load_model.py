@@ -23,11 +23,14 @@ class LoadModel:
     load_points: FloatArray  # bin centres (request rate), increasing
     values: FloatArray  # the quantity in each bin, made non-decreasing with load
     slope_below: bool = False  # below the quietest bin: a power of load (``quiet_elasticity``), else flat
-    elasticity: float = field(init=False)  # ``quiet_elasticity`` of the bins, worked out once
+    # Below the quietest bin with ``slope_below``: the power of load (``quiet_elasticity``), worked out once;
+    # None where the quietest bin is at zero load or value (then its straight slope to the next bin).
+    elasticity: float | None = field(init=False)
 
     def __post_init__(self) -> None:
-        sloped = self.slope_below and len(self.load_points) > 1 and self.load_points[0] > 0 and self.values[0] > 0
-        object.__setattr__(self, "elasticity", quiet_elasticity(self.load_points, self.values) if sloped else 1.0)
+        points, values = self.load_points, self.values
+        power = self.slope_below and len(points) > 1 and points[0] > 0 and values[0] > 0
+        object.__setattr__(self, "elasticity", quiet_elasticity(points, values) if power else None)
 
     def predict(self, load: FloatArray) -> FloatArray:
         load = np.asarray(load, dtype=np.float64)
@@ -41,7 +44,7 @@ class LoadModel:
         predicted = np.where(load > top_load, above, inside)
         if self.slope_below and len(points) > 1 and points[1] > points[0]:
             # A quiet night after a busy reference is not priced at the reference's quietest level.
-            if points[0] > 0 and values[0] > 0:
+            if self.elasticity is not None:
                 below = values[0] * (np.maximum(load, 0.0) / points[0]) ** self.elasticity
             else:
                 slope = (values[1] - values[0]) / (points[1] - points[0])

@@ -165,7 +165,7 @@ def _split_points(y: FloatArray, drop_floor: float, jump_floor: float) -> list[i
     return [int(i) + 1 for i in np.flatnonzero(drops | jumps)]
 
 
-OOM_KILL_LEVEL = 0.97  # the worst instance at the limit: its top bucket reaches this share of it
+OOM_LEVEL = 0.97  # the worst instance at the limit (its top bucket at this share of it): OOM-killed or about to be
 
 
 def _oom_resets(y: FloatArray, peak: FloatArray, drop_floor: float) -> list[int]:
@@ -176,7 +176,7 @@ def _oom_resets(y: FloatArray, peak: FloatArray, drop_floor: float) -> list[int]
     cycling through OOM kills then read as one bounded sawtooth."""
     if len(y) < 3:
         return []
-    at_limit = np.nan_to_num(peak, nan=0.0) >= OOM_KILL_LEVEL
+    at_limit = np.nan_to_num(peak, nan=0.0) >= OOM_LEVEL
     fell = np.nan_to_num(peak[1:], nan=1.0) < np.nan_to_num(peak[:-1], nan=0.0)  # fell[i - 1]: into bin i
     i = np.arange(2, len(y))
     resets = (at_limit[i - 2] | at_limit[i - 1]) & fell[i - 1] & (y[i] < y[i - 1] - drop_floor / 2)

@@ -2,7 +2,7 @@
 
 Used for the anomalies whose size is measured against an expectation hour by hour (CPU against the
 reference's load model, instances against the instances-per-load model): a revision that is worse
-from its first hours is dated at its deploy; one whose excess grows later (a leak's GC work, creep
+from its first hours (``from_start``) is dated at its deploy; one whose excess grows later (a leak's GC work, creep
 that follows a leak) is dated where the excess reached the margin the finding reports.
 
 1. The change point: where the cumulative excess over half the margin starts to climb (a CUSUM).
@@ -19,7 +19,16 @@ import numpy as np
 
 from analyzer.model import FloatArray
 
-RUN_HOURS = 3  # hours whose mean must hold above the margin for the excess to have begun
+RUN_HOURS = 3  # hours whose median must hold above the margin for the excess to have begun
+
+
+def from_start(excess: FloatArray, level: float, hours: int) -> bool:
+    """The excess was there from the start: the median of its first ``hours`` (hourly, an hour without
+    one as none) is at or above ``level``. Each caller sets how many hours and how high, as measured on
+    its own labels (docs/detection-quality.md): the change point of a later, larger excess must not move
+    an excess that was there all along."""
+    first = np.nan_to_num(np.asarray(excess[:hours], dtype=np.float64))
+    return bool(first.size) and float(np.median(first)) >= level
 
 
 def rise_start(excess: FloatArray, level: float) -> int:

@@ -352,7 +352,7 @@ def _dated(ratio: pd.Series, span: RevisionSpan, config: DetectionConfig) -> pd.
     and is dated where the excess held at the margin (``onset.held_start``), not where the growth
     began, even when that was the deploy: the margin is what the finding reports."""
     excess = ratio.to_numpy(dtype=np.float64) - 1.0
-    if float(np.median(np.nan_to_num(excess[:STEP_HOURS]))) >= config.cpu.min_increase / 2:
+    if onset.from_start(excess, config.cpu.min_increase / 2, STEP_HOURS):
         return span.deploy_time
     return pd.Timestamp(ratio.index[onset.held_start(excess, config.cpu.min_increase)])
 

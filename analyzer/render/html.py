@@ -18,9 +18,8 @@ import jinja2
 import pandas as pd
 
 from analyzer.analysis import Analysis, ServiceResult
-from analyzer.analysis.findings import OOM_LEVEL
 from analyzer.analysis.impact import NEAR_LIMIT, SOON_HOURS, urgency, urgency_key
-from analyzer.analysis.memory import LeakEvidence
+from analyzer.analysis.memory import OOM_LEVEL, LeakEvidence
 from analyzer.analysis.timeline import ServiceView
 from analyzer.model import Finding, FindingKind, Impact, RevisionInfo, ServiceKey, Severity
 from analyzer.render.charts import PALETTE
