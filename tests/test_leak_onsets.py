@@ -100,6 +100,15 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # so the troughs read as one bounded sawtooth, not significant; it was not reported at all. A drop
     # after the worst instance was at the limit is a reset (``memory._oom_resets``).
     "leak_cycling_through_oom_kills",
+    # A per-request leak (30 % of the limit a day) switched on 10 h after a deploy at midnight: after the
+    # switch its troughs climb with the morning's traffic, slowly at first, so in hours a climb from the
+    # deploy fits about as well as one from the switch (6 log(n) apart, under the bar). Counted in
+    # requests served per instance, the climb is a straight line from the switch (12 log(n)).
+    "leak_per_request_switched_on_ten_hours_in",
+    # A flag flipped 47 h after the deploy: the worst instance's trend is tested from where it starts to
+    # climb, and that trend found a later start still (a slow first day). Its climb alone was then fitted
+    # from the first bin, with the flat two days before it left out, and read as a climb from the deploy.
+    "leak_flag_flipped_two_days_later_tested_from_its_start",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)
@@ -111,10 +120,11 @@ def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
 def test_a_flip_the_worst_instance_alone_shows_is_found_but_dated_at_the_deploy() -> None:
     """Where the shared start loses. A per-hour leak switched on 37 h after the deploy: the worst
     instance's troughs bend there (in bucket steps), the fleet's typical memory hardly, so the two
-    signals' evidence for a start after the deploy is 2·log LR 24 against the 44 that ``ONSET_EVIDENCE``
-    asks at their 80 troughs. Leaks that began at their deploy show spurious starts up to 8.8 log(n) on
-    the development draws (141240, 410102), so the bar stays above them, and this leak, found on its
-    revision, is dated at the deploy: a strict miss, written down here rather than passed over."""
+    signals' evidence for a start after the deploy is 2·log LR 24 (on either clock, hours or requests)
+    against the 44 that ``ONSET_EVIDENCE`` asks at their 80 troughs. Leaks that began at their deploy
+    show spurious starts up to 8.8 log(n) on the development draws (141240, 410102), so the bar stays
+    above them, and this leak, found on its revision, is dated at the deploy: a strict miss, written
+    down here rather than passed over."""
     found, label = _leak_onsets("leak_flag_flipped_the_fleet_without_a_hinge")
     [(revision, off_by)] = found
     assert revision == label["revision"]

@@ -689,13 +689,17 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     """Hours from the first bin to where the climb starts: one start shared by both trough signals
     (the chosen one, and the other when it agrees), each fitted flat-then-climbing with its own level,
     pace and noise (the worst instance can be a young instance for hours after a deploy, and the
-    typical one's climb is diluted by fresh instances, so neither alone dates a leak well). The start
-    is the first bin unless a later one fits better by ``ONSET_EVIDENCE`` · log(n) in 2·log likelihood
-    ratio: BIC would ask log(n), but hourly troughs are autocorrelated and a per-request leak's pace
-    follows the day's traffic, so a hinge beats a straight line by chance far more often than
-    independent noise would let it. (A weaker bar, tried at 1-3 · log(n), dated leaks that began at
-    their deploy hours late; see docs/detection-quality.md.) A worst instance already near the limit
-    before the start means a leak that was under way when the data began: its first bin."""
+    typical one's climb is diluted by fresh instances, so neither alone dates a leak well).
+
+    The climb is fitted on two clocks, hours and requests served per instance (``_request_clock``): a
+    per-request leak grows with the traffic, so from its deploy it is a straight line in requests but a
+    line that bends at each morning in hours, while a leak switched on later is flat, then climbing, on
+    both. The start is the first bin unless a later one, on either clock, fits better than a climb from
+    the first bin on either clock by ``ONSET_EVIDENCE`` · log(n) in 2·log likelihood ratio: BIC would
+    ask log(n), but hourly troughs are autocorrelated, so a hinge beats a straight line by chance far
+    more often than independent noise would let it. (A weaker bar, tried at 1-3 · log(n), dated leaks
+    that began at their deploy hours late; see docs/detection-quality.md.) A worst instance already
+    near the limit before the start means a leak that was under way when the data began: its first bin."""
     signals = [chosen]
     other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
     if other is not None and reading.agrees(other.name, cfg):
@@ -705,13 +709,24 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     if not fits:
         return first
     starts = np.arange(first, max(float(x[-3]) for x, _ in fits) + 1e-9, HINGE_STEP_HOURS)
-    cost = np.zeros(len(starts))
+    clock = _request_clock(reading)
+    in_requests = np.interp(starts, reading.hours, clock)
+    by_hours, by_requests = np.zeros(len(starts)), np.zeros(len(starts))
     for x, y in fits:
-        cost += len(y) * np.log(np.maximum(stats.ramp_fits(x, y, starts, rising=True)[0], 1e-12) / len(y))
-    best = int(np.argmin(cost))
+        for cost, at, grid in ((by_hours, x, starts), (by_requests, np.interp(x, reading.hours, clock), in_requests)):
+            cost += len(y) * np.log(np.maximum(stats.ramp_fits(at, y, grid, rising=True)[0], 1e-12) / len(y))
+    either = np.minimum(by_hours, by_requests)
+    best = int(np.argmin(either))
     n = sum(len(y) for _, y in fits)
-    start = float(starts[best]) if cost[0] - cost[best] > ONSET_EVIDENCE * math.log(n) else first
+    start = float(starts[best]) if either[0] - either[best] > ONSET_EVIDENCE * math.log(n) else first
     return first if _at_limit_before(reading, start) else start
+
+
+def _request_clock(reading: _Reading) -> FloatArray:
+    """Requests served per instance from the first bin to each bin's start (a bin without load adds
+    none): the clock a per-request leak's live set grows on."""
+    served = np.nan_to_num(reading.bins["load"].to_numpy(dtype=np.float64), nan=0.0) * reading.minutes * 60.0
+    return np.concatenate([[0.0], np.cumsum(served)[:-1]])
 
 
 HINGE_STEP_HOURS = 1.0 / 12.0  # the onset's grid: a five-minute step, finer than the bins
@@ -720,10 +735,12 @@ HINGE_STEP_HOURS = 1.0 / 12.0  # the onset's grid: a five-minute step, finer tha
 def _climb_points(reading: _Reading, trend: _SignalTrend) -> tuple[FloatArray, FloatArray]:
     """The hours and troughs a signal's start is fitted on: its first segment, load-adjusted; for a
     trend tested from its own later start (a flag flipped after the deploy), its measured troughs from
-    the first bin to its last point, so the flat stretch before that start is in the fit too."""
+    the first bin to its last point, so the flat stretch before that start is in the fit too (also when
+    that trend found a later start still: its climb alone, fitted from the first bin, would read as a
+    climb from the deploy)."""
     a, b = trend.segments[0]
     picked = trend.positions[a:b]
-    if trend.onset_offset > a or int(picked[0]) == 0:
+    if int(picked[0]) == 0:
         return reading.hours[picked], trend.adjusted[a:b]
     column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[: int(picked[-1]) + 1]
     keep = np.isfinite(column)
