@@ -329,6 +329,24 @@ def test_a_regression_carried_by_the_next_deploy_is_one_finding_on_the_revision_
     assert finding.resolved_by == "c"
 
 
+def test_creep_and_regressions_of_a_carried_leak_go_to_the_revision_that_introduced_it() -> None:
+    # a leaks from its deploy (15 % of the limit a day); b ships the same leak a day and a half later,
+    # and its instances grow with it (45 % more for its load; the leak fills memory and GC works). The
+    # leak is a's, carried on by b; b's extra instances against a0 (a has a finding) are that leak's
+    # cost, reported with it on a, not as a change b made.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0, memory=s.leak(0.15)),
+                 s.Rev("b", 84.0, memory=s.leak(0.15), instance_factor=s.step_up(1.45))]
+    assert _analyze(revisions, until=150.0) == [("instance_creep", "a", "revision a0|b"),
+                                                ("memory_baseline_rise", "a", "|b")]
+
+
+def test_a_leak_from_its_deploy_stays_with_its_revision_after_a_healthy_day_long_predecessor() -> None:
+    # a served 30 h with flat troughs; b leaks from its deploy. a is young enough to have carried b's
+    # leak unseen, but its troughs do not climb at b's pace against the service's course: b's leak.
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0), s.Rev("b", 78.0, memory=s.leak(0.15))]
+    assert _analyze(revisions, until=150.0) == [("memory_baseline_rise", "b", "|")]
+
+
 def test_a_predecessor_whose_memory_climb_was_not_confirmed_is_still_a_regressions_reference() -> None:
     # a's memory fills a cache for a day (+20 % of the limit, levelling off): a leak candidate that no
     # gate confirms, and no finding. b costs 30 % more CPU per request from its deploy; a is the only

@@ -324,3 +324,30 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
         confirmed=True,
         against=f"this service's healthy revisions after their deploys ({', '.join(envelope.revisions)})",
     )
+
+
+def climbs_like(view: ServiceView, earlier: RevisionSpan, later: RevisionSpan, envelope: Envelope,
+                config: DetectionConfig) -> bool:
+    """``earlier``'s troughs, against the service's envelope, climb at the pace ``later``'s do from its
+    deploy, far more likely than not at all: the log likelihood ratio of that known drift (its level
+    profiled out) against none reaches ``log(1 / ALPHA)``. For a revision that served too briefly for
+    its own leak to show: the next revision's leak, found from its deploy, tells the pace to look for.
+    """
+    series = [_series(view, span, config, envelope.minutes) for span in (earlier, later)]
+    if envelope.settle_hours > 0:
+        series = [None if one is None else _settled(one, envelope.settle_hours) for one in series]
+    before, after = series
+    if before is None or after is None or len(before.age) < MIN_CLIMB_BINS:
+        return False
+    tested = after.age <= ENVELOPE_HOURS
+    if tested.sum() < MIN_CLIMB_BINS:
+        return False
+    pace = stats.theil_sen(after.age[tested], (_relative(after, envelope.load_slope)
+                                                - envelope.expected(after.age))[tested])[0]
+    if pace <= 0:
+        return False
+    residual = _relative(before, envelope.load_slope) - envelope.expected(before.age)
+    flat = float(((residual - residual.mean()) ** 2).sum())
+    drifting = residual - pace * before.age
+    climbing = float(((drifting - drifting.mean()) ** 2).sum())
+    return (flat - climbing) / (2 * envelope.noise**2) >= math.log(1.0 / ALPHA)

@@ -15,7 +15,7 @@ import pandas as pd
 from analyzer.analysis import calibration
 from analyzer.analysis import cost as cost_model
 from analyzer.analysis.creep import CreepEvidence, detect_creep
-from analyzer.analysis.envelope import Envelope, build_envelope, sequential_leak, young_enough
+from analyzer.analysis.envelope import Envelope, build_envelope, climbs_like, sequential_leak, young_enough
 from analyzer.analysis.memory import OOM_LEVEL, LeakEvidence, detect_leak, hours_to_limit
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, hours_between, reference_span
@@ -74,6 +74,7 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
     _sequential_leaks(view, evidence, flagged, config, table)
     _merge_carried_leaks(view, evidence, config)
     _merge_carried_regressions(evidence)
+    _give_carried_leaks_their_symptoms(evidence)
     _mark_resolution(view, evidence)
     _measure_savings(view, evidence, table, config)
     return evidence
@@ -250,7 +251,7 @@ def _findings(view: ServiceView, item: RevisionEvidence, config: AnalysisConfig,
 def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], config: AnalysisConfig) -> None:
     """A leak still climbing in the next revision was carried on by its deploy, not introduced by it:
     keep one finding, attributed to the revision that introduced it (confirmed on its own, or one that
-    served too briefly to be judged, ``_carried_from_short_revision``).
+    served too briefly to be judged: ``_carried_from_short_revision``, ``_carried_from_young_revision``).
 
     A revision whose climb was only a candidate (significant, but failing a plausibility gate: a
     warm-up that levels off, a climb too small) is not given the next revision's leak. On seven
@@ -258,8 +259,9 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
     it six times out of seven: a predecessor's warm-up or evening is a candidate far more often than a
     leak is carried."""
     for before, after in pairwise(evidence):
-        if before.leak is None and after.leak is not None and after.leak.confirmed:
-            _carried_from_short_revision(view, before, after, config)
+        if (before.leak is None and after.leak is not None and after.leak.confirmed
+                and not _carried_from_short_revision(view, before, after, config)):
+            _carried_from_young_revision(view, evidence, before, after, config)
         if before.leak is None or after.leak is None or not after.leak.confirmed or not before.leak.confirmed:
             continue
         after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
@@ -269,7 +271,7 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
 
 
 def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, after: RevisionEvidence,
-                                 config: AnalysisConfig) -> None:
+                                 config: AnalysisConfig) -> bool:
     """A revision that served too briefly to be judged, whose worst instance was already climbing at
     the pace the next revision's leak shows from its deploy, introduced that leak."""
     leak = after.leak
@@ -277,25 +279,50 @@ def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, af
     span = before.span
     served = hours_between(span.first_seen, span.last_seen)
     if not leak.onset_at_deploy or served >= config.detection.memory.min_duration_hours * 2 or served < 1:
-        return
+        return False
     rows = view.revision_rows(span.name)
     rows = between(rows, span.first_seen + pd.Timedelta(minutes=config.detection.warmup_minutes))
     worst = rows.set_index("ts")["mem_max"].dropna()
     if len(worst) < 6:
-        return
+        return False
     hours = (worst.index - worst.index[0]) / pd.Timedelta(hours=1)
     third = max(2, len(worst) // 3)
     climbed = float(worst.iloc[-third:].median() - worst.iloc[:third].median())
     expected = leak.slope_per_day / 24 * float(hours[-1] - hours[0]) * 2 / 3
     if expected <= 0 or climbed < 0.5 * expected:
+        return False
+    _give_leak_back(before, after, f"served {served:.0f} h, its worst instance already climbing")
+    return True
+
+
+def _carried_from_young_revision(view: ServiceView, evidence: list[RevisionEvidence], before: RevisionEvidence,
+                                 after: RevisionEvidence, config: AnalysisConfig) -> None:
+    """A revision that served a day or two, too short for its own slow leak to show, whose fleet's
+    troughs (against the service's healthy course after a deploy) climbed at the pace the next
+    revision's leak shows from its deploy (``envelope.climbs_like``), introduced that leak."""
+    leak = after.leak
+    assert leak is not None
+    if not leak.onset_at_deploy or not young_enough(before.span, config.detection):
         return
+    healthy = [e.span for e in evidence
+               if e.leak is None and not e.findings and e.span.name not in (before.span.name, after.span.name)]
+    envelope = build_envelope(view, healthy, config.detection)
+    if envelope is None or not climbs_like(view, before.span, after.span, envelope, config.detection):
+        return
+    served = hours_between(before.span.first_seen, before.span.last_seen)
+    _give_leak_back(before, after, f"served {served:.0f} h, its memory already climbing at this pace")
+
+
+def _give_leak_back(before: RevisionEvidence, after: RevisionEvidence, why: str) -> None:
+    """``after``'s leak finding, found from its deploy, goes to ``before``, which introduced it."""
+    span = before.span
     for finding in after.findings:
         if finding.kind is FindingKind.MEMORY_BASELINE_RISE:
             finding.revision = span.name
             finding.onset = span.deploy_time.to_pydatetime()
             finding.deploy_time = span.deploy_time.to_pydatetime() if span.deploy_time_known else None
-            finding.summary = (f"Introduced by {span.name} (served {served:.0f} h, its worst instance already "
-                               f"climbing) and carried on by {after.span.name}: {finding.summary}")
+            finding.summary = (f"Introduced by {span.name} ({why}) and carried on by {after.span.name}: "
+                               f"{finding.summary}")
             finding.evidence["carried_by"] = after.span.name
             before.findings.append(finding)
     after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
@@ -317,6 +344,28 @@ def _merge_carried_regressions(evidence: list[RevisionEvidence]) -> None:
             if first is not None and _has_kind(before, finding.kind):
                 after.findings.remove(finding)
                 first.evidence.setdefault("carried_by", after.span.name)
+
+
+def _give_carried_leaks_their_symptoms(evidence: list[RevisionEvidence]) -> None:
+    """A revision that carries on an earlier revision's leak (its memory finding says ``carried_by``)
+    and shows creep, or a latency or CPU regression, against the revision before the leak shows the
+    leak's cost, not a change of its own: more instances and GC work as its memory fills. Such a finding
+    goes to the revision that introduced the leak, naming its carrier, as the leak does; a kind that
+    revision already has is not reported twice."""
+    for before, after in pairwise(evidence):
+        carried = any(f.kind is FindingKind.MEMORY_BASELINE_RISE and f.evidence.get("carried_by") == after.span.name
+                      for f in before.findings)
+        if not carried:
+            continue
+        for finding in [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]:
+            after.findings.remove(finding)
+            if any(f.kind is finding.kind for f in before.findings):
+                continue
+            finding.revision = before.span.name
+            finding.deploy_time = before.span.deploy_time.to_pydatetime() if before.span.deploy_time_known else None
+            finding.summary = f"With the leak of {before.span.name}, carried on by {after.span.name}: {finding.summary}"
+            finding.evidence["carried_by"] = after.span.name
+            before.findings.append(finding)
 
 
 def _has_kind(item: RevisionEvidence, kind: FindingKind) -> bool:
