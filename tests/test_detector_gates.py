@@ -347,6 +347,21 @@ def test_a_leak_from_its_deploy_stays_with_its_revision_after_a_healthy_day_long
     assert _analyze(revisions, until=150.0) == [("memory_baseline_rise", "b", "|")]
 
 
+@pytest.mark.parametrize(("predecessor", "found"), [(0.40, [("memory_baseline_rise", "b", "|")]), (0.88, [])])
+def test_a_climb_to_the_limit_that_then_hovers_there_is_a_leak_unless_the_service_lives_there(
+        predecessor: float, found: list[tuple[str, str, str]]) -> None:
+    # b's memory climbs from 50 % to 88 % of the limit in 16 h (its oldest instance to 92 %) and stays
+    # there for days, as a fast leak does once the platform replaces instances of every age: the slope
+    # pooled over the revision is nil and the climb levels off, so only its first climb, from the deploy
+    # to the limit, shows the leak. A predecessor whose oldest instance sat at the limit too (88 %) says
+    # this service lives there: no finding.
+    def fill(age: np.ndarray) -> np.ndarray:
+        return np.minimum(0.50 + 0.38 * age / 16.0, 0.88)
+
+    revisions = [s.Rev("a", 0.0, memory=lambda age: np.full(len(age), predecessor)), s.Rev("b", 72.0, memory=fill)]
+    assert _analyze(revisions, until=200.0) == found
+
+
 def test_a_predecessor_whose_memory_climb_was_not_confirmed_is_still_a_regressions_reference() -> None:
     # a's memory fills a cache for a day (+20 % of the limit, levelling off): a leak candidate that no
     # gate confirms, and no finding. b costs 30 % more CPU per request from its deploy; a is the only

@@ -592,6 +592,10 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
                 break
     if reading is None:
         return None
+    if chosen is None and coarse is not None and reading is coarse:
+        first = _first_climb_to_limit(view, span, coarse, config, flagged, learned)
+        if first is not None:
+            chosen = first
     if chosen is not None and _rises_like_before(view, span, long_bins, chosen.name, config, flagged):
         chosen = None  # what this service does after every deploy: kept as an unconfirmed candidate
     confirmed = chosen is not None
@@ -626,6 +630,32 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
         fit_slope_per_hour=chosen.slope,
         confirmed=confirmed,
     )
+
+
+def _first_climb_to_limit(view: ServiceView, span: RevisionSpan, reading: _Reading, config: DetectionConfig,
+                          flagged: Collection[str], learned: Mapping[str, float] | None) -> _SignalTrend | None:
+    """The worst instance's climb from the first bin to where its trough first reached the limit
+    (``OOM_RESET_LEVEL``), when that climb passes the trend test on its own and no earlier revision's
+    worst instance ever sat at the limit (a service that lives there is judged by the trend alone).
+
+    A leak fast enough to fill the limit within a day or two leaves little climb for the trend test
+    after that: the platform replaces instances of every age, so the oldest one hovers near the limit
+    (its troughs at 83-95 %, stepping down by less than a reset) for the rest of the revision, and the
+    slope pooled over all of it is nil. Its first climb, from the deploy to the limit, is the leak."""
+    cfg = config.memory
+    worst = reading.bins["worst"].to_numpy(dtype=np.float64)
+    reached = np.flatnonzero(np.nan_to_num(worst, nan=0.0) >= OOM_RESET_LEVEL)
+    if not reached.size or reached[0] < 3:
+        return None
+    earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
+    for old in earlier:
+        before = long_troughs(view, old, config)["worst"].to_numpy(dtype=np.float64)
+        if (np.nan_to_num(before, nan=0.0) >= OOM_RESET_LEVEL).any():
+            return None
+    end = int(reached[0]) + 1
+    climb = _Reading.of(reading.bins.iloc[:end], reading.minutes, cfg, learned)
+    trend = climb.worst if climb is not None else None
+    return trend if trend is not None and trend.passes(cfg) else None
 
 
 LEARN_MIN_BINS = 12  # a revision teaches the service's load term once it served this many long bins (a day)
