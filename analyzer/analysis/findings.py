@@ -316,16 +316,20 @@ def _carried_from_young_revision(view: ServiceView, evidence: list[RevisionEvide
 def _give_leak_back(before: RevisionEvidence, after: RevisionEvidence, why: str) -> None:
     """``after``'s leak finding, found from its deploy, goes to ``before``, which introduced it."""
     span = before.span
-    for finding in after.findings:
-        if finding.kind is FindingKind.MEMORY_BASELINE_RISE:
-            finding.revision = span.name
-            finding.onset = span.deploy_time.to_pydatetime()
-            finding.deploy_time = span.deploy_time.to_pydatetime() if span.deploy_time_known else None
-            finding.summary = (f"Introduced by {span.name} ({why}) and carried on by {after.span.name}: "
-                               f"{finding.summary}")
-            finding.evidence["carried_by"] = after.span.name
-            before.findings.append(finding)
-    after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
+    for finding in [f for f in after.findings if f.kind is FindingKind.MEMORY_BASELINE_RISE]:
+        finding.onset = span.deploy_time.to_pydatetime()
+        _move_to_origin(finding, before, after,
+                        f"Introduced by {span.name} ({why}) and carried on by {after.span.name}")
+
+
+def _move_to_origin(finding: Finding, origin: RevisionEvidence, carrier: RevisionEvidence, prefix: str) -> None:
+    """``carrier``'s ``finding`` goes to ``origin``, the revision that introduced it, naming the carrier."""
+    carrier.findings.remove(finding)
+    finding.revision = origin.span.name
+    finding.deploy_time = origin.span.deploy_time.to_pydatetime() if origin.span.deploy_time_known else None
+    finding.summary = f"{prefix}: {finding.summary}"
+    finding.evidence["carried_by"] = carrier.span.name
+    origin.findings.append(finding)
 
 
 def _merge_carried_regressions(evidence: list[RevisionEvidence]) -> None:
@@ -358,14 +362,11 @@ def _give_carried_leaks_their_symptoms(evidence: list[RevisionEvidence]) -> None
         if not carried:
             continue
         for finding in [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]:
-            after.findings.remove(finding)
             if any(f.kind is finding.kind for f in before.findings):
-                continue
-            finding.revision = before.span.name
-            finding.deploy_time = before.span.deploy_time.to_pydatetime() if before.span.deploy_time_known else None
-            finding.summary = f"With the leak of {before.span.name}, carried on by {after.span.name}: {finding.summary}"
-            finding.evidence["carried_by"] = after.span.name
-            before.findings.append(finding)
+                after.findings.remove(finding)
+            else:
+                _move_to_origin(finding, before, after,
+                                f"With the leak of {before.span.name}, carried on by {after.span.name}")
 
 
 def _has_kind(item: RevisionEvidence, kind: FindingKind) -> bool:
