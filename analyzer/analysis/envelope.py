@@ -87,6 +87,10 @@ class Envelope:
         """The healthy rise at these ages (held at its last value beyond the ages seen)."""
         return np.interp(age, self.ages, self.rise)
 
+    def residual(self, series: _Series) -> FloatArray:
+        """A judged revision's troughs less its start level, the load term and the healthy rise at their age."""
+        return _relative(series, self.load_slope) - self.expected(series.age)
+
 
 def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minutes: int) -> _Series | None:
     rows = view.revision_rows(span.name)
@@ -278,7 +282,7 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
         series = _settled(series, envelope.settle_hours)
         if series is None:
             return None
-    residual = _relative(series, envelope.load_slope) - envelope.expected(series.age)
+    residual = envelope.residual(series)
     ratio = drift_llr(residual, series.age, envelope.noise)
     if not (ratio >= envelope.alarm).any():
         return None
@@ -342,11 +346,10 @@ def climbs_like(view: ServiceView, earlier: RevisionSpan, later: RevisionSpan, e
     tested = after.age <= ENVELOPE_HOURS
     if tested.sum() < MIN_CLIMB_BINS:
         return False
-    pace = stats.theil_sen(after.age[tested], (_relative(after, envelope.load_slope)
-                                                - envelope.expected(after.age))[tested])[0]
+    pace = stats.theil_sen(after.age[tested], envelope.residual(after)[tested])[0]
     if pace <= 0:
         return False
-    residual = _relative(before, envelope.load_slope) - envelope.expected(before.age)
+    residual = envelope.residual(before)
     flat = float(((residual - residual.mean()) ** 2).sum())
     drifting = residual - pace * before.age
     climbing = float(((drifting - drifting.mean()) ** 2).sum())

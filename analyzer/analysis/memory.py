@@ -740,12 +740,13 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
         return first
     starts = np.arange(first, max(float(x[-3]) for x, _ in fits) + 1e-9, HINGE_STEP_HOURS)
     clock = _request_clock(reading)
-    in_requests = np.interp(starts, reading.hours, clock)
-    by_hours, by_requests = np.zeros(len(starts)), np.zeros(len(starts))
-    for x, y in fits:
-        for cost, at, grid in ((by_hours, x, starts), (by_requests, np.interp(x, reading.hours, clock), in_requests)):
-            cost += len(y) * np.log(np.maximum(stats.ramp_fits(at, y, grid, rising=True)[0], 1e-12) / len(y))
-    either = np.minimum(by_hours, by_requests)
+
+    def cost(on: Callable[[FloatArray], FloatArray]) -> FloatArray:
+        """n·log(SSE/n) of every start, summed over the signals, with hours read on the clock ``on``."""
+        return sum((len(y) * np.log(np.maximum(stats.ramp_fits(on(x), y, on(starts), rising=True)[0], 1e-12)
+                                    / len(y)) for x, y in fits), np.zeros(len(starts)))
+
+    either = np.minimum(cost(lambda hours: hours), cost(lambda hours: np.interp(hours, reading.hours, clock)))
     best = int(np.argmin(either))
     n = sum(len(y) for _, y in fits)
     start = float(starts[best]) if either[0] - either[best] > ONSET_EVIDENCE * math.log(n) else first
