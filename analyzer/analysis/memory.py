@@ -718,8 +718,11 @@ ONSET_EVIDENCE = 10.0  # the later start must beat a climb from the first bin by
 def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) -> float:
     """Hours from the first bin to where the climb starts: one start shared by both trough signals
     (the chosen one, and the other when it agrees), each fitted flat-then-climbing with its own level,
-    pace and noise (the worst instance can be a young instance for hours after a deploy, and the
-    typical one's climb is diluted by fresh instances, so neither alone dates a leak well).
+    pace, noise and effect of load per instance (``stats.rising_ramp_errors``: more in-flight work
+    holds more memory, so a first day's traffic lifts the troughs and lets them fall again, which a
+    climb from the deploy would otherwise absorb; the worst instance can be a young instance for hours
+    after a deploy, and the typical one's climb is diluted by fresh instances, so neither alone dates a
+    leak well).
 
     The climb is fitted on two clocks, hours and requests served per instance (``_request_clock``): a
     per-request leak grows with the traffic, so from its deploy it is a straight line in requests but a
@@ -735,20 +738,20 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     if other is not None and reading.agrees(other.name, cfg):
         signals.append(other)
     first = float(reading.hours[0])
-    fits = [(x, y) for x, y in map(partial(_climb_points, reading), signals) if len(y) >= 6]
+    fits = [(x, y, load) for x, y, load in map(partial(_climb_points, reading), signals) if len(y) >= 6]
     if not fits:
         return first
-    starts = np.arange(first, max(float(x[-3]) for x, _ in fits) + 1e-9, HINGE_STEP_HOURS)
+    starts = np.arange(first, max(float(x[-3]) for x, _, _ in fits) + 1e-9, HINGE_STEP_HOURS)
     clock = _request_clock(reading)
 
     def cost(on: Callable[[FloatArray], FloatArray]) -> FloatArray:
         """n·log(SSE/n) of every start, summed over the signals, with hours read on the clock ``on``."""
-        return sum((len(y) * np.log(np.maximum(stats.ramp_fits(on(x), y, on(starts), rising=True)[0], 1e-12)
-                                    / len(y)) for x, y in fits), np.zeros(len(starts)))
+        return sum((len(y) * np.log(np.maximum(stats.rising_ramp_errors(on(x), y, on(starts), load), 1e-12)
+                                    / len(y)) for x, y, load in fits), np.zeros(len(starts)))
 
     either = np.minimum(cost(lambda hours: hours), cost(lambda hours: np.interp(hours, reading.hours, clock)))
     best = int(np.argmin(either))
-    n = sum(len(y) for _, y in fits)
+    n = sum(len(y) for _, y, _ in fits)
     start = float(starts[best]) if either[0] - either[best] > ONSET_EVIDENCE * math.log(n) else first
     return first if _at_limit_before(reading, start) else start
 
@@ -763,19 +766,23 @@ def _request_clock(reading: _Reading) -> FloatArray:
 HINGE_STEP_HOURS = 1.0 / 12.0  # the onset's grid: a five-minute step, finer than the bins
 
 
-def _climb_points(reading: _Reading, trend: _SignalTrend) -> tuple[FloatArray, FloatArray]:
-    """The hours and troughs a signal's start is fitted on: its first segment, load-adjusted; for a
-    trend tested from its own later start (a flag flipped after the deploy), its measured troughs from
-    the first bin to its last point, so the flat stretch before that start is in the fit too (also when
-    that trend found a later start still: its climb alone, fitted from the first bin, would read as a
-    climb from the deploy)."""
+def _climb_points(reading: _Reading, trend: _SignalTrend) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The hours, measured troughs and load per instance a signal's start is fitted on: its first
+    segment; for a trend tested from its own later start (a flag flipped after the deploy), every bin
+    from the first to its last point, so the flat stretch before that start is in the fit too (also
+    when that trend found a later start still: its climb alone, fitted from the first bin, would read
+    as a climb from the deploy). The troughs are not load-adjusted here: the onset fits the load's
+    effect jointly with each start (a slope of load taken against a straight line, or none under 24
+    bins, leaves a first day's traffic hump in the troughs, which reads as a climb from the deploy)."""
     a, b = trend.segments[0]
     picked = trend.positions[a:b]
-    if int(picked[0]) == 0:
-        return reading.hours[picked], trend.adjusted[a:b]
-    column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[: int(picked[-1]) + 1]
-    keep = np.isfinite(column)
-    return reading.hours[: len(column)][keep], column[keep]
+    column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)
+    load = reading.bins["load"].to_numpy(dtype=np.float64)
+    if int(picked[0]) != 0:
+        picked = np.flatnonzero(np.isfinite(column[: int(picked[-1]) + 1]))
+    known = load[picked]
+    fill = float(np.median(known[np.isfinite(known)])) if np.isfinite(known).any() else 0.0
+    return reading.hours[picked], column[picked], np.where(np.isfinite(known), known, fill)
 
 
 def _at_limit_before(reading: _Reading, hours: float) -> bool:

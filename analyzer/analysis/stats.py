@@ -149,6 +149,39 @@ def ramp_fits(x: FloatArray, y: FloatArray, starts: FloatArray, *,
     return sse, level, slope
 
 
+def rising_ramp_errors(x: FloatArray, y: FloatArray, starts: FloatArray, covariate: FloatArray) -> FloatArray:
+    """Per start: the squared error of the least-squares fit y = level + slope · max(x − start, 0) +
+    effect · covariate with slope ≥ 0 and effect ≥ 0, in closed form over blocks of ``HINGE_BLOCK``
+    starts (``ramp_fits`` with ``rising``, plus a covariate fitted jointly). Exact: of the four fits
+    that hold none, one or both of the two at zero, the least error among those whose free
+    coefficients keep their signs (the constrained optimum is one of them). A covariate without spread
+    adds nothing (``ramp_fits``'s errors)."""
+    z = covariate - covariate.mean()
+    zz = float(z @ z)
+    if zz <= 0:
+        return ramp_fits(x, y, starts, rising=True)[0]
+    y_c = y - y.mean()
+    yy, zy = float(y_c @ y_c), float(z @ y_c)
+    # The covariate alone (slope 0), or nothing at all when its effect would be negative.
+    alone = yy - max(zy, 0.0) ** 2 / zz
+    errors = np.empty(len(starts))
+    for first in range(0, len(starts), HINGE_BLOCK):
+        block = slice(first, min(first + HINGE_BLOCK, len(starts)))
+        ramp = np.maximum(x[None, :] - starts[block, None], 0.0)
+        r = ramp - ramp.mean(axis=1)[:, None]
+        rr, ry, rz = (r**2).sum(axis=1), r @ y_c, r @ z
+        # The ramp alone (effect 0), its slope held at zero when falling.
+        ramp_only = yy - np.divide(np.maximum(ry, 0.0) ** 2, rr, out=np.zeros(len(rr)), where=rr > 0)
+        det = rr * zz - rz**2
+        solvable = det > 1e-12 * rr * zz
+        slope = np.divide(ry * zz - rz * zy, det, out=np.zeros(len(rr)), where=solvable)
+        effect = np.divide(rr * zy - rz * ry, det, out=np.zeros(len(rr)), where=solvable)
+        both = yy - slope * ry - effect * zy  # the joint fit's error (normal equations)
+        feasible = solvable & (slope >= 0) & (effect >= 0)
+        errors[block] = np.minimum(np.minimum(ramp_only, alone), np.where(feasible, both, np.inf))
+    return np.maximum(errors, 0.0)
+
+
 def first_best(errors: FloatArray, tolerance: float = 1e-12) -> int | None:
     """The earliest index of the least error, a later one winning only when lower by more than
     ``tolerance`` than the one it replaces (scanning in order); None when every error is NaN or
