@@ -194,3 +194,22 @@ def test_the_onset_fit_with_load_equals_a_constrained_least_squares_fit_start_by
                 if (coef[1:] >= 0).all():
                     best = min(best, float(((design @ coef - y) ** 2).sum()))
             assert got[i] == pytest.approx(best, rel=1e-7, abs=1e-12), (name, start)
+
+
+@pytest.mark.parametrize("name", ["leak_at_deploy_mid_grid_step", "leak_fills_the_limit_in_a_day_and_hovers_there",
+                                  "leak_pinned_at_the_limit"])
+def test_a_leak_found_in_the_worst_instance_is_told_in_its_troughs(name: str) -> None:
+    """A leak found in the worst instance's troughs is told in them. Its levels were the typical
+    instance's: "climb 38 % of the limit per day (from 40 % to 68 % over 32 h); instances already reach
+    their limit", while the instance that climbed sat at 91 %, and the chart drew the typical troughs
+    under the label "(worst instance)". Here the worst instance reached the limit and was OOM-killed:
+    the highest trough told, in the evidence and in the summary, is at the limit."""
+    frames, _ = _frames(name)
+    [finding] = [f for f in analyze_frames(frames, AnalysisConfig()).findings
+                 if f.kind.value == "memory_baseline_rise"]
+    evidence = finding.evidence
+    assert evidence["signal"] == "worst instance"
+    assert "already reach their limit" in finding.summary
+    assert evidence["trough_highest_pct_of_limit"] >= 90.0, evidence["trough_highest_pct_of_limit"]
+    told = finding.summary.split("(from ", 1)[1].split(" over", 1)[0]
+    assert told.endswith(("90%", "91%", "92%", "93%", "94%", "95%", "96%", "97%", "98%", "99%", "100%")), told

@@ -610,7 +610,11 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
     bins = dated.bins
     onset_at_deploy = start_hours <= at_deploy_hours
     onset = span.deploy_time if onset_at_deploy else (bins.index[0] + pd.Timedelta(hours=start_hours)).round("min")
-    y = bins["trough"].to_numpy(dtype=np.float64)
+    # The levels and troughs shown are the chosen signal's: a finding on the worst instance reads
+    # "climb 12 % a day (from 40 % to 60 %)" in its own troughs, not the typical instance's.
+    levels = bins[COLUMN[chosen.name]]
+    levels = levels[levels.notna()]
+    y = levels.to_numpy(dtype=np.float64)
     return LeakEvidence(
         revision=span.name,
         onset=onset,
@@ -626,7 +630,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
         peak_max=_nanmax(bins["peak"].to_numpy()),
         segments=len(chosen.segments),
         onset_at_deploy=bool(onset_at_deploy),
-        troughs=pd.Series(bins["trough"].to_numpy(), index=bins.index),
+        troughs=levels.astype(np.float64),
         fit_slope_per_hour=chosen.slope,
         confirmed=confirmed,
     )
