@@ -4,6 +4,8 @@ memory detector reported a leak."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from analyzer.analysis import analyze_frames
@@ -30,9 +32,27 @@ from tests.test_leak_onsets import _frames
     # instance is read from the top bucket in steps of about 5 %: the median of its last two troughs,
     # 52.55 %, half a step between 50.1 % and 55 %, is that same level, not a climb past it.
     "warmup_back_to_usual_level_a_bucket_step_above",
+    # A tall GC sawtooth. The revision serving when the window began, deployed ten days before it, was
+    # replaced 26 h in: its typical troughs rose 36 % -> 42 % of the limit over those hours (the
+    # sawtooth's slow cycles), a climb of 4 %/day for the trend test. A day of a revision's mid-life is
+    # an arbitrary day of it, not its course after a deploy; the next revision did not carry it on.
+    "sawtooth_glimpsed_mid_life_for_a_day",
 ])
 def test_no_leak_is_reported(name: str) -> None:
     frames, _ = _frames(name)
     found = [(f.revision, f.summary) for f in analyze_frames(frames, AnalysisConfig()).findings
              if f.kind.value == "memory_baseline_rise"]
     assert found == []
+
+
+def test_a_glimpse_of_mid_life_is_judged_as_it_is_when_nothing_replaced_it() -> None:
+    """The rule above is about a revision a later one replaced: the same hours, with the later revisions
+    left out of the data (the revision serving to the end of what the window holds), are judged on
+    what they show, a climb reported as before."""
+    frames, _ = _frames("sawtooth_glimpsed_mid_life_for_a_day")
+    first = "reports-00177-ie5"
+    alone = replace(frames, metrics=frames.metrics[frames.metrics["revision"] == first],
+                    revisions={k: v for k, v in frames.revisions.items() if k[1] == first})
+    found = [f.revision for f in analyze_frames(alone, AnalysisConfig()).findings
+             if f.kind.value == "memory_baseline_rise"]
+    assert found == [first]

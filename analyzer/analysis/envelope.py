@@ -203,7 +203,7 @@ def _noise(residuals: list[FloatArray]) -> float:
     return spread * math.sqrt((1 + lag1) / (1 - lag1))
 
 
-def _seen_from_deploy(span: RevisionSpan) -> bool:
+def seen_from_deploy(span: RevisionSpan) -> bool:
     """``span``'s data start at its deploy, so its first hours are its after-deploy course; a revision
     deployed before the window is seen mid-life, past any warm-up."""
     return span.deploy_time_known and span.first_seen - span.deploy_time <= pd.Timedelta(hours=1)
@@ -222,7 +222,7 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
     # Hourly troughs: noisier than 2 h ones under a slow sawtooth, which the noise and the healthy
     # revisions' own CUSUM (the alarm level) then absorb, but hours sooner.
     minutes = min(BIN_MINUTES, config.memory.trough_window_minutes)
-    found = [(s.name, one, _seen_from_deploy(s)) for s in spans
+    found = [(s.name, one, seen_from_deploy(s)) for s in spans
              if (one := _series(view, s, config, minutes)) is not None]
     if not found:
         return None
