@@ -280,22 +280,25 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
             if finding.kind is FindingKind.MEMORY_BASELINE_RISE:
                 finding.evidence["carried_by"] = after.span.name
     for item, _ in pairwise(evidence):  # every revision a later one replaced
-        leak = item.leak
-        if (leak is not None and leak.confirmed and _a_glimpse_of_mid_life(item.span) and not leak.peak_max >= OOM_LEVEL
-                and not any(f.evidence.get("carried_by") for f in item.findings
-                            if f.kind is FindingKind.MEMORY_BASELINE_RISE)):
+        if item.leak is not None and _a_glimpse_of_mid_life(item):
             item.findings = [f for f in item.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
-            item.leak = replace(leak, confirmed=False)
+            item.leak = replace(item.leak, confirmed=False)
 
 
-def _a_glimpse_of_mid_life(span: RevisionSpan) -> bool:
-    """``span``, deployed before the window and replaced by a later revision, served less than
+def _a_glimpse_of_mid_life(item: RevisionEvidence) -> bool:
+    """``item``'s revision, deployed before the window and replaced by a later one, served less than
     ``YOUNG_HOURS`` in it: the data hold an arbitrary day (or less) of its life, not its course after a
-    deploy, and a climb over it cannot be told from that day's shape. Its leak stands when the next
-    revision carries it on, or when its instances reached the limit (OOM kills). (A revision still
-    serving at the window's end is judged on what the window holds, however short.)"""
-    return (span.deploy_time_known and not seen_from_deploy(span)
-            and hours_between(span.first_seen, span.last_seen) < YOUNG_HOURS)
+    deploy, and a climb over it cannot be told from that day's shape. Its confirmed leak stands only when
+    the next revision carries it on (its finding says ``carried_by``) or its instances reached the limit
+    (OOM kills). (A revision still serving at the window's end is judged on what the window holds,
+    however short: callers pass only replaced revisions.)"""
+    span, leak = item.span, item.leak
+    if leak is None or not leak.confirmed or leak.peak_max >= OOM_LEVEL:
+        return False
+    glimpsed = hours_between(span.first_seen, span.last_seen) < YOUNG_HOURS
+    if not span.deploy_time_known or seen_from_deploy(span) or not glimpsed:
+        return False
+    return not any(f.evidence.get("carried_by") for f in item.findings if f.kind is FindingKind.MEMORY_BASELINE_RISE)
 
 
 def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, after: RevisionEvidence,
