@@ -264,7 +264,8 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
     warm-up that levels off, a climb too small) is not given the next revision's leak. On seven
     development draws (1,400 scenarios) that rule took the leak away from the revision that introduced
     it six times out of seven: a predecessor's warm-up or evening is a candidate far more often than a
-    leak is carried.
+    leak is carried. Unless that revision was young and its candidate climbed from its deploy at the
+    carrier's pace, a pace no warm-up holds (``_young_candidate_at_the_carriers_pace``).
 
     A revision seen only for a glimpse of its mid-life (``_a_glimpse_of_mid_life``) keeps a leak of its
     own only when the next revision carries it on or its instances reached the limit: otherwise it is a
@@ -273,6 +274,10 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
         if (before.leak is None and after.leak is not None and after.leak.confirmed
                 and not _carried_from_short_revision(view, before, after, config)):
             _carried_from_young_revision(view, evidence, before, after, config)
+        if _young_candidate_at_the_carriers_pace(before, after):
+            served = hours_between(before.span.first_seen, before.span.last_seen)
+            _give_leak_back(before, after, f"served {served:.0f} h, its memory already climbing at this pace")
+            continue
         if before.leak is None or after.leak is None or not after.leak.confirmed or not before.leak.confirmed:
             continue
         after.findings = [f for f in after.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
@@ -283,6 +288,29 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
         if item.leak is not None and _a_glimpse_of_mid_life(item):
             item.findings = [f for f in item.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
             item.leak = replace(item.leak, confirmed=False)
+
+
+CARRIED_MIN_SLOPE_PER_DAY = 0.05  # a candidate this fast (5 % of the limit a day) is no warm-up's drift
+CARRIED_PACE_RATIO = 2.0  # the candidate's pace and the carrier's within this factor of each other
+
+
+def _young_candidate_at_the_carriers_pace(before: RevisionEvidence, after: RevisionEvidence) -> bool:
+    """``before``, seen from its deploy and replaced within ``YOUNG_HOURS``, climbed from its deploy as an
+    unconfirmed candidate (a young revision's climb may be a warm-up, so a gate held it back) at least
+    ``CARRIED_MIN_SLOPE_PER_DAY``, within ``CARRIED_PACE_RATIO`` of the pace at which ``after``'s leak,
+    confirmed, climbs from its deploy: the leak that ``after`` carries on is ``before``'s. Each
+    revision's instances start afresh, so a carried leak restarts from the service's usual level at
+    each deploy and shows as the same pace from each deploy, not as a level carried over."""
+    mine, theirs = before.leak, after.leak
+    if mine is None or theirs is None or mine.confirmed or not theirs.confirmed:
+        return False
+    if not (mine.onset_at_deploy and theirs.onset_at_deploy and seen_from_deploy(before.span)):
+        return False
+    if hours_between(before.span.first_seen, before.span.last_seen) >= YOUNG_HOURS:
+        return False
+    if mine.slope_per_day < CARRIED_MIN_SLOPE_PER_DAY or theirs.slope_per_day <= 0:
+        return False
+    return 1 / CARRIED_PACE_RATIO <= mine.slope_per_day / theirs.slope_per_day <= CARRIED_PACE_RATIO
 
 
 def _a_glimpse_of_mid_life(item: RevisionEvidence) -> bool:
