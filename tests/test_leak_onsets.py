@@ -136,6 +136,11 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # climb of 2.5 % a day, its warm-up's pace as much as a leak's. A candidate under 5 % a day is not
     # given the next revision's leak, however alike the paces.
     "slow_warmup_candidate_not_given_the_next_revisions_leak",
+    # A leak of 11 % of the limit a day: the oldest instance climbs from 33 % to 50 % over 32 h, every
+    # instance is replaced at half the limit (a drop far from an OOM kill), and the troughs climb again
+    # at the same pace for the 14 h left in the window. One day-long climb and one of half a day did not
+    # show that the drop was a reset (two day-long climbs were asked): it was not reported at all.
+    "leak_reset_by_replacements_climbs_again_for_half_a_day",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)

@@ -372,6 +372,7 @@ def _gates(hours: FloatArray, y: FloatArray, adjusted: FloatArray, peak: FloatAr
 
 
 LONG_CLIMB_HOURS = 24.0  # far longer than a GC cycle or a diurnal swing
+FAST_CLIMB_PER_DAY = 0.05  # a climb between resets this fast may follow a day-long one after half a day
 
 
 def _climbs_between_resets(hours: FloatArray, y: FloatArray, segs: list[tuple[int, int]],
@@ -379,18 +380,26 @@ def _climbs_between_resets(hours: FloatArray, y: FloatArray, segs: list[tuple[in
     """Instances replaced before they reach the limit (platform recycling, scale-in of the oldest)
     reset a leak's troughs well below it. Such resets are believed when at least two stretches between
     them last a day or more, every such stretch climbs on its own, and together they cover most of the
-    revision: a GC sawtooth or a daily load swing does not climb for a whole day, again and again."""
-    long = [(a, b) for a, b in segs if hours[b - 1] - hours[a] >= LONG_CLIMB_HOURS]
-    if len(long) < 2:
-        return False  # one climb after one drop does not show that drops are resets
-    climbing = 0.0
-    for a, b in long:
-        trend = stats.mann_kendall(hours[a:b], y[a:b])
-        if trend.p_value > 0.05 or trend.slope * 24 < cfg.min_slope_per_day:
-            return False
-        climbing += float(hours[b - 1] - hours[a])
-    covered = sum(float(hours[b - 1] - hours[a]) for a, b in segs)
-    return climbing >= 0.5 * covered
+    revision: a GC sawtooth or a daily load swing does not climb for a whole day, again and again. Or
+    when one stretch climbs for a day and the others of half a day or more each climb at least
+    ``FAST_CLIMB_PER_DAY``: the leak's climb resumed at its pace after the reset, cut short by the end of
+    the data or the next deploy, where a tall, slow GC sawtooth's cycles climb a few percent a day."""
+    lengths = [float(hours[b - 1] - hours[a]) for a, b in segs]
+
+    def climb(least_hours: float, floor: float) -> bool:
+        picked = [(a, b) for (a, b), length in zip(segs, lengths, strict=True) if length >= least_hours]
+        if len(picked) < 2:
+            return False  # one climb after one drop does not show that drops are resets
+        for a, b in picked:
+            trend = stats.mann_kendall(hours[a:b], y[a:b])
+            if trend.p_value > 0.05 or trend.slope * 24 < floor:
+                return False
+        return sum(float(hours[b - 1] - hours[a]) for a, b in picked) >= 0.5 * sum(lengths)
+
+    if climb(LONG_CLIMB_HOURS, cfg.min_slope_per_day):
+        return True
+    return max(lengths, default=0.0) >= LONG_CLIMB_HOURS and climb(
+        LONG_CLIMB_HOURS / 2, max(cfg.min_slope_per_day, FAST_CLIMB_PER_DAY))
 
 
 def _significant(trend: _SignalTrend, cfg: MemoryDetection) -> bool:
