@@ -23,7 +23,15 @@ from analyzer.analysis.envelope import (
     sequential_leak,
     young_enough,
 )
-from analyzer.analysis.memory import OOM_LEVEL, YOUNG_HOURS, LeakEvidence, detect_leak, hours_to_limit
+from analyzer.analysis.memory import (
+    COLUMN,
+    OOM_LEVEL,
+    YOUNG_HOURS,
+    LeakEvidence,
+    detect_leak,
+    hours_to_limit,
+    long_troughs,
+)
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, hours_between, reference_span
 from analyzer.config import AnalysisConfig
@@ -265,7 +273,10 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
     development draws (1,400 scenarios) that rule took the leak away from the revision that introduced
     it six times out of seven: a predecessor's warm-up or evening is a candidate far more often than a
     leak is carried. Unless that revision was young and its candidate climbed from its deploy at the
-    carrier's pace, a pace no warm-up holds (``_young_candidate_at_the_carriers_pace``).
+    carrier's pace, a pace no warm-up holds (``_young_candidate_at_the_carriers_pace``). And a revision
+    deployed before the window, seen mid-life without a confirmed leak, whose troughs at its end sit as far
+    above where the next revision's leak starts as that leak's pace over its age predicts, introduced the
+    leak before the data began (``_aged_at_the_carriers_pace``).
 
     A revision seen only for a glimpse of its mid-life (``_a_glimpse_of_mid_life``) keeps a leak of its
     own only when the next revision carries it on or its instances reached the limit: otherwise it is a
@@ -274,6 +285,11 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
         if (before.leak is None and after.leak is not None and after.leak.confirmed
                 and not _carried_from_short_revision(view, before, after, config)):
             _carried_from_young_revision(view, evidence, before, after, config)
+        if _aged_at_the_carriers_pace(view, before, after, config):
+            age = hours_between(before.span.deploy_time, before.span.last_seen) / 24
+            _give_leak_back(before, after, f"replaced {age:.1f} days after its deploy, its memory as far up "
+                                           "as this pace since then predicts")
+            continue
         if _young_candidate_at_the_carriers_pace(before, after):
             served = hours_between(before.span.first_seen, before.span.last_seen)
             _give_leak_back(before, after, f"served {served:.0f} h, its memory already climbing at this pace")
@@ -311,6 +327,36 @@ def _young_candidate_at_the_carriers_pace(before: RevisionEvidence, after: Revis
     if mine.slope_per_day < CARRIED_MIN_SLOPE_PER_DAY or theirs.slope_per_day <= 0:
         return False
     return 1 / CARRIED_PACE_RATIO <= mine.slope_per_day / theirs.slope_per_day <= CARRIED_PACE_RATIO
+
+
+AGED_RISE_RATIO = (2 / 3, 2.0)  # its height over the carrier's start, against pace x age: within these
+AGED_MIN_RISE = 0.05  # of the limit: more than a bucket step of the worst instance (about 5 %) or two
+
+
+def _aged_at_the_carriers_pace(view: ServiceView, before: RevisionEvidence, after: RevisionEvidence,
+                               config: AnalysisConfig) -> bool:
+    """``before``, deployed before the window (its deploy time is the Admin API's, the data show its
+    mid-life) and without a confirmed leak of its own, ended with its troughs above where ``after``'s
+    leak, confirmed from its deploy, starts, by about what that leak's pace predicts over ``before``'s
+    age: at least ``AGED_MIN_RISE`` and within ``AGED_RISE_RATIO`` of pace x days since its deploy. Each
+    revision's instances start afresh at a deploy, so a leak carried on restarts from the service's usual
+    level, while the revision that introduced it had climbed at that pace since its own deploy, days before
+    the data began (too slowly, over the hours the window holds, for a finding of its own). A healthy
+    predecessor ends where the next revision starts, within a bucket step. The ratio may reach two: the
+    carrier's pace is read from its first days, which fresh instances dilute."""
+    theirs = after.leak
+    if theirs is None or not theirs.confirmed or not theirs.onset_at_deploy or theirs.slope_per_day <= 0:
+        return False
+    span = before.span
+    if (before.leak is not None and before.leak.confirmed) or not span.deploy_time_known or seen_from_deploy(span):
+        return False
+    levels = long_troughs(view, span, config.detection)[COLUMN[theirs.signal]].dropna()
+    if len(levels) < 3:
+        return False
+    risen = float(levels.iloc[-3:].median()) - theirs.trough_start
+    predicted = theirs.slope_per_day * hours_between(span.deploy_time, levels.index[-1]) / 24
+    low, high = AGED_RISE_RATIO
+    return risen >= AGED_MIN_RISE and low * predicted <= risen <= high * predicted
 
 
 def _a_glimpse_of_mid_life(item: RevisionEvidence) -> bool:
