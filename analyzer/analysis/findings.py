@@ -282,17 +282,7 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
     own only when the next revision carries it on or its instances reached the limit: otherwise it is a
     candidate (on eleven development draws, 2,200 scenarios, 4 such findings were false, none true)."""
     for before, after in pairwise(evidence):
-        if (before.leak is None and after.leak is not None and after.leak.confirmed
-                and not _carried_from_short_revision(view, before, after, config)):
-            _carried_from_young_revision(view, evidence, before, after, config)
-        if _aged_at_the_carriers_pace(view, before, after, config):
-            age = hours_between(before.span.deploy_time, before.span.last_seen) / 24
-            _give_leak_back(before, after, f"replaced {age:.1f} days after its deploy, its memory as far up "
-                                           "as this pace since then predicts")
-            continue
-        if _young_candidate_at_the_carriers_pace(before, after):
-            served = hours_between(before.span.first_seen, before.span.last_seen)
-            _give_leak_back(before, after, f"served {served:.0f} h, its memory already climbing at this pace")
+        if _given_back_to_its_origin(view, evidence, before, after, config):
             continue
         if before.leak is None or after.leak is None or not after.leak.confirmed or not before.leak.confirmed:
             continue
@@ -304,6 +294,29 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
         if item.leak is not None and _a_glimpse_of_mid_life(item):
             item.findings = [f for f in item.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
             item.leak = replace(item.leak, confirmed=False)
+
+
+def _given_back_to_its_origin(view: ServiceView, evidence: list[RevisionEvidence], before: RevisionEvidence,
+                       after: RevisionEvidence, config: AnalysisConfig) -> bool:
+    """``after``'s leak, confirmed from its deploy, goes to ``before`` (and True) when ``before``, without a
+    confirmed leak of its own, introduced it: it served too briefly for one, climbing at that pace, or it
+    was young and its candidate climbed at that pace, or it was deployed days before the window and sits as
+    high as that pace over its age predicts."""
+    if after.leak is None or not after.leak.confirmed or (before.leak is not None and before.leak.confirmed):
+        return False
+    if before.leak is None and (_carried_from_short_revision(view, before, after, config)
+                                or _carried_from_young_revision(view, evidence, before, after, config)):
+        return True
+    if _aged_at_the_carriers_pace(view, before, after, config):
+        age = hours_between(before.span.deploy_time, before.span.last_seen) / 24
+        _give_leak_back(before, after, f"replaced {age:.1f} days after its deploy, its memory as far up "
+                                       "as this pace since then predicts")
+        return True
+    if _young_candidate_at_the_carriers_pace(before, after):
+        served = hours_between(before.span.first_seen, before.span.last_seen)
+        _give_leak_back(before, after, f"served {served:.0f} h, its memory already climbing at this pace")
+        return True
+    return False
 
 
 CARRIED_MIN_SLOPE_PER_DAY = 0.05  # a candidate this fast (5 % of the limit a day) is no warm-up's drift
@@ -401,21 +414,22 @@ def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, af
 
 
 def _carried_from_young_revision(view: ServiceView, evidence: list[RevisionEvidence], before: RevisionEvidence,
-                                 after: RevisionEvidence, config: AnalysisConfig) -> None:
+                                 after: RevisionEvidence, config: AnalysisConfig) -> bool:
     """A revision that served a day or two, too short for its own slow leak to show, whose fleet's
     troughs (against the service's healthy course after a deploy) climbed at the pace the next
     revision's leak shows from its deploy (``envelope.climbs_like``), introduced that leak."""
     leak = after.leak
     assert leak is not None
     if not leak.onset_at_deploy or not young_enough(before.span, config.detection):
-        return
+        return False
     healthy = [e.span for e in evidence
                if e.leak is None and not e.findings and e.span.name not in (before.span.name, after.span.name)]
     envelope = build_envelope(view, healthy, config.detection)
     if envelope is None or not climbs_like(view, before.span, after.span, envelope, config.detection):
-        return
+        return False
     served = hours_between(before.span.first_seen, before.span.last_seen)
     _give_leak_back(before, after, f"served {served:.0f} h, its memory already climbing at this pace")
+    return True
 
 
 def _give_leak_back(before: RevisionEvidence, after: RevisionEvidence, why: str) -> None:
