@@ -297,12 +297,15 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
 
 
 def _given_back_to_its_origin(view: ServiceView, evidence: list[RevisionEvidence], before: RevisionEvidence,
-                       after: RevisionEvidence, config: AnalysisConfig) -> bool:
+                              after: RevisionEvidence, config: AnalysisConfig) -> bool:
     """``after``'s leak, confirmed from its deploy, goes to ``before`` (and True) when ``before``, without a
     confirmed leak of its own, introduced it: it served too briefly for one, climbing at that pace, or it
     was young and its candidate climbed at that pace, or it was deployed days before the window and sits as
-    high as that pace over its age predicts."""
-    if after.leak is None or not after.leak.confirmed or (before.leak is not None and before.leak.confirmed):
+    high as that pace over its age predicts. The four rules below are asked only here, with that leak
+    confirmed from its deploy at a positive pace and ``before`` unconfirmed."""
+    theirs = after.leak
+    if (theirs is None or not theirs.confirmed or not theirs.onset_at_deploy or theirs.slope_per_day <= 0
+            or (before.leak is not None and before.leak.confirmed)):
         return False
     if before.leak is None and (_carried_from_short_revision(view, before, after, config)
                                 or _carried_from_young_revision(view, evidence, before, after, config)):
@@ -331,13 +334,12 @@ def _young_candidate_at_the_carriers_pace(before: RevisionEvidence, after: Revis
     revision's instances start afresh, so a carried leak restarts from the service's usual level at
     each deploy and shows as the same pace from each deploy, not as a level carried over."""
     mine, theirs = before.leak, after.leak
-    if mine is None or theirs is None or mine.confirmed or not theirs.confirmed:
-        return False
-    if not (mine.onset_at_deploy and theirs.onset_at_deploy and seen_from_deploy(before.span)):
+    assert theirs is not None
+    if mine is None or not mine.onset_at_deploy or not seen_from_deploy(before.span):
         return False
     if hours_between(before.span.first_seen, before.span.last_seen) >= YOUNG_HOURS:
         return False
-    if mine.slope_per_day < CARRIED_MIN_SLOPE_PER_DAY or theirs.slope_per_day <= 0:
+    if mine.slope_per_day < CARRIED_MIN_SLOPE_PER_DAY:
         return False
     return 1 / CARRIED_PACE_RATIO <= mine.slope_per_day / theirs.slope_per_day <= CARRIED_PACE_RATIO
 
@@ -358,10 +360,9 @@ def _aged_at_the_carriers_pace(view: ServiceView, before: RevisionEvidence, afte
     predecessor ends where the next revision starts, within a bucket step. The ratio may reach two: the
     carrier's pace is read from its first days, which fresh instances dilute."""
     theirs = after.leak
-    if theirs is None or not theirs.confirmed or not theirs.onset_at_deploy or theirs.slope_per_day <= 0:
-        return False
+    assert theirs is not None
     span = before.span
-    if (before.leak is not None and before.leak.confirmed) or not span.deploy_time_known or seen_from_deploy(span):
+    if not span.deploy_time_known or seen_from_deploy(span):
         return False
     levels = long_troughs(view, span, config.detection)[COLUMN[theirs.signal]].dropna()
     if len(levels) < 3:
@@ -396,7 +397,7 @@ def _carried_from_short_revision(view: ServiceView, before: RevisionEvidence, af
     assert leak is not None
     span = before.span
     served = hours_between(span.first_seen, span.last_seen)
-    if not leak.onset_at_deploy or served >= config.detection.memory.min_duration_hours * 2 or served < 1:
+    if served >= config.detection.memory.min_duration_hours * 2 or served < 1:
         return False
     rows = view.revision_rows(span.name)
     rows = between(rows, span.first_seen + pd.Timedelta(minutes=config.detection.warmup_minutes))
@@ -418,9 +419,7 @@ def _carried_from_young_revision(view: ServiceView, evidence: list[RevisionEvide
     """A revision that served a day or two, too short for its own slow leak to show, whose fleet's
     troughs (against the service's healthy course after a deploy) climbed at the pace the next
     revision's leak shows from its deploy (``envelope.climbs_like``), introduced that leak."""
-    leak = after.leak
-    assert leak is not None
-    if not leak.onset_at_deploy or not young_enough(before.span, config.detection):
+    if not young_enough(before.span, config.detection):
         return False
     healthy = [e.span for e in evidence
                if e.leak is None and not e.findings and e.span.name not in (before.span.name, after.span.name)]

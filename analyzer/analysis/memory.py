@@ -394,7 +394,7 @@ def _climbs_between_resets(hours: FloatArray, y: FloatArray, segs: list[tuple[in
             trend = stats.mann_kendall(hours[a:b], y[a:b])
             if trend.p_value > 0.05 or trend.slope * 24 < floor:
                 return False
-        return sum(float(hours[b - 1] - hours[a]) for a, b in picked) >= 0.5 * sum(lengths)
+        return sum(length for length in lengths if length >= least_hours) >= 0.5 * sum(lengths)
 
     if climb(LONG_CLIMB_HOURS, cfg.min_slope_per_day):
         return True
