@@ -23,6 +23,7 @@ class LoadModel:
     load_points: FloatArray  # bin centres (request rate), increasing
     values: FloatArray  # the quantity in each bin, made non-decreasing with load
     slope_below: bool = False  # below the quietest bin: a power of load (``quiet_elasticity``), else flat
+    quiet_share: float = 0.5  # the quietest share of the bins that power is fitted on
     # Below the quietest bin with ``slope_below``: the power of load (``quiet_elasticity``), worked out once;
     # None where the quietest bin is at zero load or value (then its straight slope to the next bin).
     elasticity: float | None = field(init=False)
@@ -30,7 +31,7 @@ class LoadModel:
     def __post_init__(self) -> None:
         points, values = self.load_points, self.values
         power = self.slope_below and len(points) > 1 and points[0] > 0 and values[0] > 0
-        object.__setattr__(self, "elasticity", quiet_elasticity(points, values) if power else None)
+        object.__setattr__(self, "elasticity", quiet_elasticity(points, values, self.quiet_share) if power else None)
 
     def predict(self, load: FloatArray) -> FloatArray:
         load = np.asarray(load, dtype=np.float64)
@@ -53,16 +54,16 @@ class LoadModel:
         return np.asarray(predicted, dtype=np.float64)
 
 
-def quiet_elasticity(points: FloatArray, values: FloatArray) -> float:
-    """How the quantity scales with load below the quietest bin: the log-log slope of the quietest half
-    of the bins (at least two), between 0 (flat) and 1 (in proportion to load). A quantity that is 0 or
-    more at no load and concave in load (use per request does not fall as traffic thins) lies between
-    the two. Followed along the two quietest bins' straight slope instead, the expectation was wrong both
-    ways: two bins either side of an instance step (2 → 3 instances) reached zero at 57–70 % of the
-    quietest load, so every step of a quieter night counted whole as an anomaly's excess; two bins on a
-    flat stretch held a night at half the reference's traffic near the quietest bin's cost, so a leak's
-    excess read small (docs/cost-model.md)."""
-    half = max(2, len(points) // 2)
+def quiet_elasticity(points: FloatArray, values: FloatArray, share: float = 0.5) -> float:
+    """How the quantity scales with load below the quietest bin: the log-log slope of the quietest
+    ``share`` of the bins (by default half, at least two), between 0 (flat) and 1 (in proportion to
+    load). A quantity that is 0 or more at no load and concave in load (use per request does not fall
+    as traffic thins) lies between the two. Followed along the two quietest bins' straight slope
+    instead, the expectation was wrong both ways: two bins either side of an instance step (2 → 3
+    instances) reached zero at 57–70 % of the quietest load, so every step of a quieter night counted
+    whole as an anomaly's excess; two bins on a flat stretch held a night at half the reference's
+    traffic near the quietest bin's cost, so a leak's excess read small (docs/cost-model.md)."""
+    half = max(2, round(len(points) * share))
     log_load, log_value = np.log(points[:half]), np.log(np.maximum(values[:half], 1e-12))
     if np.ptp(log_load) <= 0:
         return 1.0
@@ -70,7 +71,8 @@ def quiet_elasticity(points: FloatArray, values: FloatArray) -> float:
 
 
 def fit(load: FloatArray, value: FloatArray, *, bins: int = 12, min_points: int = 12,
-        statistic: Literal["median", "mean"] = "median", slope_below: bool = False) -> LoadModel | None:
+        statistic: Literal["median", "mean"] = "median", slope_below: bool = False,
+        quiet_share: float = 0.5) -> LoadModel | None:
     """Fit on paired samples (NaNs dropped); None if there is too little reference data."""
     keep = np.isfinite(load) & np.isfinite(value)
     load, value = load[keep], value[keep]
@@ -93,7 +95,7 @@ def fit(load: FloatArray, value: FloatArray, *, bins: int = 12, min_points: int 
         centres = np.array([np.mean(load[order[a:b]]) for a, b in zip(starts, ends, strict=True)])
         levels = np.array([np.mean(value[order[a:b]]) for a, b in zip(starts, ends, strict=True)])
     # The quantity should not fall as load rises; enforce it so noise in one bin does not mislead.
-    return LoadModel(centres, np.maximum.accumulate(levels), slope_below)
+    return LoadModel(centres, np.maximum.accumulate(levels), slope_below, quiet_share)
 
 
 def _group_medians(which: np.ndarray, counts: np.ndarray, values: FloatArray) -> FloatArray:
