@@ -7,7 +7,7 @@ All functions take plain float arrays without NaN (callers drop them) and are pu
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
@@ -124,6 +124,17 @@ def hinge(x: FloatArray, y: FloatArray, *, min_after: int = 3) -> Hinge:
                                                                              float(sse[k]))
 
 
+def _ramp_blocks(x: FloatArray, starts: FloatArray) -> Iterator[tuple[slice, FloatArray, FloatArray, FloatArray]]:
+    """The ramps max(x − start, 0) of ``HINGE_BLOCK`` starts at a time (so memory stays bounded): each
+    block's positions in ``starts``, its ramps (one row per start), their means and the ramps less
+    their means."""
+    for first in range(0, len(starts), HINGE_BLOCK):
+        block = slice(first, min(first + HINGE_BLOCK, len(starts)))
+        ramp = np.maximum(x[None, :] - starts[block, None], 0.0)
+        ramp_mean = ramp.mean(axis=1)
+        yield block, ramp, ramp_mean, ramp - ramp_mean[:, None]
+
+
 def ramp_fits(x: FloatArray, y: FloatArray, starts: FloatArray, *,
               rising: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Per start: the squared error, level and slope of the least-squares fit y = level + slope ·
@@ -133,11 +144,7 @@ def ramp_fits(x: FloatArray, y: FloatArray, starts: FloatArray, *,
     sse, level, slope = np.empty(len(starts)), np.empty(len(starts)), np.empty(len(starts))
     y_mean = y.mean()
     y_centred = y - y_mean
-    for first in range(0, len(starts), HINGE_BLOCK):
-        block = slice(first, min(first + HINGE_BLOCK, len(starts)))
-        ramp = np.maximum(x[None, :] - starts[block, None], 0.0)
-        ramp_mean = ramp.mean(axis=1)
-        centred = ramp - ramp_mean[:, None]
+    for block, ramp, ramp_mean, centred in _ramp_blocks(x, starts):
         spread = (centred**2).sum(axis=1)
         # A ramp that is zero everywhere is the flat fit (what lstsq's minimum-norm answer gives).
         b = np.divide(centred @ y_centred, spread, out=np.zeros(len(ramp)), where=spread > 0)
@@ -165,10 +172,7 @@ def rising_ramp_errors(x: FloatArray, y: FloatArray, starts: FloatArray, covaria
     # The covariate alone (slope 0), or nothing at all when its effect would be negative.
     alone = yy - max(zy, 0.0) ** 2 / zz
     errors = np.empty(len(starts))
-    for first in range(0, len(starts), HINGE_BLOCK):
-        block = slice(first, min(first + HINGE_BLOCK, len(starts)))
-        ramp = np.maximum(x[None, :] - starts[block, None], 0.0)
-        r = ramp - ramp.mean(axis=1)[:, None]
+    for block, _, _, r in _ramp_blocks(x, starts):
         rr, ry, rz = (r**2).sum(axis=1), r @ y_c, r @ z
         # The ramp alone (effect 0), its slope held at zero when falling.
         ramp_only = yy - np.divide(np.maximum(ry, 0.0) ** 2, rr, out=np.zeros(len(rr)), where=rr > 0)
