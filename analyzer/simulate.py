@@ -112,6 +112,9 @@ class RuntimeSpec:
     working_set_mib_per_inflight: float = 0.6
     gc_amplitude_mib: float = 40.0  # garbage accumulated before a collection
     gc_live_fraction: float = 0.0  # Go-like GOGC: the threshold also grows with the leaked live set
+    # A runtime's own memory cap (Go's GOMEMLIMIT, a JVM's maximum heap) as a share of the container's
+    # limit: the collector also runs when the instance would hold more than this. 0 = none.
+    gc_memory_cap_fraction: float = 0.0
     gc_alloc_mib_per_request: float = 0.02
     gc_alloc_mib_per_minute: float = 0.3  # background allocation, also when idle
     memory_noise_mib: float = 2.0
@@ -472,7 +475,7 @@ def _simulate(
 
     arrivals_l, rev_l = arrivals.tolist(), rev_at.tolist()
     leak_req_l, leak_min_l = leak_req.tolist(), leak_min.tolist()
-    gc_amp, gc_live = rt.gc_amplitude_mib, rt.gc_live_fraction
+    gc_amp, gc_live, gc_cap = rt.gc_amplitude_mib, rt.gc_live_fraction, rt.gc_memory_cap_fraction
     gc_req, gc_idle = rt.gc_alloc_mib_per_request, rt.gc_alloc_mib_per_minute
     ws_per_inflight, idle_cpu, thrash_cpu = (
         rt.working_set_mib_per_inflight,
@@ -557,6 +560,9 @@ def _simulate(
             picks = (jitter_at + np.arange(idx.size)) % n_jitter
             jitter_at = (jitter_at + idx.size) % n_jitter
             threshold[idx] = (gc_amp + gc_live * leak[idx]) * jitter[picks]
+        if gc_cap:  # the runtime's cap: a collection when live set and garbage would pass it
+            squeezed = np.flatnonzero(static[m - birth[:n]] + leak[:n] + garb >= gc_cap * lim)
+            garbage[squeezed] = 0.0
 
         age = m - birth[:n]
         mem = static[age]

@@ -161,3 +161,24 @@ def test_a_young_revision_is_judged_against_the_services_own_warm_up(leak_mib_pe
         assert (FindingKind.MEMORY_BASELINE_RISE, "search-00003-ccc") in found, found
     else:
         assert found == [], [f.summary for f in analysis.findings]
+
+
+def test_a_leak_under_a_runtime_memory_cap_is_still_the_worst_instances_climb() -> None:
+    # Go's GOMEMLIMIT (or a JVM's maximum heap) at 90 % of the container's limit: the collector runs
+    # whenever an instance would pass it, so the worst instance's peaks stay at the cap while the leak
+    # lifts its troughs towards it (2.5 MiB an hour on 512 MiB, about 12 % of the limit a day). Level
+    # peaks under climbing troughs are a tall GC sawtooth's signature only below such a cap.
+    deploy = START + timedelta(days=1)
+    spec = sim.ServiceSpec(
+        service="orders",
+        revisions=(_rev("orders-00001-aaa", START - timedelta(days=1)),
+                   _rev("orders-00002-bbb", deploy, leak_mib_per_hour=2.5, anomalous=True)),
+        traffic=sim.TrafficSpec(peak_rps=20.0, noise=0.05),
+        runtime=sim.RuntimeSpec(gc_amplitude_mib=600.0, gc_memory_cap_fraction=0.9),
+    )
+    analysis = _run(spec, end=deploy + timedelta(days=3), seed=3)
+    leak = _kinds(analysis, "orders-00002-bbb").get(FindingKind.MEMORY_BASELINE_RISE)
+    assert leak is not None, [f.summary for f in analysis.findings]
+    assert leak.evidence["signal"] == "worst instance"
+    assert leak.evidence["worst_instance_highest_pct_of_limit"] >= 85
+    assert 8 < leak.evidence["trough_slope_pct_of_limit_per_day"] < 16

@@ -22,6 +22,12 @@ from tests.test_leak_onsets import _frames
     # day between two collections, twice, well below the limit, while the fleet's typical memory has no
     # trend at all. Drops far from the limit are believed to be resets only when the fleet climbs too.
     "big_sawtooth_worst_instance_climbs_between_collections",
+    # Tall GC sawtooths whose collector runs at a fixed threshold: after a deploy the fresh instances'
+    # garbage grows in step, and the worst instance's troughs climbed for 78 h (48 % -> 69 % of the limit,
+    # 3.5 %/day) and 34 h (50 % -> 60 %, 5.8 %/day), while its peaks stayed level (0.2-0.4 times the
+    # troughs' pace, at 63-76 % of the limit). A leak lifts the peaks with the troughs.
+    "big_sawtooth_peaks_level_under_climbing_troughs",
+    "big_sawtooth_peaks_level_over_a_day_and_a_half",
     # A one-instance service whose working set follows its traffic, deployed at midnight and replaced a
     # day later: its troughs fall through the night and climb through the day (worst instance 24 % to
     # 32 %). A day's traffic rises with time, so the revision's own data cannot tell load from a trend;

@@ -248,6 +248,7 @@ class _Gates:
     resets_explained: bool  # the splits are resets we believe (OOM kills), or the climb shows without them
     # Explained only by day-long climbs between resets well below the limit (``_climbs_between_resets``)
     resets_by_climbs: bool = False
+    peaks_follow: bool = True  # the worst instance's peaks climb with its troughs (``_peaks_follow``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +291,7 @@ class _SignalTrend:
     def passes(self, cfg: MemoryDetection) -> bool:
         return (self.p_value <= cfg.significance and self.slope * 24 >= cfg.min_slope_per_day
                 and self.rise >= cfg.min_rise and self.covered >= cfg.min_duration_hours
-                and self.keeps_climbing and self.resets_explained)
+                and self.keeps_climbing and self.resets_explained and self.gates.peaks_follow)
 
 
 OOM_RESET_LEVEL = 0.9  # a drop from this close to the limit is an OOM kill (or the replacement it forces)
@@ -343,12 +344,13 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     first_a, first_b = segs[0]
     onset = first_a + _onset_index(hours[first_a:first_b], adjusted[first_a:first_b], 3)
     return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, onset,
-                        partial(_gates, hours, y, adjusted, peak, splits, segs, slope, cfg))
+                        partial(_gates, name, hours, y, adjusted, peak, splits, segs, slope, cfg))
 
 
-def _gates(hours: FloatArray, y: FloatArray, adjusted: FloatArray, peak: FloatArray, splits: list[int],
-           segs: list[tuple[int, int]], slope: float, cfg: MemoryDetection) -> _Gates:
-    """``_trend_over``'s climb (over its positions): does it keep climbing, and are its resets believed?"""
+def _gates(name: str, hours: FloatArray, y: FloatArray, adjusted: FloatArray, peak: FloatArray,
+           splits: list[int], segs: list[tuple[int, int]], slope: float, cfg: MemoryDetection) -> _Gates:
+    """``_trend_over``'s climb (over its positions): does it keep climbing, are its resets believed, and
+    (the worst instance's) do its peaks climb with it?"""
     # A warm-up or cache fill rises and then levels off; a leak keeps climbing.
     later = [((a + b) // 2, b) for a, b in segs if b - (a + b) // 2 >= 3]
     # A later half pinned at the limit (the oldest instance at OOM_RESET_LEVEL or above most of it) has
@@ -368,7 +370,32 @@ def _gates(hours: FloatArray, y: FloatArray, adjusted: FloatArray, peak: FloatAr
         whole = stats.mann_kendall(hours, adjusted)
         explained = bool(whole.p_value <= 0.05 and whole.slope * 24 >= cfg.min_slope_per_day / 2)
     by_climbs = not explained and _climbs_between_resets(hours, adjusted, segs, cfg)
-    return _Gates(keeps, explained or by_climbs, by_climbs)
+    follow = name != WORST or _peaks_follow(hours, peak, segs, slope)
+    return _Gates(keeps, explained or by_climbs, by_climbs, follow)
+
+
+PEAKS_FOLLOW = 0.5  # a leak lifts the worst instance's peaks at no less than this share of its troughs' pace
+RUNTIME_CAP = 0.85  # peaks held here or higher may be a runtime's own memory cap: not judged
+
+
+def _peaks_follow(hours: FloatArray, peak: FloatArray, segs: list[tuple[int, int]], slope: float) -> bool:
+    """A leak grows the live set under the whole sawtooth: the worst instance's peaks (the most memory it
+    held in each bin) climb with its troughs. A tall GC sawtooth whose collector runs at a fixed
+    threshold holds its peaks level while the worst instance's troughs climb for a day or more (after a
+    deploy the fresh instances' garbage grows in step, one long cycle), which the trend test reads as a
+    leak. Judged over a day-long climb (``LONG_CLIMB_HOURS``; over hours, the peaks of a fast leak
+    lag its troughs by chance), and not where the peaks sit at ``RUNTIME_CAP`` of the limit or higher: a
+    runtime's own cap (GOMEMLIMIT, a JVM's maximum heap, often set at 90 % of the container's) holds the
+    peaks there while a leak lifts the troughs towards it."""
+    covered = float(sum(hours[b - 1] - hours[a] for a, b in segs))
+    inside = np.concatenate([np.arange(a, b) for a, b in segs])
+    peaks = peak[inside]
+    if slope <= 0 or covered < LONG_CLIMB_HOURS or not np.isfinite(peaks).any():
+        return True
+    level = float(np.nanmedian(peaks))
+    if level >= RUNTIME_CAP:
+        return True
+    return _pooled_trend(hours, np.nan_to_num(peak, nan=level), segs)[0] >= PEAKS_FOLLOW * slope
 
 
 LONG_CLIMB_HOURS = 24.0  # far longer than a GC cycle or a diurnal swing
