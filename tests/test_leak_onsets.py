@@ -152,6 +152,13 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # what 2.8 %/day over its age predicts. A healthy predecessor ends within a step of where the next one
     # starts: the leak stays on its revision.
     "slow_leak_not_given_to_a_healthy_predecessor_a_step_higher",
+    # Guards of the sawtooth rule (a worst instance's day-long climb under level peaks is not a leak):
+    # a leak whose worst instance's peaks climbed at 0.8 times its troughs' pace over days (3.8 % of the
+    # limit a day; peaks need not keep the troughs' pace, only follow it) ...
+    "leak_peaks_climb_slower_than_its_troughs",
+    # ... and a fast leak (34 %/day) on a revision replaced after 13 h, whose peaks lagged its troughs
+    # over those hours (a third of their pace): over hours, the peaks say nothing either way.
+    "fast_leak_peaks_lag_over_its_first_hours",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)
