@@ -560,11 +560,10 @@ def _simulate(
             picks = (jitter_at + np.arange(idx.size)) % n_jitter
             jitter_at = (jitter_at + idx.size) % n_jitter
             threshold[idx] = (gc_amp + gc_live * leak[idx]) * jitter[picks]
-        if gc_cap:  # the runtime's cap: a collection when live set and garbage would pass it
-            squeezed = np.flatnonzero(static[m - birth[:n]] + leak[:n] + garb >= gc_cap * lim)
-            garbage[squeezed] = 0.0
-
         age = m - birth[:n]
+        if gc_cap:  # the runtime's cap: a collection when live set and garbage would pass it
+            garbage[np.flatnonzero(static[age] + leak[:n] + garb >= gc_cap * lim)] = 0.0
+
         mem = static[age]
         mem += leak[:n]
         mem += garb

@@ -374,30 +374,6 @@ def _gates(name: str, hours: FloatArray, y: FloatArray, adjusted: FloatArray, pe
     return _Gates(keeps, explained or by_climbs, by_climbs, follow)
 
 
-PEAKS_FOLLOW = 0.5  # a leak lifts the worst instance's peaks at no less than this share of its troughs' pace
-RUNTIME_CAP = 0.85  # peaks held here or higher may be a runtime's own memory cap: not judged
-
-
-def _peaks_follow(hours: FloatArray, peak: FloatArray, segs: list[tuple[int, int]], slope: float) -> bool:
-    """A leak grows the live set under the whole sawtooth: the worst instance's peaks (the most memory it
-    held in each bin) climb with its troughs. A tall GC sawtooth whose collector runs at a fixed
-    threshold holds its peaks level while the worst instance's troughs climb for a day or more (after a
-    deploy the fresh instances' garbage grows in step, one long cycle), which the trend test reads as a
-    leak. Judged over a day-long climb (``LONG_CLIMB_HOURS``; over hours, the peaks of a fast leak
-    lag its troughs by chance), and not where the peaks sit at ``RUNTIME_CAP`` of the limit or higher: a
-    runtime's own cap (GOMEMLIMIT, a JVM's maximum heap, often set at 90 % of the container's) holds the
-    peaks there while a leak lifts the troughs towards it."""
-    covered = float(sum(hours[b - 1] - hours[a] for a, b in segs))
-    inside = np.concatenate([np.arange(a, b) for a, b in segs])
-    peaks = peak[inside]
-    if slope <= 0 or covered < LONG_CLIMB_HOURS or not np.isfinite(peaks).any():
-        return True
-    level = float(np.nanmedian(peaks))
-    if level >= RUNTIME_CAP:
-        return True
-    return _pooled_trend(hours, np.nan_to_num(peak, nan=level), segs)[0] >= PEAKS_FOLLOW * slope
-
-
 LONG_CLIMB_HOURS = 24.0  # far longer than a GC cycle or a diurnal swing
 FAST_CLIMB_PER_DAY = 0.05  # a climb between resets this fast may follow a day-long one after half a day
 
@@ -427,6 +403,30 @@ def _climbs_between_resets(hours: FloatArray, y: FloatArray, segs: list[tuple[in
         return True
     return max(lengths, default=0.0) >= LONG_CLIMB_HOURS and climb(
         LONG_CLIMB_HOURS / 2, max(cfg.min_slope_per_day, FAST_CLIMB_PER_DAY))
+
+
+PEAKS_FOLLOW = 0.5  # a leak lifts the worst instance's peaks at no less than this share of its troughs' pace
+RUNTIME_CAP = 0.85  # peaks held here or higher may be a runtime's own memory cap: not judged
+
+
+def _peaks_follow(hours: FloatArray, peak: FloatArray, segs: list[tuple[int, int]], slope: float) -> bool:
+    """A leak grows the live set under the whole sawtooth: the worst instance's peaks (the most memory it
+    held in each bin) climb with its troughs. A tall GC sawtooth whose collector runs at a fixed
+    threshold holds its peaks level while the worst instance's troughs climb for a day or more (after a
+    deploy the fresh instances' garbage grows in step, one long cycle), which the trend test reads as a
+    leak. Judged over a day-long climb (``LONG_CLIMB_HOURS``; over hours, the peaks of a fast leak
+    lag its troughs by chance), and not where the peaks sit at ``RUNTIME_CAP`` of the limit or higher: a
+    runtime's own cap (GOMEMLIMIT, a JVM's maximum heap, often set at 90 % of the container's) holds the
+    peaks there while a leak lifts the troughs towards it."""
+    covered = float(sum(hours[b - 1] - hours[a] for a, b in segs))
+    inside = np.concatenate([np.arange(a, b) for a, b in segs])
+    peaks = peak[inside]
+    if slope <= 0 or covered < LONG_CLIMB_HOURS or not np.isfinite(peaks).any():
+        return True
+    level = float(np.nanmedian(peaks))
+    if level >= RUNTIME_CAP:
+        return True
+    return _pooled_trend(hours, np.nan_to_num(peak, nan=level), segs)[0] >= PEAKS_FOLLOW * slope
 
 
 def _significant(trend: _SignalTrend, cfg: MemoryDetection) -> bool:
