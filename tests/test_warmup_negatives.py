@@ -28,6 +28,11 @@ from tests.test_leak_onsets import _frames
     # troughs' pace, at 63-76 % of the limit). A leak lifts the peaks with the troughs.
     "big_sawtooth_peaks_level_under_climbing_troughs",
     "big_sawtooth_peaks_level_over_a_day_and_a_half",
+    # The first revision deployed in the window (its predecessor 13 days before it): its worst instance
+    # climbed 60 % -> 66 % of the limit over its 20 h (10.5 %/day), with no earlier revision seen from its
+    # deploy to show the service's warm-up. The next revisions, each seen from its deploy, rose as much at
+    # the same age: their warm-up, found after it.
+    "warmup_first_deploy_of_the_window_like_the_next_ones",
     # A one-instance service whose working set follows its traffic, deployed at midnight and replaced a
     # day later: its troughs fall through the night and climb through the day (worst instance 24 % to
     # 32 %). A day's traffic rises with time, so the revision's own data cannot tell load from a trend;

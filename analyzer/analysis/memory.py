@@ -551,6 +551,22 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     is this revision's ``troughs`` at the configured (long) width. Revisions named in ``flagged`` (with a
     finding or a leak candidate of their own) are never the yardstick: a leak they carried is not
     what this service does after a deploy."""
+    earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
+    return _rises_like(view, mine, signal, config, earlier[-LOOKBACK:])
+
+
+def rises_like_later(view: ServiceView, span: RevisionSpan, config: DetectionConfig, flagged: Collection[str],
+                     signal: str) -> bool:
+    """``_rises_like_before`` against the next few revisions instead: what the service does after a
+    deploy, seen after this one (for the first revision deployed in the window, the only yardstick
+    there is). ``flagged``: revisions with a finding or a leak candidate, never the yardstick."""
+    later = [new for new in view.spans[view.spans.index(span) + 1:] if new.name not in flagged]
+    return _rises_like(view, long_troughs(view, span, config), signal, config, later[:LOOKBACK])
+
+
+def _rises_like(view: ServiceView, mine: pd.DataFrame, signal: str, config: DetectionConfig,
+                yardsticks: list[RevisionSpan]) -> bool:
+    """A young revision's rise (``mine``: its long troughs) against each yardstick's at the same age."""
     column = COLUMN[signal]
     if len(mine) < 3:
         return False
@@ -559,8 +575,7 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     own_rise = float(np.nanmedian(own[-2:]) - np.nanmedian(own[:2]))
     if age >= YOUNG_HOURS or not own_rise > 0:
         return False
-    earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
-    for previous in earlier[-LOOKBACK:]:
+    for previous in yardsticks:
         before = long_troughs(view, previous, config)
         if len(before) < 3:
             continue
