@@ -87,7 +87,7 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
         if item.findings:
             with_findings.add(span.name)
         evidence.append(item)
-    _warm_ups_seen_later(view, evidence, flagged, config)
+    _warm_ups_seen_later(view, evidence, flagged, config, table)
     _sequential_leaks(view, evidence, flagged, config, table)
     _merge_carried_leaks(view, evidence, config)
     _merge_carried_regressions(evidence)
@@ -101,20 +101,21 @@ WARM_UP_PER_DAY = 0.05  # a young revision's climb this fast may be the warm-up 
 
 
 def _warm_ups_seen_later(view: ServiceView, evidence: list[RevisionEvidence], flagged: set[str],
-                         config: AnalysisConfig) -> None:
+                         config: AnalysisConfig, table: PriceTable) -> None:
     """A young revision's leak, confirmed with no earlier revision to show how the service warms up
     (the first deploy in the window, or earlier ones flagged), that rose no more than the next
     unflagged revisions did at the same age (``memory.rises_like_later``) was their warm-up: kept as an
     unconfirmed candidate. Only climbs of ``WARM_UP_PER_DAY`` or more: a slow leak's first day rises no
     more than a warm-up does, and is told from one by outlasting it. On fourteen development draws
     (2,800 scenarios) this cleaned four warm-ups (two of them on the first deploy in the window) and
-    lost one weak leak; without the floor, three weak leaks of 2-3 % a day."""
+    lost one weak leak; without the floor, three weak leaks of 2-3 % a day. The revision's other findings
+    are made again without the leak (``_findings``): its excess and likely cause were the leak's."""
     for item in evidence:
         leak = item.leak
         if (leak is not None and leak.confirmed and leak.slope_per_day >= WARM_UP_PER_DAY
                 and rises_like_later(view, item.span, config.detection, flagged, leak.signal)):
             item.leak = replace(leak, confirmed=False)
-            item.findings = [f for f in item.findings if f.kind is not FindingKind.MEMORY_BASELINE_RISE]
+            item.findings = _findings(view, item, config, table)
 
 
 SIDECAR_COST = ("not priced on its own: a sidecar's memory costs nothing until it adds instances, which the "

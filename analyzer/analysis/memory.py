@@ -344,11 +344,12 @@ def _trend_over(name: str, positions: np.ndarray, hours: FloatArray, y: FloatArr
     first_a, first_b = segs[0]
     onset = first_a + _onset_index(hours[first_a:first_b], adjusted[first_a:first_b], 3)
     return _SignalTrend(name, slope, p_value, covered, positions, segs, adjusted, onset,
-                        partial(_gates, name, hours, y, adjusted, peak, splits, segs, slope, cfg))
+                        partial(_gates, name, hours, y, adjusted, peak, splits, segs, slope, covered, cfg))
 
 
 def _gates(name: str, hours: FloatArray, y: FloatArray, adjusted: FloatArray, peak: FloatArray,
-           splits: list[int], segs: list[tuple[int, int]], slope: float, cfg: MemoryDetection) -> _Gates:
+           splits: list[int], segs: list[tuple[int, int]], slope: float, covered: float,
+           cfg: MemoryDetection) -> _Gates:
     """``_trend_over``'s climb (over its positions): does it keep climbing, are its resets believed, and
     (the worst instance's) do its peaks climb with it?"""
     # A warm-up or cache fill rises and then levels off; a leak keeps climbing.
@@ -370,7 +371,7 @@ def _gates(name: str, hours: FloatArray, y: FloatArray, adjusted: FloatArray, pe
         whole = stats.mann_kendall(hours, adjusted)
         explained = bool(whole.p_value <= 0.05 and whole.slope * 24 >= cfg.min_slope_per_day / 2)
     by_climbs = not explained and _climbs_between_resets(hours, adjusted, segs, cfg)
-    follow = name != WORST or _peaks_follow(hours, peak, segs, slope)
+    follow = name != WORST or _peaks_follow(hours, peak, segs, slope, covered)
     return _Gates(keeps, explained or by_climbs, by_climbs, follow)
 
 
@@ -409,7 +410,8 @@ PEAKS_FOLLOW = 0.5  # a leak lifts the worst instance's peaks at no less than th
 RUNTIME_CAP = 0.85  # peaks held here or higher may be a runtime's own memory cap: not judged
 
 
-def _peaks_follow(hours: FloatArray, peak: FloatArray, segs: list[tuple[int, int]], slope: float) -> bool:
+def _peaks_follow(hours: FloatArray, peak: FloatArray, segs: list[tuple[int, int]], slope: float,
+                  covered: float) -> bool:
     """A leak grows the live set under the whole sawtooth: the worst instance's peaks (the most memory it
     held in each bin) climb with its troughs. A tall GC sawtooth whose collector runs at a fixed
     threshold holds its peaks level while the worst instance's troughs climb for a day or more (after a
@@ -417,8 +419,8 @@ def _peaks_follow(hours: FloatArray, peak: FloatArray, segs: list[tuple[int, int
     leak. Judged over a day-long climb (``LONG_CLIMB_HOURS``; over hours, the peaks of a fast leak
     lag its troughs by chance), and not where the peaks sit at ``RUNTIME_CAP`` of the limit or higher: a
     runtime's own cap (GOMEMLIMIT, a JVM's maximum heap, often set at 90 % of the container's) holds the
-    peaks there while a leak lifts the troughs towards it."""
-    covered = float(sum(hours[b - 1] - hours[a] for a, b in segs))
+    peaks there while a leak lifts the troughs towards it. ``covered``: the climb's hours inside its
+    segments (``_SignalTrend.covered``)."""
     inside = np.concatenate([np.arange(a, b) for a, b in segs])
     peaks = peak[inside]
     if slope <= 0 or covered < LONG_CLIMB_HOURS or not np.isfinite(peaks).any():
