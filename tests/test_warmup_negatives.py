@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from analyzer.analysis import analyze_frames
 from analyzer.config import AnalysisConfig
+from analyzer.frames import KEY_COLUMNS, MEMORY_COLUMNS, SIDECAR_COLUMNS, Frames
+from analyzer.model import ContainerInfo
 from tests.test_leak_onsets import _frames
 
 
@@ -71,3 +74,33 @@ def test_a_glimpse_of_mid_life_is_judged_as_it_is_when_nothing_replaced_it() -> 
     found = [f.revision for f in analyze_frames(alone, AnalysisConfig()).findings
              if f.kind.value == "memory_baseline_rise"]
     assert found == [first]
+
+
+def _as_sidecar(frames: Frames, container: str) -> Frames:
+    """``frames`` with its memory moved to a sidecar ``container`` of the same limit, the ingress
+    container's memory flat at 30 % of its limit: the sidecar's course is then judged on its own."""
+    sidecars = frames.metrics[[*KEY_COLUMNS, "ts", *MEMORY_COLUMNS]].assign(container=container)[SIDECAR_COLUMNS]
+    metrics = frames.metrics.assign(**dict.fromkeys(MEMORY_COLUMNS, 0.3))
+    revisions = {key: replace(info, containers=(
+        ContainerInfo("app", True, info.cpu_limit, info.memory_limit_gib),
+        ContainerInfo(container, False, info.cpu_limit, info.memory_limit_gib)))
+        for key, info in frames.revisions.items()}
+    return replace(frames, metrics=metrics, revisions=revisions, sidecars=sidecars.reset_index(drop=True))
+
+
+def test_a_sidecars_first_deploy_is_judged_against_the_warm_ups_after_it() -> None:
+    """A sidecar's memory is judged as the service's is: the first revision of the window whose
+    climb the next revisions showed too at the same age is their warm-up, in a sidecar as well (the
+    same pass, ``findings._warm_ups_seen_later``). Its leaks are still found: the same course made
+    steeper by a leak of 20 % of the limit a day on that revision is reported on the sidecar."""
+    frames, _ = _frames("warmup_first_deploy_of_the_window_like_the_next_ones")
+    assert [f.revision for f in analyze_frames(_as_sidecar(frames, "proxy"), AnalysisConfig()).findings] == []
+    first = min((info for info in frames.revisions.values() if info.create_time >= frames.window_start),
+                key=lambda info: info.create_time).revision  # the first deployed in the window
+    rows = frames.metrics
+    mine = (rows["revision"] == first).to_numpy()
+    days = (rows["ts"] - rows.loc[mine, "ts"].min()).dt.total_seconds().to_numpy() / 86_400
+    leaking = rows.assign(**{column: np.where(mine, rows[column] + 0.2 * days, rows[column])
+                             for column in MEMORY_COLUMNS})
+    found = analyze_frames(_as_sidecar(replace(frames, metrics=leaking), "proxy"), AnalysisConfig()).findings
+    assert [(f.container, f.revision) for f in found if f.kind.value == "memory_baseline_rise"] == [("proxy", first)]

@@ -125,9 +125,10 @@ SIDECAR_COST = ("not priced on its own: a sidecar's memory costs nothing until i
 def detect_sidecar_leaks(view: ServiceView, container: str, config: AnalysisConfig,
                          table: PriceTable) -> list[RevisionEvidence]:
     """The memory part of ``detect_service`` on one sidecar container: ``view`` is the service's, its
-    memory columns the sidecar's (``analysis.sidecars``). Each revision's leak, the sequential test of
-    young revisions, leaks carried across deploys and their resolution, as for the ingress container;
-    creep and regressions are the service's and found once, by ``detect_service``."""
+    memory columns the sidecar's (``analysis.sidecars``). Each revision's leak, warm-ups seen on the
+    revisions after it, the sequential test of young revisions, leaks carried across deploys and their
+    resolution, as for the ingress container; creep and regressions are the service's and found once,
+    by ``detect_service``."""
     evidence: list[RevisionEvidence] = []
     flagged: set[str] = set()
     for span in view.spans:
@@ -137,6 +138,7 @@ def detect_sidecar_leaks(view: ServiceView, container: str, config: AnalysisConf
         if item.leak is not None:
             flagged.add(span.name)
         evidence.append(item)
+    _warm_ups_seen_later(view, evidence, flagged, config, table)
     _sequential_leaks(view, evidence, flagged, config, table)
     _merge_carried_leaks(view, evidence, config)
     _mark_resolution(view, evidence)
