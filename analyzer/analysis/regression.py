@@ -69,6 +69,7 @@ class Sides(NamedTuple):
     before: pd.DataFrame
     after: pd.DataFrame
     matched: bool
+    quieter: bool = False  # unmatched, and the revision's median hour saw less traffic than the reference's
 
 
 def _sides(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
@@ -101,8 +102,9 @@ def _matched_load(before: pd.DataFrame, after: pd.DataFrame, need: float) -> Sid
     load_before, load_after = _hour_loads(before, hours_before), _hour_loads(after, hours_after)
     low = max(_quantile(load_before, 0.1), _quantile(load_after, 0.1))
     high = min(_quantile(load_before, 0.9), _quantile(load_after, 0.9))
+    quieter = _quantile(load_after, 0.5) < _quantile(load_before, 0.5)
     if not high > low:
-        return Sides(before, after, matched=False)
+        return Sides(before, after, matched=False, quieter=quieter)
 
     def within(rows: pd.DataFrame, hours: hourly.Hours, load: FloatArray) -> pd.DataFrame:
         kept: pd.DataFrame = rows.loc[((load >= low) & (load <= high))[hourly.step_hours(hours)]]
@@ -110,13 +112,13 @@ def _matched_load(before: pd.DataFrame, after: pd.DataFrame, need: float) -> Sid
 
     matched_before, matched_after = within(before, hours_before, load_before), within(after, hours_after, load_after)
     if len(matched_before) < need or len(matched_after) < need:
-        return Sides(before, after, matched=False)
+        return Sides(before, after, matched=False, quieter=quieter)
     return Sides(matched_before, matched_after, matched=True)
 
 
-def _hour_loads(rows: pd.DataFrame, hours: hourly.Hours | None = None) -> FloatArray:
+def _hour_loads(rows: pd.DataFrame, hours: hourly.Hours) -> FloatArray:
     """Each hour's mean request rate (NaN for an hour without one)."""
-    return hourly.means(hourly.of(rows["ts"]) if hours is None else hours, [rows["req_rate"].to_numpy()])[0]
+    return hourly.means(hours, [rows["req_rate"].to_numpy()])[0]
 
 
 def _quantile(values: FloatArray, q: float) -> float:
@@ -236,9 +238,9 @@ def detect_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *
     sides = _sides(view, span, reference, cfg, config.warmup_minutes)
     if sides is None:
         return None
-    before_rows, after_rows, matched = sides
+    before_rows, after_rows = sides.before, sides.after
     measure, metric = _cpu_per_request, "CPU seconds per request"
-    if not matched and _quantile(_hour_loads(after_rows), 0.5) < _quantile(_hour_loads(before_rows), 0.5):
+    if sides.quieter:
         # Too little traffic in common and the revision served less: per request, the same background
         # CPU (idle instances, timers) spread over fewer requests reads as a regression though nothing
         # changed. The vCPUs in use are the conservative measure there: more CPU for less traffic. (Against
