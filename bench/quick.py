@@ -107,17 +107,35 @@ def _window_start(labels: dict[str, Any]) -> float:
     return parse_time(labels["window"]["start"]).timestamp()
 
 
-def _analyze(path: str) -> tuple[str, dict[str, Any], list[Found]]:
+def _analyze(path: str) -> tuple[str, dict[str, Any], list[Found], dict[str, pd.Timestamp]]:
+    """The scenario's labels, the analyzer's findings and each revision's deploy time."""
     with open(path, "rb") as f:
         frames, labels = pickle.load(f)
-    return path, labels, _found(analyze_frames(frames, AnalysisConfig()))
+    deploys = {name: pd.Timestamp(info.create_time) for (_, name), info in frames.revisions.items()
+               if info.create_time is not None}
+    return path, labels, _found(analyze_frames(frames, AnalysisConfig())), deploys
+
+
+def _why_missed(label: dict[str, Any], found: list[Found], deploys: dict[str, pd.Timestamp]) -> str:
+    """Why a strong leak's label matched no finding: what the analyzer said about that leak instead."""
+    leaks = [f for f in found if f[0] == label["kind"] and f[1] == label["service"]]
+    mine = [f for f in leaks if label["revision"] in (f[2], f[5])]
+    if not mine:
+        return "on another revision of its service" if leaks else "not found"
+    onset = pd.Timestamp(parse_time(label["onset"]))
+    nearest = min(mine, key=lambda f: abs(f[3] - onset))
+    deploy = deploys.get(label["revision"])
+    at_deploy = deploy is not None and abs(nearest[3] - deploy) <= pd.Timedelta(minutes=5)
+    if at_deploy and onset - deploy > pd.Timedelta(hours=2):
+        return "on its revision, dated at the deploy (a leak that began later)"
+    return "on its revision, dated early" if nearest[3] < onset else "on its revision, dated late"
 
 
 def score(args: argparse.Namespace) -> None:
     with Pool(args.workers) as pool:
         results = pool.map(_analyze, sorted(glob.glob(args.pattern)))
     if args.dump:
-        dumped = [{"labels": labels, "analyzer": [_hit(f) for f in found]} for _, labels, found in results]
+        dumped = [{"labels": labels, "analyzer": [_hit(f) for f in found]} for _, labels, found, _ in results]
         Path(args.dump).write_text(json.dumps(dumped, indent=1), encoding="utf-8")
     tp: dict[str, int] = defaultdict(int)
     fp: dict[str, int] = defaultdict(int)
@@ -128,7 +146,8 @@ def score(args: argparse.Namespace) -> None:
     strong = [0, 0]
     excess_errors: list[float] = []
     details = []
-    for path, labels, found in results:
+    missed: dict[str, int] = defaultdict(int)  # strong leaks not matched, by what was found instead
+    for path, labels, found, deploys in results:
         name = os.path.basename(path)
         if not labels["positive"]:
             negatives[labels["class"]][1] += 1
@@ -142,6 +161,8 @@ def score(args: argparse.Namespace) -> None:
             if match is None:
                 fn[kind] += 1
                 strong[1] += bool(is_strong)
+                if is_strong:
+                    missed[_why_missed(label, found, deploys)] += 1
                 details.append(f"FN {kind} {name} {label}")
                 continue
             used.add(match)
@@ -168,6 +189,9 @@ def score(args: argparse.Namespace) -> None:
               f"onset median {np.median(errors):.2f} h p90 {np.quantile(errors, 0.9):.2f} h  "
               f"attribution {np.mean(attributed[kind]) if attributed[kind] else float('nan'):.2f}")
     print(f"strong leaks found {strong[0]}/{strong[1]}")
+    if missed:
+        ranked = sorted(missed.items(), key=lambda kv: -kv[1])
+        print("strong leaks missed:", ", ".join(f"{why} {n}" for why, n in ranked))
     off = np.abs(np.asarray(excess_errors))
     print(f"excess cost of found anomalies (labels >= {EXCESS_MIN_FRACTION:.0%}) within 10 % "
           f"{int((off <= 0.10).sum())}/{len(off)}, within 20 % {int((off <= 0.20).sum())}/{len(off)}")
