@@ -519,7 +519,8 @@ def score(results: list[dict[str, Any]], method: str, *, strict: bool = True) ->
         window_start = _epoch(body["window"]["start"]) if strict else None
         tallies = match(body["labels"], hits, window_start=window_start)
         for kind, tally in tallies.items():
-            # A finding on an ambiguous label is neither rewarded nor penalised; missing one is not an FN.
+            # A finding matching an ambiguous label (strictly) is neither rewarded nor penalised; missing one is
+            # not an FN. One on its revision with the onset more than 2 h off matched nothing: an FP.
             ambiguous_hits[kind] += sum(1 for m in tally.tp if m.label.get("ambiguous"))
             tally.tp = [m for m in tally.tp if not m.label.get("ambiguous")]
             tally.fn = [lab for lab in tally.fn if not lab.get("ambiguous")]

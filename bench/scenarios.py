@@ -22,7 +22,8 @@ physically happened:
   connection churn; onset when it has held for 3 h); only for anomalies that start in the window.
 * ``ambiguous: true`` marks changes just below those margins (creep between half the margin and the
   margin, regressions of 8-15 %): real, but small enough that reasonable detectors may disagree.
-  The scorer neither rewards nor penalises findings on them.
+  The scorer neither rewards nor penalises findings that match them (strictly: onset within 2 h); one on
+  their revision dated further off matches nothing and is a false finding.
 
 Attribution is always the revision serving at the onset (the one that introduced the anomaly, also
 when a later deploy carries it on, or when a flag flip starts it hours after its deploy).
