@@ -574,25 +574,26 @@ def _rises_like(view: ServiceView, mine: pd.DataFrame, signal: str, config: Dete
         return False
     age = (mine.index[-1] - mine.index[0]) / pd.Timedelta(hours=1)
     own = mine[column].to_numpy(dtype=np.float64)
-    own_rise = float(np.nanmedian(own[-2:]) - np.nanmedian(own[:2]))
+    own_end = float(np.nanmedian(own[-2:]))
+    own_rise = own_end - float(np.nanmedian(own[:2]))
     if age >= YOUNG_HOURS or not own_rise > 0:
         return False
-    for previous in yardsticks:
-        before = long_troughs(view, previous, config)
-        if len(before) < 3:
+    for yardstick in yardsticks:
+        theirs = long_troughs(view, yardstick, config)
+        if len(theirs) < 3:
             continue
-        since = ((before.index - before.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
+        since = ((theirs.index - theirs.index[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
         # At this one's age, or at its own end if it served less (a warm-up only slows down later).
         reached = min(age, float(since[-1]))
-        level = before[column].to_numpy(dtype=np.float64)
+        level = theirs[column].to_numpy(dtype=np.float64)
         same_age = (since >= reached - 2.0) & (since <= reached + 1.0)
         usual = float(np.nanmedian(level[same_age]))
-        # Climbed from a colder start back to no higher than where an earlier revision already sat
-        # at this age (or younger): a warm-up, however steep, not a leak. For the worst instance, read
+        # Climbed from a colder start back to no higher than where the yardstick sat at this age
+        # (or younger): a warm-up, however steep, not a leak. For the worst instance, read
         # from the top bucket in steps, "no higher" is within half a step: the median of two troughs a
         # step apart sits half a step above the lower.
         step = _bucket_step(np.concatenate([own, level])) if signal == WORST else 0.0
-        if float(np.nanmedian(own[-2:])) <= usual * (1.0 + step / 2.0):
+        if own_end <= usual * (1.0 + step / 2.0):
             return True
         if since[-1] < age / 2:
             continue  # too short-lived to show this service's warm-up
