@@ -98,6 +98,10 @@ class Frames:
     problems: list[Problem] = field(default_factory=list)
     # Each sidecar container's memory (SIDECAR_COLUMNS), apart from the ingress container's in ``metrics``.
     sidecars: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SIDECAR_COLUMNS))
+    # Rows from before the window (``metrics``' columns): a revision serving at the window start, read
+    # from its deploy (``sources.live``), so the analysis knows how this service's revisions begin.
+    # Never priced nor judged: only the memory envelope reads them (``history_of``).
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[*KEY_COLUMNS, "ts"]))
     # Row positions of each service in ``metrics``, found once (``dataclasses.replace`` starts afresh).
     _positions: dict[tuple[str, str, str], np.ndarray] | None = field(default=None, init=False, repr=False,
                                                                        compare=False)
@@ -117,6 +121,16 @@ class Frames:
         if body is None:
             body = self._body = self.metrics.drop(columns=["project", "region", "service"])
         return rows_at(body, found if found is not None else np.empty(0, dtype=np.intp))
+
+    def history_of(self, key: ServiceKey) -> pd.DataFrame:
+        """The service's rows from before the window (``history``), without its names' columns, in
+        (revision, time) order: empty for most services."""
+        history: pd.DataFrame | None = getattr(self, "history", None)  # absent in Frames pickled before it
+        if history is None or history.empty:
+            return pd.DataFrame(columns=["revision", "ts"])
+        mask = ((history["project"] == key.project) & (history["region"] == key.region)
+                & (history["service"] == key.service)).to_numpy()
+        return history.loc[mask].drop(columns=["project", "region", "service"])
 
     def sidecar_memory(self, key: ServiceKey) -> pd.DataFrame:
         """The service's rows of ``sidecars`` (empty for a service without sidecars)."""
@@ -207,9 +221,24 @@ def build(raw: RawData, *, step_seconds: int = 300) -> Frames:
         set(raw.services) | {ServiceKey(p, r, s) for p, r, s, _ in keys},
         key=lambda k: (k.project, k.region, k.service),
     )
-    frames = Frames(metrics, revisions, step, start, end, services, problems, sidecars)
+    metrics, ranks, history = _split_history(metrics, ranks, start)
+    if len(sidecars):
+        sidecars = sidecars.loc[(sidecars["ts"] >= pd.Timestamp(start)).to_numpy()].reset_index(drop=True)
+    frames = Frames(metrics, revisions, step, start, end, services, problems, sidecars, history)
     frames._positions = _service_positions(ranks, keys)
     return frames
+
+
+def _split_history(metrics: pd.DataFrame, ranks: np.ndarray,
+                   start: datetime) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """(the window's rows, their ranks, the rows before the window): points a source read before the
+    window (a revision's first hours after a deploy that predates it) are kept apart, so nothing that
+    prices or judges the window sees them."""
+    early = (metrics["ts"] < pd.Timestamp(start)).to_numpy() if len(metrics) else np.zeros(0, dtype=bool)
+    if not early.any():
+        return metrics, ranks, metrics.iloc[:0]
+    return (metrics.loc[~early].reset_index(drop=True), ranks[~early],
+            metrics.loc[early].reset_index(drop=True))
 
 
 def _service_positions(ranks: np.ndarray, keys: dict[SeriesKey, int]) -> dict[tuple[str, str, str], np.ndarray]:

@@ -45,13 +45,15 @@ def step_up(factor: float, *, hours: float = float("inf")) -> Curve:
 
 def frames(revisions: list[Rev], *, until: float, seed: int = 1, peak_rps: float = 20.0, diurnal: float = 0.5,
            per_instance_rps: float = 2.0, memory_noise: float = 0.002, sawtooth: float = 0.03,
-           sawtooth_minutes: float = 40.0, metric_noise: float = 0.02) -> Frames:
+           sawtooth_minutes: float = 40.0, metric_noise: float = 0.02, history: bool = False) -> Frames:
     """The frames table of one service from START to ``until`` hours: each step is served by the latest
     revision deployed. Load follows a daily cycle (±``diurnal``); instances follow load; memory is the
     revision's curve plus a GC sawtooth and noise; latency and CPU per request are constant times the
-    revision's factors, with noise."""
+    revision's factors, with noise. With ``history``, the steps from the first deploy before START are
+    made too and given as ``Frames.history`` (what a source read of the first hours before the window)."""
     rng = np.random.default_rng(seed)
-    hours = np.arange(0.0, until, STEP / 3600.0)
+    first_hour = min(0.0, *(r.at for r in revisions)) if history else 0.0
+    hours = np.arange(first_hour, until, STEP / 3600.0)
     stamps = START + pd.to_timedelta(hours, unit="h")
     deploys = np.asarray([r.at for r in revisions])
     serving = np.searchsorted(deploys, hours, side="right") - 1
@@ -86,6 +88,8 @@ def frames(revisions: list[Rev], *, until: float, seed: int = 1, peak_rps: float
         tables.append(table)
     metrics = pd.concat(tables, ignore_index=True)[[*KEY_COLUMNS, "ts", *METRIC_COLUMNS]]
     metrics = metrics.sort_values(["revision", "ts"], kind="stable").reset_index(drop=True)
+    early = (metrics["ts"] < START).to_numpy()
+    before, metrics = metrics.loc[early].reset_index(drop=True), metrics.loc[~early].reset_index(drop=True)
     infos = {
         (KEY, r.name): RevisionInfo(KEY.project, KEY.region, KEY.service, r.name,
                                     create_time=(START + pd.Timedelta(hours=r.at)).to_pydatetime(),
@@ -93,7 +97,7 @@ def frames(revisions: list[Rev], *, until: float, seed: int = 1, peak_rps: float
         for r in first.values()
     }
     return Frames(metrics, infos, STEP, START.to_pydatetime(), (START + pd.Timedelta(hours=until)).to_pydatetime(),
-                  [KEY])
+                  [KEY], history=before)
 
 
 def view(revisions: list[Rev], *, until: float, **kw: float) -> ServiceView:

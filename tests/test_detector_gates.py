@@ -4,6 +4,8 @@ inside a default threshold and one just outside it, so that doubling or halving 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -511,3 +513,66 @@ def test_a_revision_seen_from_its_deploy_teaches_the_course_and_no_hours_are_lef
     view = s.view([s.Rev("a0", -24.0), s.Rev("a", 12.0), s.Rev("b", 30.0)], until=40.0)
     learned = envelope.build_envelope(view, [view.span("a0"), view.span("a")], DEFAULTS)
     assert learned is not None and learned.settle_hours == 0.0
+
+
+def _warm(age: np.ndarray) -> np.ndarray:
+    """A cache of 8 % of the limit filled over the first 6 h after each deploy."""
+    return np.asarray(0.40 + 0.08 * np.clip(age / 6.0, 0.0, 1.0))
+
+
+def test_the_first_hours_of_a_revision_deployed_before_the_window_teach_the_course_when_a_source_read_them() -> None:
+    # a was deployed a day before the window, and its first hours were read from before it
+    # (Frames.history): the course is a's warm-up, and no hours of a judged revision are left out.
+    view = s.view([s.Rev("a", -24.0, memory=_warm), s.Rev("b", 30.0)], until=40.0, history=True)
+    learned = envelope.build_envelope(view, [view.span("a")], DEFAULTS)
+    assert learned is not None and learned.settle_hours == 0.0
+    assert 0.06 <= float(learned.expected(np.asarray([12.0]))[0]) <= 0.10
+    # Without them (the same data, the history left out), a is seen only mid-life: a flat course.
+    flat = envelope.build_envelope(s.view([s.Rev("a", -24.0, memory=_warm), s.Rev("b", 30.0)], until=40.0),
+                                   [view.span("a")], DEFAULTS)
+    assert flat is not None and flat.settle_hours == envelope.UNSEEN_WARMUP_HOURS and not flat.rise.any()
+
+
+def test_history_that_does_not_reach_back_to_the_deploy_is_no_course() -> None:
+    # Rows before the window that begin hours after a's deploy are mid-life rows too.
+    view = s.view([s.Rev("a", -24.0, memory=_warm), s.Rev("b", 30.0)], until=40.0, history=True)
+    view.history = view.history.loc[(view.history["ts"] >= s.START - pd.Timedelta(hours=20)).to_numpy()]
+    learned = envelope.build_envelope(view, [view.span("a")], DEFAULTS)
+    assert learned is not None and learned.settle_hours == envelope.UNSEEN_WARMUP_HOURS
+
+
+@pytest.mark.parametrize(("until", "history", "reported"), [(35.0, True, True), (34.0, True, False),
+                                                            (35.0, False, False), (37.0, False, False)])
+def test_a_leak_after_a_revision_whose_first_hours_were_read_is_judged_from_its_warm_up(
+        until: float, history: bool, reported: bool) -> None:
+    # b leaks 30 %/day from its deploy at 30 h; a was deployed before the window. With a's first hours
+    # read, nothing is left out: b's hourly troughs from 30 h to 34 h (MIN_CLIMB_BINS 5) are complete at
+    # 35 h. Without them the sequential test leaves out b's first 3 h and needs until 38 h.
+    view = s.view([s.Rev("a", -24.0), s.Rev("b", 30.0, memory=s.leak(0.3))], until=until, history=history)
+    learned = envelope.build_envelope(view, [view.span("a")], DEFAULTS)
+    assert learned is not None
+    leak = envelope.sequential_leak(view, view.span("b"), learned, DEFAULTS)
+    assert (leak is not None) is reported
+    if leak is not None:
+        assert leak.onset == view.span("b").deploy_time
+
+
+def test_a_warm_up_like_the_one_read_before_the_window_is_not_a_leak() -> None:
+    # Every revision fills its cache over 6 h, and a's fill was read from before the window: b's fill,
+    # judged from its warm-up with nothing left out, is the envelope's course.
+    revisions = [s.Rev("a", -24.0, memory=_warm), s.Rev("b", 30.0, memory=_warm)]
+    for until in (35.0, 36.0, 38.0, 40.0, 44.0, 48.0):
+        analysis = analyze_frames(s.frames(revisions, until=until, history=True), AnalysisConfig())
+        assert [f for f in analysis.findings if f.kind.value == "memory_baseline_rise"] == [], until
+
+
+def test_rows_before_the_window_are_neither_priced_nor_judged() -> None:
+    # a leaked hard in its first hours, all before the window; in the window it is flat and served alone.
+    revisions = [s.Rev("a", -30.0, memory=lambda age: np.asarray(0.30 + 0.3 * np.clip(age / 24.0, 0.0, 1.0)))]
+    frames = s.frames(revisions, until=48.0, history=True)
+    assert len(frames.history) and (frames.history["ts"] < s.START).all() and (frames.metrics["ts"] >= s.START).all()
+    with_history = analyze_frames(frames, AnalysisConfig())
+    without = analyze_frames(dataclasses.replace(frames, history=frames.history.iloc[:0]), AnalysisConfig())
+    assert with_history.findings == without.findings == []
+    costs = [[(r.cost.cost_usd, r.cost.window_hours) for r in a.services] for a in (with_history, without)]
+    assert costs[0] == costs[1] and costs[0][0][1] == 48.0

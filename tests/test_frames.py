@@ -184,3 +184,23 @@ def test_distribution_metrics_reduced_by_an_aligner_are_read_as_levels() -> None
     assert frames.metrics["mem_p99"].iloc[0] == pytest.approx(0.42)
     assert frames.metrics["mem_max"].iloc[0] == pytest.approx(0.42)
     assert any("came as numbers" in p.message for p in frames.problems)
+
+
+def test_points_before_the_window_are_kept_apart_as_history() -> None:
+    # A revision deployed two hours before the window, its first hours read from before it: they are
+    # Frames.history, and the table the analysis prices and judges starts at the window.
+    start = T0 + timedelta(hours=2)
+    points = [(T0 + timedelta(minutes=m + 1), linear_distribution([0.30 + m / 1000])) for m in range(240)]
+    raw = _raw({"timeSeries": [series("container/memory/utilizations", points)]},
+               revisions=[revision("svc-00001-abc", created=T0)])
+    raw.window_start, raw.window_end = start, T0 + timedelta(hours=4)
+    frames = build(raw, step_seconds=300)
+    assert len(frames.history) == 24 and len(frames.metrics) == 24
+    assert frames.history["ts"].max() < start <= frames.metrics["ts"].min()
+    assert frames.history["mem_mean"].iloc[0] == pytest.approx(0.302, abs=0.006)
+    (key,) = frames.services
+    assert len(frames.service_metrics(key)) == 24
+    assert frames.history_of(key)["revision"].unique().tolist() == ["svc-00001-abc"]
+    # Without a window the table starts at the first point: nothing is history.
+    raw.window_start = raw.window_end = None
+    assert build(raw, step_seconds=300).history.empty

@@ -42,7 +42,7 @@ import pandas as pd
 
 from analyzer.analysis import stats
 from analyzer.analysis.memory import TYPICAL, LeakEvidence, troughs
-from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, served_hours
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, seen_from_deploy, served_hours
 from analyzer.config import DetectionConfig
 from analyzer.model import FloatArray
 
@@ -67,6 +67,7 @@ class _Series:
     level: FloatArray  # trough, fraction of the limit
     load: FloatArray  # requests per instance
     stamps: pd.DatetimeIndex
+    seen: bool = False  # its first trough follows its deploy's warm-up (``ServiceView.rows_from_deploy``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +93,17 @@ class Envelope:
         return _relative(series, self.load_slope) - self.expected(series.age)
 
 
-def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minutes: int) -> _Series | None:
-    rows = view.revision_rows(span.name)
-    rows = between(rows, span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
+def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minutes: int, *,
+            history: bool = False) -> _Series | None:
+    """``span``'s troughs after its warm-up. With ``history``, from its deploy when a source read the first
+    hours of a revision deployed before the window (``ServiceView.rows_from_deploy``): what a healthy
+    revision teaches the envelope. A judged revision is read from the window only, as the trend test
+    reads it (its first hours against a course the service may not have shown are not judged)."""
+    if history:
+        rows, first, seen = view.rows_from_deploy(span)
+    else:
+        rows, first, seen = view.revision_rows(span.name), span.first_seen, seen_from_deploy(span)
+    rows = between(rows, first + pd.Timedelta(minutes=config.warmup_minutes))
     if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
         return None
     bins = troughs(rows, minutes)
@@ -104,7 +113,7 @@ def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minu
     age = ((stamps - stamps[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
     load = bins["load"].to_numpy(dtype=np.float64)
     load = np.where(np.isfinite(load), load, np.nanmedian(load) if np.isfinite(load).any() else 0.0)
-    return _Series(age, bins["trough"].to_numpy(dtype=np.float64), load, stamps)
+    return _Series(age, bins["trough"].to_numpy(dtype=np.float64), load, stamps, seen)
 
 
 def _settled(series: _Series, hours: float) -> _Series | None:
@@ -113,7 +122,7 @@ def _settled(series: _Series, hours: float) -> _Series | None:
     if keep.sum() < START_BINS + 2:
         return None
     age = series.age[keep]
-    return _Series(age - age[0], series.level[keep], series.load[keep], series.stamps[keep])
+    return _Series(age - age[0], series.level[keep], series.load[keep], series.stamps[keep], series.seen)
 
 
 def _relative(series: _Series, load_slope: float) -> FloatArray:
@@ -203,17 +212,12 @@ def _noise(residuals: list[FloatArray]) -> float:
     return spread * math.sqrt((1 + lag1) / (1 - lag1))
 
 
-def seen_from_deploy(span: RevisionSpan) -> bool:
-    """``span``'s data start at its deploy, so its first hours are its after-deploy course; a revision
-    deployed before the window is seen mid-life, past any warm-up."""
-    return span.deploy_time_known and span.first_seen - span.deploy_time <= pd.Timedelta(hours=1)
-
-
 def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: DetectionConfig) -> Envelope | None:
     """The envelope from ``healthy`` (revisions without a finding or a leak candidate), or None when
     none of them served ``ENVELOPE_MIN_HOURS``. The course comes from the revisions seen from their
-    deploy; when every one was deployed before the window, their first hours in the data are not
-    their first hours after a deploy: the course is flat and the noise their troughs' spread about
+    deploy (in the window, or before it when a source read the first hours of one deployed before it:
+    ``ServiceView.rows_from_deploy``); when none was, their first hours in the data are not their
+    first hours after a deploy: the course is flat and the noise their troughs' spread about
     their own level. (Their first hours held at their highest, as a course, would be the day's swing
     from whatever hour the window began at, which a leak's first day had to climb past.) Against a flat
     course a warm-up longer than ``warmup_minutes`` would read as a leak: judged revisions then skip
@@ -222,8 +226,8 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
     # Hourly troughs: noisier than 2 h ones under a slow sawtooth, which the noise and the healthy
     # revisions' own CUSUM (the alarm level) then absorb, but hours sooner.
     minutes = min(BIN_MINUTES, config.memory.trough_window_minutes)
-    found = [(s.name, one, seen_from_deploy(s)) for s in spans
-             if (one := _series(view, s, config, minutes)) is not None]
+    found = [(s.name, one, one.seen) for s in spans
+             if (one := _series(view, s, config, minutes, history=True)) is not None]
     if not found:
         return None
     series = [one for _, one, _ in found]

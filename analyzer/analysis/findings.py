@@ -19,7 +19,6 @@ from analyzer.analysis.envelope import (
     Envelope,
     build_envelope,
     climbs_like,
-    seen_from_deploy,
     sequential_leak,
     young_enough,
 )
@@ -34,7 +33,14 @@ from analyzer.analysis.memory import (
     rises_like_later,
 )
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
-from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, hours_between, reference_span
+from analyzer.analysis.timeline import (
+    RevisionSpan,
+    ServiceView,
+    between,
+    hours_between,
+    reference_span,
+    seen_from_deploy,
+)
 from analyzer.config import AnalysisConfig
 from analyzer.model import Finding, FindingKind, Severity
 from analyzer.prices import PriceTable

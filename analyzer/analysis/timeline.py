@@ -44,12 +44,40 @@ class ServiceView:
     # Tables derived from this view during one analysis (a revision's rows, its per-step cost), kept
     # so each detector and the cost model do not recompute them. Callers must not modify them.
     derived: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False)
+    # The service's rows from before the window (``Frames.history``): a revision's first hours after a
+    # deploy that predates the window, for the memory envelope only.
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["revision", "ts"]), repr=False)
 
     def revision_rows(self, revision: str) -> pd.DataFrame:
         key = ("rows", revision)
         if key not in self.derived:
             self.derived[key] = rows_at(self.rows, _positions(self.rows, self.derived).get(revision, _NONE))
         return cast(pd.DataFrame, self.derived[key])
+
+    def history_rows(self, revision: str) -> pd.DataFrame:
+        """``revision``'s rows from before the window (empty unless a source read its first hours)."""
+        history = self.history
+        if history.empty:
+            return history
+        return history.loc[(history["revision"] == revision).to_numpy()]
+
+    def rows_from_deploy(self, span: RevisionSpan) -> tuple[pd.DataFrame, pd.Timestamp, bool]:
+        """``span``'s rows, where they begin, and whether that is its deploy (``seen_from_deploy``): a
+        revision deployed before the window is seen from its deploy when a source read its first hours
+        (``history_rows``; Cloud Monitoring keeps six weeks), which are then put before its rows."""
+        rows = self.revision_rows(span.name)
+        if seen_from_deploy(span):
+            return rows, span.first_seen, True
+        early = self.history_rows(span.name)
+        if early.empty or not span.deploy_time_known:
+            return rows, span.first_seen, False
+        first = pd.Timestamp(early["ts"].iloc[0])
+        if first - span.deploy_time > DEPLOY_SEEN_WITHIN:
+            return rows, span.first_seen, False
+        key = ("rows from deploy", span.name)
+        if key not in self.derived:
+            self.derived[key] = pd.concat([early, rows], ignore_index=True)
+        return cast(pd.DataFrame, self.derived[key]), first, True
 
     def serves(self, revision: str) -> np.ndarray:
         """Which steps of ``totals`` ``revision`` served (``totals["serving"] == revision``): the
@@ -83,12 +111,22 @@ class ServiceView:
         return deployed[-1] if deployed else (self.spans[0] if self.spans else None)
 
 
+DEPLOY_SEEN_WITHIN = pd.Timedelta(hours=1)  # data this close to the deploy show the revision's first hours
+
+
+def seen_from_deploy(span: RevisionSpan) -> bool:
+    """``span``'s data in the window start at its deploy, so its first hours are its after-deploy course;
+    a revision deployed before the window is seen mid-life, past any warm-up (unless a source read its
+    first hours: ``ServiceView.rows_from_deploy``)."""
+    return span.deploy_time_known and span.first_seen - span.deploy_time <= DEPLOY_SEEN_WITHIN
+
+
 def build_view(frames: Frames, key: ServiceKey) -> ServiceView:
     rows = frames.service_metrics(key)
     derived: dict[tuple[object, ...], Any] = {}
     spans = _spans(frames, key, rows, derived)
     totals = _totals(rows)
-    return ServiceView(key, rows, totals, spans, frames.step_seconds, derived)
+    return ServiceView(key, rows, totals, spans, frames.step_seconds, derived, frames.history_of(key))
 
 
 _NONE = np.empty(0, dtype=np.intp)
