@@ -77,6 +77,7 @@ class LiveBatch:
     end: datetime
     now: datetime | None = None
     listed: bool = False  # revisions and services came with the batch (listed once for the fleet)
+    history_hours: int = 72  # first hours read of revisions deployed before the window (LiveQuery's)
 
 
 @dataclass(slots=True)
@@ -232,8 +233,8 @@ def plan_live(query: Any, *, env: dict[str, str], now: datetime | None = None, b
     size = batch_size or services_per_batch((end - start).total_seconds() / 86_400)
     keys = inventory.services
     origin = f"live projects {', '.join(query.projects)}"
-    return plan_listed(keys, size=size, live=LiveBatch(env=env, start=start, end=end, now=now), origin=origin,
-                       problems=problems, listed=listed)
+    live = LiveBatch(env=env, start=start, end=end, now=now, history_hours=query.history_hours)
+    return plan_listed(keys, size=size, live=live, origin=origin, problems=problems, listed=listed)
 
 
 def plan_listed(keys: Sequence[ServiceKey], *, size: int, live: LiveBatch, origin: str,
@@ -302,8 +303,10 @@ def load_batch(batch: Batch) -> RawData:
 
         clients = build_clients(batch.live.env)
         try:
+            # listed: the batch's revisions came with it, and tell whose first hours before the window to read
             part = fetch_share(clients, batch.keys, start=batch.live.start, end=batch.live.end, now=batch.live.now,
-                               admin=not batch.live.listed)
+                               admin=not batch.live.listed, revisions=raw.revisions if batch.live.listed else (),
+                               history_hours=batch.live.history_hours)
         finally:
             clients.close()
         join(raw, part)

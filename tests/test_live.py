@@ -43,6 +43,7 @@ from analyzer.sources import rawpages, snapshot
 from analyzer.sources.google_clients import GoogleClients, build_clients
 from analyzer.sources.live import (
     DEFAULT_PLAN,
+    HISTORY_METRICS,
     LiveQuery,
     MetricQuery,
     RestJson,
@@ -75,7 +76,11 @@ LATER = END + timedelta(hours=1)  # "now" for every fetch: the whole window is c
 FAST_RETRY = RetryPolicy(
     initial_s=0.01, maximum_s=0.05, multiplier=2.0, call_deadline_s=5.0, overall_deadline_s=20.0
 )
-PER_PROJECT_CALLS = len(DEFAULT_PLAN) + 2  # one ListTimeSeries per metric + revisions + services
+# A fleet's first revisions were deployed a day before the window (FleetSpec) and serve at its start:
+# one history read a metric of the memory envelope reads their first hours (all at once: one interval).
+HISTORY_CALLS = len(HISTORY_METRICS)
+# one ListTimeSeries per metric + revisions + services + the history
+PER_PROJECT_CALLS = len(DEFAULT_PLAN) + 2 + HISTORY_CALLS
 
 
 @pytest.fixture(autouse=True)
@@ -239,7 +244,7 @@ def test_reads_a_fleet_through_the_real_clients(google: Google) -> None:
     assert data.revisions[0].memory_limit_gib == 0.5
     assert data.revisions[0].request_based_billing is True
     assert google.behaviour.counts() == {
-        "ListTimeSeries": len(DEFAULT_PLAN),
+        "ListTimeSeries": len(DEFAULT_PLAN) + HISTORY_CALLS,
         "ListRevisions": 1,
         "ListServices": 1,
     }
@@ -310,9 +315,10 @@ def test_region_and_service_filters(google: Google) -> None:
     assert {k.service for k in narrowed.services} == {"svc-0001", "svc-0003"}
     assert [p.subject for p in narrowed.problems] == ["service nope"]
     filters = [c.detail for c in google.behaviour.calls if c.method == "ListTimeSeries"]
-    assert all(
-        'one_of("svc-0001", "svc-0003", "nope")' in f and 'location = "us-central1"' in f for f in filters
-    )
+    plan, history = [f for f in filters if "revision_name" not in f], [f for f in filters if "revision_name" in f]
+    assert all('one_of("svc-0001", "svc-0003", "nope")' in f and 'location = "us-central1"' in f for f in plan)
+    assert len(history) == HISTORY_CALLS
+    assert all('one_of("svc-0001", "svc-0003")' in f and 'location = "us-central1"' in f for f in history)
     assert google.behaviour.count() == PER_PROJECT_CALLS
 
 
@@ -332,7 +338,7 @@ def test_transient_errors_are_retried(google: Google, fault: Fault) -> None:
     assert data.problems == []
     assert len(data.series) == 2 * 2 * 10
     assert google.behaviour.count("ListTimeSeries", status=fault.code.name) == 3
-    assert google.behaviour.count("ListTimeSeries", status="OK") == len(DEFAULT_PLAN)
+    assert google.behaviour.count("ListTimeSeries", status="OK") == len(DEFAULT_PLAN) + HISTORY_CALLS
 
 
 def test_admin_api_errors_are_retried_too(google: Google) -> None:
@@ -762,7 +768,9 @@ def test_cli_live_report_finds_the_demo_incident_and_fetch_replays_it(demo: Scen
     demo.google.behaviour.reset()
     live = report_json(["--project", "demo-project", *window], demo.google.env)
     assert demo.google.behaviour.counts() == {
-        "ListTimeSeries": len(DEFAULT_PLAN) + 1,  # the plan, and one query listing the fleet's services
+        # the plan, one query listing the fleet's services, and the history of its three services'
+        # revisions serving at the window's start (deployed at three different times: three reads)
+        "ListTimeSeries": len(DEFAULT_PLAN) + 1 + 3 * len(HISTORY_METRICS),
         "ListRevisions": 1,
         "ListServices": 1,
     }

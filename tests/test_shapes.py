@@ -30,7 +30,14 @@ from analyzer.sources import restjson
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import GoogleClients, build_clients
 from analyzer.sources.inventory import join
-from analyzer.sources.live import DEFAULT_PLAN, LiveQuery, RestJson, fetch_live, time_series_requests
+from analyzer.sources.live import (
+    DEFAULT_PLAN,
+    HISTORY_METRICS,
+    LiveQuery,
+    RestJson,
+    fetch_live,
+    time_series_requests,
+)
 from analyzer.sources.quota import ReadBudget
 from analyzer.sources.snapshot import ingest, read_snapshot
 from tests.fakes.fleet import FleetSpec, add_fleet
@@ -505,4 +512,5 @@ def test_live_reads_of_several_projects_draw_on_the_consumers_budget(google: Goo
     calls = google.monitoring.behaviour.count("ListTimeSeries")
     spent = clients.reads.spent()
     assert set(spent) == {"monitoring for payer", "run for payer"}
-    assert spent["monitoring for payer"] == calls == 3 * len(DEFAULT_PLAN)
+    # per project read: the plan, and the history of the fleet's revisions serving at the window's start
+    assert spent["monitoring for payer"] == calls == 3 * (len(DEFAULT_PLAN) + len(HISTORY_METRICS))

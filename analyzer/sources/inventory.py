@@ -26,11 +26,19 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import monitoring_v3
 
 from analyzer.errors import AnalyzerError, ApiDisabledError, CredentialsError, PermissionDeniedError
-from analyzer.model import Problem, RawData, ServiceKey
+from analyzer.model import Problem, RawData, RevisionInfo, ServiceKey
 from analyzer.sources import restjson
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import GoogleClients
-from analyzer.sources.live import METRIC_PREFIX, LiveQuery, Progress, fetch_admin, fetch_live, map_error
+from analyzer.sources.live import (
+    HISTORY_HOURS,
+    METRIC_PREFIX,
+    LiveQuery,
+    Progress,
+    fetch_admin,
+    fetch_live,
+    map_error,
+)
 
 FETCH_BATCH = 25  # services read by one fetch_live call (see the module docstring)
 DISCOVERY_METRIC = "container/instance_count"
@@ -139,10 +147,13 @@ def fetch_share(
     now: datetime | None = None,
     batch: int = FETCH_BATCH,
     admin: bool = True,
+    revisions: Sequence[RevisionInfo] = (),
+    history_hours: int = HISTORY_HOURS,
 ) -> RawData:
     """Read the metrics, revisions and services of ``share``: one live query set per (project, region)
     and batch of at most ``batch`` services. ``admin`` False: only the metrics (the caller listed the
-    revisions and services already, ``live.fetch_admin``)."""
+    revisions and services already, ``live.fetch_admin``, and passes the ``revisions``: they tell each
+    batch which revisions served at the window's start, whose first hours it reads too)."""
     data = RawData(origin="live " + ", ".join(sorted({f"projects/{k.project}" for k in share})))
     ordered = sorted(share, key=lambda k: (k.project, k.region, k.service))
     places = [
@@ -150,12 +161,19 @@ def fetch_share(
         for (project, region), members in groupby(ordered, key=lambda k: (k.project, k.region))
     ]
     overall = _Overall(progress, batches=sum(-(-len(names) // batch) for _, _, names in places))
+    listed: dict[ServiceKey, list[RevisionInfo]] = {}
+    for revision in revisions:
+        listed.setdefault(revision.key, []).append(revision)
     for project, region, names in places:
         for first in range(0, len(names), batch):
             chunk = names[first : first + batch]
-            query = LiveQuery(projects=(project,), start=start, end=end, region=region, services=chunk, admin=admin)
+            query = LiveQuery(
+                projects=(project,), start=start, end=end, region=region, services=chunk, admin=admin,
+                history_hours=history_hours,
+            )
+            known = [r for name in chunk for r in listed.get(ServiceKey(project, region, name), [])]
             try:
-                part = fetch_live(query, clients=clients, progress=overall.batch(), now=now)
+                part = fetch_live(query, clients=clients, progress=overall.batch(), now=now, revisions=known)
             except CredentialsError:
                 raise
             except AnalyzerError as exc:  # these services could not be read at all: say so, go on

@@ -15,6 +15,17 @@ client's transport is not gRPC, do the pages go through the client's own call an
 ``RawSeries`` (a tested equality), so a snapshot replays to the same findings. The small Admin API
 pages go through ``snapshot.ingest`` as REST JSON.
 
+History: once the window's series and the revisions are known, the revisions that served at the window's
+start (points in the window, deployed before it) get their first ``history_hours`` after the deploy read
+too, for the memory envelope only (``HISTORY_METRICS``): the window alone never shows their warm-up, so
+the analysis would have to wait out a young revision's first hours before judging a leak. Revisions of
+one project and region deployed on the same UTC day share one interval and are read together
+(``revision_name = one_of(...)``), so the calls grow with the days deploys were made on, not with the
+services. Their points end at or
+before the window's start and come back as ordinary series (``frames`` tells them apart); their bodies
+are captured under stems starting ``history-``. A history read that fails is one Problem and the fetch
+goes on without it: history sharpens the analysis, it is never needed for it.
+
 Faults: UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are retried with exponential backoff
 inside a per-call and an overall deadline. A failing project (no permission, API disabled, quota)
 becomes a Problem naming the fix while the other projects are read; only when nothing at all could
@@ -26,9 +37,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -49,7 +60,7 @@ from analyzer.errors import (
     QuotaExhaustedError,
     SourceError,
 )
-from analyzer.model import Problem, RawData
+from analyzer.model import Problem, RawData, RevisionInfo
 from analyzer.sources import columnar, rawpages, restjson, snapshot
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import LOGIN_HINT, GoogleClients, build_clients
@@ -67,6 +78,13 @@ RETRYABLE = (
     api_exceptions.DeadlineExceeded,
     api_exceptions.ResourceExhausted,
 )
+# History: the serving revision's first hours before the window (see the module docstring).
+HISTORY_HOURS = 72
+HISTORY_METRICS = ("container/memory/utilizations", "request_count", "container/instance_count")
+HISTORY_STEM = "history-"  # as the simulator's documents (simulate.HISTORY_STEM)
+RETENTION = timedelta(days=42)  # how long Cloud Monitoring keeps Cloud Run's metrics
+DAY_S = 86400  # history intervals start at the deploy's UTC day (``history_interval``)
+RETENTION_MARGIN = timedelta(hours=1)  # a deploy this near the edge may have lost its first points already
 Progress = Callable[[int, int, str], None]
 Document = tuple[str, str, Any]  # (snapshot subdirectory, file stem, REST JSON body)
 
@@ -134,6 +152,7 @@ class LiveQuery:
     plan: tuple[MetricQuery, ...] = DEFAULT_PLAN
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     admin: bool = True  # also list revisions and services; False: the caller listed them (``fetch_admin``)
+    history_hours: int = HISTORY_HOURS  # first hours read of revisions deployed before the window; 0: none
 
     def __post_init__(self) -> None:
         if not self.projects:
@@ -154,6 +173,11 @@ class LiveQuery:
             )
         if min(self.max_concurrency, self.page_size, self.admin_page_size, self.max_queries_per_minute) < 1:
             raise ConfigError("max_concurrency, page sizes and max_queries_per_minute must be positive")
+        if not 0 <= self.history_hours <= RETENTION // timedelta(hours=1):
+            raise ConfigError(
+                f"history_hours {self.history_hours} is outside 0..{RETENTION // timedelta(hours=1)}",
+                hint="hours after a deploy to read before the window (Cloud Monitoring keeps 6 weeks); 0 reads none",
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,6 +214,25 @@ def time_series_filter(metric: str, *, region: str | None = None, services: Iter
     return " AND ".join(terms)
 
 
+def _list_request(
+    query: LiveQuery, project: str, metric: MetricQuery, text: str, interval: tuple[datetime, datetime]
+) -> monitoring_v3.ListTimeSeriesRequest:
+    """One ListTimeSeries of the plan's ``metric`` with the filter ``text`` over ``interval``."""
+    return monitoring_v3.ListTimeSeriesRequest(
+        name=f"projects/{project}",
+        filter=text,
+        interval=monitoring_v3.TimeInterval(start_time=interval[0], end_time=interval[1]),
+        aggregation=monitoring_v3.Aggregation(
+            alignment_period={"seconds": query.alignment_period_s},
+            per_series_aligner=getattr(monitoring_v3.Aggregation.Aligner, metric.aligner),
+            cross_series_reducer=getattr(monitoring_v3.Aggregation.Reducer, metric.reducer),
+            group_by_fields=list(metric.group_by),
+        ),
+        view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        page_size=query.page_size,
+    )
+
+
 def time_series_requests(
     query: LiveQuery,
     project: str,
@@ -197,25 +240,109 @@ def time_series_requests(
 ) -> list[tuple[MetricQuery, int, monitoring_v3.ListTimeSeriesRequest]]:
     """(metric, chunk, request) for every ListTimeSeries of one project."""
     chunks = [query.services[i : i + MAX_ONE_OF] for i in range(0, len(query.services), MAX_ONE_OF)] or [()]
-    interval = monitoring_v3.TimeInterval(start_time=window[0], end_time=window[1])
     requests = []
     for metric in query.plan:
         for index, chunk in enumerate(chunks):
-            request = monitoring_v3.ListTimeSeriesRequest(
-                name=f"projects/{project}",
-                filter=time_series_filter(metric.metric, region=query.region, services=chunk),
-                interval=interval,
-                aggregation=monitoring_v3.Aggregation(
-                    alignment_period={"seconds": query.alignment_period_s},
-                    per_series_aligner=getattr(monitoring_v3.Aggregation.Aligner, metric.aligner),
-                    cross_series_reducer=getattr(monitoring_v3.Aggregation.Reducer, metric.reducer),
-                    group_by_fields=list(metric.group_by),
-                ),
-                view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
-                page_size=query.page_size,
-            )
-            requests.append((metric, index, request))
+            text = time_series_filter(metric.metric, region=query.region, services=chunk)
+            requests.append((metric, index, _list_request(query, project, metric, text, window)))
     return requests
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """Revisions of one project and region whose history spans the same interval: read together."""
+
+    project: str  # the project the request names: the one their window's series were read through
+    member: str  # their own project (resource.labels.project_id; differs when read through a scope)
+    region: str
+    interval: tuple[datetime, datetime]
+    revisions: tuple[tuple[str, str], ...]  # (service, revision), sorted
+
+
+def serving_at_start(data: RawData, revisions: Iterable[RevisionInfo]) -> list[RevisionInfo]:
+    """The revisions that served when the window began: points in the window, deployed before it."""
+    start = data.window_start
+    if start is None:
+        return []
+    with_points = {(s.project, s.region, s.service, s.revision) for s in data.series if len(s.end_times)}
+    found: dict[tuple[str, str, str, str], RevisionInfo] = {}
+    for r in revisions:
+        key = (r.project, r.region, r.service, r.revision)
+        if key in with_points and r.create_time is not None and r.create_time < start:
+            found.setdefault(key, r)
+    return list(found.values())
+
+
+def history_interval(
+    deployed: datetime, *, window_start: datetime, hours: int, period_s: int
+) -> tuple[datetime, datetime]:
+    """From the start of the deploy's UTC day to ``hours`` after that day's end (up to the period grid),
+    or to the window's start, whichever is first: it holds the revision's first ``hours`` whatever the
+    hour of its deploy, every revision deployed that day shares it (one request for all of them: the
+    calls grow with the days deploys were made on, not with the services), and every aligned point
+    sits on the window's own grid. A revision has no points before its deploy, so the day's earlier
+    hours cost nothing."""
+    day = math.floor(deployed.timestamp()) // DAY_S * DAY_S
+    start_s = day // period_s * period_s
+    end_s = -(-(day + DAY_S + hours * 3600) // period_s) * period_s
+    end_s = min(end_s, int(window_start.timestamp()))
+    return datetime.fromtimestamp(start_s, UTC), datetime.fromtimestamp(end_s, UTC)
+
+
+def history_reads(
+    query: LiveQuery,
+    data: RawData,
+    revisions: Iterable[RevisionInfo],
+    *,
+    now: datetime,
+    read_through: Mapping[str, str] | None = None,
+) -> list[HistoryRead]:
+    """What to read of the history of the revisions serving at the window's start (``data``'s window
+    series tell which): those deployed within Monitoring's retention, grouped by shared interval.
+    ``read_through`` maps a series' project to the project it was read through (a metrics scope)."""
+    if not query.history_hours or data.window_start is None:
+        return []
+    oldest = now - RETENTION + RETENTION_MARGIN
+    groups: dict[tuple[str, str, str, tuple[datetime, datetime]], list[tuple[str, str]]] = {}
+    for r in serving_at_start(data, revisions):
+        assert r.create_time is not None  # serving_at_start keeps only dated revisions
+        if r.create_time <= oldest:
+            continue  # its first hours are past Cloud Monitoring's retention
+        interval = history_interval(
+            r.create_time, window_start=data.window_start, hours=query.history_hours, period_s=query.alignment_period_s
+        )
+        project = (read_through or {}).get(r.project, r.project)
+        groups.setdefault((project, r.project, r.region, interval), []).append((r.service, r.revision))
+    reads = []
+    for (project, member, region, interval), members in sorted(groups.items()):
+        ordered = sorted(members)
+        for i in range(0, len(ordered), MAX_ONE_OF):
+            reads.append(HistoryRead(project, member, region, interval, tuple(ordered[i : i + MAX_ONE_OF])))
+    return reads
+
+
+def history_filter(metric: str, read: HistoryRead) -> str:
+    """The plan's filter for ``metric`` narrowed to the revisions of ``read`` (and their project)."""
+    services = sorted({service for service, _ in read.revisions})
+    names = [_quote(revision) for _, revision in read.revisions]
+    revision = names[0] if len(names) == 1 else f"one_of({', '.join(names)})"
+    return (
+        f"{time_series_filter(metric, region=read.region, services=services)}"
+        f" AND resource.labels.project_id = {_quote(read.member)} AND resource.labels.revision_name = {revision}"
+    )
+
+
+def history_requests(
+    query: LiveQuery, read: HistoryRead
+) -> list[tuple[MetricQuery, monitoring_v3.ListTimeSeriesRequest]]:
+    """One request per HISTORY_METRICS metric of the plan, aggregated as the plan aggregates it (so a
+    history point is the same kind of point as the window's)."""
+    plan = {metric.metric: metric for metric in query.plan}
+    return [
+        (plan[name], _list_request(query, read.project, plan[name], history_filter(name, read), read.interval))
+        for name in HISTORY_METRICS
+        if name in plan
+    ]
 
 
 def manifest(query: LiveQuery, data: RawData) -> dict[str, Any]:
@@ -230,6 +357,7 @@ def manifest(query: LiveQuery, data: RawData) -> dict[str, Any]:
             "region": query.region,
             "services": list(query.services),
             "alignmentPeriodSeconds": query.alignment_period_s,
+            "historyHours": query.history_hours,
             "plan": [
                 {
                     "metric": METRIC_PREFIX + m.metric,
@@ -567,6 +695,22 @@ def _metric_tasks(
     return tasks
 
 
+def _history_tasks(
+    query: LiveQuery, clients: GoogleClients, reads: Iterable[HistoryRead], *, capture: bool
+) -> list[_Task]:
+    """The history reads' requests; stems ``history-PROJECT.REGION.METRIC.REVISION`` (its first revision)."""
+    read_pages = _time_series_pages(clients, capture=capture)
+    tasks = []
+    for read in reads:
+        first = read.revisions[0][1]
+        more = f" and {len(read.revisions) - 1} more" if len(read.revisions) > 1 else ""
+        for metric, request in history_requests(query, read):
+            stem = f"{HISTORY_STEM}{read.member}.{read.region}.{_slug(metric.metric)}.{first}"
+            what = f"{metric.metric} of {first}{more} before the window"
+            tasks.append(_Task("monitoring", read.project, what, stem, "timeSeries", partial(read_pages, request)))
+    return tasks
+
+
 def _admin_tasks(query: LiveQuery, clients: GoogleClients, pairs: Iterable[tuple[str, str]]) -> list[_Task]:
     """List revisions (``services/-``: all of a region) and services once per (project, region)."""
     tasks = []
@@ -629,6 +773,7 @@ class _Collector:
         self.total = 0
         self.failures: dict[tuple[str, str, type[AnalyzerError]], tuple[AnalyzerError, list[str]]] = {}
         self.succeeded: set[tuple[str, str]] = set()  # (project, api) with at least one answer
+        self.read_through: dict[str, str] = {}  # a series' project -> the project it was read through
 
     def run(self, runner: _Runner, tasks: list[_Task]) -> None:
         """Run ``tasks`` and absorb their outcomes in plan order, so the result does not depend on
@@ -676,6 +821,8 @@ class _Collector:
             self.failures.setdefault(key, (outcome.error, []))[1].append(task.what)
             return
         self.succeeded.add((task.project, task.api))
+        for s in outcome.data.series:
+            self.read_through.setdefault(s.project, task.project)
         self.data.series.extend(outcome.data.series)
         self.data.problems.extend(outcome.data.problems)
         for sub, stem, body in outcome.documents:
@@ -699,13 +846,17 @@ def fetch_live(
     progress: Progress | None = None,
     capture: list[Document] | None = None,
     now: datetime | None = None,
+    revisions: Sequence[RevisionInfo] = (),
 ) -> RawData:
-    """Read the query's metrics, revisions and services; ``capture`` receives every body read.
+    """Read the query's metrics, revisions and services, then the history of the revisions serving at
+    the window's start; ``capture`` receives every body read. ``revisions``: those the caller listed
+    (``fetch_admin``, with ``query.admin`` False), which tell whose history to read.
 
     Raises CredentialsError when credentials are missing or refused, and the first project's error
     when nothing at all could be read; any other failure is a Problem in the returned RawData.
     """
-    window = effective_window(query, now or datetime.now(UTC))
+    now = now or datetime.now(UTC)
+    window = effective_window(query, now)
     own_clients = clients is None
     clients = clients or build_clients()
     data = RawData(
@@ -721,12 +872,16 @@ def fetch_live(
             seen = {(s.project, s.region) for s in data.series if s.project and s.region}
             if query.admin:
                 collector.run(runner, _admin_tasks(query, clients, seen - asked))
+            known = [*revisions, *data.revisions]
+            reads = history_reads(query, data, known, now=now, read_through=collector.read_through)
+            history = _read_history(query, clients, runner, collector, reads)
     finally:
         if own_clients:
             clients.close()
     _raise_if_unusable(collector)
     drop_duplicate_series(data)
     data.problems.extend(collector.problems())
+    data.problems.extend(history)
     data.problems.extend(_missing_services(query, data))
     return data
 
@@ -745,6 +900,23 @@ def fetch_admin(query: LiveQuery, places: Iterable[tuple[str, str]], *, clients:
             raise error
     data.problems.extend(collector.problems())
     return data
+
+
+def _read_history(
+    query: LiveQuery, clients: GoogleClients, runner: _Runner, collector: _Collector, reads: list[HistoryRead]
+) -> list[Problem]:
+    """Read ``reads`` into the collector's data, on one progress bar with it; their failures are kept
+    apart (a Problem saying the analysis went on without history), never raised, whatever they are."""
+    if not reads:
+        return []
+    history = _Collector(query, collector.data, collector.capture, collector.progress)
+    history.done, history.total = collector.done, collector.total
+    history.run(runner, _history_tasks(query, clients, reads, capture=collector.capture is not None))
+    said = "the first hours after the deploy of revisions serving at the window's start were not read, so "
+    return [
+        replace(p, message=f"{said}their warm-up is judged from the window alone: {p.message}")
+        for p in history.problems()
+    ]
 
 
 def _raise_if_unusable(collector: _Collector) -> None:

@@ -4,9 +4,10 @@ A fake is an object with ``handlers() -> list[grpc.GenericRpcHandler]`` and a ``
 ``serve(fake, ...)`` starts a real gRPC server on 127.0.0.1 (port 0 = any free port) so Google's own
 client libraries can talk to it over a plaintext channel, exactly as with the emulator variables.
 
-Faults are rules matched in order against each incoming call (method, project); a rule fires
-``times`` times (None = forever) and answers with a gRPC status, optionally with the rich
-``google.rpc`` error details the real APIs attach (ErrorInfo for a disabled API).
+Faults are rules matched in order against each incoming call (method, project, and optionally a text
+its detail holds, e.g. a filter term); a rule fires ``times`` times (None = forever) and answers with
+a gRPC status, optionally with the rich ``google.rpc`` error details the real APIs attach (ErrorInfo
+for a disabled API).
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ class Fault:
     project: str | None = None  # None matches every project
     times: int | None = 1  # how many calls it fails; None = every call
     details: tuple[Message, ...] = ()
+    detail_contains: str = ""  # matches only calls whose detail (parent/name and filter) holds this text
 
-    def matches(self, method: str, project: str) -> bool:
+    def matches(self, method: str, project: str, detail: str = "") -> bool:
         return (
             (self.times is None or self.times > 0)
             and (not self.methods or method in self.methods)
             and self.project in (None, project)
+            and self.detail_contains in detail
         )
 
 
@@ -93,7 +96,7 @@ class Behaviour:
         if self.latency_s:
             time.sleep(self.latency_s)
         with self._lock:
-            fault = next((f for f in self.faults if f.matches(method, project)), None)
+            fault = next((f for f in self.faults if f.matches(method, project, detail)), None)
             if fault is not None and fault.times is not None:
                 fault.times -= 1
             headers = tuple((str(m.key), str(m.value)) for m in context.invocation_metadata() or ())
