@@ -22,7 +22,11 @@ One service at a time, minute by minute, it simulates what a Cloud Run service r
 It emits exactly what the Cloud Monitoring v3 ``timeSeries.list`` REST call returns for raw
 (``ALIGN_NONE``) data, as proto3 JSON, plus Cloud Run Admin API v2 ``revisions.list`` and
 ``services.list`` bodies, and ground truth (true totals per revision, and each anomaly's realized
-leak slope and its excess against a counterfactual run without the anomaly).
+leak slope and its excess against a counterfactual run without the anomaly). For the revision serving
+at the window start it also emits, in documents of their own (``history-*``), that revision's first hours
+after its deploy before the window (memory utilizations, request count, instance count), as a live
+source reads them to learn the service's after-deploy warm-up; they come from random streams of their
+own, so the window's documents and truth are the same with or without them.
 
 ``demo_documents()`` is the bundled demo: the incident of docs/incident.md on three services.
 """
@@ -57,6 +61,15 @@ OOM_FRACTION = 1.0  # the container is killed when its memory reaches the limit
 THRASH_START = 0.85  # above this fraction of the limit a garbage collector runs nearly continuously
 BILLING_ROUNDING_S = 0.1  # request-based billable time is rounded up to 100 ms per busy period
 CONTAINER_NAME = "app"
+# The serving revision's first hours before the window ("history"): a live source reads, for the
+# revision serving at the window start, these metrics from its deploy for at most HISTORY_HOURS, when
+# it was deployed between HISTORY_MIN_AGE and HISTORY_MAX_AGE before the window start (the analyzer
+# learns the service's after-deploy warm-up from them). Their documents' stems start with HISTORY_STEM.
+HISTORY_HOURS = 72
+HISTORY_MIN_AGE = timedelta(hours=1)
+HISTORY_MAX_AGE = timedelta(days=14)
+HISTORY_METRICS = frozenset({"container/memory/utilizations", "request_count", "container/instance_count"})
+HISTORY_STEM = "history-"
 
 # Bucket layouts of Cloud Run's distributions (unverified against a live project: kept here, in data).
 UTILIZATION_BUCKETS: dict[str, Any] = {
@@ -298,6 +311,8 @@ class SimulatedService:
     anomalies: list[AnomalyTruth]
     timeline: Timeline
     counterfactual: Timeline | None = None
+    # The serving revision's first hours before the window (HISTORY_METRICS only), metric -> messages.
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def documents(self, *, page_points: int | None = None) -> list[Document]:
         """This service alone as snapshot documents."""
@@ -955,16 +970,36 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass(frozen=True, slots=True)
+class _Only:
+    """Emit just these metrics of just this revision (the history): skips building what is thrown away."""
+
+    revision: int
+    metrics: frozenset[str]
+
+
 def _emit(
-    spec: ServiceSpec, run: _Run, window: _Window, rng: np.random.Generator, *, with_series: bool = True
+    spec: ServiceSpec,
+    run: _Run,
+    window: _Window,
+    rng: np.random.Generator,
+    *,
+    with_series: bool = True,
+    only: _Only | None = None,
 ) -> _Emitted:
     """Turn a run into Cloud Monitoring series (per revision) and the window's timeline."""
     with _gc_paused():
-        return _emit_unpaused(spec, run, window, rng, with_series=with_series)
+        return _emit_unpaused(spec, run, window, rng, with_series=with_series, only=only)
 
 
 def _emit_unpaused(
-    spec: ServiceSpec, run: _Run, window: _Window, rng: np.random.Generator, *, with_series: bool
+    spec: ServiceSpec,
+    run: _Run,
+    window: _Window,
+    rng: np.random.Generator,
+    *,
+    with_series: bool,
+    only: _Only | None = None,
 ) -> _Emitted:
     lo, hi = window.lo, window.hi
     rows = hi - lo
@@ -994,9 +1029,15 @@ def _emit_unpaused(
         starts = _times(window.ends - STEP_SECONDS)
         delta = [{"startTime": s0, "endTime": e0} for s0, e0 in zip(starts, ends, strict=True)]
         gauge = [{"endTime": e0} for e0 in ends]
-        latency = _latency_stats(spec, run, lo, hi, by_code, keep, rng)
+        latency = (
+            _latency_stats(spec, run, lo, hi, by_code, keep, rng)
+            if only is None or "request_latencies" in only.metrics
+            else {}
+        )
         utilization = (_count_rows(mem_counts), mem_mean, mem_ssd, _count_rows(cpu_counts), cpu_mean, cpu_ssd)
         for r_idx in range(len(revs)):
+            if only is not None and r_idx != only.revision:
+                continue
             own_drains = [d for d in drains if d.revision == r_idx and keep[d.minute]]
             _emit_revision(
                 spec,
@@ -1014,6 +1055,7 @@ def _emit_unpaused(
                 latency,
                 billable,
                 rng,
+                None if only is None else only.metrics,
             )
 
     mem_min = np.where(alive, mem_frac, np.inf).min(axis=1)
@@ -1054,8 +1096,10 @@ def _emit_revision(
     latency: Mapping[str, tuple[IntArray, FloatArray, FloatArray, list[list[str]]]],
     billable: FloatArray,
     rng: np.random.Generator,
+    metrics: frozenset[str] | None = None,
 ) -> None:
-    """Every series of one revision: the minutes it served, plus the idle minutes of its drain."""
+    """Every series of one revision (or only ``metrics``): the minutes it served, plus the idle minutes
+    of its drain."""
     rev = spec.revisions[r_idx]
     name = rev.name
     mem_rows, mem_mean, mem_ssd, cpu_rows, cpu_mean, cpu_ssd = utilization
@@ -1068,7 +1112,7 @@ def _emit_revision(
         labels: Mapping[str, str],
         points: list[dict[str, Any]],
     ) -> None:
-        if points:
+        if points and (metrics is None or metric in metrics):
             series.setdefault(metric, []).append(
                 _series(metric, kind, value_type, unit, spec, name, labels, points)
             )
@@ -1519,14 +1563,83 @@ def _timeline_only(
     return emitted.timeline, emitted.billable
 
 
+@dataclass(frozen=True, slots=True)
+class _HistorySpan:
+    """The serving revision's first minutes before the window: row i ends at sim_start + 60·(i + 1)."""
+
+    revision: int
+    sim_start: int  # start of the revision's first whole minute (its deploy rounded up to the minute)
+    minutes: int
+
+
+def _history_span(spec: ServiceSpec, start: datetime) -> _HistorySpan | None:
+    """Where the history of the revision serving at ``start`` lies, or None when there is none to read.
+
+    It starts at the first whole minute after the deploy (the minute holding the deploy is still served
+    by the previous revision, as in ``_simulate``) and ends before ``start`` (a point ending at the
+    window start is not the window's, nor read by its query) and at most HISTORY_HOURS after the deploy.
+    """
+    serving = [i for i, r in enumerate(spec.revisions) if r.deployed_at <= start]
+    if not serving:
+        return None
+    revision = serving[-1]
+    deployed = spec.revisions[revision].deployed_at
+    if not HISTORY_MIN_AGE <= start - deployed <= HISTORY_MAX_AGE:
+        return None
+    first = -(-int(deployed.timestamp()) // STEP_SECONDS) * STEP_SECONDS  # as _revision_minutes rounds
+    last_end = min(
+        _aligned(deployed + timedelta(hours=HISTORY_HOURS)),
+        -(-math.ceil(start.timestamp()) // STEP_SECONDS) * STEP_SECONDS - STEP_SECONDS,
+    )
+    minutes = (last_end - first) // STEP_SECONDS
+    return _HistorySpan(revision, first, minutes) if minutes > 0 else None
+
+
+def _history(
+    spec: ServiceSpec,
+    start: datetime,
+    window_run: _Run,
+    window_sim_start: int,
+    seq: np.random.SeedSequence,
+) -> dict[str, list[dict[str, Any]]]:
+    """The serving revision's HISTORY_METRICS series from its deploy to the window start.
+
+    When the window's own run already covers the deploy (burn-in, or a leak simulated from its deploy)
+    its rows are emitted, so the history continues into the window exactly; otherwise the revision is
+    simulated on its own from the deploy, which starts fresh instances as a deploy does. Either way only
+    ``seq`` is drawn from (the window run's streams are untouched, so the window's documents and truth
+    are the same with history on or off).
+    """
+    span = _history_span(spec, start)
+    if span is None:
+        return {}
+    run_seq, emit_seq = seq.spawn(2)
+    if window_sim_start <= span.sim_start:
+        run, lo = window_run, (span.sim_start - window_sim_start) // STEP_SECONDS
+    else:
+        run, lo = _simulate(spec, span.sim_start, span.minutes, _aligned(start), run_seq), 0
+    ends = span.sim_start + STEP_SECONDS * (np.arange(span.minutes, dtype=np.int64) + 1)
+    window = _Window(lo, lo + span.minutes, ends, _gap_mask(spec, ends))
+    only = _Only(span.revision, HISTORY_METRICS)
+    return _emit(spec, run, window, np.random.default_rng(emit_seq), only=only).series
+
+
 def simulate_service(
-    spec: ServiceSpec, *, start: datetime, end: datetime, seed: int, counterfactual: bool = True
+    spec: ServiceSpec,
+    *,
+    start: datetime,
+    end: datetime,
+    seed: int,
+    counterfactual: bool = True,
+    history: bool = True,
 ) -> SimulatedService:
     """Simulate one service over [start, end) and emit its documents and ground truth.
 
     The first revision must be deployed at or before ``start``. With ``counterfactual`` (and an
     anomalous revision in the spec) the service is simulated a second time with the anomalies
-    removed, on the same traffic, to measure their excess instances and cost.
+    removed, on the same traffic, to measure their excess instances and cost. With ``history`` the
+    revision serving at ``start`` also gets its first hours before the window (``_history``), from
+    random streams of its own: the window's documents and truth do not depend on it.
     """
     if spec.revisions[0].deployed_at > start:
         raise ValueError(f"service {spec.service!r}: the first revision must be deployed by the window start")
@@ -1537,6 +1650,7 @@ def simulate_service(
     ends = sim_start + STEP_SECONDS * (np.arange(lo, hi, dtype=np.int64) + 1)
     window = _Window(lo, hi, ends, _gap_mask(spec, ends))
     emitted = _emit(spec, run, window, np.random.default_rng(emit_seq))
+    history_series = _history(spec, start, run, sim_start, seq.spawn(1)[0]) if history else {}
 
     cf_timeline: Timeline | None = None
     cf_billable: FloatArray | None = None
@@ -1561,6 +1675,7 @@ def simulate_service(
         anomalies=_anomaly_truth(spec, emitted.timeline, cf_timeline, cf_billable, start, end),
         timeline=emitted.timeline,
         counterfactual=cf_timeline,
+        history=history_series,
     )
 
 
@@ -1591,25 +1706,37 @@ def _paged(series: list[dict[str, Any]], page_points: int) -> list[dict[str, Any
     return pages
 
 
-def snapshot_documents(
-    services: Sequence[SimulatedService], *, page_points: int | None = None
+def _series_documents(
+    per_service: Sequence[Mapping[str, list[dict[str, Any]]]], prefix: str, page_points: int | None
 ) -> list[Document]:
-    """(sub, stem, body) documents for ``write_snapshot``/``ingest``: one timeSeries.list response per
-    metric covering every service (the fleet-efficient query), one revisions.list per service and one
-    services.list per project and region. ``page_points`` splits responses into pages (files).
-    """
+    """One timeSeries.list response per metric over every service, stems prefixed with ``prefix``."""
     by_metric: dict[str, list[dict[str, Any]]] = {}
-    for sim in services:
-        for metric, messages in sim.series.items():
+    for series in per_service:
+        for metric, messages in series.items():
             by_metric.setdefault(metric, []).extend(messages)
     documents: list[Document] = []
     for metric in sorted(by_metric):
         messages = by_metric[metric]
+        stem = prefix + _stem(metric)
         if page_points is None:
-            documents.append(("timeSeries", _stem(metric), {"timeSeries": messages}))
+            documents.append(("timeSeries", stem, {"timeSeries": messages}))
         else:
             for i, page in enumerate(_paged(messages, page_points)):
-                documents.append(("timeSeries", f"{_stem(metric)}.page{i + 1:03d}", page))
+                documents.append(("timeSeries", f"{stem}.page{i + 1:03d}", page))
+    return documents
+
+
+def snapshot_documents(
+    services: Sequence[SimulatedService], *, page_points: int | None = None
+) -> list[Document]:
+    """(sub, stem, body) documents for ``write_snapshot``/``ingest``: one timeSeries.list response per
+    metric covering every service (the fleet-efficient query), then one per metric of the services'
+    history (stems starting with HISTORY_STEM: the serving revisions' first hours before the window, as a
+    live source reads them), one revisions.list per service and one services.list per project and region.
+    ``page_points`` splits responses into pages (files).
+    """
+    documents = _series_documents([sim.series for sim in services], "", page_points)
+    documents += _series_documents([sim.history for sim in services], HISTORY_STEM, page_points)
     for sim in services:
         documents.append(
             ("revisions", f"{sim.spec.project}.{sim.spec.region}.{sim.spec.service}", sim.revisions_body)
@@ -1623,10 +1750,17 @@ def snapshot_documents(
 
 
 def simulate_fleet(
-    specs: Iterable[ServiceSpec], *, start: datetime, end: datetime, seed: int, counterfactual: bool = True
+    specs: Iterable[ServiceSpec],
+    *,
+    start: datetime,
+    end: datetime,
+    seed: int,
+    counterfactual: bool = True,
+    history: bool = True,
 ) -> list[SimulatedService]:
     return [
-        simulate_service(s, start=start, end=end, seed=seed, counterfactual=counterfactual) for s in specs
+        simulate_service(s, start=start, end=end, seed=seed, counterfactual=counterfactual, history=history)
+        for s in specs
     ]
 
 
@@ -1846,9 +1980,14 @@ def demo_specs() -> list[ServiceSpec]:
     return [router, checkout, catalog]
 
 
-def demo_services(*, counterfactual: bool = True) -> list[SimulatedService]:
+def demo_services(*, counterfactual: bool = True, history: bool = True) -> list[SimulatedService]:
     return simulate_fleet(
-        demo_specs(), start=DEMO_START, end=DEMO_END, seed=DEMO_SEED, counterfactual=counterfactual
+        demo_specs(),
+        start=DEMO_START,
+        end=DEMO_END,
+        seed=DEMO_SEED,
+        counterfactual=counterfactual,
+        history=history,
     )
 
 

@@ -903,9 +903,13 @@ def _hourly_cpu_ratio(tl: sim.Timeline, cf: sim.Timeline) -> np.ndarray:
 
 
 def build(
-    scenario: Scenario,
+    scenario: Scenario, *, history: bool = True
 ) -> tuple[list[sim.SimulatedService], list[sim.Document], dict[str, Any], dict[str, Any]]:
-    """Simulate a scenario: (services, snapshot documents, manifest, labels.json body)."""
+    """Simulate a scenario: (services, snapshot documents, manifest, labels.json body).
+
+    ``history`` adds the serving revisions' first hours before the window (``history-*`` documents, as
+    a live source reads them); the window's documents and the labels are the same either way.
+    """
     anomalous = {e.service for e in scenario.episodes}
     services = [
         sim.simulate_service(
@@ -914,6 +918,7 @@ def build(
             end=scenario.end,
             seed=scenario.seed,
             counterfactual=spec.service in anomalous,
+            history=history,
         )
         for spec in scenario.specs
     ]
