@@ -67,18 +67,19 @@ def _make_one(job: tuple[int, int, str, str]) -> None:
 
 
 def make(args: argparse.Namespace) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     jobs = []
     if args.classes:
         for spec in args.classes:
             klass, _, n = spec.partition(":")
-            jobs += [(args.seed, i, klass, str(OUT / f"s{args.seed}-{klass}-{i:04d}.pkl")) for i in range(int(n))]
+            jobs += [(args.seed, i, klass, str(out / f"s{args.seed}-{klass}-{i:04d}.pkl")) for i in range(int(n))]
     else:
         classes = scenarios.suite_classes(args.count, args.seed)
-        jobs = [(args.seed, i, k, str(OUT / f"s{args.seed}-{i:04d}-{k}.pkl")) for i, k in enumerate(classes)]
+        jobs = [(args.seed, i, k, str(out / f"s{args.seed}-{i:04d}-{k}.pkl")) for i, k in enumerate(classes)]
     with Pool(args.workers) as pool:
         pool.map(_make_one, jobs, chunksize=1)
-    print(f"{len(jobs)} scenarios in {OUT}")
+    print(f"{len(jobs)} scenarios in {out}")
 
 
 Found = tuple[str, str, str, pd.Timestamp, str, str, str, float | None]  # kind, service, revision, onset, summary,
@@ -98,6 +99,15 @@ def _hit(found: Found) -> dict[str, str | float | None]:
             "excess_fraction": found[7]}
 
 
+def _load(path: str) -> tuple[Frames, dict[str, Any]]:
+    """A pickled scenario; one made before ``Frames.history`` existed gets none."""
+    with open(path, "rb") as f:
+        frames, labels = pickle.load(f)
+    if not hasattr(frames, "history"):
+        frames.history = frames.metrics.iloc[:0]
+    return frames, labels
+
+
 def _strict(label: dict[str, Any], found: Found, window_start: float) -> bool:
     hit = {"revision": found[2], "carried_by": found[5], "onset": found[3].strftime("%Y-%m-%dT%H:%M:%SZ")}
     return found[:2] == (label["kind"], label["service"]) and strict_pair(label, hit, window_start)
@@ -109,8 +119,7 @@ def _window_start(labels: dict[str, Any]) -> float:
 
 def _analyze(path: str) -> tuple[str, dict[str, Any], list[Found], dict[str, pd.Timestamp]]:
     """The scenario's labels, the analyzer's findings and each revision's deploy time."""
-    with open(path, "rb") as f:
-        frames, labels = pickle.load(f)
+    frames, labels = _load(path)
     deploys = {name: pd.Timestamp(info.create_time) for (_, name), info in frames.revisions.items()
                if info.create_time is not None}
     return path, labels, _found(analyze_frames(frames, AnalysisConfig())), deploys
@@ -209,8 +218,7 @@ def _cut(frames: Frames, at: pd.Timestamp) -> Frames:
 
 
 def _delay_one(path: str) -> list[tuple[str, float, float | None]]:
-    with open(path, "rb") as f:
-        frames, labels = pickle.load(f)
+    frames, labels = _load(path)
     out = []
     for label in labels["labels"]:
         if label["kind"] != "memory_baseline_rise" or not label.get("strong") or label["onset_before_window"]:
@@ -248,8 +256,7 @@ CUT_HOURS = (5, 8, 12, 24, 48)
 def _cuts_one(path: str) -> list[tuple[str, str, float, bool]]:
     """A negative scenario cut at each deploy inside its window + ``CUT_HOURS``: whether the analysis of
     each cut has a memory finding (a false leak: a report run hours after a routine deploy)."""
-    with open(path, "rb") as f:
-        frames, labels = pickle.load(f)
+    frames, labels = _load(path)
     if labels["positive"]:
         return []
     out = []
@@ -283,6 +290,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--count", type=int, default=100, help="scenarios, in a suite's class mix")
     p.add_argument("--classes", nargs="*", help="CLASS:N instead: N scenarios of each class")
+    p.add_argument("--out", default=str(OUT), help="directory of the pickles (one that exists is not made again)")
     p.set_defaults(run=make)
     for name, run in (("score", score), ("delay", delay), ("cuts", cuts)):
         p = sub.add_parser(name)
