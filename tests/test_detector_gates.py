@@ -576,3 +576,23 @@ def test_rows_before_the_window_are_neither_priced_nor_judged() -> None:
     assert with_history.findings == without.findings == []
     costs = [[(r.cost.cost_usd, r.cost.window_hours) for r in a.services] for a in (with_history, without)]
     assert costs[0] == costs[1] and costs[0][0][1] == 48.0
+
+
+def test_a_fast_leak_is_weighed_at_its_own_pace_up_to_the_fastest(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Five hourly troughs climbing 35 % of the limit a day, the service's hourly noise 1.18 %: weighed at
+    # its own pace the ratio passes log(1/ALPHA); weighed at no more than 20 % a day (a cap half as high)
+    # it does not yet, nor at the slowest pace alone (the test before the pace was profiled).
+    age = np.arange(5.0)
+    ramp = 0.35 / 24.0 * age
+    bar = np.log(1.0 / envelope.ALPHA)
+    assert envelope.drift_llr(ramp, age, 0.0118)[-1] > bar
+    monkeypatch.setattr(envelope, "FASTEST_DRIFT_PER_DAY", envelope.DRIFT_PER_DAY)
+    assert envelope.drift_llr(ramp, age, 0.0118)[-1] < bar
+
+
+def test_a_jump_of_the_last_trough_is_not_weighed_as_a_leak_faster_than_the_fastest() -> None:
+    # Five flat hourly troughs, then one 5 % of the limit higher (a spike, a partial last bin), noise
+    # 1.065 %: at most 40 % a day the ratio stays under log(1/ALPHA); a cap twice as high passes it.
+    age = np.arange(6.0)
+    jump = np.asarray([0.0, 0.0, 0.0, 0.0, 0.0, 0.05])
+    assert envelope.drift_llr(jump, age, 0.01065)[-1] < np.log(1.0 / envelope.ALPHA)

@@ -19,11 +19,12 @@ Method, per service:
    level, for a flat course), widened for their lag-1 autocorrelation;
 3. a sequential test on a revision's residuals (its troughs less its start level, the load term and
    the envelope at its age), hour by hour from its warm-up: the log likelihood ratio of a drift of
-   ``DRIFT_PER_DAY`` of the limit per day against none, the level profiled out and the drift's start
-   unknown (the highest ratio over every start, a generalized likelihood ratio, so a flag flipped a
-   day after the deploy is not diluted by the flat day before it). It alarms when the ratio passes
-   ``log(1 / ALPHA)`` (Ville's bound for a drift from the first bin; with the start free it is a floor,
-   not a bound), and at least ``HEALTHY_MARGIN`` times the highest ratio any healthy revision reached
+   ``DRIFT_PER_DAY`` to ``FASTEST_DRIFT_PER_DAY`` of the limit per day against none, the level profiled
+   out and the drift's start and pace unknown (the highest ratio over every start and pace, a
+   generalized likelihood ratio, so a flag flipped a day after the deploy is not diluted by the flat day
+   before it, nor a fast leak weighed as a slow one). It alarms when the ratio passes
+   ``log(1 / ALPHA)`` (Ville's bound for a drift of known pace from the first bin; with the start and
+   pace free it is a floor, not a bound), and at least ``HEALTHY_MARGIN`` times the highest ratio any healthy revision reached
    against the envelope of the others (the same statistic, so the bar follows this service's noise);
 4. an alarm is reported when the climb also passes the memory size gates (a slope of at least
    ``MIN_SLOPE_PER_DAY``, the configured ``min_rise``), spans ``MIN_CLIMB_BINS`` hourly troughs and
@@ -48,7 +49,10 @@ from analyzer.model import FloatArray
 
 ENVELOPE_MIN_HOURS = 12.0  # a revision must have served this long to show the service's after-deploy course
 ENVELOPE_HOURS = 72  # ages the envelope covers; older revisions are judged by the trend test alone
-DRIFT_PER_DAY = 0.10  # the drift the SPRT is tuned to find: a leak of 10 % of the limit a day
+DRIFT_PER_DAY = 0.10  # the slowest drift the SPRT is tuned to find: a leak of 10 % of the limit a day
+# The fastest pace it weighs a drift at: a faster one is weighed at this pace (its likelihood ratio over a
+# few hours then does not reward a jump of the last bin or two as a very fast leak).
+FASTEST_DRIFT_PER_DAY = 0.40
 ALPHA = 1e-3  # the chance, per revision, of an alarm without a drift (if the noise model held)
 HEALTHY_MARGIN = 1.5  # the alarm is also at least this times the highest ratio a healthy revision reached
 START_BINS = 2  # the revision's start level: the median of its first troughs
@@ -167,11 +171,16 @@ def _load_slope(series: list[_Series]) -> float:
 
 
 def drift_llr(residual: FloatArray, age: FloatArray, noise: float) -> FloatArray:
-    """Per bin, the log likelihood ratio of a drift of ``DRIFT_PER_DAY`` against none on the residuals up
-    to that bin, the drift's start unknown (the highest ratio over every start that leaves
-    ``MIN_RAMP_BINS`` after it; the level profiled out): a leak from the deploy starts at the first bin,
-    one switched on hours later (a flag flipped) at a later one, and the level before it then counts as
-    the level the drift left."""
+    """Per bin, the log likelihood ratio of a drift against none on the residuals up to that bin, the
+    drift's start unknown (the highest ratio over every start that leaves ``MIN_RAMP_BINS`` after it; the
+    level profiled out): a leak from the deploy starts at the first bin, one switched on hours later (a
+    flag flipped) at a later one, and the level before it then counts as the level the drift left. The
+    drift's pace is profiled too, between ``DRIFT_PER_DAY`` and ``FASTEST_DRIFT_PER_DAY``: weighed at
+    the slowest pace only, a leak of 25 % a day took an hour or two longer to pass the bar (with hourly
+    troughs that noisy, an hour is a third of the wait); above the fastest, a jump of the last bins would
+    read as a leak. The healthy revisions' own highest ratio, which sets the alarm with it
+    (``HEALTHY_MARGIN``), is the same statistic, so the freer fit raises the bar where it finds more
+    in healthy data."""
     drift = DRIFT_PER_DAY / 24.0
     n = len(residual)
     out = np.zeros(n)
@@ -192,7 +201,10 @@ def drift_llr(residual: FloatArray, age: FloatArray, noise: float) -> FloatArray
     # centred over the m bins (the level profiled out)
     cross = sum_xr - sum_x / ends * s_r[ends]
     spread = sum_xx - sum_x**2 / ends
-    ratios = (drift * cross - drift**2 * spread / 2.0) / noise**2
+    # the drift profiled too, between DRIFT_PER_DAY and FASTEST_DRIFT_PER_DAY (cross / spread is its
+    # least-squares pace): a fast leak is not weighed as a slow one
+    pace = np.clip(cross / np.maximum(spread, 1e-18), drift, FASTEST_DRIFT_PER_DAY / 24.0)
+    ratios = (pace * cross - pace**2 * spread / 2.0) / noise**2
     ratios[starts > ends - MIN_RAMP_BINS] = -np.inf
     out[MIN_RAMP_BINS - 1:] = ratios.max(axis=1)
     return out
