@@ -106,6 +106,9 @@ class Frames:
     _positions: dict[tuple[str, str, str], np.ndarray] | None = field(default=None, init=False, repr=False,
                                                                        compare=False)
     _body: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)  # metrics, no names
+    # Row positions of each service in ``history``, found once.
+    _history_positions: dict[tuple[str, str, str], np.ndarray] | None = field(default=None, init=False, repr=False,
+                                                                               compare=False)
 
     def service_metrics(self, key: ServiceKey) -> pd.DataFrame:
         """The service's rows, in table order, without the project, region and service columns (the key
@@ -128,9 +131,15 @@ class Frames:
         history: pd.DataFrame | None = getattr(self, "history", None)  # absent in Frames pickled before it
         if history is None or history.empty:
             return pd.DataFrame(columns=["revision", "ts"])
-        mask = ((history["project"] == key.project) & (history["region"] == key.region)
-                & (history["service"] == key.service)).to_numpy()
-        return history.loc[mask].drop(columns=["project", "region", "service"])
+        positions = getattr(self, "_history_positions", None)
+        if positions is None:  # grouped once: a fleet's batch asks for every service's
+            grouped = history.groupby(["project", "region", "service"], sort=False).indices
+            positions = self._history_positions = {cast(tuple[str, str, str], k): np.asarray(v)
+                                                   for k, v in grouped.items()}
+        found = positions.get((key.project, key.region, key.service))
+        if found is None:
+            return pd.DataFrame(columns=["revision", "ts"])
+        return history.take(found).drop(columns=["project", "region", "service"])
 
     def sidecar_memory(self, key: ServiceKey) -> pd.DataFrame:
         """The service's rows of ``sidecars`` (empty for a service without sidecars)."""

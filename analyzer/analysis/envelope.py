@@ -24,8 +24,9 @@ Method, per service:
    generalized likelihood ratio, so a flag flipped a day after the deploy is not diluted by the flat day
    before it, nor a fast leak weighed as a slow one). It alarms when the ratio passes
    ``log(1 / ALPHA)`` (Ville's bound for a drift of known pace from the first bin; with the start and
-   pace free it is a floor, not a bound), and at least ``HEALTHY_MARGIN`` times the highest ratio any healthy revision reached
-   against the envelope of the others (the same statistic, so the bar follows this service's noise);
+   pace free it is a floor, not a bound), and at least ``HEALTHY_MARGIN`` times the highest ratio any
+   healthy revision reached against the envelope of the others (the same statistic, so the bar follows
+   this service's noise);
 4. an alarm is reported when the climb also passes the memory size gates (a slope of at least
    ``MIN_SLOPE_PER_DAY``, the configured ``min_rise``), spans ``MIN_CLIMB_BINS`` hourly troughs and
    still holds at the end of the data (its last third rises at half its pace); the onset is the
