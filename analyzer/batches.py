@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar
 from analyzer.analysis import Analysis
 from analyzer.config import AnalysisConfig
 from analyzer.errors import NoDataError
-from analyzer.model import Problem, RawData, RawSeries, ServiceKey
+from analyzer.model import HISTORY_HOURS, Problem, RawData, RawSeries, ServiceKey
 
 T = TypeVar("T")
 Summarize = Callable[[Analysis], T]
@@ -77,7 +77,7 @@ class LiveBatch:
     end: datetime
     now: datetime | None = None
     listed: bool = False  # revisions and services came with the batch (listed once for the fleet)
-    history_hours: int = 72  # first hours read of revisions deployed before the window (LiveQuery's)
+    history_hours: int = HISTORY_HOURS  # first hours read of revisions deployed before the window (LiveQuery's)
 
 
 @dataclass(slots=True)

@@ -16,6 +16,13 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
+# The serving revision's first hours before the window (the "history"): what a live source reads of each
+# revision serving at the window's start, from its deploy (``sources.live``), and what the simulator emits
+# alike (``simulate``); ``frames`` keeps the points apart (``Frames.history``).
+HISTORY_HOURS = 72  # hours after the deploy
+HISTORY_METRICS = frozenset({"container/memory/utilizations", "request_count", "container/instance_count"})
+HISTORY_STEM = "history-"  # how their snapshot files' names begin
+
 @dataclass(frozen=True, slots=True)
 class ServiceKey:
     """One Cloud Run service: the unit the report is organised by."""

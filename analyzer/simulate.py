@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analyzer.model import HISTORY_HOURS, HISTORY_METRICS, HISTORY_STEM
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -61,15 +63,10 @@ OOM_FRACTION = 1.0  # the container is killed when its memory reaches the limit
 THRASH_START = 0.85  # above this fraction of the limit a garbage collector runs nearly continuously
 BILLING_ROUNDING_S = 0.1  # request-based billable time is rounded up to 100 ms per busy period
 CONTAINER_NAME = "app"
-# The serving revision's first hours before the window ("history"): a live source reads, for the
-# revision serving at the window start, these metrics from its deploy for at most HISTORY_HOURS, when
-# it was deployed between HISTORY_MIN_AGE and HISTORY_MAX_AGE before the window start (the analyzer
-# learns the service's after-deploy warm-up from them). Their documents' stems start with HISTORY_STEM.
-HISTORY_HOURS = 72
+# The serving revision's first hours before the window ("history", ``model.HISTORY_*``: what a live source
+# reads): emitted when it was deployed between HISTORY_MIN_AGE and HISTORY_MAX_AGE before the window start.
 HISTORY_MIN_AGE = timedelta(hours=1)
 HISTORY_MAX_AGE = timedelta(days=14)
-HISTORY_METRICS = frozenset({"container/memory/utilizations", "request_count", "container/instance_count"})
-HISTORY_STEM = "history-"
 
 # Bucket layouts of Cloud Run's distributions (unverified against a live project: kept here, in data).
 UTILIZATION_BUCKETS: dict[str, Any] = {

@@ -26,19 +26,11 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import monitoring_v3
 
 from analyzer.errors import AnalyzerError, ApiDisabledError, CredentialsError, PermissionDeniedError
-from analyzer.model import Problem, RawData, RevisionInfo, ServiceKey
+from analyzer.model import HISTORY_HOURS, Problem, RawData, RevisionInfo, ServiceKey
 from analyzer.sources import restjson
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import GoogleClients
-from analyzer.sources.live import (
-    HISTORY_HOURS,
-    METRIC_PREFIX,
-    LiveQuery,
-    Progress,
-    fetch_admin,
-    fetch_live,
-    map_error,
-)
+from analyzer.sources.live import METRIC_PREFIX, LiveQuery, Progress, fetch_admin, fetch_live, map_error
 
 FETCH_BATCH = 25  # services read by one fetch_live call (see the module docstring)
 DISCOVERY_METRIC = "container/instance_count"

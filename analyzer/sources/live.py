@@ -60,7 +60,7 @@ from analyzer.errors import (
     QuotaExhaustedError,
     SourceError,
 )
-from analyzer.model import Problem, RawData, RevisionInfo
+from analyzer.model import HISTORY_HOURS, HISTORY_METRICS, HISTORY_STEM, Problem, RawData, RevisionInfo
 from analyzer.sources import columnar, rawpages, restjson, snapshot
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import LOGIN_HINT, GoogleClients, build_clients
@@ -79,9 +79,6 @@ RETRYABLE = (
     api_exceptions.ResourceExhausted,
 )
 # History: the serving revision's first hours before the window (see the module docstring).
-HISTORY_HOURS = 72
-HISTORY_METRICS = ("container/memory/utilizations", "request_count", "container/instance_count")
-HISTORY_STEM = "history-"  # as the simulator's documents (simulate.HISTORY_STEM)
 RETENTION = timedelta(days=42)  # how long Cloud Monitoring keeps Cloud Run's metrics
 DAY_S = 86400  # history intervals start at the deploy's UTC day (``history_interval``)
 RETENTION_MARGIN = timedelta(hours=1)  # a deploy this near the edge may have lost its first points already
@@ -339,9 +336,9 @@ def history_requests(
     history point is the same kind of point as the window's)."""
     plan = {metric.metric: metric for metric in query.plan}
     return [
-        (plan[name], _list_request(query, read.project, plan[name], history_filter(name, read), read.interval))
-        for name in HISTORY_METRICS
-        if name in plan
+        (metric, _list_request(query, read.project, metric, history_filter(name, read), read.interval))
+        for name, metric in plan.items()
+        if name in HISTORY_METRICS
     ]
 
 
