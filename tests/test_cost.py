@@ -287,7 +287,8 @@ def test_below_the_reference_the_counterfactual_scales_as_its_quiet_half_does() 
     assert model.predict(np.asarray([50.0]))[0] == pytest.approx(50.0**0.9, rel=0.1)
     assert model.predict(np.asarray([150.0]))[0] == pytest.approx(150.0**0.9, rel=0.01)  # inside: as before
     # Flat quiet bins (a min-instance floor) stay flat; steeper than proportional is held at proportional.
-    assert load_model.LoadModel(points, np.full(12, 7.0), slope_below=True).predict(np.asarray([10.0]))[0] == pytest.approx(7.0, rel=1e-12)
+    flat = load_model.LoadModel(points, np.full(12, 7.0), slope_below=True)
+    assert flat.predict(np.asarray([10.0]))[0] == pytest.approx(7.0, rel=1e-12)
     assert load_model.quiet_elasticity(points, points**2) == 1.0
 
 

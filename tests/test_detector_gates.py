@@ -342,6 +342,23 @@ def test_creep_and_regressions_of_a_carried_leak_go_to_the_revision_that_introdu
                                                 ("memory_baseline_rise", "a", "|b")]
 
 
+@pytest.mark.parametrize(("slower", "found"), [
+    (True, [("instance_creep", "a", "revision a0|b"), ("latency_regression", "a", "a0|b")]),
+    (False, [("instance_creep", "b", "revision a0|")]),
+])
+def test_creep_beside_a_carried_regression_goes_to_the_revision_that_introduced_it(
+        slower: bool, found: list[tuple[str, str, str]]) -> None:
+    # a is 40 % slower than a0 and served 10 h, too few for its extra instances to show (here it had
+    # none yet); b ships the same code, carries a's regression, and runs 45 % more instances for its
+    # load than a0 did. Those instances are the slower requests', reported on a, carried on by b (as
+    # the labelled suite has it: the revision that introduced the change). Without a's regression, b's
+    # extra instances are its own.
+    factor = s.step_up(1.4) if slower else s.step_up(1.0)
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0, latency_factor=factor),
+                 s.Rev("b", 58.0, latency_factor=factor, instance_factor=s.step_up(1.45))]
+    assert _analyze(revisions, until=150.0) == found
+
+
 def test_a_leak_from_its_deploy_stays_with_its_revision_after_a_healthy_day_long_predecessor() -> None:
     # a served 30 h with flat troughs; b leaks from its deploy. a is young enough to have carried b's
     # leak unseen, but its troughs do not climb at b's pace against the service's course: b's leak.

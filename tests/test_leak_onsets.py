@@ -185,6 +185,20 @@ def test_a_flip_the_worst_instance_alone_shows_is_found_but_dated_at_the_deploy(
     assert -38.0 < off_by < -36.0, f"dated {off_by:+.1f} h from the labelled onset"
 
 
+def test_a_flip_after_a_short_first_segment_is_dated_near_the_flip() -> None:
+    """A per-hour leak (36 % of the limit a day) switched on 37 h after the deploy. The worst instance's
+    troughs (2 h bins, in bucket steps) dip one step in their fifth bin, which split a first segment of
+    five bins off the climb; the onset is fitted on a signal's first segment only, one of five bins was
+    left out as too short, and the fleet's typical memory alone (diluted, gain 9 against a bar of 35)
+    dated the leak at the deploy, 61 h early. Fitted on the bins up to the end of the first segment long
+    enough, the flip is clear (gain 65): dated 2.8 h early, still a strict miss (the worst instance's
+    bucket steps pull the hinge back); the test pins that it is dated at the flip, not the deploy."""
+    found, label = _leak_onsets("leak_flag_flipped_after_a_short_first_segment")
+    [(revision, off_by)] = found
+    assert revision == label["revision"]
+    assert -4.0 < off_by < 0.0, f"dated {off_by:+.1f} h from the labelled onset"
+
+
 def test_the_onset_fit_in_blocks_equals_a_least_squares_fit_start_by_start() -> None:
     """``stats.ramp_fits`` (rising only, as the onset uses it) fits every start of the onset's
     five-minute grid in closed form, a block of starts at a time; each must equal a least-squares fit

@@ -809,7 +809,7 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     if other is not None and reading.agrees(other.name, cfg):
         signals.append(other)
     first = float(reading.hours[0])
-    fits = [(x, y, load) for x, y, load in map(partial(_climb_points, reading), signals) if len(y) >= 6]
+    fits = [(x, y, load) for x, y, load in map(partial(_climb_points, reading), signals) if len(y) >= MIN_ONSET_BINS]
     if not fits:
         return first
     starts = np.arange(first, max(float(x[-3]) for x, _, _ in fits) + 1e-9, HINGE_STEP_HOURS)
@@ -834,6 +834,7 @@ def _request_clock(reading: _Reading) -> FloatArray:
     return np.concatenate([[0.0], np.cumsum(served)[:-1]])
 
 
+MIN_ONSET_BINS = 6  # the fewest bins a signal's climb start is fitted on
 HINGE_STEP_HOURS = 1.0 / 12.0  # the onset's grid: a five-minute step, finer than the bins
 
 
@@ -846,10 +847,14 @@ def _climb_points(reading: _Reading, trend: _SignalTrend) -> tuple[FloatArray, F
     effect jointly with each start (a slope of load taken against a straight line, or none under 24
     bins, leaves a first day's traffic hump in the troughs, which reads as a climb from the deploy)."""
     a, b = trend.segments[0]
+    if b - a < MIN_ONSET_BINS:
+        # a first segment too short to date anything (split off by a bucket's dip in the first hours):
+        # the bins up to the end of the first one long enough, flat stretch and all
+        b = next((end for start, end in trend.segments if end - start >= MIN_ONSET_BINS), b)
     picked = trend.positions[a:b]
     column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)
     load = reading.bins["load"].to_numpy(dtype=np.float64)
-    if int(picked[0]) != 0:
+    if int(picked[0]) != 0 or len(picked) > trend.segments[0][1] - a:
         picked = np.flatnonzero(np.isfinite(column[: int(picked[-1]) + 1]))
     known = load[picked]
     fill = float(np.median(known[np.isfinite(known)])) if np.isfinite(known).any() else 0.0
