@@ -190,7 +190,7 @@ def test_a_flip_after_a_short_first_segment_is_dated_near_the_flip() -> None:
     troughs (2 h bins, in bucket steps) dip one step in their fifth bin, which split a first segment of
     five bins off the climb; the onset is fitted on a signal's first segment only, one of five bins was
     left out as too short, and the fleet's typical memory alone (diluted, gain 9 against a bar of 35)
-    dated the leak at the deploy, 61 h early. Fitted on the bins up to the end of the first segment long
+    dated the leak at the deploy, 37 h early. Fitted on the bins up to the end of the first segment long
     enough, the flip is clear (gain 65): dated 2.8 h early, still a strict miss (the worst instance's
     bucket steps pull the hinge back); the test pins that it is dated at the flip, not the deploy."""
     found, label = _leak_onsets("leak_flag_flipped_after_a_short_first_segment")
