@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,11 @@ IntArray = npt.NDArray[np.int64]
 HISTORY_HOURS = 72  # hours after the deploy
 HISTORY_METRICS = frozenset({"container/memory/utilizations", "request_count", "container/instance_count"})
 HISTORY_STEM = "history-"  # how their snapshot files' names begin
+# Read only for revisions deployed after (the end of the analyzed period − METRICS_RETENTION +
+# RETENTION_MARGIN): Cloud Monitoring keeps Cloud Run's metrics six weeks, and a deploy this near
+# that edge may have lost its first points already.
+METRICS_RETENTION = timedelta(days=42)
+RETENTION_MARGIN = timedelta(hours=1)
 
 @dataclass(frozen=True, slots=True)
 class ServiceKey:

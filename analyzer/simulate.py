@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.model import HISTORY_HOURS, HISTORY_METRICS, HISTORY_STEM
+from analyzer.model import HISTORY_HOURS, HISTORY_METRICS, HISTORY_STEM, METRICS_RETENTION, RETENTION_MARGIN
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -64,9 +64,9 @@ THRASH_START = 0.85  # above this fraction of the limit a garbage collector runs
 BILLING_ROUNDING_S = 0.1  # request-based billable time is rounded up to 100 ms per busy period
 CONTAINER_NAME = "app"
 # The serving revision's first hours before the window ("history", ``model.HISTORY_*``: what a live source
-# reads): emitted when it was deployed between HISTORY_MIN_AGE and HISTORY_MAX_AGE before the window start.
+# reads): emitted when it was deployed at least HISTORY_MIN_AGE before the window start and, as the live
+# source reads it, within Cloud Monitoring's retention of the window's end (``model.METRICS_RETENTION``).
 HISTORY_MIN_AGE = timedelta(hours=1)
-HISTORY_MAX_AGE = timedelta(days=14)
 
 # Bucket layouts of Cloud Run's distributions (unverified against a live project: kept here, in data).
 UTILIZATION_BUCKETS: dict[str, Any] = {
@@ -1569,7 +1569,7 @@ class _HistorySpan:
     minutes: int
 
 
-def _history_span(spec: ServiceSpec, start: datetime) -> _HistorySpan | None:
+def _history_span(spec: ServiceSpec, start: datetime, end: datetime) -> _HistorySpan | None:
     """Where the history of the revision serving at ``start`` lies, or None when there is none to read.
 
     It starts at the first whole minute after the deploy (the minute holding the deploy is still served
@@ -1581,7 +1581,7 @@ def _history_span(spec: ServiceSpec, start: datetime) -> _HistorySpan | None:
         return None
     revision = serving[-1]
     deployed = spec.revisions[revision].deployed_at
-    if not HISTORY_MIN_AGE <= start - deployed <= HISTORY_MAX_AGE:
+    if start - deployed < HISTORY_MIN_AGE or deployed <= end - METRICS_RETENTION + RETENTION_MARGIN:
         return None
     first = -(-int(deployed.timestamp()) // STEP_SECONDS) * STEP_SECONDS  # as _revision_minutes rounds
     last_end = min(
@@ -1595,6 +1595,7 @@ def _history_span(spec: ServiceSpec, start: datetime) -> _HistorySpan | None:
 def _history(
     spec: ServiceSpec,
     start: datetime,
+    end: datetime,
     window_run: _Run,
     window_sim_start: int,
     seq: np.random.SeedSequence,
@@ -1607,7 +1608,7 @@ def _history(
     ``seq`` is drawn from (the window run's streams are untouched, so the window's documents and truth
     are the same with history on or off).
     """
-    span = _history_span(spec, start)
+    span = _history_span(spec, start, end)
     if span is None:
         return {}
     run_seq, emit_seq = seq.spawn(2)
@@ -1647,7 +1648,7 @@ def simulate_service(
     ends = sim_start + STEP_SECONDS * (np.arange(lo, hi, dtype=np.int64) + 1)
     window = _Window(lo, hi, ends, _gap_mask(spec, ends))
     emitted = _emit(spec, run, window, np.random.default_rng(emit_seq))
-    history_series = _history(spec, start, run, sim_start, seq.spawn(1)[0]) if history else {}
+    history_series = _history(spec, start, end, run, sim_start, seq.spawn(1)[0]) if history else {}
 
     cf_timeline: Timeline | None = None
     cf_billable: FloatArray | None = None

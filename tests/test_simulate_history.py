@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from google.cloud import monitoring_v3
 
+from analyzer import model
 from analyzer import simulate as sim
 from analyzer.sources.snapshot import read_snapshot, write_snapshot
 from bench import scenarios
@@ -26,7 +27,7 @@ MEMORY = "container/memory/utilizations"
 def _spec(serving_age: timedelta, *, leak: bool = False) -> sim.ServiceSpec:
     """An old revision, then the one serving at START (deployed ``serving_age`` before it, off the minute),
     on a runtime with a two-hour warm-up so the first hours after a deploy rise."""
-    old = sim.RevisionSpec(name="svc-00001-old", deployed_at=START - timedelta(days=30))
+    old = sim.RevisionSpec(name="svc-00001-old", deployed_at=START - timedelta(days=60))
     serving = sim.RevisionSpec(
         name="svc-00002-cur",
         deployed_at=START - serving_age,
@@ -100,11 +101,24 @@ def test_history_from_the_window_run_and_capped_at_its_hours(age: timedelta) -> 
     assert ends[-1] == min(deploy + sim.HISTORY_HOURS * 3600, START.timestamp() - 60)
 
 
-@pytest.mark.parametrize("age", [timedelta(days=20), timedelta(minutes=30)])
+# The live source reads the first hours of revisions deployed after the window's end less Cloud
+# Monitoring's retention (six weeks) plus a margin of an hour: here END - 42 d + 1 h = START - 40 d 23 h.
+EDGE = START - (END - model.METRICS_RETENTION + model.RETENTION_MARGIN)
+
+
+@pytest.mark.parametrize("age", [EDGE, EDGE + timedelta(days=1), timedelta(minutes=30)])
 def test_no_history_for_a_revision_deployed_too_long_or_too_shortly_before(age: timedelta) -> None:
     simulated = _simulate(_spec(age))
     assert simulated.history == {}
     assert not [d for d in simulated.documents() if d[1].startswith(sim.HISTORY_STEM)]
+
+
+@pytest.mark.parametrize("age", [timedelta(days=20), EDGE - timedelta(minutes=5)])
+def test_history_for_a_revision_deployed_weeks_before_within_the_retention(age: timedelta) -> None:
+    # As the live source reads it: three weeks back, or five minutes inside the retention's edge.
+    simulated = _simulate(_spec(age))
+    assert simulated.history
+    assert [d for d in simulated.documents() if d[1].startswith(sim.HISTORY_STEM)]
 
 
 @pytest.mark.parametrize("leak", [False, True])

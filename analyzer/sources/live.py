@@ -60,7 +60,16 @@ from analyzer.errors import (
     QuotaExhaustedError,
     SourceError,
 )
-from analyzer.model import HISTORY_HOURS, HISTORY_METRICS, HISTORY_STEM, Problem, RawData, RevisionInfo
+from analyzer.model import (
+    HISTORY_HOURS,
+    HISTORY_METRICS,
+    HISTORY_STEM,
+    METRICS_RETENTION,
+    RETENTION_MARGIN,
+    Problem,
+    RawData,
+    RevisionInfo,
+)
 from analyzer.sources import columnar, rawpages, restjson, snapshot
 from analyzer.sources.duplicates import drop_duplicate_series
 from analyzer.sources.google_clients import LOGIN_HINT, GoogleClients, build_clients
@@ -79,9 +88,7 @@ RETRYABLE = (
     api_exceptions.ResourceExhausted,
 )
 # History: the serving revision's first hours before the window (see the module docstring).
-RETENTION = timedelta(days=42)  # how long Cloud Monitoring keeps Cloud Run's metrics
 DAY_S = 86400  # history intervals start at the deploy's UTC day (``history_interval``)
-RETENTION_MARGIN = timedelta(hours=1)  # a deploy this near the edge may have lost its first points already
 Progress = Callable[[int, int, str], None]
 Document = tuple[str, str, Any]  # (snapshot subdirectory, file stem, REST JSON body)
 
@@ -170,9 +177,9 @@ class LiveQuery:
             )
         if min(self.max_concurrency, self.page_size, self.admin_page_size, self.max_queries_per_minute) < 1:
             raise ConfigError("max_concurrency, page sizes and max_queries_per_minute must be positive")
-        if not 0 <= self.history_hours <= RETENTION // timedelta(hours=1):
+        if not 0 <= self.history_hours <= METRICS_RETENTION // timedelta(hours=1):
             raise ConfigError(
-                f"history_hours {self.history_hours} is outside 0..{RETENTION // timedelta(hours=1)}",
+                f"history_hours {self.history_hours} is outside 0..{METRICS_RETENTION // timedelta(hours=1)}",
                 hint="hours after a deploy to read before the window (Cloud Monitoring keeps 6 weeks); 0 reads none",
             )
 
@@ -299,7 +306,7 @@ def history_reads(
     ``read_through`` maps a series' project to the project it was read through (a metrics scope)."""
     if not query.history_hours or data.window_start is None:
         return []
-    oldest = now - RETENTION + RETENTION_MARGIN
+    oldest = now - METRICS_RETENTION + RETENTION_MARGIN
     groups: dict[tuple[str, str, str, tuple[datetime, datetime]], list[tuple[str, str]]] = {}
     for r in serving_at_start(data, revisions):
         assert r.create_time is not None  # serving_at_start keeps only dated revisions
