@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from analyzer.analysis import analyze_frames
+from analyzer.analysis import analyze_frames, memory
 from analyzer.config import AnalysisConfig
 from analyzer.frames import KEY_COLUMNS, MEMORY_COLUMNS, SIDECAR_COLUMNS, Frames
 from analyzer.model import ContainerInfo
@@ -55,6 +55,10 @@ from tests.test_leak_onsets import _frames
     # worst instance climbs for more than a day, drops far below the limit and climbs again for half a
     # day, at 2-3 % of the limit a day. A second climb of half a day is believed only at 5 %/day or more.
     "slow_sawtooth_climbs_again_for_half_a_day_after_a_drop",
+    # A batch service: a revision's worst instance sat at 57.5 % of the limit for the 12 h after its
+    # batch (one bucket step above its first trough), while its load per instance fell. Load-adjusted, those
+    # flat troughs climbed 5.8 %/day; measured, not at all. A leak's measured troughs climb too.
+    "batch_spikes_flat_troughs_after_the_batch",
 ])
 def test_no_leak_is_reported(name: str) -> None:
     frames, _ = _frames(name)
@@ -104,3 +108,16 @@ def test_a_sidecars_first_deploy_is_judged_against_the_warm_ups_after_it() -> No
                              for column in MEMORY_COLUMNS})
     found = analyze_frames(_as_sidecar(replace(frames, metrics=leaking), "proxy"), AnalysisConfig()).findings
     assert [(f.container, f.revision) for f in found if f.kind.value == "memory_baseline_rise"] == [("proxy", first)]
+
+
+@pytest.mark.parametrize(("share", "believed"), [(0.3, True), (0.2, False)])
+def test_a_load_adjusted_climb_is_believed_when_the_measured_troughs_climb_too(share: float,
+                                                                               believed: bool) -> None:
+    # 12 two-hour troughs climbing 6 %/day once load-adjusted; measured, at ``share`` of that pace.
+    # memory.RAW_FOLLOWS (0.25) sits between: doubled or halved, one of the two fails.
+    hours = np.arange(12) * 2.0
+    adjusted = 0.5 + 0.0025 * hours
+    measured = 0.5 + share * 0.0025 * hours
+    gates = memory._gates(memory.TYPICAL, hours, measured, adjusted, np.full(12, 0.6), [], [(0, 12)], 0.0025,
+                          22.0, AnalysisConfig().detection.memory)
+    assert gates.measured_climb is believed
