@@ -613,3 +613,19 @@ def test_a_jump_of_the_last_trough_is_not_weighed_as_a_leak_faster_than_the_fast
     age = np.arange(6.0)
     jump = np.asarray([0.0, 0.0, 0.0, 0.0, 0.0, 0.05])
     assert envelope.drift_llr(jump, age, 0.01065)[-1] < np.log(1.0 / envelope.ALPHA)
+
+
+def test_a_lone_revisions_noise_is_its_scatter_not_how_far_below_its_highest_it_sat() -> None:
+    # The only healthy revision seen from its deploy: its troughs overshoot by 6 % of the limit in their
+    # first 6 h (a warm-up), settle 4 % lower by 24 h and stay there, with an hour-to-hour scatter of 0.3 %.
+    # Measured against its course held at its highest, it sat 4 % under it for two days; about its own
+    # course over half a day, its residuals are its scatter (and the hours around the bend).
+    rng = np.random.default_rng(3)
+    age = np.arange(96.0)
+    shape = np.where(age < 6, 0.01 * age, np.maximum(0.06 - 0.04 * (age - 6) / 18, 0.02))
+    relative = shape + rng.normal(0.0, 0.003, len(age))
+    # The noise the sequential test weighs residuals by (their spread, widened for autocorrelation):
+    # 0.0076 about its own course against 0.022 under its highest.
+    lone = envelope._noise([envelope._lone_residual(relative, 60)])
+    held = envelope._noise([relative - np.maximum.accumulate(relative)])
+    assert lone < 0.01 < 0.015 < held

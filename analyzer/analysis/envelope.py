@@ -15,8 +15,9 @@ Method, per service:
    warm-up), the course is flat (a mid-life revision's first hours in the data are an arbitrary stretch
    of its day, not a course after a deploy) and a judged revision's first ``UNSEEN_WARMUP_HOURS`` are
    left out, since nothing in the data says how long this service takes to warm up;
-2. the noise: the robust spread of those revisions' residuals around the envelope (around their own
-   level, for a flat course), widened for their lag-1 autocorrelation;
+2. the noise: the robust spread of those revisions' residuals around the envelope of the others (around
+   their own level, for a flat course; around its own course smoothed over half a day, for the only one
+   seen from its deploy), widened for their lag-1 autocorrelation;
 3. a sequential test on a revision's residuals (its troughs less its start level, the load term and
    the envelope at its age), hour by hour from its warm-up: the log likelihood ratio of a drift of
    ``DRIFT_PER_DAY`` to ``FASTEST_DRIFT_PER_DAY`` of the limit per day against none, the level profiled
@@ -225,6 +226,22 @@ def _noise(residuals: list[FloatArray]) -> float:
     return spread * math.sqrt((1 + lag1) / (1 - lag1))
 
 
+LONE_SMOOTH_HOURS = 12.0  # the course a lone revision's scatter is measured about: its own, over half a day
+
+
+def _lone_residual(relative: FloatArray, minutes: int) -> FloatArray:
+    """The troughs of the only healthy revision seen from its deploy about its own course, a centred
+    running median over ``LONE_SMOOTH_HOURS``: how far its hours stray from where it was going. Against
+    its course held at its highest (what a judged revision meets) it sat below whatever it had once
+    reached, a warm-up's overshoot or a busy first day, for the rest of its life: a spread of days,
+    which with the hours' autocorrelation made the noise 20 times its hour-to-hour scatter (401076-0129:
+    0.076 of the limit against 0.003), and a young revision's leak waited a day to pass the bar."""
+    bins = round(LONE_SMOOTH_HOURS * 60.0 / minutes) | 1
+    course: FloatArray = pd.Series(relative).rolling(bins, center=True, min_periods=1).median().to_numpy(
+        dtype=np.float64)
+    return relative - course
+
+
 def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: DetectionConfig) -> Envelope | None:
     """The envelope from ``healthy`` (revisions without a finding or a leak candidate), or None when
     none of them served ``ENVELOPE_MIN_HOURS``. The course comes from the revisions seen from their
@@ -257,9 +274,10 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
             residuals.append(relative - float(np.median(relative)))
         elif not seen:  # seen mid-life beside revisions seen from their deploy: past its warm-up
             residuals.append(relative)
-        else:
-            others = [s for s in fresh if s is not one] or [one]
+        elif others := [s for s in fresh if s is not one]:
             residuals.append(relative - np.interp(one.age, ages, _course(others, load_slope, ages)))
+        else:  # the only one seen from its deploy: about its own course, smoothed (``_lone_residual``)
+            residuals.append(_lone_residual(relative, minutes))
     noise = max(_noise(residuals), 1e-4)
     # Over the ages a revision is judged at (the test stops at ENVELOPE_HOURS), which also keeps the
     # cost of a month-long healthy revision to that of three days.
