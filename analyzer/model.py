@@ -28,6 +28,7 @@ HISTORY_STEM = "history-"  # how their snapshot files' names begin
 METRICS_RETENTION = timedelta(days=42)
 RETENTION_MARGIN = timedelta(hours=1)
 
+
 @dataclass(frozen=True, slots=True)
 class ServiceKey:
     """One Cloud Run service: the unit the report is organised by."""

@@ -875,14 +875,15 @@ def _climb_points(reading: _Reading, trend: _SignalTrend) -> tuple[FloatArray, F
     effect jointly with each start (a slope of load taken against a straight line, or none under 24
     bins, leaves a first day's traffic hump in the troughs, which reads as a climb from the deploy)."""
     a, b = trend.segments[0]
-    if b - a < MIN_ONSET_BINS:
-        # a first segment too short to date anything (split off by a bucket's dip in the first hours):
-        # the bins up to the end of the first one long enough, flat stretch and all
-        b = next((end for start, end in trend.segments if end - start >= MIN_ONSET_BINS), b)
+    # A first segment too short to date anything (split off by a bucket's dip in the first hours): the
+    # bins up to the end of the first one long enough, flat stretch and all.
+    longer = b - a < MIN_ONSET_BINS and any(end - start >= MIN_ONSET_BINS for start, end in trend.segments)
+    if longer:
+        b = next(end for start, end in trend.segments if end - start >= MIN_ONSET_BINS)
     picked = trend.positions[a:b]
     column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)
     load = reading.bins["load"].to_numpy(dtype=np.float64)
-    if int(picked[0]) != 0 or len(picked) > trend.segments[0][1] - a:
+    if int(picked[0]) != 0 or longer:
         picked = np.flatnonzero(np.isfinite(column[: int(picked[-1]) + 1]))
     known = load[picked]
     fill = float(np.median(known[np.isfinite(known)])) if np.isfinite(known).any() else 0.0
