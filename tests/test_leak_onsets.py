@@ -268,3 +268,17 @@ def test_a_leak_found_in_the_worst_instance_is_told_in_its_troughs(name: str) ->
     assert evidence["trough_highest_pct_of_limit"] >= 90.0, evidence["trough_highest_pct_of_limit"]
     told = finding.summary.split("(from ", 1)[1].split(" over", 1)[0]
     assert told.endswith(("90%", "91%", "92%", "93%", "94%", "95%", "96%", "97%", "98%", "99%", "100%")), told
+
+
+def test_regressions_are_judged_against_a_glimpse_whose_day_was_no_leak() -> None:
+    """The other half of the glimpse above: while cart-00382's day read as a leak, it was no reference for
+    the next revision's latency and CPU, and no other revision was, so a 19 %/day leak's slower, costlier
+    requests went unreported. Once that finding is dropped they are judged against it, and priced with
+    the revision's other findings (one excess per revision)."""
+    frames, _ = _frames("leak_not_carried_by_a_glimpse_of_mid_life_sitting_lower")
+    found = {f.kind.value: f for f in analyze_frames(frames, AnalysisConfig()).findings}
+    assert set(found) == {"memory_baseline_rise", "instance_creep", "latency_regression", "cpu_regression"}
+    assert {f.revision for f in found.values()} == {"cart-00383-b2b"}
+    for kind in ("latency_regression", "cpu_regression"):
+        assert found[kind].evidence["previous_revision"] == "cart-00382-ckg"
+        assert found[kind].excess_cost_usd_per_month == found["memory_baseline_rise"].excess_cost_usd_per_month
