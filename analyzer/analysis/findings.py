@@ -333,9 +333,10 @@ def _judge_regressions_left_without_a_reference(view: ServiceView, evidence: lis
     """Latency and CPU are judged against the last earlier revision without a finding, as the findings
     stood when the revision was judged. A finding dropped since (a glimpse of a mid-life revision's day:
     ``_merge_carried_leaks``) may have been all that barred the only earlier revision, and left the next
-    one's regressions unjudged (444163-0132: +21 % p95 latency and +140 % CPU per request beside a leak of
+    one's regressions unjudged (444163-0132: +14 % p95 latency and +189 % CPU per request beside a leak of
     19 % a day, unreported). Those are judged now, against the revisions that end without a finding, and
-    the revision's findings priced again together (one excess per revision)."""
+    priced together with the revision's own findings (one excess per revision; a finding moved in from a
+    carrier keeps its price)."""
     detection = config.detection
     with_findings = {item.span.name for item in evidence if item.findings}
     for item in evidence:
@@ -355,8 +356,9 @@ def _judge_regressions_left_without_a_reference(view: ServiceView, evidence: lis
                 found.append(_regression_finding(view, item.span, reg))
         item.unreferenced = ()
         if found:
+            own = [f for f in item.findings if not f.evidence.get("carried_by")]
             item.findings.extend(found)
-            _price_and_explain(view, item, item.findings, config, table)
+            _price_and_explain(view, item, [*own, *found], config, table)
             with_findings.add(item.span.name)
 
 
