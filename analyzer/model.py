@@ -22,11 +22,17 @@ IntArray = npt.NDArray[np.int64]
 HISTORY_HOURS = 72  # hours after the deploy
 HISTORY_METRICS = frozenset({"container/memory/utilizations", "request_count", "container/instance_count"})
 HISTORY_STEM = "history-"  # how their snapshot files' names begin
-# Read only for revisions deployed after (the end of the analyzed period − METRICS_RETENTION +
-# RETENTION_MARGIN): Cloud Monitoring keeps Cloud Run's metrics six weeks, and a deploy this near
-# that edge may have lost its first points already.
+# Read only for revisions whose first hours are still kept (``history_retained``): Cloud Monitoring keeps
+# Cloud Run's metrics six weeks, and a deploy this near that edge may have lost its first points already.
 METRICS_RETENTION = timedelta(days=42)
 RETENTION_MARGIN = timedelta(hours=1)
+
+
+def history_retained(deployed: datetime, end: datetime) -> bool:
+    """The first hours of a revision deployed at ``deployed`` are still in Cloud Monitoring at ``end``
+    (the live source's read time, the simulator's window end): deployed after ``end`` less
+    ``METRICS_RETENTION``, with ``RETENTION_MARGIN`` to spare."""
+    return deployed > end - METRICS_RETENTION + RETENTION_MARGIN
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.model import HISTORY_HOURS, HISTORY_METRICS, HISTORY_STEM, METRICS_RETENTION, RETENTION_MARGIN
+from analyzer.model import HISTORY_HOURS, HISTORY_METRICS, HISTORY_STEM, history_retained
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -1581,7 +1581,7 @@ def _history_span(spec: ServiceSpec, start: datetime, end: datetime) -> _History
         return None
     revision = serving[-1]
     deployed = spec.revisions[revision].deployed_at
-    if start - deployed < HISTORY_MIN_AGE or deployed <= end - METRICS_RETENTION + RETENTION_MARGIN:
+    if start - deployed < HISTORY_MIN_AGE or not history_retained(deployed, end):
         return None
     first = -(-int(deployed.timestamp()) // STEP_SECONDS) * STEP_SECONDS  # as _revision_minutes rounds
     last_end = min(

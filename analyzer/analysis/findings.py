@@ -80,15 +80,15 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
     for span in view.spans:
         # Creep is judged on days of serving, regressions on their compared hours.
         creep_reference = reference_span(view, span, flagged, detection.creep.reference_hours)
-        latency_reference = reference_span(view, span, with_findings, detection.latency.compare_hours)
-        cpu_reference = reference_span(view, span, with_findings, detection.cpu.compare_hours)
+        latency_reference, latency = _regression(view, span, FindingKind.LATENCY_REGRESSION, config, with_findings)
+        cpu_reference, cpu = _regression(view, span, FindingKind.CPU_REGRESSION, config, with_findings)
         item = RevisionEvidence(
             span,
             reference=creep_reference,
             leak=detect_leak(view, span, detection, flagged=flagged),
             creep=detect_creep(view, span, detection, reference=creep_reference),
-            latency=detect_latency(view, span, detection, reference=latency_reference),
-            cpu=detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu, reference=cpu_reference),
+            latency=latency,
+            cpu=cpu,
             unreferenced=tuple(kind for kind, reference in ((FindingKind.LATENCY_REGRESSION, latency_reference),
                                                             (FindingKind.CPU_REGRESSION, cpu_reference))
                                if reference is None),
@@ -109,6 +109,18 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
     _mark_resolution(view, evidence)
     _measure_savings(view, evidence, table, config)
     return evidence
+
+
+def _regression(view: ServiceView, span: RevisionSpan, kind: FindingKind, config: AnalysisConfig,
+                with_findings: set[str]) -> tuple[RevisionSpan | None, RegressionEvidence | None]:
+    """``span``'s latency or CPU regression (``kind``), judged against its reference: the last earlier
+    revision that served the compared hours without a finding (not one in ``with_findings``)."""
+    detection = config.detection
+    if kind is FindingKind.LATENCY_REGRESSION:
+        reference = reference_span(view, span, with_findings, detection.latency.compare_hours)
+        return reference, detect_latency(view, span, detection, reference=reference)
+    reference = reference_span(view, span, with_findings, detection.cpu.compare_hours)
+    return reference, detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu, reference=reference)
 
 
 def _give_carried_regressions_their_creep(evidence: list[RevisionEvidence]) -> None:
@@ -337,23 +349,18 @@ def _judge_regressions_left_without_a_reference(view: ServiceView, evidence: lis
     19 % a day, unreported). Those are judged now, against the revisions that end without a finding, and
     priced together with the revision's own findings (one excess per revision; a finding moved in from a
     carrier keeps its price)."""
-    detection = config.detection
     with_findings = {item.span.name for item in evidence if item.findings}
     for item in evidence:
         found: list[Finding] = []
         for kind in item.unreferenced:
-            latency = kind is FindingKind.LATENCY_REGRESSION
-            hours = detection.latency.compare_hours if latency else detection.cpu.compare_hours
-            reference = reference_span(view, item.span, with_findings, hours)
-            if reference is None:
+            _, reg = _regression(view, item.span, kind, config, with_findings)
+            if reg is None:
                 continue
-            if latency:
-                item.latency = reg = detect_latency(view, item.span, detection, reference=reference)
+            if kind is FindingKind.LATENCY_REGRESSION:
+                item.latency = reg
             else:
-                item.cpu = reg = detect_cpu(view, item.span, detection, default_cpu=config.pricing.default_cpu,
-                                            reference=reference)
-            if reg is not None:
-                found.append(_regression_finding(view, item.span, reg))
+                item.cpu = reg
+            found.append(_regression_finding(view, item.span, reg))
         item.unreferenced = ()
         if found:
             own = [f for f in item.findings if not f.evidence.get("carried_by")]

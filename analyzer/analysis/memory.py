@@ -877,9 +877,11 @@ def _climb_points(reading: _Reading, trend: _SignalTrend) -> tuple[FloatArray, F
     a, b = trend.segments[0]
     # A first segment too short to date anything (split off by a bucket's dip in the first hours): the
     # bins up to the end of the first one long enough, flat stretch and all.
-    longer = b - a < MIN_ONSET_BINS and any(end - start >= MIN_ONSET_BINS for start, end in trend.segments)
-    if longer:
-        b = next(end for start, end in trend.segments if end - start >= MIN_ONSET_BINS)
+    longer = False
+    if b - a < MIN_ONSET_BINS:
+        long_end = next((end for start, end in trend.segments if end - start >= MIN_ONSET_BINS), None)
+        if long_end is not None:
+            b, longer = long_end, True
     picked = trend.positions[a:b]
     column = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)
     load = reading.bins["load"].to_numpy(dtype=np.float64)

@@ -65,10 +65,10 @@ from analyzer.model import (
     HISTORY_METRICS,
     HISTORY_STEM,
     METRICS_RETENTION,
-    RETENTION_MARGIN,
     Problem,
     RawData,
     RevisionInfo,
+    history_retained,
 )
 from analyzer.sources import columnar, rawpages, restjson, snapshot
 from analyzer.sources.duplicates import drop_duplicate_series
@@ -306,11 +306,10 @@ def history_reads(
     ``read_through`` maps a series' project to the project it was read through (a metrics scope)."""
     if not query.history_hours or data.window_start is None:
         return []
-    oldest = now - METRICS_RETENTION + RETENTION_MARGIN
     groups: dict[tuple[str, str, str, tuple[datetime, datetime]], list[tuple[str, str]]] = {}
     for r in serving_at_start(data, revisions):
         assert r.create_time is not None  # serving_at_start keeps only dated revisions
-        if r.create_time <= oldest:
+        if not history_retained(r.create_time, now):
             continue  # its first hours are past Cloud Monitoring's retention
         interval = history_interval(
             r.create_time, window_start=data.window_start, hours=query.history_hours, period_s=query.alignment_period_s
