@@ -595,6 +595,32 @@ def test_rows_before_the_window_are_neither_priced_nor_judged() -> None:
     assert costs[0] == costs[1] and costs[0][0][1] == 48.0
 
 
+STEADY = 0.006 * np.arange(12.0)  # twelve hourly troughs of a climb of 14 % of the limit a day
+
+
+@pytest.mark.parametrize(("last_three", "stalled"), [
+    # Its last three hours rise at a sixth of its pace, the climb as a whole no rise-then-flat: a leak's
+    # quiet hours, still reported (read on the last third alone, a report run lost it)
+    ((0.052, 0.053, 0.054), False),
+    # they fall: a bump that is over
+    ((0.046, 0.042, 0.040), True),
+    # they go on at its pace
+    ((0.054, 0.060, 0.066), False),
+])
+def test_a_sequential_climb_has_stalled_when_its_last_third_falls(last_three: tuple[float, ...],
+                                                                   stalled: bool) -> None:
+    climb = np.r_[STEADY[:9], last_three]
+    assert envelope._stalled(np.arange(12.0), climb, 0.006) is stalled
+
+
+def test_a_sequential_climb_that_levels_off_has_stalled() -> None:
+    # 1 % of the limit an hour for 6 h, then flat for 6 (a warm-up settling, a step to a new level): its
+    # last third barely moves and the climb fits rise-then-flat far better than a line.
+    age = np.arange(12.0)
+    settled = np.r_[0.01 * age[:6], 0.05 + np.asarray([0.001, -0.001, 0.0005, -0.0005, 0.001, 0.0])]
+    assert envelope._stalled(age, settled, 0.004)
+
+
 def test_a_fast_leak_is_weighed_at_its_own_pace_up_to_the_fastest(monkeypatch: pytest.MonkeyPatch) -> None:
     # Five hourly troughs climbing 35 % of the limit a day, the service's hourly noise 1.18 %: weighed at
     # its own pace the ratio passes log(1/ALPHA); weighed at no more than 20 % a day (a cap half as high)

@@ -30,7 +30,8 @@ Method, per service:
    this service's noise);
 4. an alarm is reported when the climb also passes the memory size gates (a slope of at least
    ``MIN_SLOPE_PER_DAY``, the configured ``min_rise``), spans ``MIN_CLIMB_BINS`` hourly troughs and
-   still holds at the end of the data (its last third rises at half its pace); the onset is the
+   still holds at the end of the data (``_stalled``: its last third does not fall, and either rises at
+   half its pace or more or the climb as a whole does not level off); the onset is the
    deploy, or a hinge where the residuals start to climb when that fits far better than a straight
    line.
 """
@@ -44,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import stats
-from analyzer.analysis.memory import TYPICAL, LeakEvidence, troughs
+from analyzer.analysis.memory import TYPICAL, LeakEvidence, levels_off, troughs
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, seen_from_deploy, served_hours
 from analyzer.config import DetectionConfig
 from analyzer.model import FloatArray
@@ -300,6 +301,21 @@ def _climb_start(age: FloatArray, residual: FloatArray) -> int:
     return fit.index if n * math.log(linear / max(fit.sse, 1e-12)) > 2 * math.log(n) else 0
 
 
+def _stalled(age: FloatArray, climb: FloatArray, pace: float) -> bool:
+    """The climb has stopped by the end of the data (a bump, a warm-up settling, a step to a new
+    level): its last third falls, or rises at less than half ``pace`` and the climb as a whole fits
+    rise-then-flat far better than a straight line (``memory.levels_off``). The last third alone is
+    three or four hourly troughs on the day after a deploy: a leak's typical troughs stall over such a
+    stretch by chance (a fresh instance, a quiet hour), and a report run then lost a leak that the run
+    an hour before had. On four development draws (delay and negative cuts of 401076, 444163, 114769,
+    900927) asking levels_off too found 5 more strong leaks by +6 h and 5 more by +12 h, with no false
+    leak at any negative cut and no full-window finding changed on ten draws; levels_off alone (a
+    slowly rising tail passing) let a healthy revision's last-hours bump through."""
+    tail = max(3, len(climb) // 3)
+    tail_slope = stats.theil_sen(age[-tail:], climb[-tail:])[0]
+    return bool(tail_slope < 0 or (tail_slope < pace / 2 and levels_off(age, climb)))
+
+
 def young_enough(span: RevisionSpan, config: DetectionConfig) -> bool:
     """``span`` may be judged by the sequential test: it served no longer than the envelope covers
     after its warm-up (``sequential_leak`` checks its troughs' ages exactly)."""
@@ -328,11 +344,8 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
         return None
     trend = stats.mann_kendall(age, climb)
     rise = float(np.median(climb[-2:]) - np.median(climb[:2]))
-    # Still climbing at the end of the data: the last third rises at half the pace (not a bump).
-    tail = max(3, len(climb) // 3)
-    tail_slope = stats.theil_sen(age[-tail:], climb[-tail:])[0]
     slope_floor = max(cfg.min_slope_per_day, MIN_SLOPE_PER_DAY)
-    if trend.slope * 24 < slope_floor or rise < cfg.min_rise or tail_slope < trend.slope / 2:
+    if trend.slope * 24 < slope_floor or rise < cfg.min_rise or _stalled(age, climb, trend.slope):
         return None
     warm_end = series.stamps[0]
     onset_stamp = pd.Timestamp(series.stamps[start])

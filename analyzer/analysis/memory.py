@@ -300,7 +300,7 @@ class _SignalTrend:
 OOM_RESET_LEVEL = 0.9  # a drop from this close to the limit is an OOM kill (or the replacement it forces)
 
 
-def _levels_off(hours: FloatArray, y: FloatArray) -> bool:
+def levels_off(hours: FloatArray, y: FloatArray) -> bool:
     """A rise followed by a plateau below the limit (warm-up, cache fill) fits a slope-then-flat
     model much better than a straight line, with the flat part covering at least 40 % of the time.
     A plateau at the limit is a leak pinned there by GC thrash, not a warm-up."""
@@ -362,7 +362,7 @@ def _gates(name: str, hours: FloatArray, y: FloatArray, adjusted: FloatArray, pe
     pinned = np.nan_to_num(peak, nan=0.0) >= OOM_RESET_LEVEL
     free = [(a, b) for a, b in later if np.mean(pinned[a:b]) < 0.5]
     keeps = any(not halves or _pooled_trend(hours, adjusted, halves)[0] >= slope / 3 for halves in (later, free))
-    level_off = sum(b - a for a, b in segs if b - a >= 6 and _levels_off(hours[a:b], adjusted[a:b]))
+    level_off = sum(b - a for a, b in segs if b - a >= 6 and levels_off(hours[a:b], adjusted[a:b]))
     keeps = keeps and level_off < 0.5 * sum(b - a for a, b in segs)
     # Splitting at drops removes the falls of any sawtooth, so a bounded sawtooth would look like a
     # climb. Trust the splits when most drops come from near the limit (OOM kills), or when the
