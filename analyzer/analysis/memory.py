@@ -733,28 +733,42 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
 
 def _first_climb_to_limit(view: ServiceView, span: RevisionSpan, reading: _Reading, config: DetectionConfig,
                           flagged: Collection[str], learned: Mapping[str, float] | None) -> _SignalTrend | None:
-    """The worst instance's climb from the first bin to where its trough first reached the limit
-    (``OOM_RESET_LEVEL``), when that climb passes the trend test on its own and no earlier revision's
-    worst instance ever sat at the limit (a service that lives there is judged by the trend alone).
+    """The worst instance's climb from the first bin to where it first reached the limit (its trough at
+    ``OOM_RESET_LEVEL``, else its peak at ``OOM_LEVEL``: ``_limit_reached``), when that climb passes the
+    trend test on its own and no earlier revision's worst instance ever reached it (a service that lives
+    there is judged by the trend alone).
 
     A leak fast enough to fill the limit within a day or two leaves little climb for the trend test
     after that: the platform replaces instances of every age, so the oldest one hovers near the limit
     (its troughs at 83-95 %, stepping down by less than a reset) for the rest of the revision, and the
     slope pooled over all of it is nil. Its first climb, from the deploy to the limit, is the leak."""
     cfg = config.memory
-    worst = reading.bins["worst"].to_numpy(dtype=np.float64)
-    reached = np.flatnonzero(np.nan_to_num(worst, nan=0.0) >= OOM_RESET_LEVEL)
-    if not reached.size or reached[0] < 3:
+    ends = [end for end in _limit_reached(reading.bins) if end >= 3]
+    if not ends:
         return None
     earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
-    for old in earlier:
-        before = long_troughs(view, old, config)["worst"].to_numpy(dtype=np.float64)
-        if (np.nan_to_num(before, nan=0.0) >= OOM_RESET_LEVEL).any():
-            return None
-    end = int(reached[0]) + 1
-    climb = _Reading.of(reading.bins.iloc[:end], reading.minutes, cfg, learned)
-    trend = climb.worst if climb is not None else None
-    return trend if trend is not None and trend.passes(cfg) else None
+    if any(_limit_reached(long_troughs(view, old, config)) for old in earlier):
+        return None
+    for end in ends:
+        climb = _Reading.of(reading.bins.iloc[:end + 1], reading.minutes, cfg, learned)
+        trend = climb.worst if climb is not None else None
+        if trend is not None and trend.passes(cfg):
+            return trend
+    return None
+
+
+def _limit_reached(bins: pd.DataFrame) -> list[int]:
+    """The bins where the worst instance first reached the limit, the surer sign first: its trough at
+    ``OOM_RESET_LEVEL`` (it sat there), then its peak at ``OOM_LEVEL`` (it touched the limit: killed, or
+    about to be). Read in buckets, a worst instance cycling through OOM kills can hold its troughs a step
+    under ``OOM_RESET_LEVEL`` (87 %) while its peaks hit 100 % again and again (114769-0159: thirteen OOM
+    kills, no leak reported)."""
+    ends = []
+    for column, level in (("worst", OOM_RESET_LEVEL), ("peak", OOM_LEVEL)):
+        at = np.flatnonzero(np.nan_to_num(bins[column].to_numpy(dtype=np.float64), nan=0.0) >= level)
+        if at.size:
+            ends.append(int(at[0]))
+    return ends
 
 
 LEARN_MIN_BINS = 12  # a revision teaches the service's load term once it served this many long bins (a day)
