@@ -129,6 +129,10 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # steps, then sit in the 69 % bucket for the last 15 h, so their later half reads as levelled off,
     # while its peaks climb from 79 % to 87 % over the same hours. The climb goes on.
     "leak_worst_troughs_held_in_one_bucket_while_its_peaks_climb",
+    # A leak of 7 % of the limit a day on a revision that served 31 h: the worst instance's troughs, in
+    # bucket steps, climb 19 % -> 26 % and then move by a step either way, which fits rise-then-flat (a
+    # warm-up settling), while its peaks climb from 23 % to 36 % without a pause. The climb goes on.
+    "leak_served_a_day_worst_troughs_rise_then_flat_in_buckets_peaks_climbing",
     # A leak of 36 % of the limit a day: the oldest instance reaches the limit 16 h after the deploy, is
     # OOM-killed, climbs there again, and from then on, with instances of every age replaced, hovers at
     # 83-95 % for six days, stepping down by less than a reset. The slope pooled over the revision is nil:
