@@ -364,7 +364,7 @@ def _gates(name: str, hours: FloatArray, y: FloatArray, adjusted: FloatArray, pe
     keeps = any(not halves or _pooled_trend(hours, adjusted, halves)[0] >= slope / 3 for halves in (later, free))
     # The worst instance's troughs read in bucket steps can sit in one bucket, levelled off to the eye,
     # while its peaks go on climbing: the climb has not stopped.
-    if name != WORST or not later or not _peaks_keep_climbing(hours, peak, segs, later, slope):
+    if name != WORST or not later or not _peaks_keep_climbing(hours, peak, segs, later, slope, covered):
         level_off = sum(b - a for a, b in segs if b - a >= 6 and levels_off(hours[a:b], adjusted[a:b]))
         keeps = keeps and level_off < 0.5 * sum(b - a for a, b in segs)
     else:
@@ -388,16 +388,20 @@ def _gates(name: str, hours: FloatArray, y: FloatArray, adjusted: FloatArray, pe
 
 
 def _peaks_keep_climbing(hours: FloatArray, peak: FloatArray, segs: list[tuple[int, int]],
-                         later: list[tuple[int, int]], slope: float) -> bool:
+                         later: list[tuple[int, int]], slope: float, covered: float) -> bool:
     """The worst instance's climb goes on although its troughs' later halves are flat, or fit
     rise-then-flat (``levels_off``): read in bucket steps (about 4 % of the limit at 70 %), a slow leak's
     worst troughs can sit in one bucket for a day while its peaks, the most it held in each bin, keep
     rising. Believed when the peaks climb over those later halves at a third of ``slope`` (as the troughs
     are asked to), over the whole climb at ``PEAKS_FOLLOW`` of it, and sit below ``RUNTIME_CAP`` (a
-    runtime's cap holds them level; a warm-up's or a GC sawtooth's peaks level off with its troughs). On
-    ten development draws (2,000 scenarios) this found two strong leaks more and one weak (one deployed
-    before the window: the worst troughs at 69 % for the last 15 h, the peaks from 79 % to 87 %), no
-    false one, and no false leak at the negative cuts of six draws."""
+    runtime's cap holds them level; a warm-up's or a GC sawtooth's peaks level off with its troughs).
+    Judged over a day-long climb (``covered``, ``LONG_CLIMB_HOURS``), as ``_peaks_follow`` is: over hours,
+    one bucket step of the peaks is a climb, and a warm-up's last hours read as a leak (798808-0137 cut
+    8 h after its deploy). On ten development draws (2,000 scenarios) this found two strong leaks more
+    and one weak (one deployed before the window: the worst troughs at 69 % for the last 15 h, the peaks
+    from 79 % to 87 %), no false one, and no false leak at the negative cuts of six draws."""
+    if covered < LONG_CLIMB_HOURS:
+        return False
     level = np.nan_to_num(peak, nan=0.0)
     return bool(np.median(level) < RUNTIME_CAP and _pooled_trend(hours, level, later)[0] >= slope / 3
                 and _pooled_trend(hours, level, segs)[0] >= PEAKS_FOLLOW * slope)
