@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import stats
-from analyzer.analysis.memory import TYPICAL, LeakEvidence, levels_off, troughs
+from analyzer.analysis.memory import LEVEL_OFF_MIN_BINS, TYPICAL, LeakEvidence, levels_off, troughs
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, seen_from_deploy, served_hours
 from analyzer.config import DetectionConfig
 from analyzer.model import FloatArray
@@ -310,10 +310,13 @@ def _stalled(age: FloatArray, climb: FloatArray, pace: float) -> bool:
     an hour before had. On four development draws (delay and negative cuts of 401076, 444163, 114769,
     900927) asking levels_off too found 5 more strong leaks by +6 h and 5 more by +12 h, with no false
     leak at any negative cut and no full-window finding changed on ten draws; levels_off alone (a
-    slowly rising tail passing) let a healthy revision's last-hours bump through."""
+    slowly rising tail passing) let a healthy revision's last-hours bump through. A climb of fewer than
+    ``LEVEL_OFF_MIN_BINS`` troughs is judged on its tail alone: a cache filled over 3 h and flat for 2
+    cannot show rise-then-flat yet."""
     tail = max(3, len(climb) // 3)
     tail_slope = stats.theil_sen(age[-tail:], climb[-tail:])[0]
-    return bool(tail_slope < 0 or (tail_slope < pace / 2 and levels_off(age, climb)))
+    judged = len(climb) >= LEVEL_OFF_MIN_BINS  # fewer troughs cannot show rise-then-flat: the tail alone
+    return bool(tail_slope < 0 or (tail_slope < pace / 2 and (not judged or levels_off(age, climb))))
 
 
 def young_enough(span: RevisionSpan, config: DetectionConfig) -> bool:

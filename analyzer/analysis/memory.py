@@ -300,12 +300,15 @@ class _SignalTrend:
 OOM_RESET_LEVEL = 0.9  # a drop from this close to the limit is an OOM kill (or the replacement it forces)
 
 
+LEVEL_OFF_MIN_BINS = 6  # the fewest troughs a rise-then-flat is told from a straight climb on
+
+
 def levels_off(hours: FloatArray, y: FloatArray) -> bool:
     """A rise followed by a plateau below the limit (warm-up, cache fill) fits a slope-then-flat
     model much better than a straight line, with the flat part covering at least 40 % of the time.
     A plateau at the limit is a leak pinned there by GC thrash, not a warm-up."""
     n = len(y)
-    if n < 6:
+    if n < LEVEL_OFF_MIN_BINS:
         return False
     reverse = stats.hinge(hours[-1] - hours[::-1], y[::-1], min_after=3)
     flat_share = (reverse.index + 1) / n
@@ -363,12 +366,14 @@ def _gates(name: str, hours: FloatArray, y: FloatArray, adjusted: FloatArray, pe
     free = [(a, b) for a, b in later if np.mean(pinned[a:b]) < 0.5]
     keeps = any(not halves or _pooled_trend(hours, adjusted, halves)[0] >= slope / 3 for halves in (later, free))
     # The worst instance's troughs read in bucket steps can sit in one bucket, levelled off to the eye,
-    # while its peaks go on climbing: the climb has not stopped.
-    if name != WORST or not later or not _peaks_keep_climbing(hours, peak, segs, later, slope, covered):
-        level_off = sum(b - a for a, b in segs if b - a >= 6 and levels_off(hours[a:b], adjusted[a:b]))
-        keeps = keeps and level_off < 0.5 * sum(b - a for a, b in segs)
-    else:
-        keeps = True
+    # while its peaks go on climbing: the climb has not stopped, unless the peaks level off too.
+    peaks_on = name == WORST and bool(later) and _peaks_keep_climbing(hours, peak, segs, later, slope, covered)
+
+    def levelled(values: FloatArray) -> int:
+        return sum(b - a for a, b in segs if b - a >= LEVEL_OFF_MIN_BINS and levels_off(hours[a:b], values[a:b]))
+
+    level_off = min(levelled(adjusted), levelled(np.nan_to_num(peak, nan=0.0))) if peaks_on else levelled(adjusted)
+    keeps = (keeps or peaks_on) and level_off < 0.5 * sum(b - a for a, b in segs)
     # Splitting at drops removes the falls of any sawtooth, so a bounded sawtooth would look like a
     # climb. Trust the splits when most drops come from near the limit (OOM kills), or when the
     # climb shows over the whole revision without them.
