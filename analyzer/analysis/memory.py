@@ -399,7 +399,8 @@ def _peaks_keep_climbing(hours: FloatArray, peak: FloatArray, segs: list[tuple[i
     worst troughs can sit in one bucket for a day while its peaks, the most it held in each bin, keep
     rising. Believed when the peaks climb over those later halves at a third of ``slope`` (as the troughs
     are asked to), over the whole climb at ``PEAKS_FOLLOW`` of it, and sit below ``RUNTIME_CAP`` (a
-    runtime's cap holds them level; a warm-up's or a GC sawtooth's peaks level off with its troughs).
+    runtime's cap holds them level; a warm-up's or a GC sawtooth's peaks level off with its troughs, and
+    ``_gates`` asks that the peaks do not fit rise-then-flat themselves: a day's cache fill lifts both).
     Judged over a day-long climb (``covered``, ``LONG_CLIMB_HOURS``), as ``_peaks_follow`` is: over hours,
     one bucket step of the peaks is a climb, and a warm-up's last hours read as a leak (798808-0137 cut
     8 h after its deploy). On ten development draws (2,000 scenarios) this found two strong leaks more
