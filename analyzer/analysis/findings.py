@@ -133,14 +133,19 @@ def _give_carried_regressions_their_creep(evidence: list[RevisionEvidence]) -> N
     does for a leak's. On five development draws (1,000 scenarios) this moved two creep findings from
     the carrier to the labelled revision, and changed no other finding."""
     for before, after in pairwise(evidence):
-        carried = any(f.kind in (FindingKind.LATENCY_REGRESSION, FindingKind.CPU_REGRESSION)
-                      and f.evidence.get("carried_by") == after.span.name for f in before.findings)
-        if (not carried or any(f.kind is FindingKind.INSTANCE_CREEP for f in before.findings)
+        if (not _regressions_carried_by(before, after)
+                or any(f.kind is FindingKind.INSTANCE_CREEP for f in before.findings)
                 or (after.reference is not None and after.reference.name == before.span.name)):
             continue
         for finding in [f for f in after.findings if f.kind is FindingKind.INSTANCE_CREEP]:
             _move_to_origin(finding, before, after,
                             f"With the regression of {before.span.name}, carried on by {after.span.name}")
+
+
+def _regressions_carried_by(before: RevisionEvidence, after: RevisionEvidence) -> list[Finding]:
+    """``before``'s latency and CPU regressions that ``after`` carries on (``_merge_carried_regressions``)."""
+    return [f for f in before.findings if f.kind in (FindingKind.LATENCY_REGRESSION, FindingKind.CPU_REGRESSION)
+            and f.evidence.get("carried_by") == after.span.name]
 
 
 WARM_UP_PER_DAY = 0.05  # a young revision's climb this fast may be the warm-up later revisions show too
@@ -605,9 +610,7 @@ def _leaks_that_came_with_a_carried_regression(evidence: list[RevisionEvidence])
         if not any(f.kind is FindingKind.MEMORY_BASELINE_RISE and not f.evidence.get("carried_by")
                    for f in after.findings):
             continue  # after's leak was never a finding, or after introduced one that a later revision carried
-        carried = [f for f in before.findings if f.kind in (FindingKind.LATENCY_REGRESSION, FindingKind.CPU_REGRESSION)
-                   and f.evidence.get("carried_by") == after.span.name]
-        if carried:
+        if carried := _regressions_carried_by(before, after):
             served = hours_between(before.span.first_seen, before.span.last_seen)
             what = " and ".join(sorted({"latency" if f.kind is FindingKind.LATENCY_REGRESSION else "CPU"
                                         for f in carried}))
