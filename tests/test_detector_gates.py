@@ -655,3 +655,18 @@ def test_a_lone_revisions_noise_is_its_scatter_not_how_far_below_its_highest_it_
     lone = envelope._noise([envelope._lone_residual(relative, 60)])
     held = envelope._noise([relative - np.maximum.accumulate(relative)])
     assert lone < 0.01 < 0.015 < held
+
+
+@pytest.mark.parametrize(("peak_pace", "holds"), [(0.006, True), (0.0, False)])
+def test_a_climb_whose_troughs_stall_at_the_end_holds_while_the_oldest_instances_peaks_climb(
+        peak_pace: float, holds: bool) -> None:
+    # 30-minute bins over 12 h: the worst instance's troughs climb 0.5 % of the limit an hour for 9 h and
+    # sit level for the last 3 (a fresh instance, a quiet hour), which alone reads as a warm-up levelling
+    # off. Its peaks, climbing on at the troughs' pace or faster, say the climb goes on; level peaks do not.
+    hours = np.arange(24) * 0.5
+    worst = 0.40 + 0.005 * np.minimum(hours, 9.0)
+    bins = pd.DataFrame({"trough": worst - 0.05, "worst": worst, "load": 10.0, "peak": 0.55 + peak_pace * hours},
+                        index=pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(hours, unit="h"))
+    reading = memory._Reading.of(bins, 30, DetectionConfig().memory)
+    assert reading is not None and reading.worst is not None
+    assert memory._holds_to_end(reading.worst, reading) is holds
