@@ -826,6 +826,8 @@ def _first_long_climb(view: ServiceView, span: RevisionSpan, reading: _Reading, 
 
 
 def _long_climb(reading: _Reading, cfg: MemoryDetection, learned: Mapping[str, float] | None) -> _SignalTrend | None:
+    """``_first_long_climb``'s test of one reading, without the look at earlier revisions: the worst
+    instance's trend from the first bin to the last bin at its highest trough, or None."""
     worst = np.nan_to_num(reading.bins["worst"].to_numpy(dtype=np.float64), nan=0.0)
     top = float(worst.max(initial=0.0))
     end = int(np.flatnonzero(worst >= top)[-1]) if top > 0 else 0
