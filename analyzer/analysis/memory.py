@@ -792,11 +792,18 @@ def _first_climb_to_limit(view: ServiceView, span: RevisionSpan, reading: _Readi
     if any(_limit_reached(long_troughs(view, old, config)) for old in earlier):
         return None
     for end in ends:
-        climb = _Reading.of(reading.bins.iloc[:end + 1], reading.minutes, cfg, learned)
-        trend = climb.worst if climb is not None else None
+        trend = _worst_up_to(reading, end, cfg, learned)
         if trend is not None and trend.passes(cfg):
             return trend
     return None
+
+
+def _worst_up_to(reading: _Reading, end: int, cfg: MemoryDetection,
+                 learned: Mapping[str, float] | None) -> _SignalTrend | None:
+    """The worst instance's trend over ``reading``'s bins from the first to ``end``, read on its own: a
+    first climb (to the limit, or to where the oldest instance was replaced) tested alone."""
+    climb = _Reading.of(reading.bins.iloc[:end + 1], reading.minutes, cfg, learned)
+    return climb.worst if climb is not None else None
 
 
 def _first_long_climb(view: ServiceView, span: RevisionSpan, reading: _Reading, config: DetectionConfig,
@@ -835,8 +842,7 @@ def _long_climb(reading: _Reading, cfg: MemoryDetection, learned: Mapping[str, f
         return None
     if np.median(worst[end + 1:]) > top / (1.0 + _bucket_step(worst)) + 1e-9:
         return None  # level at the top after it: no drop
-    climb = _Reading.of(reading.bins.iloc[:end + 1], reading.minutes, cfg, learned)
-    trend = climb.worst if climb is not None else None
+    trend = _worst_up_to(reading, end, cfg, learned)
     if (trend is not None and len(trend.segments) == 1 and trend.covered >= LONG_CLIMB_HOURS
             and trend.passes(cfg)):
         return trend
