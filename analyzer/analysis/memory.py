@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import stats
-from analyzer.analysis.timeline import RevisionSpan, ServiceView, between
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, earlier_without
 from analyzer.config import DetectionConfig, MemoryDetection
 from analyzer.model import FloatArray
 
@@ -621,7 +621,7 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     is this revision's ``troughs`` at the configured (long) width. Revisions named in ``flagged`` (with a
     finding or a leak candidate of their own) are never the yardstick: a leak they carried is not
     what this service does after a deploy."""
-    earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
+    earlier = earlier_without(view, span, flagged)
     return _rises_like(view, mine, signal, config, earlier[-LOOKBACK:])
 
 
@@ -788,7 +788,7 @@ def _first_climb_to_limit(view: ServiceView, span: RevisionSpan, reading: _Readi
     ends = [end for end in _limit_reached(reading.bins) if end >= 3]
     if not ends:
         return None
-    earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
+    earlier = earlier_without(view, span, flagged)
     if any(_limit_reached(long_troughs(view, old, config)) for old in earlier):
         return None
     for end in ends:
@@ -824,7 +824,7 @@ def _first_long_climb(view: ServiceView, span: RevisionSpan, reading: _Reading, 
     climb = _long_climb(reading, config.memory, learned)
     if climb is None:
         return None
-    earlier = [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
+    earlier = earlier_without(view, span, flagged)
     for old in earlier:
         theirs = _Reading.of(long_troughs(view, old, config), reading.minutes, config.memory, learned)
         if theirs is not None and _long_climb(theirs, config.memory, learned) is not None:

@@ -6,6 +6,7 @@ revision" mean the same thing everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -216,14 +217,19 @@ def served_hours(view: ServiceView, span: RevisionSpan) -> float:
     return float(steps) * view.step_seconds / 3600.0
 
 
+def earlier_without(view: ServiceView, span: RevisionSpan, flagged: Collection[str]) -> list[RevisionSpan]:
+    """The revisions deployed before ``span``, in order, leaving out those ``flagged`` names (a finding
+    or a leak candidate of their own): the ones that may show what this service does."""
+    return [old for old in view.spans[: view.spans.index(span)] if old.name not in flagged]
+
+
 def reference_span(view: ServiceView, span: RevisionSpan, flagged: set[str],
                    min_served_hours: float) -> RevisionSpan | None:
     """The revision ``span`` is compared with: the last earlier one that served at least
     ``min_served_hours`` and has no finding (``flagged`` names those that have one), so a predecessor
     that served only hours, or that itself leaked or regressed, is not the yardstick; without such a
     revision, the previous one when it has no finding, else the last earlier one without a finding."""
-    earlier = view.spans[: view.spans.index(span)]
-    clean = [old for old in earlier if old.name not in flagged]
+    clean = earlier_without(view, span, flagged)
     for old in reversed(clean):
         if served_hours(view, old) >= min_served_hours:
             return old
