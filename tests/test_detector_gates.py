@@ -97,6 +97,16 @@ def test_creep_needs_min_duration_hours() -> None:
     assert _more_instances(1.5, until=48.0 + 0.75 + 3.0) is None  # 3 h
 
 
+def test_creep_needs_the_excess_fraction_of_the_revision_taken_whole() -> None:
+    # Revision b serves 48 h with +60 % instances over its last hours: over its last 12 h that lifts the
+    # revision's mean by 15 % (not creep: a late excess is its cause's cost), over its last 24 h by 30 %.
+    def late(hours: float) -> s.Rev:
+        return s.Rev("b", 48.0, instance_factor=lambda age: np.where(age >= 48.0 - hours, 1.6, 1.0))
+
+    assert _creep([A_DAY_BEFORE, late(12.0)], until=96.0, diurnal=0.0) is None
+    assert _creep([A_DAY_BEFORE, late(24.0)], until=96.0, diurnal=0.0) == "revision a"
+
+
 def test_creep_is_judged_against_the_last_revision_that_served_reference_hours() -> None:
     # a0 served 30 h, then a only 16 h (less than reference_hours, 24 h): b's 50 % more instances are
     # judged against a0, and the finding says so.
