@@ -270,6 +270,17 @@ def test_extra_cpu_that_grows_from_the_deploy_is_dated_where_it_reaches_the_marg
     assert _cpu_onset(_ramp(0.0, 0.05, 1.6)) == pytest.approx(3.0, abs=1.5)
 
 
+def test_one_spiky_hour_after_the_deploy_does_not_date_a_growing_cpu_cost_at_the_deploy() -> None:
+    # The leak of the test above, flat for 8 h, with b's second hour at +30 % (a quiet hour's small
+    # expectation reads so against a load model): the mean of the first two hours held half the
+    # margin and dated it at the deploy, 10 h early; two of the first three hours must.
+    def spiky(age: np.ndarray) -> np.ndarray:
+        return np.where((age >= 1.0) & (age < 2.0), 1.3, _ramp(8.0, 0.05, 1.6)(age))
+
+    assert _cpu_onset(spiky) == pytest.approx(_cpu_onset(_ramp(8.0, 0.05, 1.6)), abs=0.5)
+    assert _cpu_onset(spiky) == pytest.approx(11.0, abs=1.5)
+
+
 def test_extra_cpu_just_over_the_margin_from_the_deploy_is_dated_at_the_deploy() -> None:
     assert _cpu_onset(s.step_up(1.17)) == 0.0
 

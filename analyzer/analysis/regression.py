@@ -350,11 +350,16 @@ STEP_HOURS = 2  # a revision whose first hours already show half the CPU margin 
 def _dated(ratio: pd.Series, span: RevisionSpan, config: DetectionConfig) -> pd.Timestamp:
     """The onset of extra CPU given hourly actual / expected CPU. A revision costlier from its start
     (its first ``STEP_HOURS`` hours after warm-up already at half the CPU margin, median) is dated at
-    its deploy: its first, partial hour reads low. Otherwise its cost grew, as a leak's GC work does,
-    and is dated where the excess held at the margin (``onset.held_start``), not where the growth
-    began, even when that was the deploy: the margin is what the finding reports."""
+    its deploy: its first, partial hour reads low. Two of its first three hours must hold that half
+    margin too (``onset.RUN_HOURS``, their median): one spiky hour (a quiet hour's expectation is
+    small) lifted the first two hours' mean and dated a leak's growing GC cost at the deploy, a day or
+    more early (CPU strict TP +3, FP -3 on ten development draws, docs/detection-quality.md).
+    Otherwise its cost grew, as a leak's GC work does, and is dated where the excess held at the
+    margin (``onset.held_start``), not where the growth began, even when that was the deploy: the
+    margin is what the finding reports."""
     excess = ratio.to_numpy(dtype=np.float64) - 1.0
-    if onset.from_start(excess, config.cpu.min_increase / 2, STEP_HOURS):
+    half = config.cpu.min_increase / 2
+    if onset.from_start(excess, half, STEP_HOURS) and onset.from_start(excess, half, onset.RUN_HOURS):
         return span.deploy_time
     return pd.Timestamp(ratio.index[onset.held_start(excess, config.cpu.min_increase)])
 
