@@ -281,6 +281,25 @@ def test_one_spiky_hour_after_the_deploy_does_not_date_a_growing_cpu_cost_at_the
     assert _cpu_onset(spiky) == pytest.approx(11.0, abs=1.5)
 
 
+def test_a_cpu_drift_that_reaches_the_margin_in_a_quiet_spell_is_dated_there() -> None:
+    # b's CPU per request flat for 30 h, then +2 % an hour (a slow leak's GC work, past the first-day
+    # comparison: the drift test finds it); it passes +15 % at 37.5 h, inside a quiet spell (34-44 h,
+    # a third of the traffic the reference ever saw). Priced at the reference's flat quietest CPU, the
+    # spell read as no extra CPU and the onset landed where traffic came back (44 h).
+    frames = s.frames([A_DAY_BEFORE, s.Rev("b", 48.0, cpu_factor=_ramp(30.0, 0.02, 1.6))], until=144.0)
+    ts = frames.metrics["ts"]
+    quiet = ((frames.metrics["revision"] == "b") & (ts >= s.START + pd.Timedelta(hours=48 + 34))
+             & (ts < s.START + pd.Timedelta(hours=48 + 44)))
+    for column in ("req_rate", "requests", "cpu_mean"):
+        frames.metrics.loc[quiet, column] *= 0.3
+    view = build_view(frames, s.KEY)
+    span = view.span("b")
+    found = detect_cpu(view, span, DEFAULTS, default_cpu=1.0,
+                       reference=reference_span(view, span, set(), DEFAULTS.cpu.compare_hours))
+    assert found is not None and found.metric == "CPU seconds per request at matched traffic"
+    assert (found.onset - span.deploy_time) / pd.Timedelta(hours=1) == pytest.approx(37.5, abs=1.5)
+
+
 def test_extra_cpu_just_over_the_margin_from_the_deploy_is_dated_at_the_deploy() -> None:
     assert _cpu_onset(s.step_up(1.17)) == 0.0
 

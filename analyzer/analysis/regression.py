@@ -311,11 +311,25 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
             return None
         hours, p_value = episode
         metric += f" (with {hours} h of GC thrash near the memory limit)"
-    began = _dated(pd.Series(ratio, index=after.index()), span, config)
+    began = _dated(pd.Series(_dating_ratio(before, after, ratio), index=after.index()), span, config)
     requests = float(after.req.sum())
     return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, began, metric,
                               float(expected.sum()) / requests, float(after.cpu_s.sum()) / requests, increase,
                               p_value, _quiet_cpu(before_rows), _quiet_cpu(after_rows))
+
+
+def _dating_ratio(before: HourlyCpu, after: HourlyCpu, judged: FloatArray) -> FloatArray:
+    """Each hour's CPU against the reference's at its traffic, for dating: below the reference's
+    quietest hours the expectation falls with load as its quiet bins do (as ``_cpu_onset`` dates), where
+    the drift test judges against their flat CPU (``judged``: conservative, a quiet spell cannot make a
+    regression). Dated on that flat expectation, a leak's GC cost that reached the margin during a
+    quiet weekend read as "less CPU than expected" there and was dated when traffic came back, a day or
+    two late (CPU strict TP +5, FP -5 on ten development draws, docs/detection-quality.md)."""
+    model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS, slope_below=True)
+    if model is None:
+        return judged
+    expected = model.predict(after.req)
+    return after.cpu_s / expected if (expected > 0).all() else judged
 
 
 def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, config: DetectionConfig,
