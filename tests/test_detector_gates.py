@@ -16,6 +16,7 @@ from analyzer.analysis.memory import detect_leak
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
 from analyzer.analysis.timeline import build_view, reference_span
 from analyzer.config import AnalysisConfig, DetectionConfig
+from analyzer.model import FindingKind
 from tests import synthetic as s
 
 DEFAULTS = DetectionConfig()
@@ -380,6 +381,20 @@ def test_creep_and_regressions_of_a_carried_leak_go_to_the_revision_that_introdu
                  s.Rev("b", 84.0, memory=s.leak(0.15), instance_factor=s.step_up(1.45))]
     assert _analyze(revisions, until=150.0) == [("instance_creep", "a", "revision a0|b"),
                                                 ("memory_baseline_rise", "a", "|b")]
+
+
+def test_a_carried_leaks_cpu_cost_is_dated_where_it_held_the_margin_in_the_revision_that_introduced_it() -> None:
+    # a leaks (30 % of the limit a day) and its GC work grows 1.5 % an hour: it passes +15 % about 10 h
+    # in. b ships the same code 18 h after a's deploy; its fresh instances start the GC cost again, and
+    # its own hours reach the margin 9 h into b. The CPU regression goes to a (carried by b), dated
+    # where a's own CPU held the margin, not where b's did (27 h after a's deploy).
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 48.0, memory=s.leak(0.3), cpu_factor=_ramp(0.0, 0.015, 1.8)),
+                 s.Rev("b", 66.0, memory=s.leak(0.3), cpu_factor=_ramp(0.0, 0.015, 1.8))]
+    analysis = analyze_frames(s.frames(revisions, until=150.0), AnalysisConfig())
+    cpu = next(f for f in analysis.findings if f.kind is FindingKind.CPU_REGRESSION)
+    assert (cpu.revision, cpu.evidence["carried_by"]) == ("a", "b")
+    assert cpu.deploy_time is not None
+    assert 7.0 <= (cpu.onset - cpu.deploy_time).total_seconds() / 3600 <= 12.0
 
 
 @pytest.mark.parametrize(("slower", "found"), [

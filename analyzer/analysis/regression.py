@@ -358,6 +358,32 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
     return _dated(pd.Series(after.cpu_s / expected, index=after.index()), span, config)
 
 
+def cpu_held_in(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, config: DetectionConfig,
+                default_cpu: float) -> pd.Timestamp | None:
+    """When ``span``'s CPU, against what ``reference`` used at the same traffic, first held the margin
+    (``_dated`` on its hours after warm-up, expectation as ``_dating_ratio``), or None when it never held
+    it for ``onset.RUN_HOURS`` (their median). For a regression a later revision carried on: a leak's GC
+    cost grows in the revision that introduced it and often reaches the margin before the carrier's
+    deploy, where the carrier's own hours (its instances fresh) reach it again only later."""
+    warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
+    before = _hourly_cpu(serving_rows(view, reference, span.first_seen, config.warmup_minutes,
+                                      3 * config.cpu.compare_hours), reference.info.cpu_limit or default_cpu)
+    after = _hourly_cpu(between(view.revision_rows(span.name), warm), span.info.cpu_limit or default_cpu)
+    if len(before.req) < DRIFT_REFERENCE_HOURS or len(after.req) < onset.RUN_HOURS:
+        return None
+    model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS, slope_below=True)
+    if model is None:
+        return None
+    expected = model.predict(after.req)
+    if (expected <= 0).any():
+        return None
+    excess = after.cpu_s / expected - 1.0
+    medians = np.median(np.lib.stride_tricks.sliding_window_view(excess, onset.RUN_HOURS), axis=1)
+    if not (medians >= config.cpu.min_increase).any():
+        return None
+    return _dated(pd.Series(excess + 1.0, index=after.index()), span, config)
+
+
 STEP_HOURS = 2  # a revision whose first hours already show half the CPU margin was costlier from its deploy
 
 
