@@ -311,25 +311,31 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
             return None
         hours, p_value = episode
         metric += f" (with {hours} h of GC thrash near the memory limit)"
-    began = _dated(pd.Series(_dating_ratio(before, after, ratio), index=after.index()), span, config)
+    # Dated on the falling expectation, not the flat one judged above: on that, a slow leak's GC cost
+    # that reached the margin in a quiet weekend was dated when traffic came back, a day or two late
+    # (CPU strict TP +5, FP -5 on ten development draws, docs/detection-quality.md).
+    falling = _against_falling(before, after)
+    began = _dated(pd.Series(ratio if falling is None else falling, index=after.index()), span, config)
     requests = float(after.req.sum())
     return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, began, metric,
                               float(expected.sum()) / requests, float(after.cpu_s.sum()) / requests, increase,
                               p_value, _quiet_cpu(before_rows), _quiet_cpu(after_rows))
 
 
-def _dating_ratio(before: HourlyCpu, after: HourlyCpu, judged: FloatArray) -> FloatArray:
-    """Each hour's CPU against the reference's at its traffic, for dating: below the reference's
-    quietest hours the expectation falls with load as its quiet bins do (as ``_cpu_onset`` dates), where
-    the drift test judges against their flat CPU (``judged``: conservative, a quiet spell cannot make a
-    regression). Dated on that flat expectation, a leak's GC cost that reached the margin during a
-    quiet weekend read as "less CPU than expected" there and was dated when traffic came back, a day or
-    two late (CPU strict TP +5, FP -5 on ten development draws, docs/detection-quality.md)."""
+def _against_falling(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
+    """Each of ``after``'s hours' CPU against what the reference used at its traffic, for dating: below
+    the reference's quietest hours the expectation falls with load as its quiet bins do, not flat at
+    their CPU (the drift test's conservative expectation: a quiet spell cannot make a regression). A
+    night after a deploy at dawn, or a quiet weekend, would otherwise read as "no extra CPU" and the
+    onset land where traffic came back. None when the reference is too short to learn that from."""
     model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS, slope_below=True)
-    if model is None:
-        return judged
+    if model is None or len(after.req) == 0:
+        return None
     expected = model.predict(after.req)
-    return after.cpu_s / expected if (expected > 0).all() else judged
+    if (expected <= 0).any():
+        return None
+    ratio: FloatArray = after.cpu_s / expected
+    return ratio
 
 
 def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, config: DetectionConfig,
@@ -346,22 +352,16 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
     after_rows = between(after_rows, warm, warm + pd.Timedelta(hours=config.cpu.compare_hours))
     before = _hourly_cpu(before_rows, reference.info.cpu_limit or default_cpu)
     after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
-    model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS, slope_below=True)
-    if model is None or len(after.req) == 0:
+    ratio = _against_falling(before, after)
+    if ratio is None:
         return span.deploy_time
-    # Below the reference's quietest hours the expectation falls with load as its quiet bins do (not
-    # flat at the quietest's CPU): a night after a deploy at dawn would otherwise read as "no extra
-    # CPU" and the change point land on the morning.
-    expected = model.predict(after.req)
-    if (expected <= 0).any():
-        return span.deploy_time
-    return _dated(pd.Series(after.cpu_s / expected, index=after.index()), span, config)
+    return _dated(pd.Series(ratio, index=after.index()), span, config)
 
 
 def cpu_held_in(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, config: DetectionConfig,
                 default_cpu: float) -> pd.Timestamp | None:
     """When ``span``'s CPU, against what ``reference`` used at the same traffic, first held the margin
-    (``_dated`` on its hours after warm-up, expectation as ``_dating_ratio``), or None when it never held
+    (``_dated`` on its hours after warm-up, against ``_against_falling``), or None when it never held
     it for ``onset.RUN_HOURS`` (their median). For a regression a later revision carried on: a leak's GC
     cost grows in the revision that introduced it and often reaches the margin before the carrier's
     deploy, where the carrier's own hours (its instances fresh) reach it again only later."""
@@ -369,19 +369,13 @@ def cpu_held_in(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, 
     before = _hourly_cpu(serving_rows(view, reference, span.first_seen, config.warmup_minutes,
                                       3 * config.cpu.compare_hours), reference.info.cpu_limit or default_cpu)
     after = _hourly_cpu(between(view.revision_rows(span.name), warm), span.info.cpu_limit or default_cpu)
-    if len(before.req) < DRIFT_REFERENCE_HOURS or len(after.req) < onset.RUN_HOURS:
+    ratio = _against_falling(before, after)
+    if ratio is None or len(ratio) < onset.RUN_HOURS:
         return None
-    model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS, slope_below=True)
-    if model is None:
-        return None
-    expected = model.predict(after.req)
-    if (expected <= 0).any():
-        return None
-    excess = after.cpu_s / expected - 1.0
-    medians = np.median(np.lib.stride_tricks.sliding_window_view(excess, onset.RUN_HOURS), axis=1)
+    medians = np.median(np.lib.stride_tricks.sliding_window_view(ratio - 1.0, onset.RUN_HOURS), axis=1)
     if not (medians >= config.cpu.min_increase).any():
         return None
-    return _dated(pd.Series(excess + 1.0, index=after.index()), span, config)
+    return _dated(pd.Series(ratio, index=after.index()), span, config)
 
 
 STEP_HOURS = 2  # a revision whose first hours already show half the CPU margin was costlier from its deploy
