@@ -236,6 +236,24 @@ def _cpu_onset(cpu_factor: s.Curve) -> float:
     return float((found.onset - span.deploy_time) / pd.Timedelta(hours=1))
 
 
+def _cpu_with_a_quiet_spell(b: s.Rev, start: float, end: float, *,
+                            until: float) -> tuple[RegressionEvidence | None, pd.Timestamp]:
+    """b's CPU finding (and b's deploy time) when b serves, from ``start`` to ``end`` hours after its deploy,
+    a third of its traffic (requests and CPU alike, so its CPU per request stays what ``b`` says): a
+    spell quieter than any hour of the reference."""
+    frames = s.frames([A_DAY_BEFORE, b], until=until)
+    ts = frames.metrics["ts"]
+    quiet = ((frames.metrics["revision"] == "b") & (ts >= s.START + pd.Timedelta(hours=b.at + start))
+             & (ts < s.START + pd.Timedelta(hours=b.at + end)))
+    for column in ("req_rate", "requests", "cpu_mean"):
+        frames.metrics.loc[quiet, column] *= 0.3
+    view = build_view(frames, s.KEY)
+    span = view.span("b")
+    found = detect_cpu(view, span, DEFAULTS, default_cpu=1.0,
+                       reference=reference_span(view, span, set(), DEFAULTS.cpu.compare_hours))
+    return found, span.deploy_time
+
+
 def test_extra_cpu_from_the_deploy_is_dated_at_the_deploy() -> None:
     assert _cpu_onset(s.step_up(1.3)) == 0.0
 
@@ -245,16 +263,9 @@ def test_extra_cpu_from_a_deploy_before_a_quiet_night_is_dated_at_the_deploy() -
     # of the traffic the reference ever saw (a quiet night). Expected CPU there follows the reference's
     # quietest bins down, so the night shows the extra CPU too; held flat at the quietest bin's CPU, it
     # read as "less CPU than expected" and the change point landed on the morning (5 h late).
-    frames = s.frames([A_DAY_BEFORE, s.Rev("b", 70.0, cpu_factor=s.step_up(1.3))], until=142.0)
-    quiet = (frames.metrics["revision"] == "b") & (frames.metrics["ts"] < s.START + pd.Timedelta(hours=75))
-    for column in ("req_rate", "requests", "cpu_mean"):
-        frames.metrics.loc[quiet, column] *= 0.3
-    view = build_view(frames, s.KEY)
-    span = view.span("b")
-    found = detect_cpu(view, span, DEFAULTS, default_cpu=1.0,
-                       reference=reference_span(view, span, set(), DEFAULTS.cpu.compare_hours))
+    found, deployed = _cpu_with_a_quiet_spell(s.Rev("b", 70.0, cpu_factor=s.step_up(1.3)), 0.0, 5.0, until=142.0)
     assert found is not None and found.increase == pytest.approx(0.3, abs=0.03)
-    assert found.onset == span.deploy_time
+    assert found.onset == deployed
 
 
 def test_extra_cpu_that_grows_hours_after_the_deploy_is_dated_where_it_reaches_the_margin() -> None:
@@ -287,18 +298,10 @@ def test_a_cpu_drift_that_reaches_the_margin_in_a_quiet_spell_is_dated_there() -
     # comparison: the drift test finds it); it passes +15 % at 37.5 h, inside a quiet spell (34-44 h,
     # a third of the traffic the reference ever saw). Priced at the reference's flat quietest CPU, the
     # spell read as no extra CPU and the onset landed where traffic came back (44 h).
-    frames = s.frames([A_DAY_BEFORE, s.Rev("b", 48.0, cpu_factor=_ramp(30.0, 0.02, 1.6))], until=144.0)
-    ts = frames.metrics["ts"]
-    quiet = ((frames.metrics["revision"] == "b") & (ts >= s.START + pd.Timedelta(hours=48 + 34))
-             & (ts < s.START + pd.Timedelta(hours=48 + 44)))
-    for column in ("req_rate", "requests", "cpu_mean"):
-        frames.metrics.loc[quiet, column] *= 0.3
-    view = build_view(frames, s.KEY)
-    span = view.span("b")
-    found = detect_cpu(view, span, DEFAULTS, default_cpu=1.0,
-                       reference=reference_span(view, span, set(), DEFAULTS.cpu.compare_hours))
+    found, deployed = _cpu_with_a_quiet_spell(s.Rev("b", 48.0, cpu_factor=_ramp(30.0, 0.02, 1.6)), 34.0, 44.0,
+                                              until=144.0)
     assert found is not None and found.metric == "CPU seconds per request at matched traffic"
-    assert (found.onset - span.deploy_time) / pd.Timedelta(hours=1) == pytest.approx(37.5, abs=1.5)
+    assert (found.onset - deployed) / pd.Timedelta(hours=1) == pytest.approx(37.5, abs=1.5)
 
 
 def test_extra_cpu_just_over_the_margin_from_the_deploy_is_dated_at_the_deploy() -> None:
