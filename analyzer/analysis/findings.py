@@ -480,16 +480,23 @@ def _aged_at_the_carriers_pace(view: ServiceView, before: RevisionEvidence, afte
     predecessor ends where the next revision starts, within a bucket step. The ratio may reach two: the
     carrier's pace is read from its first days, which fresh instances dilute. The prediction goes no
     higher than the limit: there the oldest instance is OOM-killed and replaced, and the leak cycles (a
-    25 %/day leak 4.6 days old sat 64 % above the carrier's start, not the 129 % its pace predicts)."""
+    25 %/day leak 4.6 days old sat 64 % above the carrier's start, not the 129 % its pace predicts); and
+    a revision whose instances reached the limit is as high as its troughs ever got, not where the cycle
+    stood at its end (a 13 %/day leak's worst instance had just been replaced: 3 % above the carrier's
+    start at its end, 35 % at its highest)."""
     theirs = after.leak
     assert theirs is not None
     span = before.span
     if not span.deploy_time_known or seen_from_deploy(span):
         return False
-    levels = long_troughs(view, span, config.detection)[COLUMN[theirs.signal]].dropna()
+    bins = long_troughs(view, span, config.detection)
+    levels = bins[COLUMN[theirs.signal]].dropna()
     if len(levels) < 3:
         return False
-    risen = float(levels.iloc[-3:].median()) - theirs.trough_start
+    # Where its instances reached the limit (OOM-killed), the leak cycles, and its end is wherever the
+    # cycle stood: its height is the highest its troughs reached.
+    cycling = float(bins["peak"].max()) >= OOM_LEVEL
+    risen = float(levels.max() if cycling else levels.iloc[-3:].median()) - theirs.trough_start
     predicted = min(theirs.slope_per_day * hours_between(span.deploy_time, levels.index[-1]) / 24,
                     1.0 - theirs.trough_start)
     low, high = AGED_RISE_RATIO
