@@ -912,11 +912,16 @@ def _dating(rows: pd.DataFrame, reading: _Reading, chosen: _SignalTrend, cfg: Me
     of the epoch's grid that holds only the end of its step has fewer points, so its minimum sits
     higher, and the first one after a deploy reads as a dip followed by a later climb. The detection
     itself keeps the grid's bins (what was found does not change, only when it started)."""
-    aligned = _Reading.of(troughs(rows, reading.minutes, from_first=True), reading.minutes, cfg, learned)
-    signal = aligned.signal(chosen.name) if aligned is not None else None
-    if aligned is None or signal is None:
-        return reading, chosen
-    return aligned, signal
+    return _aligned(rows, reading.minutes, chosen.name, cfg, learned) or (reading, chosen)
+
+
+def _aligned(rows: pd.DataFrame, minutes: int, name: str, cfg: MemoryDetection,
+             learned: Mapping[str, float] | None) -> tuple[_Reading, _SignalTrend] | None:
+    """The reading of ``minutes`` bins that start at the first row after the warm-up, and its signal
+    ``name`` (None when either is missing): what onsets are dated on."""
+    reading = _Reading.of(troughs(rows, minutes, from_first=True), minutes, cfg, learned)
+    signal = reading.signal(name) if reading is not None else None
+    return (reading, signal) if reading is not None and signal is not None else None
 
 
 HOURLY_REDATING_HOURS = 6.0  # how far hourly troughs may move a later start found on longer bins
@@ -936,10 +941,10 @@ def _later_start_on_hourly_troughs(rows: pd.DataFrame, long_bins: pd.DataFrame, 
     counts, and the swinging service's onset fixture failed)."""
     if dated.minutes <= 60 or trough_minutes(rows, long_bins, cfg.trough_window_minutes) > 60:
         return start_hours
-    hourly = _Reading.of(troughs(rows, 60, from_first=True), 60, cfg, learned)
-    signal = hourly.signal(name) if hourly is not None else None
-    if hourly is None or signal is None:
+    aligned = _aligned(rows, 60, name, cfg, learned)
+    if aligned is None:
         return start_hours
+    hourly, signal = aligned
     hourly_start = _onset_hours(hourly, signal, cfg)
     if hourly_start <= float(hourly.hours[0]):
         return start_hours

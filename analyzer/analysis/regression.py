@@ -278,11 +278,8 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     hours in a row far higher while memory sits near the limit (GC thrash until an OOM kill resets
     the instance)."""
     cfg = config.cpu
-    warm = pd.Timedelta(minutes=config.warmup_minutes)
-    before_rows = serving_rows(view, previous, span.first_seen, config.warmup_minutes, 3 * cfg.compare_hours)
-    after_rows = view.revision_rows(span.name)
-    after_rows = between(after_rows, span.first_seen + warm)
-    before = _hourly_cpu(before_rows, previous.info.cpu_limit or default_cpu)
+    before_rows, before = _reference_cpu(view, span, previous, config, default_cpu)
+    after_rows = between(view.revision_rows(span.name), span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
     after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
     if len(before.req) < DRIFT_REFERENCE_HOURS or len(after.req) < DRIFT_REFERENCE_HOURS:
         return None  # a young revision's CPU is its warm-up's; the first-day comparison covers it
@@ -322,6 +319,14 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
                               p_value, _quiet_cpu(before_rows), _quiet_cpu(after_rows))
 
 
+def _reference_cpu(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, config: DetectionConfig,
+                   default_cpu: float) -> tuple[pd.DataFrame, HourlyCpu]:
+    """The reference's serving rows before ``span``'s deploy (its last 3 × ``compare_hours`` after its
+    warm-up) and their hourly CPU: what ``span``'s later CPU is held against at the same traffic."""
+    rows = serving_rows(view, reference, span.first_seen, config.warmup_minutes, 3 * config.cpu.compare_hours)
+    return rows, _hourly_cpu(rows, reference.info.cpu_limit or default_cpu)
+
+
 def _against_falling(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
     """Each of ``after``'s hours' CPU against what the reference used at its traffic, for dating: below
     the reference's quietest hours the expectation falls with load as its quiet bins do, not flat at
@@ -347,10 +352,8 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
     dated where the growth reached the margin. Only the compared hours: later days' quiet nights,
     which a load model learned on busier hours overprices, must not move the change point."""
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
-    before_rows = serving_rows(view, reference, span.first_seen, config.warmup_minutes, 3 * config.cpu.compare_hours)
-    after_rows = view.revision_rows(span.name)
-    after_rows = between(after_rows, warm, warm + pd.Timedelta(hours=config.cpu.compare_hours))
-    before = _hourly_cpu(before_rows, reference.info.cpu_limit or default_cpu)
+    _, before = _reference_cpu(view, span, reference, config, default_cpu)
+    after_rows = between(view.revision_rows(span.name), warm, warm + pd.Timedelta(hours=config.cpu.compare_hours))
     after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
     ratio = _against_falling(before, after)
     if ratio is None:
@@ -366,8 +369,7 @@ def cpu_held_in(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, 
     cost grows in the revision that introduced it and often reaches the margin before the carrier's
     deploy, where the carrier's own hours (its instances fresh) reach it again only later."""
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
-    before = _hourly_cpu(serving_rows(view, reference, span.first_seen, config.warmup_minutes,
-                                      3 * config.cpu.compare_hours), reference.info.cpu_limit or default_cpu)
+    _, before = _reference_cpu(view, span, reference, config, default_cpu)
     after = _hourly_cpu(between(view.revision_rows(span.name), warm), span.info.cpu_limit or default_cpu)
     ratio = _against_falling(before, after)
     if ratio is None or len(ratio) < onset.RUN_HOURS:
