@@ -636,7 +636,16 @@ def rises_like_later(view: ServiceView, span: RevisionSpan, config: DetectionCon
 
 def _rises_like(view: ServiceView, mine: pd.DataFrame, signal: str, config: DetectionConfig,
                 yardsticks: list[RevisionSpan]) -> bool:
-    """A young revision's rise (``mine``: its long troughs) against each yardstick's at the same age."""
+    """A young revision's rise (``mine``: its long troughs) against each yardstick's at the same age.
+
+    The level compared is where its troughs ended, or, when they ended no higher than they began (the
+    climb the trend test saw lies between segments or inside a slow cycle), the highest they reached
+    after their first two bins: a revision that never got above where the service's earlier revisions
+    sat at this age did not leak, whatever its climb test read. Before, a revision that did not rise end
+    to end was never compared at all: a 14 h revision of a warm-up service whose typical troughs ran
+    27 % → 22 % → 24 % of the limit (a climb of 7 %/day on two segments) was reported as a leak, below
+    every earlier revision's level (``tests/test_warmup_negatives.py``). The highest level, not the
+    end: a leak cycling through OOM kills ends low after its last reset."""
     column = COLUMN[signal]
     if len(mine) < 3:
         return False
@@ -644,8 +653,9 @@ def _rises_like(view: ServiceView, mine: pd.DataFrame, signal: str, config: Dete
     own = mine[column].to_numpy(dtype=np.float64)
     own_end = float(np.nanmedian(own[-2:]))
     own_rise = own_end - float(np.nanmedian(own[:2]))
-    if age >= YOUNG_HOURS or not own_rise > 0:
+    if age >= YOUNG_HOURS:
         return False
+    reached_level = own_end if own_rise > 0 else float(np.nanmax(own[2:]))
     for yardstick in yardsticks:
         theirs = long_troughs(view, yardstick, config)
         if len(theirs) < 3:
@@ -661,10 +671,10 @@ def _rises_like(view: ServiceView, mine: pd.DataFrame, signal: str, config: Dete
         # from the top bucket in steps, "no higher" is within half a step: the median of two troughs a
         # step apart sits half a step above the lower.
         step = _bucket_step(np.concatenate([own, level])) if signal == WORST else 0.0
-        if own_end <= usual * (1.0 + step / 2.0):
+        if reached_level <= usual * (1.0 + step / 2.0):
             return True
-        if since[-1] < age / 2:
-            continue  # too short-lived to show this service's warm-up
+        if since[-1] < age / 2 or not own_rise > 0:
+            continue  # too short-lived to show this service's warm-up (or no rise to compare)
         if usual - np.nanmedian(level[:2]) >= 0.6 * own_rise:
             return True
     return False
