@@ -68,6 +68,10 @@ from tests.test_leak_onsets import _frames
     # 22 % → 24 % of the limit: on two segments a climb of 7 %/day for the trend test, but they never got
     # above where the revisions before it sat at the same age (25 %): no leak.
     "warmup_troughs_end_below_their_start_at_the_usual_level",
+    # Deploys every 4-11 h, each followed by a cache fill. A 5 h revision's typical trough rose 6 % of the
+    # limit in its last hour before the next revision took over: the sequential test's alarm from that
+    # hour alone, never seen again, is the hour's, not a drift.
+    "warmup_an_ended_revisions_last_hour_jumps",
 ])
 def test_no_leak_is_reported(name: str) -> None:
     frames, _ = _frames(name)

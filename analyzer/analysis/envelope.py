@@ -27,7 +27,8 @@ Method, per service:
    ``log(1 / ALPHA)`` (Ville's bound for a drift of known pace from the first bin; with the start and
    pace free it is a floor, not a bound), and at least ``HEALTHY_MARGIN`` times the highest ratio any
    healthy revision reached against the envelope of the others (the same statistic, so the bar follows
-   this service's noise);
+   this service's noise); a revision that ended (a later one took over) must hold the alarm for two
+   hours, not raise it in its last hour alone (``_alarms_needed``);
 4. an alarm is reported when the climb also passes the memory size gates (a slope of at least
    ``MIN_SLOPE_PER_DAY``, the configured ``min_rise``), spans ``MIN_CLIMB_BINS`` hourly troughs and
    still holds at the end of the data (``_stalled``: its last third does not fall, and either rises at
@@ -326,6 +327,18 @@ def young_enough(span: RevisionSpan, config: DetectionConfig) -> bool:
     return served <= ENVELOPE_HOURS + 1.0
 
 
+def _alarms_needed(view: ServiceView, span: RevisionSpan) -> int:
+    """The hours at the alarm level a leak needs: one for a revision still serving at the end of the data
+    (its last hour is the latest word, and a report run then should not wait), two for one that ended (a
+    later one took over and the data went on): its whole life is in the data, and an alarm raised by its
+    last hour alone, never seen again, is that hour's (a busy hour, the changeover), not a drift. On
+    sixteen development draws (3,200 scenarios) this cleaned two warm-up negatives (830341-0067: a 5 h
+    revision's typical trough up 6 % of the limit in its last hour; 260500-0035) and changed no other
+    finding, nor any delay or negative cut on four draws; asked of every revision, strong leaks found
+    by +6 h on those four fell from 51 to 36."""
+    return 2 if span.last_seen < view.totals.index[-1] else 1
+
+
 def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
                     config: DetectionConfig) -> LeakEvidence | None:
     """A leak found by the SPRT of ``span``'s troughs against the service's envelope, or None."""
@@ -338,7 +351,7 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
             return None
     residual = envelope.residual(series)
     ratio = drift_llr(residual, series.age, envelope.noise)
-    if not (ratio >= envelope.alarm).any():
+    if (ratio >= envelope.alarm).sum() < _alarms_needed(view, span):
         return None
     cfg = config.memory
     start = _climb_start(series.age, residual)
