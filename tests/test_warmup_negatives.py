@@ -64,6 +64,11 @@ from tests.test_leak_onsets import _frames
     # hump's top is 24 h, but the climb inside them starts at the evening (a later start, 10 h long): a
     # first climb is believed when the climb itself lasted a day.
     "big_sawtooth_worst_instance_humps_each_night_after_a_flat_day",
+    # A tall GC sawtooth on a revision deployed before the window: its worst instance climbed 32 % -> 53 %
+    # of the limit and fell back three times, then climbed 32 % -> 53 % over its last 14 h. Read from
+    # that climb's start, 26 %/day; it is one more cycle, not a flag flipped (a flip climbs from a flat
+    # stretch).
+    "big_sawtooth_worst_instance_climbs_again_after_three_cycles",
     # Deploys every half day, each followed by a cache fill. A 14 h revision's typical troughs ran 27 % →
     # 22 % → 24 % of the limit: on two segments a climb of 7 %/day for the trend test, but they never got
     # above where the revisions before it sat at the same age (25 %): no leak.
