@@ -688,20 +688,19 @@ def _rises_like(view: ServiceView, mine: pd.DataFrame, signal: str, config: Dete
         reached = min(age, float(since[-1]))
         level = theirs[column].to_numpy(dtype=np.float64)
         same_age = (since >= reached - 2.0) & (since <= reached + 1.0)
-        usual = float(np.nanmedian(level[same_age]))
+        at_age = float(np.nanmedian(level[same_age]))
         held = level[2:][since[2:] <= reached + 1.0]
-        if len(held) >= 2:
-            usual = max(usual, _held_high(held))
+        got_to = max(at_age, _held_high(held)) if len(held) >= 2 else at_age
         # Climbed from a colder start back to no higher than the yardstick got by this age: a
         # warm-up, however steep, not a leak. For the worst instance, read from the top bucket in
         # steps, "no higher" is within half a step: the median of two troughs a step apart sits half a
         # step above the lower.
         step = _bucket_step(np.concatenate([own, level])) if signal == WORST else 0.0
-        if own_level <= usual * (1.0 + step / 2.0):
+        if own_level <= got_to * (1.0 + step / 2.0):
             return True
         if since[-1] < age / 2 or not own_rise > 0:
             continue  # too short-lived to show this service's warm-up (or no rise to compare)
-        if float(np.nanmedian(level[same_age])) - np.nanmedian(level[:2]) >= 0.6 * own_rise:
+        if at_age - np.nanmedian(level[:2]) >= 0.6 * own_rise:
             return True
     return False
 
