@@ -170,16 +170,23 @@ OOM_LEVEL = 0.97  # the worst instance at the limit (its top bucket at this shar
 
 def _oom_resets(y: FloatArray, peak: FloatArray, drop_floor: float) -> list[int]:
     """Indices where a new segment starts after an OOM kill: the worst instance was at the limit in one
-    of the two bins before, its peak then fell, and the troughs dropped by half ``drop_floor`` or more.
+    of the two bins before, and its peak then fell with the troughs dropping by half ``drop_floor`` or
+    more, or the troughs dropped by ``drop_floor`` or more whatever the peak did.
     Such a drop is often spread over two bins (the killed instance's replacement, then the next one), and
     each step alone stays inside the bin-to-bin noise that ``_split_points`` asks a reset to leave; a leak
-    cycling through OOM kills then read as one bounded sawtooth."""
+    cycling through OOM kills then read as one bounded sawtooth. The peak need not fall when another
+    instance is at the limit in the same bin: on bins aligned to a revision's first row, a flipped leak's
+    first kill (the worst trough 87 % -> 79 % of the limit, the peak held at 100 %) went unsplit, its first
+    segment ran on through a day pinned at the limit and the climb was dated at the deploy, 15 h before the
+    flip (255300-0134). Sixteen development draws: two flips dated within 2 h that were not, nothing lost;
+    delay and negative cuts on four draws identical."""
     if len(y) < 3:
         return []
     at_limit = np.nan_to_num(peak, nan=0.0) >= OOM_LEVEL
     fell = np.nan_to_num(peak[1:], nan=1.0) < np.nan_to_num(peak[:-1], nan=0.0)  # fell[i - 1]: into bin i
     i = np.arange(2, len(y))
-    resets = (at_limit[i - 2] | at_limit[i - 1]) & fell[i - 1] & (y[i] < y[i - 1] - drop_floor / 2)
+    resets = ((at_limit[i - 2] | at_limit[i - 1]) & (fell[i - 1] | (y[i] < y[i - 1] - drop_floor))
+              & (y[i] < y[i - 1] - drop_floor / 2))
     return [int(k) for k in i[resets]]
 
 
