@@ -178,15 +178,15 @@ def _oom_resets(y: FloatArray, peak: FloatArray, drop_floor: float) -> list[int]
     instance is at the limit in the same bin: on bins aligned to a revision's first row, a flipped leak's
     first kill (the worst trough 87 % -> 79 % of the limit, the peak held at 100 %) went unsplit, its first
     segment ran on through a day pinned at the limit and the climb was dated at the deploy, 15 h before the
-    flip (255300-0134). Sixteen development draws: two flips dated within 2 h that were not, nothing lost;
-    delay and negative cuts on four draws identical."""
+    flip (255300-0134). Seventeen development draws: two flips dated within 2 h that were not, nothing
+    lost; delay and negative cuts on four draws identical."""
     if len(y) < 3:
         return []
     at_limit = np.nan_to_num(peak, nan=0.0) >= OOM_LEVEL
     fell = np.nan_to_num(peak[1:], nan=1.0) < np.nan_to_num(peak[:-1], nan=0.0)  # fell[i - 1]: into bin i
     i = np.arange(2, len(y))
-    resets = ((at_limit[i - 2] | at_limit[i - 1]) & (fell[i - 1] | (y[i] < y[i - 1] - drop_floor))
-              & (y[i] < y[i - 1] - drop_floor / 2))
+    drop = y[i - 1] - y[i]
+    resets = (at_limit[i - 2] | at_limit[i - 1]) & ((fell[i - 1] & (drop > drop_floor / 2)) | (drop > drop_floor))
     return [int(k) for k in i[resets]]
 
 
