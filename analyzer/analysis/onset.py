@@ -39,6 +39,19 @@ def rise_start(excess: FloatArray, level: float) -> int:
     return int(np.argmin(cumulative[:top + 1])) if top > 0 else 0
 
 
+def _run_medians(values: FloatArray) -> FloatArray:
+    """The median of every ``RUN_HOURS`` in a row (of all of them, when fewer)."""
+    run = min(RUN_HOURS, len(values))
+    medians: FloatArray = np.median(np.lib.stride_tricks.sliding_window_view(values, run), axis=1)
+    return medians
+
+
+def ever_held(excess: FloatArray, margin: float) -> bool:
+    """Some ``RUN_HOURS`` in a row held the excess at ``margin`` or above (their median)."""
+    values = np.nan_to_num(np.asarray(excess, dtype=np.float64))
+    return len(values) >= RUN_HOURS and bool((_run_medians(values) >= margin).any())
+
+
 def held_start(excess: FloatArray, margin: float) -> int:
     """The hour (index into ``excess``, hourly) from which the excess is held above ``margin``: the
     first ``RUN_HOURS`` whose median is at or above it after the CUSUM change point over ``margin / 2``;
@@ -47,7 +60,5 @@ def held_start(excess: FloatArray, margin: float) -> int:
     if len(values) == 0:
         return 0
     start = rise_start(values, margin / 2)
-    run = min(RUN_HOURS, len(values) - start)
-    medians = np.median(np.lib.stride_tricks.sliding_window_view(values[start:], run), axis=1)
-    held = np.flatnonzero(medians >= margin)
+    held = np.flatnonzero(_run_medians(values[start:]) >= margin)
     return start + (int(held[0]) if held.size else 0)

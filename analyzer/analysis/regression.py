@@ -279,8 +279,7 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     the instance)."""
     cfg = config.cpu
     before_rows, before = _reference_cpu(view, span, previous, config, default_cpu)
-    after_rows = between(view.revision_rows(span.name), span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
-    after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
+    after_rows, after = _own_cpu(view, span, config, default_cpu)
     if len(before.req) < DRIFT_REFERENCE_HOURS or len(after.req) < DRIFT_REFERENCE_HOURS:
         return None  # a young revision's CPU is its warm-up's; the first-day comparison covers it
     model = load_model.fit(before.req, before.cpu_s, bins=6, min_points=DRIFT_REFERENCE_HOURS)
@@ -327,6 +326,15 @@ def _reference_cpu(view: ServiceView, span: RevisionSpan, reference: RevisionSpa
     return rows, _hourly_cpu(rows, reference.info.cpu_limit or default_cpu)
 
 
+def _own_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, default_cpu: float,
+             hours: float | None = None) -> tuple[pd.DataFrame, HourlyCpu]:
+    """``span``'s rows after its warm-up (its first ``hours`` of them, or all) and their hourly CPU."""
+    warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
+    end = warm + pd.Timedelta(hours=hours) if hours is not None else None
+    rows = between(view.revision_rows(span.name), warm, end)
+    return rows, _hourly_cpu(rows, span.info.cpu_limit or default_cpu)
+
+
 def _against_falling(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
     """Each of ``after``'s hours' CPU against what the reference used at its traffic, for dating: below
     the reference's quietest hours the expectation falls with load as its quiet bins do, not flat at
@@ -351,10 +359,8 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
     from its start is dated at its deploy; one whose cost grows later that day (a leak's GC work) is
     dated where the growth reached the margin. Only the compared hours: later days' quiet nights,
     which a load model learned on busier hours overprices, must not move the change point."""
-    warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     _, before = _reference_cpu(view, span, reference, config, default_cpu)
-    after_rows = between(view.revision_rows(span.name), warm, warm + pd.Timedelta(hours=config.cpu.compare_hours))
-    after = _hourly_cpu(after_rows, span.info.cpu_limit or default_cpu)
+    _, after = _own_cpu(view, span, config, default_cpu, config.cpu.compare_hours)
     ratio = _against_falling(before, after)
     if ratio is None:
         return span.deploy_time
@@ -368,14 +374,10 @@ def cpu_held_in(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, 
     it for ``onset.RUN_HOURS`` (their median). For a regression a later revision carried on: a leak's GC
     cost grows in the revision that introduced it and often reaches the margin before the carrier's
     deploy, where the carrier's own hours (its instances fresh) reach it again only later."""
-    warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     _, before = _reference_cpu(view, span, reference, config, default_cpu)
-    after = _hourly_cpu(between(view.revision_rows(span.name), warm), span.info.cpu_limit or default_cpu)
+    _, after = _own_cpu(view, span, config, default_cpu)
     ratio = _against_falling(before, after)
-    if ratio is None or len(ratio) < onset.RUN_HOURS:
-        return None
-    medians = np.median(np.lib.stride_tricks.sliding_window_view(ratio - 1.0, onset.RUN_HOURS), axis=1)
-    if not (medians >= config.cpu.min_increase).any():
+    if ratio is None or not onset.ever_held(ratio - 1.0, config.cpu.min_increase):
         return None
     return _dated(pd.Series(ratio, index=after.index()), span, config)
 
