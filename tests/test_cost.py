@@ -350,6 +350,28 @@ def test_a_predecessor_that_served_briefly_is_pooled_with_the_revisions_before_i
     assert excess.instance_seconds == pytest.approx(extra, rel=0.03)
 
 
+def test_a_load_beyond_the_references_last_days_is_priced_from_every_day_it_served() -> None:
+    # A reference that served six days: three busy (20-50 requests/s, two to five instances), then three
+    # quiet (2-6, one instance), as a weekday week and a weekend. The detectors read its last three days;
+    # priced from those alone, a revision no worse than it, serving the busy days' traffic, had 40 % of
+    # its instance time read as excess (its load is beyond anything those days saw). Its load is outside
+    # their range, so its whole record is the reference.
+    good = info("svc-00001-good", request_based=False)
+    same_at = T0 + pd.Timedelta(days=6)
+    same = info("svc-00002-same", request_based=False, created=same_at)
+    day = 288
+    busy, quiet = 35.0 + 15.0 * np.sin(np.linspace(0, 6 * np.pi, 3 * day)), 4.0 + 2.0 * np.sin(
+        np.linspace(0, 6 * np.pi, 3 * day))
+    view = view_of((good, _instance_rows(good, np.concatenate([busy, quiet]), per_instance=10.0, start=T0)),
+                   (same, _instance_rows(same, busy[:2 * day], per_instance=10.0, start=same_at)))
+    span = view.span("svc-00002-same")
+    excess = cost.excess_cost(view, span, span.first_seen, TABLE, config())
+    assert excess is not None
+    assert excess.reference == "revision svc-00001-good"
+    served = float(np.ceil(busy[:2 * day] / 10.0).sum()) * STEP
+    assert abs(excess.instance_seconds) <= 0.03 * served
+
+
 def test_a_fix_saves_what_the_broken_revision_would_have_cost_for_its_load() -> None:
     bad = info("svc-00001-bad", request_based=False)
     start_fix = T0 + pd.Timedelta(days=2)

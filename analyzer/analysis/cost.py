@@ -15,6 +15,7 @@ the fix costs. Formulas and what is exact versus estimated: docs/cost-model.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
@@ -437,15 +438,20 @@ def _predict(reference: pd.DataFrame, target: pd.DataFrame, column: str) -> np.n
 
 
 def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame, config: AnalysisConfig,
-               reference: RevisionSpan | None, healthy_until: pd.Timestamp | None = None
-               ) -> tuple[pd.DataFrame, str]:
+               reference: RevisionSpan | None, healthy_until: pd.Timestamp | None = None,
+               priced_load: FloatArray | None = None) -> tuple[pd.DataFrame, str]:
     """The steps that show the old behaviour: the detectors' reference revision (by default the previous
-    one), else the earlier revisions together when it served too briefly, else ``span``'s first hours.
+    one; its last three days, or all it served in the data when the load priced, ``priced_load``, went
+    beyond those days' range: ``_covers``), else the earlier revisions together when it served too
+    briefly, else ``span``'s first hours.
     Those first hours show the old behaviour only before the anomaly (``healthy_until``): when it began
     sooner, at the deploy, the earlier revisions' shorter record (at least ``MIN_REFERENCE_HOURS``) is
     the reference, else the revision's own hours before the onset."""
     warmup, hours = config.detection.warmup_minutes, config.detection.creep.reference_hours
     steps, described = reference_totals(view, span, warmup, hours, reference)
+    if (priced_load is not None and described.startswith("revision ")
+            and not _covers(totals.loc[steps.index, "req_rate"].to_numpy(dtype=np.float64), priced_load)):
+        steps, described = reference_totals(view, span, warmup, hours, reference, lookback_hours=math.inf)
     previous = reference if reference is not None else view.previous(span.name)
     if previous is None or described == f"revision {previous.name}":
         return totals.loc[steps.index], described
@@ -472,6 +478,19 @@ def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame, conf
     return totals.loc[steps.index], described
 
 
+COVERED_SHARE = 0.02  # the priced load's share that may lie beyond the reference's range at each end
+
+
+def _covers(reference_load: FloatArray, priced_load: FloatArray) -> bool:
+    """The reference's load spans the priced load, but for ``COVERED_SHARE`` of it at either end: the
+    counterfactual is read inside the range it was learned on, not extrapolated from its edge."""
+    seen, priced = reference_load[np.isfinite(reference_load)], priced_load[np.isfinite(priced_load)]
+    if not len(seen) or not len(priced):
+        return True
+    low, high = np.quantile(priced, [COVERED_SHARE, 1.0 - COVERED_SHARE])
+    return bool(seen.min() <= low and high <= seen.max())
+
+
 def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, table: PriceTable,
                 config: AnalysisConfig, *, reference: RevisionSpan | None = None,
                 healthy_until: pd.Timestamp | None = None) -> Excess | None:
@@ -481,11 +500,12 @@ def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, tabl
     there is too little reference data."""
     quantities = service_steps(view, table, config)[["billable_s", "vcpu_s", "gib_s"]]
     totals = view.totals.join(quantities.rename(columns={"billable_s": "billable_q"}), how="left")
-    ref, described = _reference(view, span, totals, config, reference, healthy_until)
     # Steps without a request rate cannot be compared with anything: they are left out.
     mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= onset) & totals["req_rate"].notna()]
     if mine.empty:
         return None
+    ref, described = _reference(view, span, totals, config, reference, healthy_until,
+                                mine["req_rate"].to_numpy(dtype=np.float64))
     extra: dict[str, np.ndarray] = {}
     for column in ("billable_q", "vcpu_s", "gib_s"):
         expected = _predict(ref, mine, column)

@@ -6,6 +6,7 @@ revision" mean the same thing everywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -273,12 +274,13 @@ def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestam
 
 def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
                      reference_hours: float, reference: RevisionSpan | None = None, *,
-                     enough_hours: float | None = None) -> tuple[pd.DataFrame, str]:
+                     enough_hours: float | None = None,
+                     lookback_hours: float | None = None) -> tuple[pd.DataFrame, str]:
     """Service-level steps that show how the service behaved before ``span``: the reference revision's
-    (by default the previous one) last serving steps before the deploy (up to 3 × ``reference_hours``),
-    or, without enough of them (``enough_hours``, by default half of ``reference_hours``), the
-    revision's own first ``reference_hours`` after warm-up. Returns the steps and a description for
-    the report."""
+    (by default the previous one) last serving steps before the deploy (up to ``lookback_hours`` of
+    them, by default 3 × ``reference_hours``), or, without enough of them (``enough_hours``, by default
+    half of ``reference_hours``), the revision's own first ``reference_hours`` after warm-up. Returns
+    the steps and a description for the report."""
     key = ("measured totals",)
     if key not in view.derived:  # asked for each revision of the service
         keep = view.totals["inst_active"].notna().to_numpy()
@@ -299,9 +301,11 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
     if reference is not None:
         first, flags = serving(reference.name, reference.first_seen + warm, span.first_seen)
         picked = first + np.flatnonzero(flags)
-        if len(picked):  # its last 3 × reference_hours of them
-            since = index[picked[-1]] - pd.Timedelta(hours=reference_hours * 3)
-            picked = picked[picked >= int(index.searchsorted(since, side="left"))]
+        if len(picked):  # its last ``lookback`` hours of them
+            lookback = reference_hours * 3 if lookback_hours is None else lookback_hours
+            if math.isfinite(lookback):
+                since = index[picked[-1]] - pd.Timedelta(hours=lookback)
+                picked = picked[picked >= int(index.searchsorted(since, side="left"))]
         if len(picked) * view.step_seconds >= (enough_hours or reference_hours / 2) * 3600:
             return totals.iloc[picked], f"revision {reference.name}"
     start = span.first_seen + warm
