@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from analyzer import simulate as sim
 from analyzer.analysis import Analysis, cost, load_model
-from analyzer.analysis.timeline import ServiceView, build_view
+from analyzer.analysis.creep import detect_creep
+from analyzer.analysis.timeline import RevisionSpan, ServiceView, build_view
 from analyzer.analysis.whatif import WhatIfKind, service_what_ifs
 from analyzer.config import AnalysisConfig, parse_config
 from analyzer.frames import KEY_COLUMNS, METRIC_COLUMNS, Frames
@@ -350,26 +351,46 @@ def test_a_predecessor_that_served_briefly_is_pooled_with_the_revisions_before_i
     assert excess.instance_seconds == pytest.approx(extra, rel=0.03)
 
 
-def test_a_load_beyond_the_references_last_days_is_priced_from_every_day_it_served() -> None:
-    # A reference that served six days: three busy (20-50 requests/s, two to five instances), then three
-    # quiet (2-6, one instance), as a weekday week and a weekend. The detectors read its last three days;
-    # priced from those alone, a revision no worse than it, serving the busy days' traffic, had 40 % of
-    # its instance time read as excess (its load is beyond anything those days saw). Its load is outside
-    # their range, so its whole record is the reference.
+def _weekdays_then_a_weekend(per_instance: float = 10.0) -> ServiceView:
+    """A reference that served six days: three busy (20-50 requests/s, two to five instances), then three
+    quiet (2-6, one instance), as a weekday week and a weekend; then two busy days of a revision serving
+    ``per_instance`` requests/s per instance (the reference: 10)."""
     good = info("svc-00001-good", request_based=False)
-    same_at = T0 + pd.Timedelta(days=6)
-    same = info("svc-00002-same", request_based=False, created=same_at)
+    after_at = T0 + pd.Timedelta(days=6)
+    after = info("svc-00002-same", request_based=False, created=after_at)
     day = 288
-    busy, quiet = 35.0 + 15.0 * np.sin(np.linspace(0, 6 * np.pi, 3 * day)), 4.0 + 2.0 * np.sin(
-        np.linspace(0, 6 * np.pi, 3 * day))
-    view = view_of((good, _instance_rows(good, np.concatenate([busy, quiet]), per_instance=10.0, start=T0)),
-                   (same, _instance_rows(same, busy[:2 * day], per_instance=10.0, start=same_at)))
+    busy = 35.0 + 15.0 * np.sin(np.linspace(0, 6 * np.pi, 3 * day))
+    quiet = 4.0 + 2.0 * np.sin(np.linspace(0, 6 * np.pi, 3 * day))
+    return view_of((good, _instance_rows(good, np.concatenate([busy, quiet]), per_instance=10.0, start=T0)),
+                   (after, _instance_rows(after, busy[:2 * day], per_instance=per_instance, start=after_at)))
+
+
+def test_a_load_beyond_the_references_last_days_is_priced_from_every_day_it_served() -> None:
+    # The detectors read the reference's last three days; priced from those alone, the revision had 40 %
+    # of its instance time read as excess (its load is beyond anything those days saw). Its load is
+    # outside their range, so the reference's whole record is what it is priced against.
+    view = _weekdays_then_a_weekend()
     span = view.span("svc-00002-same")
     excess = cost.excess_cost(view, span, span.first_seen, TABLE, config())
     assert excess is not None
     assert excess.reference == "revision svc-00001-good"
-    served = float(np.ceil(busy[:2 * day] / 10.0).sum()) * STEP
+    served = float(span_rows_instances(view, span)) * STEP
     assert abs(excess.instance_seconds) <= 0.03 * served
+
+
+def test_a_load_beyond_the_references_last_days_is_judged_for_creep_against_every_day_it_served() -> None:
+    # A revision needing 60 % more instances for the weekday traffic: against the weekend alone (one
+    # instance at 6 requests/s, in proportion to load above it) it needed about as many as it ran.
+    view = _weekdays_then_a_weekend(per_instance=10.0 / 1.6)
+    span = view.span("svc-00002-same")
+    found = detect_creep(view, span, AnalysisConfig().detection, reference=view.span("svc-00001-good"))
+    assert found is not None
+    assert found.reference == "revision svc-00001-good"
+    assert found.excess_fraction == pytest.approx(0.6, abs=0.15)
+
+
+def span_rows_instances(view: ServiceView, span: RevisionSpan) -> float:
+    return float(view.revision_rows(span.name)["inst_active"].sum())
 
 
 def test_a_fix_saves_what_the_broken_revision_would_have_cost_for_its_load() -> None:

@@ -15,7 +15,6 @@ the fix costs. Formulas and what is exact versus estimated: docs/cost-model.md.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
@@ -441,17 +440,14 @@ def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame, conf
                reference: RevisionSpan | None, healthy_until: pd.Timestamp | None = None,
                priced_load: FloatArray | None = None) -> tuple[pd.DataFrame, str]:
     """The steps that show the old behaviour: the detectors' reference revision (by default the previous
-    one; its last three days, or all it served in the data when the load priced, ``priced_load``, went
-    beyond those days' range: ``_covers``), else the earlier revisions together when it served too
+    one; all it served in the data when the load priced, ``priced_load``, goes beyond its last days'
+    range: ``timeline.reference_totals``), else the earlier revisions together when it served too
     briefly, else ``span``'s first hours.
     Those first hours show the old behaviour only before the anomaly (``healthy_until``): when it began
     sooner, at the deploy, the earlier revisions' shorter record (at least ``MIN_REFERENCE_HOURS``) is
     the reference, else the revision's own hours before the onset."""
     warmup, hours = config.detection.warmup_minutes, config.detection.creep.reference_hours
-    steps, described = reference_totals(view, span, warmup, hours, reference)
-    if (priced_load is not None and described.startswith("revision ")
-            and not _covers(totals.loc[steps.index, "req_rate"].to_numpy(dtype=np.float64), priced_load)):
-        steps, described = reference_totals(view, span, warmup, hours, reference, lookback_hours=math.inf)
+    steps, described = reference_totals(view, span, warmup, hours, reference, judged_load=priced_load)
     previous = reference if reference is not None else view.previous(span.name)
     if previous is None or described == f"revision {previous.name}":
         return totals.loc[steps.index], described
@@ -476,19 +472,6 @@ def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame, conf
     if len(own) >= minimum:
         return totals.loc[own], f"{span.name} before {healthy_until:%Y-%m-%d %H:%M} UTC"
     return totals.loc[steps.index], described
-
-
-COVERED_SHARE = 0.02  # the priced load's share that may lie beyond the reference's range at each end
-
-
-def _covers(reference_load: FloatArray, priced_load: FloatArray) -> bool:
-    """The reference's load spans the priced load, but for ``COVERED_SHARE`` of it at either end: the
-    counterfactual is read inside the range it was learned on, not extrapolated from its edge."""
-    seen, priced = reference_load[np.isfinite(reference_load)], priced_load[np.isfinite(priced_load)]
-    if not len(seen) or not len(priced):
-        return True
-    low, high = np.quantile(priced, [COVERED_SHARE, 1.0 - COVERED_SHARE])
-    return bool(seen.min() <= low and high <= seen.max())
 
 
 def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, table: PriceTable,

@@ -51,13 +51,14 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     cfg = config.creep
     # The revision's own first hours hide a change made at its deploy, the usual case: a few hours of
     # the reference revision are the better yardstick.
-    reference_steps, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours,
-                                                  reference, enough_hours=MIN_REFERENCE_HOURS)
     totals = view.totals
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     mask = view.serves(span.name) & (totals.index >= warm) & ~np.isnan(totals["inst_active"].to_numpy(np.float64))
     if mask.sum() * view.step_seconds < cfg.min_duration_hours * 3600:
         return None
+    reference_steps, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours,
+                                                  reference, enough_hours=MIN_REFERENCE_HOURS,
+                                                  judged_load=totals["req_rate"].to_numpy(np.float64)[mask])
     # Load is the request rate: "more instances than the previous revision needed for the same
     # traffic" is what the user pays for, whatever the cause (slower requests, a leak, a config change).
     load = "req_rate"

@@ -6,7 +6,6 @@ revision" mean the same thing everywhere.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -272,13 +271,17 @@ def serving_rows(view: ServiceView, reference: RevisionSpan, before: pd.Timestam
     return between(rows, start, end)
 
 
+COVERED_SHARE = 0.02  # the judged load's share that may lie beyond the reference's range at each end
+
+
 def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
                      reference_hours: float, reference: RevisionSpan | None = None, *,
                      enough_hours: float | None = None,
-                     lookback_hours: float | None = None) -> tuple[pd.DataFrame, str]:
+                     judged_load: FloatArray | None = None) -> tuple[pd.DataFrame, str]:
     """Service-level steps that show how the service behaved before ``span``: the reference revision's
-    (by default the previous one) last serving steps before the deploy (up to ``lookback_hours`` of
-    them, by default 3 × ``reference_hours``), or, without enough of them (``enough_hours``, by default
+    (by default the previous one) last serving steps before the deploy (up to 3 × ``reference_hours``
+    of them; all it served in the data when the request rates to be judged against it, ``judged_load``,
+    go beyond those steps' range: ``_covers``), or, without enough of them (``enough_hours``, by default
     half of ``reference_hours``), the revision's own first ``reference_hours`` after warm-up. Returns
     the steps and a description for the report."""
     key = ("measured totals",)
@@ -300,17 +303,29 @@ def reference_totals(view: ServiceView, span: RevisionSpan, warmup_minutes: int,
     reference = reference if reference is not None else view.previous(span.name)
     if reference is not None:
         first, flags = serving(reference.name, reference.first_seen + warm, span.first_seen)
-        picked = first + np.flatnonzero(flags)
-        if len(picked):  # its last ``lookback`` hours of them
-            lookback = reference_hours * 3 if lookback_hours is None else lookback_hours
-            if math.isfinite(lookback):
-                since = index[picked[-1]] - pd.Timedelta(hours=lookback)
-                picked = picked[picked >= int(index.searchsorted(since, side="left"))]
+        served = first + np.flatnonzero(flags)
+        picked = served
+        if len(served):  # its last 3 × reference_hours of them
+            since = index[served[-1]] - pd.Timedelta(hours=reference_hours * 3)
+            picked = served[served >= int(index.searchsorted(since, side="left"))]
+            if judged_load is not None and not _covers(totals["req_rate"].to_numpy(np.float64)[picked], judged_load):
+                picked = served
         if len(picked) * view.step_seconds >= (enough_hours or reference_hours / 2) * 3600:
             return totals.iloc[picked], f"revision {reference.name}"
     start = span.first_seen + warm
     first, flags = serving(span.name, start, start + pd.Timedelta(hours=reference_hours))
     return totals.iloc[first + np.flatnonzero(flags)], f"the first {reference_hours:g} h of {span.name}"
+
+
+def _covers(reference_load: FloatArray, judged_load: FloatArray) -> bool:
+    """The reference's request rates span the judged ones, but for ``COVERED_SHARE`` of them at either
+    end: what a revision is judged against is read inside the range it was learned on, not extrapolated
+    from its edge (a Monday's traffic against a reference whose last three days were a quiet weekend)."""
+    seen, judged = reference_load[np.isfinite(reference_load)], judged_load[np.isfinite(judged_load)]
+    if not len(seen) or not len(judged):
+        return True
+    low, high = np.quantile(judged, [COVERED_SHARE, 1.0 - COVERED_SHARE])
+    return bool(seen.min() <= low and high <= seen.max())
 
 
 def hours_between(a: pd.Timestamp | datetime, b: pd.Timestamp | datetime) -> float:
