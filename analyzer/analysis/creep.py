@@ -87,7 +87,12 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     if (median_excess < cfg.min_excess_instances or sustained < 0.6
             or _revision_fraction(values, hourly_expected) < cfg.min_excess_fraction):
         return None
-    margin = max(cfg.min_excess_instances, cfg.min_excess_fraction * median_expected)
+    # Dated where the excess held a margin of the count the revision needed on average over all its hours,
+    # the yardstick of the fraction gate (``_revision_fraction``). Against the median count of its excess
+    # period (lower, where the day's traffic swings widely), creep that grew with a leak or a slower
+    # release was dated hours early, mostly at the deploy, on its first hours' smaller excess.
+    # Seventeen development draws: strict creep TP 407 -> 411, FP 22 -> 18 (docs/detection-quality.md).
+    margin = max(cfg.min_excess_instances, cfg.min_excess_fraction * float(np.mean(hourly_expected)))
     # The hourly excess as a series (for the charts), built only for a finding.
     excess = pd.Series(values, index=by_hour.resampled(steps.name)[held])
     began = pd.Timestamp(excess.index[onset.held_start(values, margin)])
