@@ -1,6 +1,6 @@
 """Negative scenarios stay clean: services taken from simulated scenarios without an anomaly
 (``tests/data/onsets``, loaded as ``tests/test_leak_onsets`` does), on which an earlier version of the
-memory detector reported a leak."""
+memory or creep detector reported a finding."""
 
 from __future__ import annotations
 
@@ -86,6 +86,15 @@ def test_no_leak_is_reported(name: str) -> None:
     frames, _ = _frames(name)
     found = [(f.revision, f.summary) for f in analyze_frames(frames, AnalysisConfig()).findings
              if f.kind.value == "memory_baseline_rise"]
+    assert found == []
+
+
+def test_the_newcomers_instances_at_a_takeover_are_no_creep_of_the_revision_it_replaces() -> None:
+    # Deploys every few hours. A 7 h revision's last serving step counted the next revision's 27 cold
+    # instances with its own idle ones (after a burst of traffic): read as a creep of +26 % of the
+    # revision taken whole (the gate: 25 %). Without the newcomer's step, nothing.
+    frames, _ = _frames("warmup_creep_newcomers_instances_in_the_last_step_of_a_short_revision")
+    found = [(f.kind.value, f.revision, f.summary) for f in analyze_frames(frames, AnalysisConfig()).findings]
     assert found == []
 
 
