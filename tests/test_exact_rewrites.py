@@ -350,7 +350,7 @@ def _troughs_as_dropna(rows: pd.DataFrame, bin_minutes: int, from_first: bool) -
     """``memory.troughs`` as it was: every bin's frame built, then ``dropna(subset=["trough"])``."""
     from analyzer.analysis import memory
 
-    typical = memory._typical_memory(rows)
+    typical = memory.typical_memory(rows)
     worst = rows["mem_max"].to_numpy(dtype=np.float64)
     inst = rows["inst_active"].to_numpy(dtype=np.float64)
     load = rows["req_rate"].to_numpy(dtype=np.float64) / np.where(inst > 0, inst, np.nan)

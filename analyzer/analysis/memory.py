@@ -62,7 +62,7 @@ class LeakEvidence:
     against: str = ""  # what the climb was judged against, when not a flat line (the service's envelope)
 
 
-def _typical_memory(rows: pd.DataFrame) -> FloatArray:
+def typical_memory(rows: pd.DataFrame) -> FloatArray:
     """Fleet-typical memory per row: the mean across instances, else the median."""
     typical = rows["mem_mean"].to_numpy(dtype=np.float64)
     return np.where(np.isnan(typical), rows["mem_p50"].to_numpy(dtype=np.float64), typical)
@@ -73,7 +73,7 @@ def troughs(rows: pd.DataFrame, bin_minutes: int, *, from_first: bool = False) -
     (max across instances), the mean load per instance, and the highest worst-instance memory.
     Indexed by bin start (bins aligned to the epoch, or with ``from_first`` to the first row); bins
     without memory data are left out."""
-    typical = _typical_memory(rows)
+    typical = typical_memory(rows)
     worst = rows["mem_max"].to_numpy(dtype=np.float64)
     inst = rows["inst_active"].to_numpy(dtype=np.float64)
     load = rows["req_rate"].to_numpy(dtype=np.float64) / np.where(inst > 0, inst, np.nan)
@@ -123,7 +123,7 @@ def trough_minutes(rows: pd.DataFrame, long_bins: pd.DataFrame, longest: int) ->
     (``long_bins``, from ``troughs(rows, longest)``), so that a clean steady climb is not mistaken for
     a ramp.
     """
-    typical = _typical_memory(rows)
+    typical = typical_memory(rows)
     stamps = pd.DatetimeIndex(rows["ts"]).as_unit("ns").asi8
     finite = np.isfinite(typical)
     typical, stamps = typical[finite], stamps[finite]
@@ -751,7 +751,7 @@ def detect_leak(view: ServiceView, span: RevisionSpan, config: DetectionConfig, 
     cfg = config.memory
     rows = view.revision_rows(span.name)
     rows = between(rows, span.first_seen + pd.Timedelta(minutes=config.warmup_minutes))
-    if np.isnan(_typical_memory(rows)).all():  # neither the mean nor the median anywhere
+    if np.isnan(typical_memory(rows)).all():  # neither the mean nor the median anywhere
         return None
     long_bins = long_troughs(view, span, config)
     young = len(rows) > 0 and (rows["ts"].iloc[-1] - rows["ts"].iloc[0]) / pd.Timedelta(hours=1) < LOAD_FIT_HOURS
