@@ -49,14 +49,14 @@ def _instances(frame: pd.DataFrame) -> FloatArray:
 def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
                  reference: RevisionSpan | None) -> CreepEvidence | None:
     cfg = config.creep
-    # The revision's own first hours hide a change made at its deploy, the usual case: a few hours of
-    # the reference revision are the better yardstick.
     totals = view.totals
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     mask = view.serves(span.name) & (totals.index >= warm) & ~np.isnan(totals["inst_active"].to_numpy(np.float64))
     mask &= totals.index < _changeover(view, span, mask)
     if mask.sum() * view.step_seconds < cfg.min_duration_hours * 3600:
         return None
+    # The revision's own first hours hide a change made at its deploy, the usual case: a few hours of
+    # the reference revision are the better yardstick.
     reference_steps, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours,
                                                   reference, enough_hours=MIN_REFERENCE_HOURS,
                                                   judged_load=totals["req_rate"].to_numpy(np.float64)[mask])
