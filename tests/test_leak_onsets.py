@@ -343,3 +343,13 @@ def test_regressions_are_judged_against_a_glimpse_whose_day_was_no_leak() -> Non
     for kind in ("latency_regression", "cpu_regression"):
         assert found[kind].evidence["previous_revision"] == "cart-00382-ckg"
         assert found[kind].excess_cost_usd_per_month == found["memory_baseline_rise"].excess_cost_usd_per_month
+
+
+def test_a_leak_far_faster_than_the_confirmed_climb_before_it_is_the_deploys_own() -> None:
+    # geo-00267 served 13 h and its typical memory climbed 5 %/day (a weak climb of its own, confirmed);
+    # geo-00268 leaked 33 %/day from its deploy. A carried leak restarts at each deploy at the same pace:
+    # this one was read as carried from geo-00267, and its finding went there, 13 h before its onset.
+    name = "leak_from_its_deploy_far_faster_than_the_weak_climb_before_it_is_its_own"
+    found, label = _leak_onsets(name)
+    mine = [off_by for revision, off_by in found if revision == label["revision"]]
+    assert mine and abs(mine[0]) <= 2.0, found
