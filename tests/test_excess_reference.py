@@ -12,6 +12,7 @@ import pytest
 
 from analyzer.analysis import analyze_frames
 from analyzer.config import AnalysisConfig
+from analyzer.model import Finding
 from tests.test_leak_onsets import DATA, _frames
 
 
@@ -53,14 +54,8 @@ def test_creep_after_a_briefly_serving_revision_is_judged_against_it() -> None:
     # The same service: 11 h of the previous revision, after its warm-up, are under half of
     # creep.reference_hours. Judged against its own first 24 h, the revision that needed 2.2 times the
     # instances from its deploy on showed no creep at all.
-    name = "excess_predecessor_served_12h"
-    frames, _ = _frames(name)
-    label = next(x for x in json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))["labels"]
-                 if x["kind"] == "instance_creep")
-    [creep] = [f for f in analyze_frames(frames, AnalysisConfig()).findings if f.kind.value == "instance_creep"]
-    assert creep.revision == label["revision"]
+    creep, off_by = _creep_against_its_label("excess_predecessor_served_12h")
     assert creep.evidence["reference"] == "revision auth-00180-odg"
-    off_by = (pd.Timestamp(creep.onset) - pd.Timestamp(label["onset"])) / pd.Timedelta(hours=1)
     assert abs(off_by) <= 2.0
 
 
@@ -70,11 +65,15 @@ def test_creep_that_grew_with_a_leak_is_dated_where_it_held_a_margin_of_the_mean
     # hours already held the margin and the creep was dated at the deploy, 4.6 h before the labelled
     # onset; against a quarter of the mean count over the revision's hours (the fraction gate's
     # yardstick) it first held at 09:00, 1.9 h after it.
-    name = "creep_growing_with_a_leak_dated_where_it_held_a_margin_of_the_mean_count"
+    _, off_by = _creep_against_its_label("creep_growing_with_a_leak_dated_where_it_held_a_margin_of_the_mean_count")
+    assert abs(off_by) <= 2.0, off_by
+
+
+def _creep_against_its_label(name: str) -> tuple[Finding, float]:
+    """The fixture's one creep finding, on its labelled revision, and its onset's hours from the label's."""
     frames, _ = _frames(name)
     label = next(x for x in json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))["labels"]
                  if x["kind"] == "instance_creep")
     [creep] = [f for f in analyze_frames(frames, AnalysisConfig()).findings if f.kind.value == "instance_creep"]
     assert creep.revision == label["revision"]
-    off_by = (pd.Timestamp(creep.onset) - pd.Timestamp(label["onset"])) / pd.Timedelta(hours=1)
-    assert abs(off_by) <= 2.0, off_by
+    return creep, float((pd.Timestamp(creep.onset) - pd.Timestamp(label["onset"])) / pd.Timedelta(hours=1))
