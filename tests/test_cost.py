@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from analyzer import simulate as sim
 from analyzer.analysis import Analysis, cost, load_model
 from analyzer.analysis.creep import detect_creep
-from analyzer.analysis.timeline import RevisionSpan, ServiceView, build_view
+from analyzer.analysis.timeline import ServiceView, build_view
 from analyzer.analysis.whatif import WhatIfKind, service_what_ifs
 from analyzer.config import AnalysisConfig, parse_config
 from analyzer.frames import KEY_COLUMNS, METRIC_COLUMNS, Frames
@@ -374,7 +374,7 @@ def test_a_load_beyond_the_references_last_days_is_priced_from_every_day_it_serv
     excess = cost.excess_cost(view, span, span.first_seen, TABLE, config())
     assert excess is not None
     assert excess.reference == "revision svc-00001-good"
-    served = float(span_rows_instances(view, span)) * STEP
+    served = float(view.revision_rows(span.name)["inst_active"].sum()) * STEP
     assert abs(excess.instance_seconds) <= 0.03 * served
 
 
@@ -387,10 +387,6 @@ def test_a_load_beyond_the_references_last_days_is_judged_for_creep_against_ever
     assert found is not None
     assert found.reference == "revision svc-00001-good"
     assert found.excess_fraction == pytest.approx(0.6, abs=0.15)
-
-
-def span_rows_instances(view: ServiceView, span: RevisionSpan) -> float:
-    return float(view.revision_rows(span.name)["inst_active"].sum())
 
 
 def test_a_fix_saves_what_the_broken_revision_would_have_cost_for_its_load() -> None:

@@ -52,21 +52,22 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     totals = view.totals
     warm = span.first_seen + pd.Timedelta(minutes=config.warmup_minutes)
     mask = view.serves(span.name) & (totals.index >= warm) & ~np.isnan(totals["inst_active"].to_numpy(np.float64))
-    mask &= totals.index < _changeover(view, span, mask)
+    cut = _changeover(view, span, mask)
+    if cut is not None:
+        mask &= totals.index < cut
     if mask.sum() * view.step_seconds < cfg.min_duration_hours * 3600:
         return None
-    # The revision's own first hours hide a change made at its deploy, the usual case: a few hours of
-    # the reference revision are the better yardstick.
-    reference_steps, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours,
-                                                  reference, enough_hours=MIN_REFERENCE_HOURS,
-                                                  judged_load=totals["req_rate"].to_numpy(np.float64)[mask])
     # Load is the request rate: "more instances than the previous revision needed for the same
     # traffic" is what the user pays for, whatever the cause (slower requests, a leak, a config change).
     load = "req_rate"
+    rate = totals[load].to_numpy(np.float64)[mask]
+    # The revision's own first hours hide a change made at its deploy, the usual case: a few hours of
+    # the reference revision are the better yardstick.
+    reference_steps, described = reference_totals(view, span, config.warmup_minutes, cfg.reference_hours,
+                                                  reference, enough_hours=MIN_REFERENCE_HOURS, judged_load=rate)
     model = load_model.fit(reference_steps[load].to_numpy(), _instances(reference_steps))
     if model is None:
         return None
-    rate = totals[load].to_numpy(np.float64)[mask]
     expected = model.predict(np.where(np.isnan(rate), 0.0, rate))
     steps = pd.DatetimeIndex(totals.index[mask])
     by_hour = hourly.of(steps)
@@ -120,9 +121,10 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
 CHANGEOVER_HOURS = 1.0  # at most this much of a revision's last serving steps is left out at a takeover
 
 
-def _changeover(view: ServiceView, span: RevisionSpan, serving: np.ndarray) -> pd.Timestamp:
-    """Where ``span``'s steps stop counting for creep: the first step of the revision that took over, if
-    within ``span``'s last ``CHANGEOVER_HOURS`` of serving (``serving``: its steps). From there the
+def _changeover(view: ServiceView, span: RevisionSpan, serving: np.ndarray) -> pd.Timestamp | None:
+    """Where ``span``'s steps stop counting for creep (None: nothing took over): the first step of the
+    revision that took over, if within ``span``'s last ``CHANGEOVER_HOURS`` of serving (``serving``: its
+    steps). From there the
     service's instance count holds the newcomer's cold instances beside the ones draining, for traffic
     that is still mostly ``span``'s. Not earlier: a canary beside it for days serves its share of the
     load. (798808-0167: a 7 h warm-up revision whose last hour held its own idle instances after a burst
@@ -132,7 +134,7 @@ def _changeover(view: ServiceView, span: RevisionSpan, serving: np.ndarray) -> p
     later = [s.first_seen for s in view.spans[view.spans.index(span) + 1:] if s.first_seen > span.first_seen]
     steps = pd.DatetimeIndex(view.totals.index[serving])
     if not later or not len(steps):
-        return pd.Timestamp.max.tz_localize("UTC")
+        return None
     return pd.Timestamp(max(min(later), steps[-1] - pd.Timedelta(hours=CHANGEOVER_HOURS)))
 
 
