@@ -480,6 +480,33 @@ def test_a_warm_up_like_the_healthy_revisions_is_not_a_leak() -> None:
         assert _memory_findings(revisions, until=until) == []
 
 
+def test_a_leak_of_fifteen_percent_a_day_is_reported_six_hours_after_its_deploy() -> None:
+    # Its six hourly troughs after the warm-up climb 2.5 % of the limit by the fitted slope over their
+    # 5 h; the medians of the first and last two, an hour inside each end, 1.95 %, short of min_rise (2 %).
+    revisions = [s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 72.0, memory=s.leak(0.15))]
+    [(revision, _, _)] = _memory_findings(revisions, until=78.0)
+    assert revision == "b"
+
+
+def test_one_healthy_revisions_hour_to_hour_scatter_is_no_course() -> None:
+    # a's troughs scatter by 1.2 % of the limit from hour to hour about a flat level. Its course is fitted
+    # non-decreasing: held at its highest so far, that scatter alone made a course of 3.6 % within a day.
+    offsets = 0.012 * np.random.default_rng(5).standard_normal(200)
+
+    def scatter(age: np.ndarray) -> np.ndarray:
+        return np.asarray(0.40 + offsets[np.clip(age.astype(int), 0, 199)])
+
+    view = s.view([s.Rev("a0", -24.0), s.Rev("a", 0.0, memory=scatter), s.Rev("b", 40.0)], until=50.0)
+    learned = envelope.build_envelope(view, [view.span("a")], DEFAULTS)
+    assert learned is not None and learned.settle_hours == 0.0
+    assert float(learned.expected(np.asarray([24.0]))[0]) <= 0.012
+
+
+def test_the_course_is_the_least_squares_non_decreasing_fit() -> None:
+    fitted = envelope._nondecreasing(np.asarray([0.0, 0.02, 0.01, 0.03, 0.0, 0.05]))
+    assert np.allclose(fitted, [0.0, 0.015, 0.015, 0.015, 0.015, 0.05])
+
+
 @pytest.mark.parametrize(("after", "ended"), [("a", "the rollback to a ended it"), ("c", "it ended when c took over")])
 def test_a_leaking_revision_rolled_back_or_fixed_after_fourteen_hours_gets_its_finding(after: str, ended: str) -> None:
     # b leaks 15 %/day and serves 14 h; then traffic goes back to a (a rollback) or to a new revision c.
