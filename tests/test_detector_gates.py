@@ -108,6 +108,22 @@ def test_creep_needs_the_excess_fraction_of_the_revision_taken_whole() -> None:
     assert _creep([A_DAY_BEFORE, late(24.0)], until=96.0, diurnal=0.0) == "revision a"
 
 
+def test_a_creep_finding_shows_the_means_its_price_sums() -> None:
+    # b runs 40 % more instances than a for its load, and three times as many one hour in four (a burst of
+    # cold starts): the finding's figures are means over its excess period, so its instance-hours are its
+    # shown excess times its hours. Medians said +40 % for a revision that ran 80 % more on average.
+    def bursty(age: np.ndarray) -> np.ndarray:
+        return np.where(np.floor(age) % 4 == 0, 3.0, 1.4)
+
+    view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0, instance_factor=bursty)], until=96.0, diurnal=0.0)
+    span = view.span("b")
+    creep = detect_creep(view, span, DEFAULTS,
+                         reference=reference_span(view, span, set(), DEFAULTS.creep.reference_hours))
+    assert creep is not None
+    assert creep.excess_fraction >= 0.7
+    assert creep.excess_instance_hours == pytest.approx((creep.actual - creep.expected) * creep.hours, rel=0.02)
+
+
 def test_creep_is_judged_against_the_last_revision_that_served_reference_hours() -> None:
     # a0 served 30 h, then a only 16 h (less than reference_hours, 24 h): b's 50 % more instances are
     # judged against a0, and the finding says so.

@@ -31,9 +31,9 @@ MIN_REFERENCE_HOURS = 3.0  # the shortest reference record preferred to the revi
 class CreepEvidence:
     revision: str
     onset: pd.Timestamp
-    expected: float  # median expected instances over the excess period
-    actual: float  # median actual instances over the excess period
-    excess_fraction: float
+    expected: float  # mean expected instances over the excess period
+    actual: float  # mean actual instances over the excess period
+    excess_fraction: float  # their mean excess over the mean expected (what the price sums, per hour)
     hours: float
     reference: str  # what the expectation was learned from
     excess_instance_hours: float
@@ -82,11 +82,8 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     if hours < cfg.min_duration_hours:
         return None
     hourly_expected = hourly.medians(by_hour, expected)[held]
-    median_excess = float(np.median(tail))
-    median_expected = float(np.median(hourly_expected[start:]))
-    fraction = median_excess / max(median_expected, 1.0)
     sustained = float(np.mean(tail >= cfg.min_excess_instances))
-    if (median_excess < cfg.min_excess_instances or sustained < 0.6
+    if (float(np.median(tail)) < cfg.min_excess_instances or sustained < 0.6
             or _revision_fraction(values, hourly_expected) < cfg.min_excess_fraction):
         return None
     # Dated where the excess held a margin of the count the revision needed on average over all its hours,
@@ -95,6 +92,7 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     # release was dated hours early, mostly at the deploy, on its first hours' smaller excess.
     # Seventeen development draws: strict creep TP 407 -> 411, FP 22 -> 18 (docs/detection-quality.md).
     margin = max(cfg.min_excess_instances, cfg.min_excess_fraction * float(np.mean(hourly_expected)))
+    mean_excess, mean_expected = float(np.mean(tail)), float(np.mean(hourly_expected[start:]))
     # The hourly excess as a series (for the charts), built only for a finding.
     excess = pd.Series(values, index=by_hour.resampled(steps.name)[held])
     began = pd.Timestamp(excess.index[onset.held_start(values, margin)])
@@ -108,9 +106,12 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     return CreepEvidence(
         revision=span.name,
         onset=began,
-        expected=median_expected,
-        actual=median_expected + median_excess,
-        excess_fraction=fraction,
+        # What the finding shows: means over the excess period, as its price sums it (the excess
+        # instance-hours below) and as the fraction gate reads the revision. Its medians could say +7 %
+        # where the revision taken whole passed the gate at 26 % (798808-0167, a bursty hour or two).
+        expected=mean_expected,
+        actual=mean_expected + mean_excess,
+        excess_fraction=mean_excess / max(mean_expected, 1.0),
         hours=float(hours),
         reference=described,
         excess_instance_hours=float(np.clip(tail, 0, None).sum()),
