@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer.analysis import analyze_frames, envelope, memory
+from analyzer.analysis import analyze_frames, envelope, memory, stats
 from analyzer.analysis.creep import detect_creep
 from analyzer.analysis.memory import detect_leak
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
@@ -519,7 +519,7 @@ def test_one_healthy_revisions_hour_to_hour_scatter_is_no_course() -> None:
 
 
 def test_the_course_is_the_least_squares_non_decreasing_fit() -> None:
-    fitted = envelope._nondecreasing(np.asarray([0.0, 0.02, 0.01, 0.03, 0.0, 0.05]))
+    fitted = stats.nondecreasing(np.asarray([0.0, 0.02, 0.01, 0.03, 0.0, 0.05]))
     assert np.allclose(fitted, [0.0, 0.015, 0.015, 0.015, 0.015, 0.05])
 
 

@@ -92,7 +92,6 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     # release was dated hours early, mostly at the deploy, on its first hours' smaller excess.
     # Seventeen development draws: strict creep TP 407 -> 411, FP 22 -> 18 (docs/detection-quality.md).
     margin = max(cfg.min_excess_instances, cfg.min_excess_fraction * float(np.mean(hourly_expected)))
-    mean_excess, mean_expected = float(np.mean(tail)), float(np.mean(hourly_expected[start:]))
     # The hourly excess as a series (for the charts), built only for a finding.
     excess = pd.Series(values, index=by_hour.resampled(steps.name)[held])
     began = pd.Timestamp(excess.index[onset.held_start(values, margin)])
@@ -103,12 +102,13 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     if (onset.from_start(values, margin, onset.RUN_HOURS)
             or began <= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes + 60)):
         began = span.deploy_time
+    # What the finding shows: means over the excess period, as its price sums it (the excess
+    # instance-hours below) and as the fraction gate reads the revision. Its medians could say +7 %
+    # where the revision taken whole passed the gate at 26 % (798808-0167, a bursty hour or two).
+    mean_excess, mean_expected = float(np.mean(tail)), float(np.mean(hourly_expected[start:]))
     return CreepEvidence(
         revision=span.name,
         onset=began,
-        # What the finding shows: means over the excess period, as its price sums it (the excess
-        # instance-hours below) and as the fraction gate reads the revision. Its medians could say +7 %
-        # where the revision taken whole passed the gate at 26 % (798808-0167, a bursty hour or two).
         expected=mean_expected,
         actual=mean_expected + mean_excess,
         excess_fraction=mean_excess / max(mean_expected, 1.0),

@@ -9,7 +9,7 @@ Method, per service:
    its level just after the warm-up, with the part explained by load per instance removed (one slope
    of troughs on load, each revision about its own means, pooled over those revisions), aligned by
    age; the envelope at an age is the median over revisions (the highest when there are fewer than
-   three), fitted non-decreasing (``_nondecreasing``) and never below the start level, so one odd
+   three), fitted non-decreasing (``stats.nondecreasing``) and never below the start level, so one odd
    revision does not move it and a warm-up that rises and stays is not a leak. Only revisions seen
    from their deploy show that course; when every healthy revision was deployed before the window
    (seen mid-life, past its warm-up), the course is flat (a mid-life revision's first hours in the
@@ -159,27 +159,9 @@ def _course(series: list[_Series], load_slope: float, ages: FloatArray) -> Float
     # alone (2-4 % of the limit within a day on a flat service), which a young leak then had to climb
     # past before it counted. Never below the start level: a healthy revision that sat lower after its
     # first hours says nothing of where a judged one should go.
-    fitted = np.maximum(_nondecreasing(middle[known]), 0.0)
+    fitted = np.maximum(stats.nondecreasing(middle[known]), 0.0)
     held: FloatArray = np.interp(ages, ages[known], fitted)
     return held
-
-
-def _nondecreasing(values: FloatArray) -> FloatArray:
-    """The least-squares non-decreasing fit of ``values`` (pool adjacent violators: a value below the
-    one before it is pooled with it into their mean, again until none is). At most ``ENVELOPE_HOURS``
-    hourly values per call."""
-    means: list[float] = []
-    sizes: list[int] = []
-    for value in values:
-        means.append(float(value))
-        sizes.append(1)
-        while len(means) > 1 and means[-2] > means[-1]:
-            size = sizes[-2] + sizes[-1]
-            means[-2] = (means[-2] * sizes[-2] + means[-1] * sizes[-1]) / size
-            sizes[-2] = size
-            means.pop()
-            sizes.pop()
-    return np.repeat(np.asarray(means, dtype=np.float64), sizes)
 
 
 def _load_slope(series: list[_Series]) -> float:

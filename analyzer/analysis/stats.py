@@ -228,3 +228,21 @@ def pooled_slope(pairs: Iterable[tuple[FloatArray, FloatArray]]) -> float | None
     if float(x @ x) <= 0:
         return None
     return max(float(x @ y / (x @ x)), 0.0)
+
+
+def nondecreasing(values: FloatArray) -> FloatArray:
+    """The least-squares non-decreasing fit of ``values`` (pool adjacent violators: a value below the
+    one before it is pooled with it into their mean, again until none is). A loop over the values: for
+    short series (the envelope's 73 hourly ages), not per-point data."""
+    means: list[float] = []
+    sizes: list[int] = []
+    for value in values:
+        means.append(float(value))
+        sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            size = sizes[-2] + sizes[-1]
+            means[-2] = (means[-2] * sizes[-2] + means[-1] * sizes[-1]) / size
+            sizes[-2] = size
+            means.pop()
+            sizes.pop()
+    return np.repeat(np.asarray(means, dtype=np.float64), sizes)
