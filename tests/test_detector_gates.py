@@ -504,6 +504,25 @@ def test_a_leak_of_fifteen_percent_a_day_is_reported_six_hours_after_its_deploy(
     assert revision == "b"
 
 
+def test_a_per_request_leak_deployed_at_midnight_is_dated_at_its_deploy_on_the_request_clock() -> None:
+    # One instance whose traffic swings ±90 % over the day, and b leaks a fixed amount per request from
+    # its deploy at midnight: its troughs barely move through the night and climb with the morning's
+    # traffic. In hours that is flat-then-climbing (a hinge 6 h in); in requests served, a straight line
+    # from the deploy.
+    def per_request(age: np.ndarray) -> np.ndarray:
+        hours = np.arange(0.0, 48.0, 1.0 / 12.0)
+        load = 1.0 + 0.9 * np.sin(2 * np.pi * (72.0 + hours - 8.0) / 24.0)
+        served = np.concatenate([[0.0], np.cumsum(load)[:-1]]) / 12.0
+        return np.asarray(0.40 + 0.2 / 24.0 * np.interp(age, hours, served))
+
+    view = s.view([s.Rev("a0", 0.0), s.Rev("a", 30.0), s.Rev("b", 72.0, memory=per_request)], until=84.0,
+                  diurnal=0.9, per_instance_rps=1000.0)
+    learned = envelope.build_envelope(view, [view.span("a0"), view.span("a")], DEFAULTS)
+    assert learned is not None
+    leak = envelope.sequential_leak(view, view.span("b"), learned, DEFAULTS)
+    assert leak is not None and leak.onset == view.span("b").deploy_time
+
+
 def test_one_healthy_revisions_hour_to_hour_scatter_is_no_course() -> None:
     # a's troughs scatter by 1.2 % of the limit from hour to hour about a flat level. Its course is fitted
     # non-decreasing: held at its highest so far, that scatter alone made a course of 3.6 % within a day.

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analysis import stats
-from analyzer.analysis.memory import LEVEL_OFF_MIN_BINS, TYPICAL, LeakEvidence, levels_off, troughs
+from analyzer.analysis.memory import LEVEL_OFF_MIN_BINS, TYPICAL, LeakEvidence, levels_off, request_clock, troughs
 from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, seen_from_deploy, served_hours
 from analyzer.config import DetectionConfig
 from analyzer.model import FloatArray
@@ -298,14 +298,20 @@ def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: Detec
                     settle_hours=0.0 if fresh else UNSEEN_WARMUP_HOURS)
 
 
-def _climb_start(age: FloatArray, residual: FloatArray) -> int:
+def _climb_start(series: _Series, residual: FloatArray, minutes: int) -> int:
     """The bin where the climb starts: 0 (the deploy), unless a flat-then-rising hinge beats a straight
-    line by more than its extra parameters are worth (BIC)."""
+    line by more than its extra parameters are worth (BIC), the line on either clock, hours or requests
+    served per instance (``memory.request_clock``), as the trend test dates a leak: a per-request leak
+    from its deploy is a straight line in requests but bends with the morning's traffic in hours, and
+    a hinge in hours then beat the line from the deploy (on twenty development draws, strong leaks
+    found by +9 / +12 / +18 h 658 / 793 / 883 -> 662 / 796 / 887 of 1,020, no full-window finding
+    and no false leak at a negative cut changed)."""
     n = len(residual)
     if n < 8:
         return 0
-    fit = stats.hinge(age, residual, min_after=4)
-    linear = max(stats.linear_sse(age, residual), 1e-12)
+    fit = stats.hinge(series.age, residual, min_after=4)
+    served = request_clock(series.load, minutes)
+    linear = max(min(stats.linear_sse(series.age, residual), stats.linear_sse(served, residual)), 1e-12)
     return fit.index if n * math.log(linear / max(fit.sse, 1e-12)) > 2 * math.log(n) else 0
 
 
@@ -361,7 +367,7 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
     if (ratio >= envelope.alarm).sum() < _alarms_needed(view, span):
         return None
     cfg = config.memory
-    start = _climb_start(series.age, residual)
+    start = _climb_start(series, residual, envelope.minutes)
     age, climb = series.age[start:], residual[start:]
     if len(climb) < MIN_CLIMB_BINS:
         return None

@@ -1051,9 +1051,14 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
 
 
 def _request_clock(reading: _Reading) -> FloatArray:
-    """Requests served per instance from the first bin to each bin's start (a bin without load adds
-    none): the clock a per-request leak's live set grows on."""
-    served = np.nan_to_num(reading.bins["load"].to_numpy(dtype=np.float64), nan=0.0) * reading.minutes * 60.0
+    return request_clock(reading.bins["load"].to_numpy(dtype=np.float64), reading.minutes)
+
+
+def request_clock(load: FloatArray, minutes: int) -> FloatArray:
+    """Requests served per instance from the first bin to each bin's start, given each bin's load per
+    instance (requests per second; a bin without load adds none): the clock a per-request leak's live
+    set grows on."""
+    served = np.nan_to_num(load, nan=0.0) * minutes * 60.0
     return np.concatenate([[0.0], np.cumsum(served)[:-1]])
 
 
