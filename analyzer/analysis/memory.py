@@ -1018,7 +1018,7 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     after a deploy, and the typical one's climb is diluted by fresh instances, so neither alone dates a
     leak well).
 
-    The climb is fitted on two clocks, hours and requests served per instance (``_request_clock``): a
+    The climb is fitted on two clocks, hours and requests served per instance (``request_clock``): a
     per-request leak grows with the traffic, so from its deploy it is a straight line in requests but a
     line that bends at each morning in hours, while a leak switched on later is flat, then climbing, on
     both. The start is the first bin unless a later one, on either clock, fits better than a climb from
@@ -1036,7 +1036,7 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     if not fits:
         return first
     starts = np.arange(first, max(float(x[-3]) for x, _, _ in fits) + 1e-9, HINGE_STEP_HOURS)
-    clock = _request_clock(reading)
+    clock = request_clock(reading.bins["load"].to_numpy(dtype=np.float64), reading.minutes)
 
     def cost(on: Callable[[FloatArray], FloatArray]) -> FloatArray:
         """n·log(SSE/n) of every start, summed over the signals, with hours read on the clock ``on``."""
@@ -1048,10 +1048,6 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     n = sum(len(y) for _, y, _ in fits)
     start = float(starts[best]) if either[0] - either[best] > ONSET_EVIDENCE * math.log(n) else first
     return first if _at_limit_before(reading, start) else start
-
-
-def _request_clock(reading: _Reading) -> FloatArray:
-    return request_clock(reading.bins["load"].to_numpy(dtype=np.float64), reading.minutes)
 
 
 def request_clock(load: FloatArray, minutes: int) -> FloatArray:
