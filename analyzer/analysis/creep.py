@@ -125,13 +125,12 @@ CHANGEOVER_HOURS = 1.0  # at most this much of a revision's last serving steps i
 def _changeover(view: ServiceView, span: RevisionSpan, serving: np.ndarray) -> pd.Timestamp | None:
     """Where ``span``'s steps stop counting for creep (None: nothing took over): the first step of the
     revision that took over, if within ``span``'s last ``CHANGEOVER_HOURS`` of serving (``serving``: its
-    steps). From there the
-    service's instance count holds the newcomer's cold instances beside the ones draining, for traffic
-    that is still mostly ``span``'s. Not earlier: a canary beside it for days serves its share of the
-    load. (798808-0167: a 7 h warm-up revision whose last hour held its own idle instances after a burst
-    of traffic, and in its last step the newcomer's 27, read as a creep of the revision taken whole,
-    +26 % against the gate's 25 %; without that step, +23 %. Seventeen development draws: no other
-    finding changed.)"""
+    steps). From there the service's instance count holds the newcomer's cold instances beside the ones
+    draining, for traffic that is still mostly ``span``'s. Not earlier: a canary beside it for days serves
+    its share of the load. (798808-0167: a 7 h warm-up revision whose last hour held its own idle
+    instances after a burst of traffic, and in its last step the newcomer's 27, read as a creep of the
+    revision taken whole, +26 % against the gate's 25 %; without that step, +23 %. Seventeen development
+    draws: no other finding changed.)"""
     later = [s.first_seen for s in view.spans[view.spans.index(span) + 1:] if s.first_seen > span.first_seen]
     steps = pd.DatetimeIndex(view.totals.index[serving])
     if not later or not len(steps):
