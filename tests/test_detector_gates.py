@@ -789,4 +789,57 @@ def test_a_climb_whose_troughs_stall_at_the_end_holds_while_the_oldest_instances
                         index=pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(hours, unit="h"))
     reading = memory._Reading.of(bins, 30, DetectionConfig().memory)
     assert reading is not None and reading.worst is not None
-    assert memory._holds_to_end(reading.worst, reading) is holds
+    assert memory._holds_to_end(reading.worst, reading, DetectionConfig().memory) is holds
+
+
+def _top_bucket(values: np.ndarray) -> np.ndarray:
+    """``values`` as the worst instance reads them: the lower edge of their exponential bucket (10^0.02)."""
+    return np.asarray(10 ** (0.02 * np.floor(np.log10(values) / 0.02)), dtype=np.float64)
+
+
+def _worst_in_buckets(true_worst: np.ndarray, typical: np.ndarray | None = None) -> memory._Reading:
+    """30-minute bins whose worst instance is ``true_worst`` read in bucket steps, and whose typical
+    instance sits 6 % of the limit under it (or at ``typical``), read as measured."""
+    hours = np.arange(len(true_worst)) * 0.5
+    fleet = true_worst - 0.06 if typical is None else typical
+    bins = pd.DataFrame({"trough": fleet, "worst": _top_bucket(true_worst), "load": 10.0, "peak": 0.62},
+                        index=pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(hours, unit="h"))
+    reading = memory._Reading.of(bins, 30, DetectionConfig().memory)
+    assert reading is not None and reading.worst is not None
+    return reading
+
+
+@pytest.mark.parametrize("start", [0.400, 0.404, 0.408, 0.412, 0.416, 0.420, 0.424, 0.428])
+def test_a_steady_climb_read_in_bucket_steps_holds_to_its_end_wherever_the_steps_fall(start: float) -> None:
+    # 18 h of 30-minute bins, the worst instance climbing 10 % of the limit a day from 40-43 %, read in
+    # bucket steps of 4.7 % (2 % of the limit): its last 6 h show one step or none. Judged on them alone,
+    # the same leak held to its end at two of these eight phases of the grid; over the hours half its
+    # pace takes to climb one step, at all of them. Its peaks are level (they do not vouch for it).
+    reading = _worst_in_buckets(start + 0.10 / 24 * np.arange(36) * 0.5)
+    cfg = DetectionConfig().memory
+    assert reading.worst is not None and reading.worst.passes(cfg)
+    assert memory._holds_to_end(reading.worst, reading, cfg)
+
+
+def test_a_bucket_step_climb_is_read_over_a_longer_tail_only_while_the_fleet_climbs_too() -> None:
+    # The same climb (the phase whose last 6 h sit in one bucket), the fleet's typical troughs level from
+    # its 12th hour: the worst instance's steps cannot say whether it levelled off, and the fleet says
+    # it did.
+    hours = np.arange(36) * 0.5
+    reading = _worst_in_buckets(0.408 + 0.10 / 24 * hours, typical=0.35 + 0.10 / 24 * np.minimum(hours, 12.0))
+    cfg = DetectionConfig().memory
+    assert reading.worst is not None and reading.worst.passes(cfg)
+    assert not memory._holds_to_end(reading.worst, reading, cfg)
+
+
+def test_a_fast_bucket_step_climb_that_stopped_hours_ago_does_not_hold_to_its_end() -> None:
+    # A cache filled at 30 % of the limit a day for 12 h, then 6 h in one bucket: significant over the
+    # whole, and half its pace climbs a bucket step in 5 h, fewer than its last third (6 h), which is flat.
+    # The tail is lengthened only as far as the steps need, not over the climb before it (the fleet's
+    # typical troughs still climbing slowly, so the longer tail is allowed).
+    hours = np.arange(36) * 0.5
+    reading = _worst_in_buckets(0.40 + 0.30 / 24 * np.minimum(hours, 12.0), typical=0.30 + 0.05 / 24 * hours)
+    cfg = DetectionConfig().memory
+    assert reading.worst is not None and reading.worst.passes(cfg)
+    assert reading.typical is not None and memory._holds_to_end(reading.typical, reading, cfg)
+    assert not memory._holds_to_end(reading.worst, reading, cfg)
