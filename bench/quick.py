@@ -6,6 +6,7 @@ them in seconds (evaluate.py re-simulates, writes and parses every scenario, whi
     python bench/quick.py score 'bench/out/quick/*.pkl' [-v]        # P/R/onset/attribution, excess, negatives
     python bench/quick.py delay 'bench/out/quick/*.pkl'             # strong leaks on data cut at onset + h
     python bench/quick.py cuts 'bench/out/quick/*.pkl'              # negatives cut at each deploy + 5 ... 48 h
+    python bench/quick.py why 'bench/out/quick/*.pkl' [--hours 12]  # why a strong leak is not found (strictly)
     python bench/quick.py score 'bench/out/quick/s101-*.pkl' --dump bench/out/s101.json   # for calibrate.py
 
 Scoring is simpler than evaluate.py's, so use evaluate.py for the figures in the docs: a label matches
@@ -282,6 +283,87 @@ def cuts(args: argparse.Namespace) -> None:
     print(f"negative cuts with a false leak: {sum(r[3] for r in rows)} / {len(rows)}")
 
 
+def _why_one(job: tuple[str, float | None]) -> list[str]:
+    """Per strong leak of one pickled scenario not found strictly (on the whole window, or on data cut at its
+    onset + ``hours``): the trend test's path on its revision (the 2 h reading's choice, each signal of the
+    shorter bins significant and holding to its end, the warm-up yardstick) and the sequential test's figures
+    (its highest ratio against the alarm, the envelope's noise and revisions). An approximation of the
+    pipeline's own path, for reading: the warm-up yardstick and the envelope take every other revision, not
+    only those without a finding."""
+    from analyzer.analysis import envelope, memory
+    from analyzer.analysis.timeline import between, build_view
+
+    path, hours = job
+    frames0, labels = _load(path)
+    config = AnalysisConfig()
+    detection, cfg = config.detection, config.detection.memory
+    out = []
+    for label in labels["labels"]:
+        if label["kind"] != "memory_baseline_rise" or not label.get("strong"):
+            continue
+        if hours is not None and label["onset_before_window"]:
+            continue  # no data from its onset on
+        at = pd.Timestamp(parse_time(label["onset"])) + pd.Timedelta(hours=hours or 0)
+        if hours is not None and at > pd.Timestamp(frames0.window_end):  # the window ended first
+            continue
+        frames = frames0 if hours is None else _cut(frames0, at)
+        found = _found(analyze_frames(frames, config))
+        if any(_strict(label, f, _window_start(labels)) for f in found):
+            continue
+        view = build_view(frames, next(k for k in frames.services if k.service == label["service"]))
+        span = next((s for s in view.spans if s.name == label["revision"]), None)
+        onset = pd.Timestamp(parse_time(label["onset"]))
+        pace = f"{label['slope_pct_limit_per_day']:.1f} %/day from {onset:%m-%d %H:%M}"
+        words = [labels["scenario"], label["revision"], pace]
+        if span is None:
+            out.append(" ".join([*words, "revision not in the data yet"]))
+            continue
+        rows = between(view.revision_rows(span.name), span.first_seen + pd.Timedelta(minutes=detection.warmup_minutes))
+        long_bins = memory.long_troughs(view, span, detection)
+        served = (rows["ts"].iloc[-1] - rows["ts"].iloc[0]) / pd.Timedelta(hours=1) if len(rows) else 0.0
+        young = len(rows) > 0 and served < memory.LOAD_FIT_HOURS
+        learned = memory.service_load_slopes(view, span, detection, set()) if young else None
+        coarse = memory._Reading.of(long_bins, cfg.trough_window_minutes, cfg, learned)
+        chosen = coarse.choose(cfg) if coarse is not None else None
+        words.append(f"2 h: {'too few bins' if coarse is None else chosen.name if chosen else 'no climb'}")
+        minutes = memory.trough_minutes(rows, long_bins, cfg.trough_window_minutes)
+        fine = (memory._Reading.of(memory.troughs(rows, minutes), minutes, cfg, learned)
+                if minutes < cfg.trough_window_minutes else None)
+        for trend in (fine.worst, fine.typical) if fine is not None else ():
+            if trend is not None:
+                significant = "significant" if trend.passes(cfg) else "not significant"
+                holds = "holds" if memory._holds_to_end(trend, fine, cfg) else "levels off"
+                words.append(f"{minutes} min {trend.name}: {significant}, {holds}")
+        if chosen is not None:
+            like = memory._rises_like_before(view, span, long_bins, chosen.name, detection, set())
+            words.append("rises like an earlier warm-up" if like else "above earlier warm-ups")
+        evidence = memory.detect_leak(view, span, detection)
+        if evidence is None:
+            words.append("no candidate")
+        else:
+            state = "confirmed" if evidence.confirmed else "candidate"
+            words.append(f"{state} on the {evidence.signal}, onset {evidence.onset:%m-%d %H:%M}")
+        others = [s for s in view.spans if s.name != span.name]
+        healthy = envelope.build_envelope(view, others, detection)
+        series = envelope._series(view, span, detection, healthy.minutes) if healthy is not None else None
+        if healthy is not None and series is not None:
+            ratio = envelope.drift_llr(healthy.residual(series), series.age, healthy.noise)
+            reported = envelope.sequential_leak(view, span, healthy, detection) is not None
+            words.append(f"sequential: ratio {ratio.max():.1f} of {healthy.alarm:.1f}, noise {healthy.noise:.4f}, "
+                         f"{len(healthy.revisions)} revisions, {'a leak' if reported else 'none'}")
+        found_here = ", ".join(f"{f[0]} {f[2]} {pd.Timestamp(f[3]):%m-%d %H:%M}" for f in found) or "nothing"
+        out.append("; ".join(words) + f" | found: {found_here}")
+    return out
+
+
+def why(args: argparse.Namespace) -> None:
+    with Pool(args.workers) as pool:
+        jobs = [(path, args.hours) for path in sorted(glob.glob(args.pattern))]
+        for lines in pool.map(_why_one, jobs):
+            for line in lines:
+                print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
@@ -298,6 +380,10 @@ def main() -> None:
         p.add_argument("-v", "--verbose", action="store_true", help="list every miss and false positive")
         p.add_argument("--dump", help="score: also write labels and findings as JSON, for bench/calibrate.py")
         p.set_defaults(run=run)
+    p = sub.add_parser("why", help="why each strong leak was not found strictly: the detectors' path on its revision")
+    p.add_argument("pattern", help="glob of pickled scenarios")
+    p.add_argument("--hours", type=float, help="on data cut at the leak's onset + HOURS (default: the whole window)")
+    p.set_defaults(run=why)
     args = parser.parse_args()
     args.run(args)
 
