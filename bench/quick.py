@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scenarios
 from evaluate import EXCESS_MIN_FRACTION, FAST_LEAK_SLOPE, _excess_fraction, strict_pair
 
-from analyzer.analysis import analyze_frames, calibration
+from analyzer.analysis import analyze_frames, calibration, envelope, memory
+from analyzer.analysis.timeline import between, build_view
 from analyzer.config import AnalysisConfig
 from analyzer.frames import Frames, build
 from analyzer.model import RawData
@@ -290,9 +291,6 @@ def _why_one(job: tuple[str, float | None]) -> list[str]:
     (its highest ratio against the alarm, the envelope's noise and revisions). An approximation of the
     pipeline's own path, for reading: the warm-up yardstick and the envelope take every other revision, not
     only those without a finding."""
-    from analyzer.analysis import envelope, memory
-    from analyzer.analysis.timeline import between, build_view
-
     path, hours = job
     frames0, labels = _load(path)
     config = AnalysisConfig()
@@ -316,7 +314,7 @@ def _why_one(job: tuple[str, float | None]) -> list[str]:
         pace = f"{label['slope_pct_limit_per_day']:.1f} %/day from {onset:%m-%d %H:%M}"
         words = [labels["scenario"], label["revision"], pace]
         if span is None:
-            out.append(" ".join([*words, "revision not in the data yet"]))
+            out.append("; ".join([*words, "revision not in the data yet"]))
             continue
         rows = between(view.revision_rows(span.name), span.first_seen + pd.Timedelta(minutes=detection.warmup_minutes))
         long_bins = memory.long_troughs(view, span, detection)
