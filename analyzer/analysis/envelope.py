@@ -364,7 +364,8 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
             return None
     residual = envelope.residual(series)
     ratio = drift_llr(residual, series.age, envelope.noise)
-    if (ratio >= envelope.alarm).sum() < _alarms_needed(view, span):
+    needed = _alarms_needed(view, span)
+    if (ratio >= envelope.alarm).sum() < needed:
         return None
     cfg = config.memory
     start = _climb_start(series, residual, envelope.minutes)
@@ -374,7 +375,7 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope,
     # A revision that ended: the climb reported must have raised the alarm before its last hour, not an
     # earlier stretch that fell back (260500-0198: a bump at 13 h, then a climb in its last 6 h whose
     # alarm came with its last hour only).
-    if _alarms_needed(view, span) > 1 and not (ratio[start:-1] >= envelope.alarm).any():
+    if needed > 1 and not (ratio[start:-1] >= envelope.alarm).any():
         return None
     trend = stats.mann_kendall(age, climb)
     rise = float(np.median(climb[-2:]) - np.median(climb[:2]))

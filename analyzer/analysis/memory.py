@@ -616,8 +616,10 @@ def _holds_to_end(trend: _SignalTrend, reading: _Reading, cfg: MemoryDetection) 
     tail = max(6, (b - a) // 3)
     if b - a < tail:
         return trend.keeps_climbing
-    if trend.name == WORST and trend.passes(cfg) and _fleet_holds(reading, cfg):
-        tail = max(tail, min(_bucket_tail(reading, trend), b - a))
+    if trend.name == WORST and trend.passes(cfg):
+        longer = min(_bucket_tail(reading, trend), b - a)
+        if longer > tail and _fleet_holds(reading, cfg):
+            tail = longer
     if len(trend.segments) > 1:
         # A climb begun again after a reset (an OOM kill, the replacement of old instances) is read over
         # a day where it has one: a per-request leak grows with traffic, so a night's tail is flat
