@@ -216,7 +216,7 @@ def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagg
         envelope = envelopes[key]
         if envelope is None:
             continue
-        leak = sequential_leak(view, item.span, envelope, config.detection)
+        leak = sequential_leak(view, item.span, envelope, config.detection, candidate=item.leak)
         if leak is not None:
             item.leak = leak
             item.findings = _findings(view, item, config, table)
