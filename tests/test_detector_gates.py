@@ -324,8 +324,9 @@ def test_extra_cpu_just_over_the_margin_from_the_deploy_is_dated_at_the_deploy()
     assert _cpu_onset(s.step_up(1.17)) == 0.0
 
 
-def _creep_onset(instance_factor: s.Curve) -> float:
-    view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0, instance_factor=instance_factor)], until=120.0, diurnal=0.0)
+def _creep_onset(instance_factor: s.Curve, *, peak_rps: float = 20.0) -> float:
+    view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0, instance_factor=instance_factor)], until=120.0, diurnal=0.0,
+                  peak_rps=peak_rps)
     span = view.span("b")
     found = detect_creep(view, span, DEFAULTS,
                          reference=reference_span(view, span, set(), DEFAULTS.creep.reference_hours))
@@ -342,6 +343,14 @@ def test_creep_that_grows_after_the_deploy_is_dated_where_it_reaches_the_margin(
     # 10 instances) about 6 h into the rise, 18 h after the deploy, not where its excess first holds
     # above 0.75 of an instance.
     assert _creep_onset(_ramp(12.0, 0.04, 1.8)) == pytest.approx(18.0, abs=1.5)
+
+
+def test_a_small_services_growing_creep_is_dated_where_it_held_half_an_instance() -> None:
+    # The same rise on a service that needs 2 instances: +0.08 of an instance an hour from 12 h after the
+    # deploy. The quarter of its count is half an instance, which the three hours from 17 h hold (their
+    # median); the detection gate's 0.75 of an instance, held from 20 h, is how large a creep must be to
+    # be reported, not where it began.
+    assert _creep_onset(_ramp(12.0, 0.04, 1.8), peak_rps=4.0) == pytest.approx(17.0, abs=1.0)
 
 
 def test_creep_held_from_its_first_hours_is_dated_at_the_deploy_though_it_returns_larger() -> None:
