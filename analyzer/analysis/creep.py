@@ -6,10 +6,10 @@ see ``timeline.reference_span``, even if only ``MIN_REFERENCE_HOURS`` of it are 
 revision's own first hours after warm-up) with a load model,
 so traffic growth, diurnal swings and batch days move the expectation with them. The excess
 (actual − expected) must be absolutely large and last, and relatively large over the revision taken
-whole (``_revision_fraction``); its onset is where the
-hourly excess shifts up and then holds above the margin the finding reports (``onset.held_start``), or
-the deploy when the first hours after warm-up already hold it, and it is attributed to the revision
-serving then.
+whole (``_revision_fraction``); its onset is where the hourly excess shifts up and then holds half an
+instance or a quarter of the expected count (``onset.held_start``, ``ONSET_MIN_EXCESS_INSTANCES``), or the
+deploy when the first hours after warm-up already hold it, and it is attributed to the revision serving
+then.
 """
 
 from __future__ import annotations
