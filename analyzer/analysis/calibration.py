@@ -12,25 +12,26 @@ from __future__ import annotations
 
 from analyzer.model import Finding, FindingKind
 
-# bench/quick.py score over the pickles of twenty-one development draws of 200 scenarios (seeds 113739, 114769,
-# 133073, 141240, 255300, 260500, 314024, 369080, 401076, 410102, 444163, 507647, 581831, 628144, 714491, 792332,
-# 798808, 830341, 900927, 944226 and 985119, each made with ``quick.py make --seed S --count 200 --out
-# bench/out/quickr``; all of them former held-out draws, so development data now), then score --dump: measured on
-# 2026-12-06 at the detectors of 91a3251 with creep's figures as means over its excess period (the fourteen draws
-# before, at 20bdd2e: memory 0.944 / 0.86, creep 0.938 / 0.708). These give 126 to 843 findings per row.
-SUITE = "quick-21draws-n4200"
+# bench/quick.py score over the pickles of twenty-six development draws of 200 scenarios (seeds 113739, 114769,
+# 133073, 141240, 255035, 255300, 260500, 304301, 314024, 369080, 401076, 410102, 444163, 503245, 507647, 581831,
+# 628144, 714491, 715771, 792332, 798808, 830341, 900927, 944226, 978733 and 985119, each made with ``quick.py make
+# --seed S --count 200 --out bench/out/quickr``; all of them former held-out draws, so development data now), then
+# score --dump of each, joined into one list: measured on 2026-12-06 at the detectors of aacf19c (the twenty-one draws
+# before, at 91a3251: memory 0.945 / 0.879, creep 0.968 / 0.865, CPU 0.979 / 0.801). These give 162 to 1,046 findings
+# per row.
+SUITE = "quick-26draws-n5200"
 MIN_FINDINGS = 5
 
 # (kind, strength) -> (strict precision, findings it was measured on, strict-match share of lenient matches)
 MEASURED: dict[tuple[str, str], tuple[float, int, float]] = {
-    ("cpu_regression", "moderate"): (0.801, 146, 0.83),
-    ("cpu_regression", "strong"): (0.979, 571, 0.981),
-    ("instance_creep", "moderate"): (0.865, 126, 0.865),
-    ("instance_creep", "strong"): (0.968, 406, 0.973),
-    ("latency_regression", "moderate"): (0.989, 377, 1.0),
-    ("latency_regression", "strong"): (1.0, 345, 1.0),
-    ("memory_baseline_rise", "moderate"): (0.879, 768, 0.896),
-    ("memory_baseline_rise", "strong"): (0.945, 843, 0.954),
+    ("cpu_regression", "moderate"): (0.778, 194, 0.807),
+    ("cpu_regression", "strong"): (0.979, 710, 0.982),
+    ("instance_creep", "moderate"): (0.901, 162, 0.901),
+    ("instance_creep", "strong"): (0.974, 503, 0.978),
+    ("latency_regression", "moderate"): (0.987, 465, 1.0),
+    ("latency_regression", "strong"): (1.0, 430, 1.0),
+    ("memory_baseline_rise", "moderate"): (0.883, 950, 0.897),
+    ("memory_baseline_rise", "strong"): (0.948, 1046, 0.957),
 }
 
 
