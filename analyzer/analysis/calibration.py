@@ -16,9 +16,9 @@ from analyzer.model import Finding, FindingKind
 # 133073, 141240, 255035, 255300, 260500, 304301, 314024, 369080, 401076, 410102, 444163, 503245, 507647, 581831,
 # 628144, 714491, 715771, 792332, 798808, 830341, 900927, 944226, 978733 and 985119, each made with ``quick.py make
 # --seed S --count 200 --out bench/out/quickr``; all of them former held-out draws, so development data now), then
-# score --dump of each, joined into one list: measured on 2026-12-06 at the detectors of aacf19c (the twenty-one draws
-# before, at 91a3251: memory 0.945 / 0.879, creep 0.968 / 0.865, CPU 0.979 / 0.801). These give 162 to 1,046 findings
-# per row.
+# one score --dump over all of them (the commands are in docs/detection-quality.md): measured on 2026-12-06 at the
+# detectors of aacf19c (the twenty-one draws before, at 91a3251: memory 0.945 / 0.879, creep 0.968 / 0.865, CPU
+# 0.979 / 0.801). These give 162 to 1,046 findings per row.
 SUITE = "quick-26draws-n5200"
 MIN_FINDINGS = 5
 
