@@ -42,6 +42,17 @@ def _excess_shares(name: str) -> tuple[dict[str, float], float, str]:
     # Inside the reference's range: cost per step climbs by whole instances within a few requests per
     # second, and twelve bins drew straight lines across those steps (-12.7 %); 24 bins, -8.7 %.
     "excess_instance_steps_within_the_reference_range",
+    # The previous revision served 21 h, too briefly to be the reference, and used 4 % less per request
+    # than the one before it (routine deploys move it a few percent either way). Priced against the older
+    # revision alone, the latency regression's excess read 4.4 % of the cost for a labelled 8.0 %; at the
+    # previous revision's level, 8.4 %.
+    "excess_short_previous_revision_sets_the_level",
+    # An incident whose last day ran at up to 37 req/s against a reference that served 6-17 req/s:
+    # above its busiest step the load model grows in proportion to load, and with requests overlapping
+    # on an instance the counterfactual came out high (excess 5.1 % of the cost for a labelled 17.2 %).
+    # The fix that followed served 12-33 req/s without a finding; its steps above the reference's range,
+    # at the reference's level, price it at 18.3 %.
+    "excess_above_the_reference_range_from_a_revision_that_served_it",
 ])
 def test_the_excess_is_within_ten_percent_of_the_labelled_one(name: str) -> None:
     shares, labelled, reference = _excess_shares(name)
