@@ -550,7 +550,7 @@ def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, tabl
     reference. A routine deploy moves cost per request a few percent either way, so the older reference
     can sit a few points of the cost off the revision a rollback would return to; the counterfactual is
     the reference's load model scaled to that revision's level (``_level``), as far as it served inside
-    the reference's load range. On twenty-four development draws 37 of the 41 priced findings it moved
+    the reference's load range. On twenty-four development draws 38 of the 41 priced findings it moved
     came closer to their labelled excess (docs/cost-model.md).
 
     ``beyond``: revisions without a finding whose steps may extend the reference above its busiest load
