@@ -116,8 +116,8 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
     _leaks_that_came_with_a_carried_regression(evidence)
     _give_carried_leaks_their_symptoms(view, evidence, config)
     _give_carried_regressions_their_creep(evidence)
-    _mark_resolution(view, evidence)
     _price_beyond_the_reference_range(view, evidence, config, table)
+    _mark_resolution(view, evidence)  # a resolved finding's assumed savings are its (final) excess
     _measure_savings(view, evidence, table, config)
     return evidence
 
