@@ -172,6 +172,30 @@ def test_a_slowdown_that_fades_within_the_compared_day_is_a_warm_up() -> None:
     assert _slower(1.5, 1.5, until=120.0, hours=30.0) == (True, True)
 
 
+def _latency_after_a_short_revision(short: float, last: float) -> tuple[float | None, float | None]:
+    """a serves 30 h, b 16 h (under compare_hours, so c's reference is a) at ``short`` times a's
+    latency, c 50 h at ``last`` times it. c's latency increase reported: against a alone, and told of b."""
+    view = s.view([s.Rev("a", 0.0), s.Rev("b", 30.0, latency_factor=s.step_up(short)),
+                   s.Rev("c", 46.0, latency_factor=s.step_up(last))], until=96.0)
+    span = view.span("c")
+    reference = reference_span(view, span, set(), DEFAULTS.latency.compare_hours)
+    assert reference is not None and reference.name == "a"
+    alone = detect_latency(view, span, DEFAULTS, reference=reference)
+    told = detect_latency(view, span, DEFAULTS, reference=reference, previous=view.span("b"))
+    return (alone.increase if alone else None), (told.increase if told else None)
+
+
+def test_a_latency_regression_is_a_step_against_the_revision_just_before_it() -> None:
+    # Two routine deploys of +7 % each: c is 14.5 % slower than a (floor 12 %), but only 7 % slower than
+    # b, which served too briefly to be the reference. Half the floor (6 %) against b is the step asked.
+    alone, told = _latency_after_a_short_revision(1.07, 1.07 * 1.07)
+    assert alone == pytest.approx(0.145, abs=0.02) and told == alone
+    alone, told = _latency_after_a_short_revision(1.10, 1.10 * 1.04)  # +4 % on b: drift, not c's step
+    assert alone is not None and told is None
+    alone, told = _latency_after_a_short_revision(1.0, 1.15)  # b as fast as a: c's +15 % is its own
+    assert alone == pytest.approx(0.15, abs=0.02) and told == alone
+
+
 def _hour_of_day_spread(age: np.ndarray) -> np.ndarray:
     """Revision a: each hour of the day 0.9 ... 1.1 times the normal, so its hours have distinct ranks."""
     return np.asarray(0.9 + 0.2 * (np.floor(age) % 24) / 23)

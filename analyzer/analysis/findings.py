@@ -154,7 +154,9 @@ def _regression(view: ServiceView, span: RevisionSpan, kind: FindingKind, config
     detection = config.detection
     if kind is FindingKind.LATENCY_REGRESSION:
         reference = reference_span(view, span, with_findings, detection.latency.compare_hours)
-        return reference, detect_latency(view, span, detection, reference=reference)
+        previous = view.previous(span.name)
+        clean = previous if previous is not None and previous.name not in with_findings else None
+        return reference, detect_latency(view, span, detection, reference=reference, previous=clean)
     reference = reference_span(view, span, with_findings, detection.cpu.compare_hours)
     return reference, detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu, reference=reference)
 

@@ -152,8 +152,20 @@ def _hourly_weighted(rows: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, 
     return out
 
 
+STEP_SHARE = 0.5  # of ``min_increase``: the step a regression must also show against the previous revision
+
+
 def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
-                   reference: RevisionSpan | None) -> RegressionEvidence | None:
+                   reference: RevisionSpan | None, previous: RevisionSpan | None = None) -> RegressionEvidence | None:
+    """``span``'s latency regression against ``reference``: p50 or p95 up by ``min_increase`` or more,
+    significant on hourly values. ``previous``: the revision just before ``span`` when it has no finding
+    and is not the reference (it served too briefly to be one). A regression is a step the deploy made,
+    so it must also show against that revision, by ``STEP_SHARE`` of ``min_increase`` at least, where
+    both served ``min_hours`` to compare: routine deploys move latency a few percent either way, and a
+    service deployed every few hours drifts past the threshold against a reference several deploys back
+    without any one deploy stepping up (six `warmup` scenarios of twenty-four development draws, each
+    +12-14 % against a revision 4-12 deploys earlier; no true regression lost at half or the whole
+    threshold)."""
     if reference is None:
         return None
     cfg = config.latency
@@ -176,7 +188,26 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
             best = evidence
     if best is None or best.increase < cfg.min_increase or best.p_value > cfg.significance:
         return None
+    if previous is not None and previous.name != reference.name:
+        step = _increase(view, span, previous, cfg, config.warmup_minutes, best.metric, labels)
+        if step is not None and step < STEP_SHARE * cfg.min_increase:
+            return None
     return best
+
+
+def _increase(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
+              warmup_minutes: int, metric: str, labels: dict[str, str]) -> float | None:
+    """``metric``'s relative increase from ``previous`` to ``span`` (hourly medians of the compared
+    hours), or None when either served too few hours to compare."""
+    sides = _sides(view, span, previous, cfg, warmup_minutes)
+    if sides is None:
+        return None
+    column = next(name for name, label in labels.items() if label == metric)
+    before, after = (_hourly_weighted(side, (column,))[column] for side in (sides.before, sides.after))
+    if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
+        return None
+    b = float(np.median(before))
+    return float(np.median(after)) / b - 1.0 if b > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
