@@ -153,6 +153,7 @@ def _hourly_weighted(rows: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, 
 
 
 STEP_SHARE = 0.5  # of ``min_increase``: the step a regression must also show against the previous revision
+LATENCY_COLUMNS = {"lat_p50": "p50 latency (ms)", "lat_p95": "p95 latency (ms)"}
 
 
 def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
@@ -173,9 +174,9 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
     if sides is None:
         return None
     best: RegressionEvidence | None = None
-    labels = {"lat_p50": "p50 latency (ms)", "lat_p95": "p95 latency (ms)"}
-    weighted = [_hourly_weighted(side, tuple(labels)) for side in (sides.before, sides.after)]
-    for column, label in labels.items():
+    best_column = ""
+    weighted = [_hourly_weighted(side, tuple(LATENCY_COLUMNS)) for side in (sides.before, sides.after)]
+    for column, label in LATENCY_COLUMNS.items():
         before, after = weighted[0][column], weighted[1][column]
         if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
             continue
@@ -185,24 +186,23 @@ def detect_latency(view: ServiceView, span: RevisionSpan, config: DetectionConfi
         evidence = RegressionEvidence(FindingKind.LATENCY_REGRESSION, span.name, reference.name, span.deploy_time,
                                       label, b, a, a / b - 1.0, mann_whitney_greater(after, before))
         if best is None or evidence.increase > best.increase:
-            best = evidence
+            best, best_column = evidence, column
     if best is None or best.increase < cfg.min_increase or best.p_value > cfg.significance:
         return None
     if previous is not None and previous.name != reference.name:
-        step = _increase(view, span, previous, cfg, config.warmup_minutes, best.metric, labels)
+        step = _increase(view, span, previous, cfg, config.warmup_minutes, best_column)
         if step is not None and step < STEP_SHARE * cfg.min_increase:
             return None
     return best
 
 
 def _increase(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, cfg: RegressionDetection,
-              warmup_minutes: int, metric: str, labels: dict[str, str]) -> float | None:
-    """``metric``'s relative increase from ``previous`` to ``span`` (hourly medians of the compared
-    hours), or None when either served too few hours to compare."""
+              warmup_minutes: int, column: str) -> float | None:
+    """``column``'s relative increase from ``previous`` to ``span`` (medians of the request-weighted hourly
+    values of the compared hours), or None when either served too few hours to compare."""
     sides = _sides(view, span, previous, cfg, warmup_minutes)
     if sides is None:
         return None
-    column = next(name for name, label in labels.items() if label == metric)
     before, after = (_hourly_weighted(side, (column,))[column] for side in (sides.before, sides.after))
     if len(before) < cfg.min_hours or len(after) < cfg.min_hours:
         return None
