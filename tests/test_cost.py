@@ -627,3 +627,25 @@ def test_min_instances_what_ifs_agree_with_each_other_when_one_instance_is_alway
                  inst_idle=0.0)
     (one,) = _what_ifs(view_of((none, frame)))["min_instances"]
     assert one.savings_usd_per_month == pytest.approx(-0.5 * STEP * idle_rate)
+
+
+def test_a_reference_without_load_neither_sets_a_level_nor_is_extended() -> None:
+    # A reference whose steps carry no request rate (or none at all) has no load range: the previous
+    # revision's level and the other revisions' steps above its busiest load are not asked, and the
+    # excess falls back to what the reference alone gives (before, min/max of no load raised).
+    other = pd.DataFrame({"req_rate": [5.0, 6.0, 7.0] * 40, "billable_q": 300.0, "vcpu_s": 300.0, "gib_s": 150.0,
+                          "serving": "c"}, index=pd.date_range("2026-01-01", periods=120, freq="5min", tz="UTC"))
+    for empty in (other.iloc[:0], other.assign(req_rate=np.nan)):
+        assert cost._level(empty, other, "billable_q", 300, 3.0) is None
+        ref, joined = cost._extended(empty, other, other, [], 15, 300)
+        assert ref is empty and joined == []
+
+
+def test_the_previous_revisions_level_scales_the_counterfactual() -> None:
+    # b used 10 % more per step than a's model predicts at b's own rates, inside a's range: its level is 1.1.
+    index = pd.date_range("2026-01-01", periods=288, freq="5min", tz="UTC")
+    load = np.tile(np.linspace(2.0, 20.0, 24), 12)
+    a = pd.DataFrame({"req_rate": load, "billable_q": 30.0 * load, "serving": "a"}, index=index)
+    b = pd.DataFrame({"req_rate": load[:100], "billable_q": 33.0 * load[:100], "serving": "b"}, index=index[:100])
+    assert cost._level(a, b, "billable_q", 300, 6.0) == pytest.approx(1.1, rel=0.01)
+    assert cost._level(a, b, "billable_q", 300, 9.0) is None  # 100 steps are 8.3 h: under 9 h inside the range

@@ -485,6 +485,8 @@ def _level(ref: pd.DataFrame, other: pd.DataFrame, column: str, seconds: int, ho
     its own request rates, over its steps inside the reference's load range: the factor between the two
     revisions' levels. None when it served fewer than ``hours`` of such steps."""
     load = ref["req_rate"].to_numpy(dtype=np.float64)
+    if not np.isfinite(load).any():
+        return None
     theirs = other["req_rate"].to_numpy(dtype=np.float64)
     inside = (theirs >= np.nanmin(load)) & (theirs <= np.nanmax(load))
     if inside.sum() * seconds < hours * 3600:
@@ -517,6 +519,8 @@ def _extended(ref: pd.DataFrame, mine: pd.DataFrame, totals: pd.DataFrame, other
     the overlap of requests on an instance; a revision without a finding that served that load says what
     it costs. The names of the revisions that joined."""
     load = ref["req_rate"].to_numpy(dtype=np.float64)
+    if not np.isfinite(load).any():
+        return ref, []
     low, high = float(np.nanmin(load)), float(np.nanmax(load))
     if float(np.mean(mine["req_rate"].to_numpy(dtype=np.float64) > high)) <= COVERED_SHARE:
         return ref, []
