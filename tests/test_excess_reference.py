@@ -61,6 +61,17 @@ def test_the_excess_is_within_ten_percent_of_the_labelled_one(name: str) -> None
         assert share / labelled - 1 == pytest.approx(0.0, abs=0.10), f"{kind}: {share:.4f} against {reference}"
 
 
+def test_a_flag_flip_is_priced_against_its_own_hours_before_it() -> None:
+    # A leak switched on 48 h after the deploy of a revision that then served 11 more days, after a
+    # predecessor seen for 17 h two weeks before the revision's last day: priced against that predecessor,
+    # the excess read 3.9 % of the last day's cost for a labelled 18.8 % (-79 %); against the revision's
+    # own 48 h before the leak began (the old behaviour itself, at its own level), 16.1 % (-14 %).
+    shares, labelled, reference = _excess_shares("excess_of_a_flag_flip_priced_against_its_own_hours_before")
+    assert reference.startswith("inventory-00311-cps before ")
+    for kind, share in shares.items():
+        assert share / labelled - 1 == pytest.approx(0.0, abs=0.20), f"{kind}: {share:.4f} against {reference}"
+
+
 def test_creep_after_a_briefly_serving_revision_is_judged_against_it() -> None:
     # The same service: 11 h of the previous revision, after its warm-up, are under half of
     # creep.reference_hours. Judged against its own first 24 h, the revision that needed 2.2 times the
