@@ -437,6 +437,16 @@ def _predict(reference: pd.DataFrame, target: pd.DataFrame, column: str) -> np.n
     return model.predict(target["req_rate"].to_numpy(dtype=np.float64))
 
 
+def _served(totals: pd.DataFrame, span: RevisionSpan, warmup_minutes: int,
+            before: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The steps ``span`` served after its warm-up (and before ``before``) with a request rate."""
+    keep = ((totals["serving"] == span.name) & (totals.index >= span.first_seen + pd.Timedelta(minutes=warmup_minutes))
+            & totals["req_rate"].notna())
+    if before is not None:
+        keep &= totals.index < before
+    return totals.loc[keep]
+
+
 def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame, config: AnalysisConfig,
                reference: RevisionSpan | None, healthy_until: pd.Timestamp | None = None,
                priced_load: FloatArray | None = None) -> tuple[pd.DataFrame, str]:
@@ -459,10 +469,9 @@ def _reference(view: ServiceView, span: RevisionSpan, totals: pd.DataFrame, conf
         # An anomaly that began hours after the deploy (a flag flipped): the revision's own hours before
         # it are the old behaviour itself, at this revision's level and nearer in time, where they are at
         # least as many as the reference's.
-        own_before = totals.index[(totals["serving"] == span.name) & (totals.index >= span.first_seen + warm)
-                                  & (totals.index < healthy_until) & totals["req_rate"].notna()]
+        own_before = _served(totals, span, warmup, before=healthy_until)
         if len(own_before) >= max(MIN_REFERENCE_HOURS * 3600 / view.step_seconds, len(steps)):
-            return totals.loc[own_before], f"{span.name} before {healthy_until:%Y-%m-%d %H:%M} UTC"
+            return own_before, f"{span.name} before {healthy_until:%Y-%m-%d %H:%M} UTC"
     if previous is None or described == f"revision {previous.name}":
         return totals.loc[steps.index], described
     earlier = view.spans[:view.spans.index(span)]
@@ -510,16 +519,6 @@ def _level(ref: pd.DataFrame, other: pd.DataFrame, column: str, seconds: int, ho
     known = np.isfinite(predicted) & np.isfinite(used)
     expected = float(predicted[known].sum())
     return float(used[known].sum()) / expected if expected > 0 else None
-
-
-def _served(totals: pd.DataFrame, span: RevisionSpan, warmup_minutes: int,
-            before: pd.Timestamp | None = None) -> pd.DataFrame:
-    """The steps ``span`` served after its warm-up (and before ``before``) with a request rate."""
-    keep = ((totals["serving"] == span.name) & (totals.index >= span.first_seen + pd.Timedelta(minutes=warmup_minutes))
-            & totals["req_rate"].notna())
-    if before is not None:
-        keep &= totals.index < before
-    return totals.loc[keep]
 
 
 def _extended(ref: pd.DataFrame, mine: pd.DataFrame, totals: pd.DataFrame, others: Sequence[RevisionSpan],

@@ -7,6 +7,7 @@ revision saved). ``detect_sidecar_leaks`` runs the memory part of it on one side
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
@@ -98,9 +99,8 @@ def detect_service(view: ServiceView, config: AnalysisConfig, table: PriceTable)
                                                             (FindingKind.CPU_REGRESSION, cpu_reference))
                                if reference is None),
         )
-        previous = view.previous(span.name)
-        if previous is not None and previous.name not in flagged and (
-                creep_reference is None or previous.name != creep_reference.name):
+        previous = _previous_without(view, span, flagged)
+        if previous is not None and (creep_reference is None or previous.name != creep_reference.name):
             item.level_of = previous
         item.findings = _findings(view, item, config, table)
         if item.findings or item.leak is not None:
@@ -147,6 +147,12 @@ def _price_beyond_the_reference_range(view: ServiceView, evidence: list[Revision
             finding.evidence.update(cost_model.excess_evidence(excess))
 
 
+def _previous_without(view: ServiceView, span: RevisionSpan, excluded: Collection[str]) -> RevisionSpan | None:
+    """The revision just before ``span``, unless ``excluded`` names it (it had a finding)."""
+    previous = view.previous(span.name)
+    return previous if previous is not None and previous.name not in excluded else None
+
+
 def _regression(view: ServiceView, span: RevisionSpan, kind: FindingKind, config: AnalysisConfig,
                 with_findings: set[str]) -> tuple[RevisionSpan | None, RegressionEvidence | None]:
     """``span``'s latency or CPU regression (``kind``), judged against its reference: the last earlier
@@ -154,9 +160,8 @@ def _regression(view: ServiceView, span: RevisionSpan, kind: FindingKind, config
     detection = config.detection
     if kind is FindingKind.LATENCY_REGRESSION:
         reference = reference_span(view, span, with_findings, detection.latency.compare_hours)
-        previous = view.previous(span.name)
-        clean = previous if previous is not None and previous.name not in with_findings else None
-        return reference, detect_latency(view, span, detection, reference=reference, previous=clean)
+        return reference, detect_latency(view, span, detection, reference=reference,
+                                         previous=_previous_without(view, span, with_findings))
     reference = reference_span(view, span, with_findings, detection.cpu.compare_hours)
     return reference, detect_cpu(view, span, detection, default_cpu=config.pricing.default_cpu, reference=reference)
 
