@@ -6,10 +6,15 @@ proportion to load beyond the busiest bin, so traffic growth alone is not an ano
 
 Two readings of a bin: its median (``statistic="median"``), right for "how many instances", and its
 mean (``"mean"``), right for a cost, which is an expectation over skewed per-step use.
+
+Where a quantity is the sum of parts each driven by its own load (CPU: work per request, the start-up
+burst of each new instance, the background of each running one), ``fit_linear`` learns it as a
+non-negative sum of them instead.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -52,6 +57,46 @@ class LoadModel:
                 below = np.clip(values[0] - slope * (points[0] - load), 0.0, values[0])
             predicted = np.where(load < points[0], below, predicted)
         return np.asarray(predicted, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class LinearModel:
+    """The quantity as a sum of its drivers: ``columns @ coefficients``, every coefficient 0 or more."""
+
+    coefficients: FloatArray
+
+    def predict(self, columns: FloatArray) -> FloatArray:
+        predicted: FloatArray = np.asarray(columns, dtype=np.float64) @ self.coefficients
+        return predicted
+
+
+def fit_linear(columns: FloatArray, value: FloatArray, *, min_points: int) -> LinearModel | None:
+    """``value`` fitted on ``columns`` (points × drivers, no intercept) by least squares with every
+    coefficient 0 or more, keeping only the drivers that earn their place: of every subset of the columns
+    whose own fit has no negative coefficient, the one with the lowest Bayesian information criterion
+    (n log(SSE / n) + k log n). Drivers that move together (requests and instances, under autoscaling) are
+    not split at random when one alone explains the quantity, so a later change in how they relate (more
+    instances for the same traffic) does not move the prediction for no reason. None with fewer than
+    ``min_points`` points or no admissible fit."""
+    columns = np.asarray(columns, dtype=np.float64)
+    value = np.asarray(value, dtype=np.float64)
+    n, drivers = columns.shape
+    if n < min_points:
+        return None
+    best: FloatArray | None = None
+    best_score = math.inf
+    for subset in range(1, 2**drivers):
+        used = [j for j in range(drivers) if subset >> j & 1]
+        coefficients = np.linalg.lstsq(columns[:, used], value, rcond=None)[0]
+        if (coefficients < 0).any():
+            continue
+        error = float(((columns[:, used] @ coefficients - value) ** 2).sum())
+        score = n * math.log(max(error, 1e-300) / n) + len(used) * math.log(n)
+        if score < best_score:
+            best = np.zeros(drivers)
+            best[used] = coefficients
+            best_score = score
+    return None if best is None else LinearModel(best)
 
 
 def quiet_elasticity(points: FloatArray, values: FloatArray, share: float = 0.5) -> float:

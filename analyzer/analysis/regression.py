@@ -219,6 +219,12 @@ class HourlyCpu:
     kept: np.ndarray  # positions in ``hours.labels`` of the hours below
     cpu_s: FloatArray
     req: FloatArray
+    starts: FloatArray  # instances started (``_instance_starts``)
+    instance_steps: FloatArray  # instances summed over the hour's steps (in proportion to instance-hours)
+
+    def drivers(self) -> FloatArray:
+        """What each hour's CPU is spent on (hours × 3): requests, instance starts, running instances."""
+        return np.column_stack([self.req, self.starts, self.instance_steps])
 
     def index(self) -> pd.DatetimeIndex:
         return self.hours.index(self.kept)
@@ -232,11 +238,26 @@ def _vcpus(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
     return vcpus
 
 
+def _instance_starts(instances: FloatArray, hours: hourly.Hours) -> FloatArray:
+    """Per step, the instances started: the rise of the instance count from the step before (in time
+    order), none at the first step. An instance replaced within a step (a crash, a scale-in and out) is
+    not seen: a floor of what started."""
+    ordered = instances[hours.order]
+    rises = np.zeros(len(ordered))
+    if len(ordered) > 1:
+        rises[1:] = np.maximum(np.diff(ordered), 0.0)
+    starts = np.empty(len(rises))
+    starts[hours.order] = rises
+    return starts
+
+
 def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> HourlyCpu:
     hours = hourly.of(rows["ts"])
     cpu_h, req_h = hourly.sum_min_count(hours, [_vcpus(rows, cpu_limit), rows["req_rate"].to_numpy()], min_count=1)
     kept = np.flatnonzero((req_h > 0) & (cpu_h >= 0))  # NaN (an hour without either) compares False
-    return HourlyCpu(hours, kept, cpu_h[kept], req_h[kept])
+    instances = np.nan_to_num(rows["inst_active"].to_numpy()) + np.nan_to_num(rows["inst_idle"].to_numpy())
+    starts_h, instances_h = hourly.sum_min_count(hours, [_instance_starts(instances, hours), instances])
+    return HourlyCpu(hours, kept, cpu_h[kept], req_h[kept], starts_h[kept], instances_h[kept])
 
 
 def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
@@ -338,11 +359,11 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
             return None
         hours, p_value = episode
         metric += f" (with {hours} h of GC thrash near the memory limit)"
-    # Dated on the falling expectation, not the flat one judged above: on that, a slow leak's GC cost
-    # that reached the margin in a quiet weekend was dated when traffic came back, a day or two late
+    # Dated on the expectation of ``_for_dating``, not the flat one judged above: on that, a slow leak's GC
+    # cost that reached the margin in a quiet weekend was dated when traffic came back, a day or two late
     # (CPU strict TP +5, FP -5 on ten development draws, docs/detection-quality.md).
-    falling = _against_falling(before, after)
-    began = _dated(pd.Series(ratio if falling is None else falling, index=after.index()), span, config)
+    dating = _for_dating(before, after)
+    began = _dated(pd.Series(ratio if dating is None else dating, index=after.index()), span, config)
     requests = float(after.req.sum())
     return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, began, metric,
                               float(expected.sum()) / requests, float(after.cpu_s.sum()) / requests, increase,
@@ -366,8 +387,30 @@ def _own_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, def
     return rows, _hourly_cpu(rows, span.info.cpu_limit or default_cpu)
 
 
+DATING_DRIVERS_MIN_HOURS = DRIFT_REFERENCE_HOURS  # reference hours needed to learn CPU from its drivers
+
+
+def _for_dating(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
+    """Each of ``after``'s hours' CPU against what the reference would have used in it, for dating an
+    excess: the reference's CPU learned as work per request plus the start-up burst of each new instance
+    plus the background of each running one (``load_model.fit_linear``, every part 0 or more), so an hour
+    that started instances (traffic rising in the morning, a scale-out) or kept idle ones is not extra
+    CPU. Against request rate alone those hours read 20-70 % over the expectation for hours in a row, and
+    a leak's GC cost was dated at a morning scale-out 4-17 h before it held the margin (CPU strict TP +5,
+    FP -5 on two development draws, docs/detection-quality.md). ``_against_falling`` when the drivers
+    cannot be learned or predict no CPU for an hour; None when neither can."""
+    model = load_model.fit_linear(before.drivers(), before.cpu_s, min_points=DATING_DRIVERS_MIN_HOURS)
+    if model is not None and len(after.req):
+        expected = model.predict(after.drivers())
+        if (expected > 0).all():
+            ratio: FloatArray = after.cpu_s / expected
+            return ratio
+    return _against_falling(before, after)
+
+
 def _against_falling(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
-    """Each of ``after``'s hours' CPU against what the reference used at its traffic, for dating: below
+    """Each of ``after``'s hours' CPU against what the reference used at its traffic, for dating where
+    the CPU's drivers cannot be learned (``_for_dating``): below
     the reference's quietest hours the expectation falls with load as its quiet bins do, not flat at
     their CPU (the drift test's conservative expectation: a quiet spell cannot make a regression). A
     night after a deploy at dawn, or a quiet weekend, would otherwise read as "no extra CPU" and the
@@ -385,14 +428,14 @@ def _against_falling(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
 def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, config: DetectionConfig,
                default_cpu: float) -> pd.Timestamp:
     """When the extra CPU of the first-day comparison began: dated from the data (``_dated``) on each
-    compared hour's CPU against what the reference used at that hour's traffic, as the drift test sees
-    it; the deploy when the reference is too short to learn that from. A revision that is costlier
+    compared hour's CPU against what the reference would have used in it (``_for_dating``); the deploy
+    when the reference is too short to learn that from. A revision that is costlier
     from its start is dated at its deploy; one whose cost grows later that day (a leak's GC work) is
     dated where the growth reached the margin. Only the compared hours: later days' quiet nights,
     which a load model learned on busier hours overprices, must not move the change point."""
     _, before = _reference_cpu(view, span, reference, config, default_cpu)
     _, after = _own_cpu(view, span, config, default_cpu, config.cpu.compare_hours)
-    ratio = _against_falling(before, after)
+    ratio = _for_dating(before, after)
     if ratio is None:
         return span.deploy_time
     return _dated(pd.Series(ratio, index=after.index()), span, config)
@@ -401,13 +444,13 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
 def cpu_held_in(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, config: DetectionConfig,
                 default_cpu: float) -> pd.Timestamp | None:
     """When ``span``'s CPU, against what ``reference`` used at the same traffic, first held the margin
-    (``_dated`` on its hours after warm-up, against ``_against_falling``), or None when it never held
+    (``_dated`` on its hours after warm-up, against ``_for_dating``), or None when it never held
     it for ``onset.RUN_HOURS`` (their median). For a regression a later revision carried on: a leak's GC
     cost grows in the revision that introduced it and often reaches the margin before the carrier's
     deploy, where the carrier's own hours (its instances fresh) reach it again only later."""
     _, before = _reference_cpu(view, span, reference, config, default_cpu)
     _, after = _own_cpu(view, span, config, default_cpu)
-    ratio = _against_falling(before, after)
+    ratio = _for_dating(before, after)
     if ratio is None or not onset.ever_held(ratio - 1.0, config.cpu.min_increase):
         return None
     return _dated(pd.Series(ratio, index=after.index()), span, config)
