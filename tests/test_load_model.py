@@ -1,12 +1,14 @@
 """``load_model.fit_linear``: a quantity learned as a non-negative sum of its drivers (CPU from requests,
-instance starts and running instances), keeping only the drivers that earn their place."""
+instance starts and running instances), keeping only the drivers that earn their place; and how the
+CPU dating counts instance starts (``regression._instance_starts``)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from analyzer.analysis import load_model
+from analyzer.analysis import hourly, load_model, regression
 
 
 def _hours(n: int = 72, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,3 +55,13 @@ def test_no_driver_takes_a_negative_share() -> None:
 def test_too_few_hours_learn_nothing() -> None:
     requests, starts, instances = _hours(11)
     assert load_model.fit_linear(np.column_stack([requests, starts, instances]), 0.01 * requests, min_points=12) is None
+
+
+def test_instances_started_are_the_count_rises_and_a_gap_in_the_count_starts_none() -> None:
+    ts = pd.Series(pd.date_range("2026-03-01", periods=8, freq="5min", tz="UTC"))
+    count = np.array([2.0, 2.0, 4.0, np.nan, np.nan, 5.0, 3.0, 4.0])
+    starts = regression._instance_starts(count, hourly.of(ts))
+    assert starts.tolist() == [0.0, 0.0, 2.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+    shuffled = np.array([3, 0, 7, 1, 5, 2, 6, 4])  # rows out of time order
+    assert regression._instance_starts(count[shuffled], hourly.of(ts[shuffled].reset_index(drop=True))).tolist() == \
+        starts[shuffled].tolist()

@@ -239,13 +239,15 @@ def _vcpus(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
 
 
 def _instance_starts(instances: FloatArray, hours: hourly.Hours) -> FloatArray:
-    """Per step, the instances started: the rise of the instance count from the step before (in time
-    order), none at the first step. An instance replaced within a step (a crash, a scale-in and out) is
-    not seen: a floor of what started."""
+    """Per step, the instances started: the rise of the instance count (NaN: a step without one) from the
+    last step that had one (in time order), none at the first. A step without a count starts nothing: a
+    series missing for a few steps is not read as every instance starting again when it returns. An
+    instance replaced within a step (a crash, a scale-in and out) is not seen: a floor of what started."""
     ordered = instances[hours.order]
+    known = np.flatnonzero(~np.isnan(ordered))
     rises = np.zeros(len(ordered))
-    if len(ordered) > 1:
-        rises[1:] = np.maximum(np.diff(ordered), 0.0)
+    if len(known) > 1:
+        rises[known[1:]] = np.maximum(np.diff(ordered[known]), 0.0)
     starts = np.empty(len(rises))
     starts[hours.order] = rises
     return starts
@@ -255,8 +257,10 @@ def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> HourlyCpu:
     hours = hourly.of(rows["ts"])
     cpu_h, req_h = hourly.sum_min_count(hours, [_vcpus(rows, cpu_limit), rows["req_rate"].to_numpy()], min_count=1)
     kept = np.flatnonzero((req_h > 0) & (cpu_h >= 0))  # NaN (an hour without either) compares False
-    instances = np.nan_to_num(rows["inst_active"].to_numpy()) + np.nan_to_num(rows["inst_idle"].to_numpy())
-    starts_h, instances_h = hourly.sum_min_count(hours, [_instance_starts(instances, hours), instances])
+    active, idle = rows["inst_active"].to_numpy(dtype=np.float64), rows["inst_idle"].to_numpy(dtype=np.float64)
+    instances = np.nan_to_num(active) + np.nan_to_num(idle)
+    counted = np.where(np.isnan(active) & np.isnan(idle), np.nan, instances)
+    starts_h, instances_h = hourly.sum_min_count(hours, [_instance_starts(counted, hours), instances])
     return HourlyCpu(hours, kept, cpu_h[kept], req_h[kept], starts_h[kept], instances_h[kept])
 
 
