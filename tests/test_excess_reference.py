@@ -91,6 +91,15 @@ def test_creep_that_grew_with_a_leak_is_dated_where_it_held_a_margin_of_the_mean
     assert abs(off_by) <= 2.0, off_by
 
 
+def test_creep_with_slower_requests_at_a_quiet_deploy_is_dated_at_the_deploy() -> None:
+    # An incident-like deploy at a quiet hour: slower requests ran an extra instance most of each hour and
+    # bursts of several (hourly medians of the excess +1.0-2.5 instances against a margin of 1.8, a quarter
+    # of the revision's mean expected count). Dated on the medians, the creep held the margin only when
+    # traffic came back, 8.6 h after the deploy; on hourly means, from the deploy, where the label is.
+    _, off_by = _creep_against_its_label("creep_with_slower_requests_at_a_quiet_deploy_dated_on_hourly_means")
+    assert abs(off_by) <= 2.0, off_by
+
+
 def _creep_against_its_label(name: str) -> tuple[Finding, float]:
     """The fixture's one creep finding, on its labelled revision, and its onset's hours from the label's."""
     frames, _ = _frames(name)

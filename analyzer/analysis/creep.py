@@ -102,12 +102,17 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     margin = max(ONSET_MIN_EXCESS_INSTANCES, cfg.min_excess_fraction * float(np.mean(hourly_expected)))
     # The hourly excess as a series (for the charts), built only for a finding.
     excess = pd.Series(values, index=by_hour.resampled(steps.name)[held])
-    began = pd.Timestamp(excess.index[onset.held_start(values, margin)])
+    # Dated on hourly means of the excess, not the medians the gates read: a creep that came with slower
+    # requests at a quiet deploy shows as an extra instance most of each hour plus bursts of several, and
+    # the medians held it just under the margin for hours (255035-0131: +1.0-2.5 instances an hour at
+    # medians against a margin of 1.8, dated 8.6 h after its deploy; the means held it from the deploy).
+    dating = np.asarray(hourly.means(by_hour, [_instances(totals)[mask] - expected])[0][held], dtype=np.float64)
+    began = pd.Timestamp(excess.index[onset.held_start(dating, margin)])
     # Held at the margin from its first hours after warm-up (their median), the excess was there from
     # the deploy, even when it later fades with the day's traffic and returns larger: a small
     # service's extra instance comes and goes with its load, and the change point of the cumulative
     # excess lands on the larger return (a day or more late).
-    if (onset.from_start(values, margin, onset.RUN_HOURS)
+    if (onset.from_start(dating, margin, onset.RUN_HOURS)
             or began <= span.first_seen + pd.Timedelta(minutes=config.warmup_minutes + 60)):
         began = span.deploy_time
     # What the finding shows: means over the excess period, as its price sums it (the excess
