@@ -78,7 +78,8 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     expected = model.predict(np.where(np.isnan(rate), 0.0, rate))
     steps = pd.DatetimeIndex(totals.index[mask])
     by_hour = hourly.of(steps)
-    hourly_excess = hourly.medians(by_hour, _instances(totals)[mask] - expected)
+    step_excess = _instances(totals)[mask] - expected
+    hourly_excess = hourly.medians(by_hour, step_excess)
     held = ~np.isnan(hourly_excess)  # ``.dropna()`` of the hourly excess
     values: FloatArray = np.asarray(hourly_excess[held], dtype=np.float64)
     if len(values) < max(3, cfg.min_duration_hours):
@@ -106,7 +107,7 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     # requests at a quiet deploy shows as an extra instance most of each hour plus bursts of several, and
     # the medians held it just under the margin for hours (255035-0131: +1.0-2.5 instances an hour at
     # medians against a margin of 1.8, dated 8.6 h after its deploy; the means held it from the deploy).
-    dating = np.asarray(hourly.means(by_hour, [_instances(totals)[mask] - expected])[0][held], dtype=np.float64)
+    dating = np.asarray(hourly.means(by_hour, [step_excess])[0][held], dtype=np.float64)
     began = pd.Timestamp(excess.index[onset.held_start(dating, margin)])
     # Held at the margin from its first hours after warm-up (their median), the excess was there from
     # the deploy, even when it later fades with the day's traffic and returns larger: a small

@@ -230,11 +230,19 @@ class HourlyCpu:
         return self.hours.index(self.kept)
 
 
-def _vcpus(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
+def _instance_count(rows: pd.DataFrame) -> FloatArray:
+    """Per step, active plus idle instances (one absent count as none); NaN where neither was counted."""
+    active, idle = rows["inst_active"].to_numpy(dtype=np.float64), rows["inst_idle"].to_numpy(dtype=np.float64)
+    count: FloatArray = np.where(np.isnan(active) & np.isnan(idle), np.nan, np.nan_to_num(active) + np.nan_to_num(idle))
+    return count
+
+
+def _vcpus(rows: pd.DataFrame, cpu_limit: float, instances: FloatArray | None = None) -> FloatArray:
     """Per step, the vCPUs in use: mean utilization × instances × vCPU limit (the utilization
-    distribution covers every instance, idle ones included; an absent count as none)."""
-    instances = np.nan_to_num(rows["inst_active"].to_numpy()) + np.nan_to_num(rows["inst_idle"].to_numpy())
-    vcpus: FloatArray = rows["cpu_mean"].to_numpy() * instances * cpu_limit
+    distribution covers every instance, idle ones included; an absent count as none). ``instances``:
+    ``_instance_count`` with no count as none, when the caller has it."""
+    count = np.nan_to_num(_instance_count(rows)) if instances is None else instances
+    vcpus: FloatArray = rows["cpu_mean"].to_numpy() * count * cpu_limit
     return vcpus
 
 
@@ -255,11 +263,11 @@ def _instance_starts(instances: FloatArray, hours: hourly.Hours) -> FloatArray:
 
 def _hourly_cpu(rows: pd.DataFrame, cpu_limit: float) -> HourlyCpu:
     hours = hourly.of(rows["ts"])
-    cpu_h, req_h = hourly.sum_min_count(hours, [_vcpus(rows, cpu_limit), rows["req_rate"].to_numpy()], min_count=1)
+    counted = _instance_count(rows)
+    instances = np.nan_to_num(counted)
+    cpu_h, req_h = hourly.sum_min_count(hours, [_vcpus(rows, cpu_limit, instances), rows["req_rate"].to_numpy()],
+                                        min_count=1)
     kept = np.flatnonzero((req_h > 0) & (cpu_h >= 0))  # NaN (an hour without either) compares False
-    active, idle = rows["inst_active"].to_numpy(dtype=np.float64), rows["inst_idle"].to_numpy(dtype=np.float64)
-    instances = np.nan_to_num(active) + np.nan_to_num(idle)
-    counted = np.where(np.isnan(active) & np.isnan(idle), np.nan, instances)
     starts_h, instances_h = hourly.sum_min_count(hours, [_instance_starts(counted, hours), instances])
     return HourlyCpu(hours, kept, cpu_h[kept], req_h[kept], starts_h[kept], instances_h[kept])
 
@@ -400,8 +408,8 @@ def _for_dating(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
     plus the background of each running one (``load_model.fit_linear``, every part 0 or more), so an hour
     that started instances (traffic rising in the morning, a scale-out) or kept idle ones is not extra
     CPU. Against request rate alone those hours read 20-70 % over the expectation for hours in a row, and
-    a leak's GC cost was dated at a morning scale-out 4-17 h before it held the margin (CPU strict TP +5,
-    FP -5 on two development draws, docs/detection-quality.md). ``_against_falling`` when the drivers
+    a leak's GC cost was dated at a morning scale-out 4-17 h before it held the margin (CPU strict TP / FP
+    336 / 33 -> 349 / 20 on ten development draws, docs/detection-quality.md). ``_against_falling`` when the drivers
     cannot be learned or predict no CPU for an hour; None when neither can."""
     model = load_model.fit_linear(before.drivers(), before.cpu_s, min_points=DATING_DRIVERS_MIN_HOURS)
     if model is not None and len(after.req):
