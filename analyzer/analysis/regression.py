@@ -399,9 +399,6 @@ def _own_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, def
     return rows, _hourly_cpu(rows, span.info.cpu_limit or default_cpu)
 
 
-DATING_DRIVERS_MIN_HOURS = DRIFT_REFERENCE_HOURS  # reference hours needed to learn CPU from its drivers
-
-
 def _for_dating(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
     """Each of ``after``'s hours' CPU against what the reference would have used in it, for dating an
     excess: the reference's CPU learned as work per request plus the start-up burst of each new instance
@@ -409,9 +406,10 @@ def _for_dating(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
     that started instances (traffic rising in the morning, a scale-out) or kept idle ones is not extra
     CPU. Against request rate alone those hours read 20-70 % over the expectation for hours in a row, and
     a leak's GC cost was dated at a morning scale-out 4-17 h before it held the margin (CPU strict TP / FP
-    336 / 33 -> 349 / 20 on ten development draws, docs/detection-quality.md). ``_against_falling`` when the drivers
-    cannot be learned or predict no CPU for an hour; None when neither can."""
-    model = load_model.fit_linear(before.drivers(), before.cpu_s, min_points=DATING_DRIVERS_MIN_HOURS)
+    336 / 33 -> 349 / 20 on ten development draws, docs/detection-quality.md). Learned from
+    ``DRIFT_REFERENCE_HOURS`` or more, as the load model; ``_against_falling`` when the drivers cannot be
+    learned or predict no CPU for an hour; None when neither can."""
+    model = load_model.fit_linear(before.drivers(), before.cpu_s, min_points=DRIFT_REFERENCE_HOURS)
     if model is not None and len(after.req):
         expected = model.predict(after.drivers())
         if (expected > 0).all():
