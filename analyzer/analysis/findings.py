@@ -427,9 +427,11 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
     warm-up that levels off, a climb too small) is not given the next revision's leak. On seven
     development draws (1,400 scenarios) that rule took the leak away from the revision that introduced
     it six times out of seven: a predecessor's warm-up or evening is a candidate far more often than a
-    leak is carried. Unless that revision was young and its candidate climbed from its deploy at the
-    carrier's pace, a pace no warm-up holds (``_young_candidate_at_the_carriers_pace``). And a revision
-    deployed before the window, seen mid-life without a confirmed leak, whose troughs at its end sit as far
+    leak is carried, young or not. (A young revision's candidate climbing from its deploy at the carrier's
+    pace was taken as the origin from dded832 to 2026-12-06; with ``_carried_from_young_revision`` reading
+    young revisions against the service's healthy course, it fired once on fourteen development draws, on a
+    routine deploy's warm-up before a slow leak's deploy, and wrongly; its fixture passes without it.) And a
+    revision deployed before the window, seen mid-life without a confirmed leak, whose troughs at its end sit as far
     above where the next revision's leak starts as that leak's pace over its age predicts, introduced the
     leak before the data began (``_aged_at_the_carriers_pace``).
 
@@ -471,9 +473,9 @@ def _given_back_to_its_origin(view: ServiceView, evidence: list[RevisionEvidence
                               after: RevisionEvidence, config: AnalysisConfig) -> bool:
     """``after``'s leak, confirmed from its deploy, goes to ``before`` (and True) when ``before``, without a
     confirmed leak of its own, introduced it: it served too briefly for one, climbing at that pace, or it
-    was young and its candidate climbed at that pace, or it was deployed days before the window and sits as
-    high as that pace over its age predicts. The four rules below are asked only here, with that leak
-    confirmed from its deploy at a positive pace and ``before`` unconfirmed."""
+    was young and, against the service's healthy course, climbed at that pace, or it was deployed days
+    before the window and sits as high as that pace over its age predicts. The three rules are asked only
+    here, with that leak confirmed from its deploy at a positive pace and ``before`` unconfirmed."""
     theirs = after.leak
     if (theirs is None or not theirs.confirmed or not theirs.onset_at_deploy or theirs.slope_per_day <= 0
             or (before.leak is not None and before.leak.confirmed)):
@@ -486,36 +488,10 @@ def _given_back_to_its_origin(view: ServiceView, evidence: list[RevisionEvidence
         _give_leak_back(before, after, f"replaced {age:.1f} days after its deploy, its memory as far up "
                                        "as this pace since then predicts")
         return True
-    if _young_candidate_at_the_carriers_pace(before, after):
-        served = hours_between(before.span.first_seen, before.span.last_seen)
-        _give_leak_back(before, after, f"served {served:.0f} h, its memory already climbing at this pace")
-        return True
     return False
 
 
 CARRIED_OWN_PACE_RATIO = 3.0  # a leak from its deploy this many times faster than a confirmed climb before it
-CARRIED_MIN_SLOPE_PER_DAY = 0.05  # a candidate this fast (5 % of the limit a day) is no warm-up's drift
-CARRIED_PACE_RATIO = 2.0  # the candidate's pace and the carrier's within this factor of each other
-
-
-def _young_candidate_at_the_carriers_pace(before: RevisionEvidence, after: RevisionEvidence) -> bool:
-    """``before``, seen from its deploy and replaced within ``YOUNG_HOURS``, climbed from its deploy as an
-    unconfirmed candidate (a young revision's climb may be a warm-up, so a gate held it back) at least
-    ``CARRIED_MIN_SLOPE_PER_DAY``, within ``CARRIED_PACE_RATIO`` of the pace at which ``after``'s leak,
-    confirmed, climbs from its deploy: the leak that ``after`` carries on is ``before``'s. Each
-    revision's instances start afresh, so a carried leak restarts from the service's usual level at
-    each deploy and shows as the same pace from each deploy, not as a level carried over."""
-    mine, theirs = before.leak, after.leak
-    assert theirs is not None
-    if mine is None or not mine.onset_at_deploy or not seen_from_deploy(before.span):
-        return False
-    if hours_between(before.span.first_seen, before.span.last_seen) >= YOUNG_HOURS:
-        return False
-    if mine.slope_per_day < CARRIED_MIN_SLOPE_PER_DAY:
-        return False
-    return 1 / CARRIED_PACE_RATIO <= mine.slope_per_day / theirs.slope_per_day <= CARRIED_PACE_RATIO
-
-
 AGED_RISE_RATIO = (2 / 3, 2.0)  # its height over the carrier's start, against pace x age: within these
 AGED_MIN_RISE = 0.05  # of the limit: more than a bucket step of the worst instance (about 5 %) or two
 
