@@ -472,10 +472,11 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
 def _given_back_to_its_origin(view: ServiceView, evidence: list[RevisionEvidence], before: RevisionEvidence,
                               after: RevisionEvidence, config: AnalysisConfig) -> bool:
     """``after``'s leak, confirmed from its deploy, goes to ``before`` (and True) when ``before``, without a
-    confirmed leak of its own, introduced it: it served too briefly for one, climbing at that pace, or it
-    was young and, against the service's healthy course, climbed at that pace, or it was deployed days
-    before the window and sits as high as that pace over its age predicts. The three rules are asked only
-    here, with that leak confirmed from its deploy at a positive pace and ``before`` unconfirmed."""
+    confirmed leak of its own, introduced it: without even a candidate, it served too briefly for one,
+    climbing at that pace, or it was young and, against the service's healthy course, climbed at that pace;
+    or it was deployed days before the window and sits as high as that pace over its age predicts. The
+    three rules are asked only here, with that leak confirmed from its deploy at a positive pace and
+    ``before`` unconfirmed."""
     theirs = after.leak
     if (theirs is None or not theirs.confirmed or not theirs.onset_at_deploy or theirs.slope_per_day <= 0
             or (before.leak is not None and before.leak.confirmed)):
