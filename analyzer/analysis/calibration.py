@@ -12,26 +12,26 @@ from __future__ import annotations
 
 from analyzer.model import Finding, FindingKind
 
-# bench/quick.py score over the pickles of twenty-seven development draws of 200 scenarios (seeds 113739, 114769,
-# 133073, 141240, 255035, 255300, 260500, 304301, 314024, 369080, 401076, 410102, 432198, 444163, 503245, 507647,
-# 581831, 628144, 714491, 715771, 792332, 798808, 830341, 900927, 944226, 978733 and 985119, each made with
-# ``quick.py make --seed S --count 200 --out bench/out/quickr``; all of them former held-out draws, so development
+# bench/quick.py score over the pickles of thirty development draws of 200 scenarios (seeds 113739, 114769, 133073,
+# 141240, 255035, 255300, 260500, 304301, 314024, 349893, 369080, 401076, 410102, 432198, 444163, 469740, 503245,
+# 507647, 581831, 628144, 714491, 715771, 750917, 792332, 798808, 830341, 900927, 944226, 978733 and 985119, each made
+# with ``quick.py make --seed S --count 200 --out bench/out/quickr``; all of them former held-out draws, so development
 # data now), then one score --dump over all of them (the commands are in docs/detection-quality.md): measured on
-# 2026-12-06 at the detectors of 4b8fc94 (the twenty-six draws before, at aacf19c: memory 0.948 / 0.883, creep
-# 0.974 / 0.901, CPU 0.979 / 0.778, latency 1.0 / 0.987). These give 170 to 1,094 findings per row.
-SUITE = "quick-27draws-n5400"
+# 2026-12-06 at the detectors of 34755d5 (the twenty-seven draws before, at 4b8fc94: memory 0.949 / 0.883, creep
+# 0.975 / 0.906, CPU 0.980 / 0.776, latency 1.0 / 1.0). These give 192 to 1,209 findings per row.
+SUITE = "quick-30draws-n6000"
 MIN_FINDINGS = 5
 
 # (kind, strength) -> (strict precision, findings it was measured on, strict-match share of lenient matches)
 MEASURED: dict[tuple[str, str], tuple[float, int, float]] = {
-    ("cpu_regression", "moderate"): (0.776, 201, 0.804),
-    ("cpu_regression", "strong"): (0.98, 740, 0.982),
-    ("instance_creep", "moderate"): (0.906, 170, 0.906),
-    ("instance_creep", "strong"): (0.975, 519, 0.979),
-    ("latency_regression", "moderate"): (1.0, 479, 1.0),
-    ("latency_regression", "strong"): (1.0, 448, 1.0),
-    ("memory_baseline_rise", "moderate"): (0.883, 979, 0.897),
-    ("memory_baseline_rise", "strong"): (0.949, 1094, 0.957),
+    ("cpu_regression", "moderate"): (0.803, 223, 0.829),
+    ("cpu_regression", "strong"): (0.983, 821, 0.985),
+    ("instance_creep", "moderate"): (0.922, 192, 0.922),
+    ("instance_creep", "strong"): (0.983, 577, 0.986),
+    ("latency_regression", "moderate"): (1.0, 536, 1.0),
+    ("latency_regression", "strong"): (1.0, 493, 1.0),
+    ("memory_baseline_rise", "moderate"): (0.883, 1088, 0.896),
+    ("memory_baseline_rise", "strong"): (0.95, 1209, 0.958),
 }
 
 
