@@ -237,12 +237,11 @@ def _instance_count(rows: pd.DataFrame) -> FloatArray:
     return count
 
 
-def _vcpus(rows: pd.DataFrame, cpu_limit: float, instances: FloatArray | None = None) -> FloatArray:
+def _vcpus(rows: pd.DataFrame, cpu_limit: float, instances: FloatArray) -> FloatArray:
     """Per step, the vCPUs in use: mean utilization × instances × vCPU limit (the utilization
-    distribution covers every instance, idle ones included; an absent count as none). ``instances``:
-    ``_instance_count`` with no count as none, when the caller has it."""
-    count = np.nan_to_num(_instance_count(rows)) if instances is None else instances
-    vcpus: FloatArray = rows["cpu_mean"].to_numpy() * count * cpu_limit
+    distribution covers every instance, idle ones included). ``instances``: ``_instance_count`` with an
+    absent count as none."""
+    vcpus: FloatArray = rows["cpu_mean"].to_numpy() * instances * cpu_limit
     return vcpus
 
 
@@ -280,7 +279,7 @@ def _cpu_per_request(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
 
 def _cpu_in_use(rows: pd.DataFrame, cpu_limit: float) -> FloatArray:
     """Each hour's mean vCPUs in use (``_vcpus``), hours without one left out."""
-    means = hourly.means(hourly.of(rows["ts"]), [_vcpus(rows, cpu_limit)])[0]
+    means = hourly.means(hourly.of(rows["ts"]), [_vcpus(rows, cpu_limit, np.nan_to_num(_instance_count(rows)))])[0]
     in_use: FloatArray = means[np.isfinite(means)]
     return in_use
 
