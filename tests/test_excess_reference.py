@@ -53,6 +53,11 @@ def _excess_shares(name: str) -> tuple[dict[str, float], float, str]:
     # The fix that followed served 12-33 req/s without a finding; its steps above the reference's range,
     # at the reference's level, price it at 18.3 %.
     "excess_above_the_reference_range_from_a_revision_that_served_it",
+    # A leak fixed 67 h after its deploy, its last day from Saturday to Sunday morning, after a predecessor
+    # seen on weekdays (a Wednesday night to Thursday afternoon): against the predecessor alone the excess read
+    # 0.2 % of the cost for a labelled 4.6 %; with the fix's first days joining the reference (the old
+    # behaviour after the leak, as the predecessor is before it), 4.7 %.
+    "excess_of_a_leak_fixed_priced_with_the_fix_that_ended_it",
 ])
 def test_the_excess_is_within_ten_percent_of_the_labelled_one(name: str) -> None:
     shares, labelled, reference = _excess_shares(name)

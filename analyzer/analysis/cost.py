@@ -555,7 +555,7 @@ def _extended(ref: pd.DataFrame, mine: pd.DataFrame, totals: pd.DataFrame, other
 def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, table: PriceTable,
                 config: AnalysisConfig, *, reference: RevisionSpan | None = None,
                 healthy_until: pd.Timestamp | None = None, level_of: RevisionSpan | None = None,
-                beyond: Sequence[RevisionSpan] = ()) -> Excess | None:
+                beyond: Sequence[RevisionSpan] = (), ended_by: RevisionSpan | None = None) -> Excess | None:
     """Resources beyond what the reference period (see ``_reference``) needed on average for the same
     request rate, from ``onset`` while ``span`` served, priced at ``span``'s unit prices
     (``healthy_until``: the anomaly's earliest onset, when the excess counts from before it). None when
@@ -569,7 +569,15 @@ def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, tabl
     came closer to their labelled excess (docs/cost-model.md).
 
     ``beyond``: revisions without a finding whose steps may extend the reference above its busiest load
-    (``_extended``)."""
+    (``_extended``).
+
+    ``ended_by``: the revision without a finding that took over from ``span`` and ended the anomaly (a
+    fix, or a rollback deployed as a new revision): its first days after warm-up (as many hours as the
+    reference's) join the reference, when it served ``EXTEND_MIN_HOURS`` of them. It is the old
+    behaviour observed after the anomaly as the reference is before it, so the two bracket it in time,
+    and a level the service drifted to over the week (traffic's weekly shape, the hour of day each
+    served) does not land in the excess. Leaks fixed within days were priced against their predecessor
+    alone 0.6 point of the cost under their labelled excess in median (docs/cost-model.md)."""
     quantities = service_steps(view, table, config)[["billable_s", "vcpu_s", "gib_s"]]
     totals = view.totals.join(quantities.rename(columns={"billable_s": "billable_q"}), how="left")
     # Steps without a request rate cannot be compared with anything: they are left out.
@@ -582,9 +590,18 @@ def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, tabl
     own = (ref["serving"] == span.name).any()  # the revision's own first hours: no other level applies
     previous = _served(totals, level_of, warmup, before=span.first_seen) if level_of is not None and not own else None
     joined: list[str] = []
+    if ended_by is not None and not own:
+        after = _served(totals, ended_by, warmup)
+        hours = 3 * config.detection.creep.reference_hours
+        after = after.loc[after.index < ended_by.first_seen + pd.Timedelta(hours=hours)]
+        if len(after) * view.step_seconds >= EXTEND_MIN_HOURS * 3600:
+            ref = pd.concat([ref, after])
+            joined.append(ended_by.name)
+            described += f" and {ended_by.name}, which ended it"
     if beyond and not own:
-        ref, joined = _extended(ref, mine, totals, beyond, warmup, view.step_seconds)
-        described += "".join(f" and {name}" for name in joined) + (" above its busiest load" if joined else "")
+        ref, extended = _extended(ref, mine, totals, beyond, warmup, view.step_seconds)
+        described += "".join(f" and {name}" for name in extended) + (" above its busiest load" if extended else "")
+        joined += extended
     extra: dict[str, np.ndarray] = {}
     for column in EXCESS_COLUMNS:
         expected = _predict(ref, mine, column)
