@@ -146,12 +146,12 @@ def _price_with_the_revisions_around_it(view: ServiceView, evidence: list[Revisi
     judged = config.detection.creep.reference_hours
     for item, after in zip(evidence, [*evidence[1:], None], strict=True):
         span = item.span
-        # The revision that ended it, when it served long enough to be judged clean (as a reference must).
-        ended_by = (after.span if after is not None and after.span in clean and served_hours(view, after.span) >= judged
-                    else None)
         own = [f for f in item.findings if f.revision == span.name]
         if item.container or not own or "cost_now_usd_per_hour" not in own[0].evidence:
             continue
+        # The revision that ended it, when it served long enough to be judged clean (as a reference must).
+        ended_by = (after.span if after is not None and after.span in clean and served_hours(view, after.span) >= judged
+                    else None)
         onsets = [pd.Timestamp(f.onset) for f in own]
         excess = cost_model.excess_cost(view, span, min([span.first_seen, *onsets]), table, config,
                                         reference=item.reference, healthy_until=min(onsets),
