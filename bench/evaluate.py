@@ -89,6 +89,7 @@ class Hit:
     # against the counterfactual cost), compared with the label's ``excess_fraction_last_day``.
     excess_fraction: float | None = None
     excess_usd_per_month: float = 0.0
+    cost_reference: str = ""  # what the excess was priced against (the finding's ``cost_reference``)
 
     def plain(self) -> dict[str, Any]:
         return {
@@ -100,6 +101,7 @@ class Hit:
             "strength": self.strength,
             "excess_fraction": self.excess_fraction,
             "excess_usd_per_month": self.excess_usd_per_month,
+            "cost_reference": self.cost_reference,
         }
 
 
@@ -122,7 +124,8 @@ def _product_hits(raw: RawData) -> list[Hit]:
     result = analyze(raw)
     return [
         Hit(str(f.kind), f.service, f.revision, f.onset.timestamp(), str(f.evidence.get("carried_by", "")),
-            calibration.strength(f), _excess_fraction(f.evidence), f.excess_cost_usd_per_month)
+            calibration.strength(f), _excess_fraction(f.evidence), f.excess_cost_usd_per_month,
+            str(f.evidence.get("cost_reference", "")))
         for f in result.findings
     ]
 

@@ -84,13 +84,15 @@ def make(args: argparse.Namespace) -> None:
     print(f"{len(jobs)} scenarios in {out}")
 
 
-Found = tuple[str, str, str, pd.Timestamp, str, str, str, float | None]  # kind, service, revision, onset, summary,
-# carried_by, strength, excess share of the last day's cost (as evaluate.py scores it)
+Found = tuple[str, str, str, pd.Timestamp, str, str, str, float | None, str]  # kind, service, revision, onset,
+# summary, carried_by, strength, excess share of the last day's cost (as evaluate.py scores it), what that excess was
+# priced against
 
 
 def _found(analysis: Any) -> list[Found]:
     return [(f.kind.value, f.service, f.revision, pd.Timestamp(f.onset), f.summary,
-             str(f.evidence.get("carried_by", "")), calibration.strength(f), _excess_fraction(f.evidence))
+             str(f.evidence.get("carried_by", "")), calibration.strength(f), _excess_fraction(f.evidence),
+             str(f.evidence.get("cost_reference", "")))
             for f in analysis.findings]
 
 
@@ -98,7 +100,7 @@ def _hit(found: Found) -> dict[str, str | float | None]:
     """A finding as evaluate.py's per_scenario.json has it (what bench/calibrate.py reads)."""
     return {"kind": found[0], "service": found[1], "revision": found[2],
             "onset": found[3].strftime("%Y-%m-%dT%H:%M:%SZ"), "carried_by": found[5], "strength": found[6],
-            "excess_fraction": found[7]}
+            "excess_fraction": found[7], "cost_reference": found[8]}
 
 
 def _load(path: str) -> tuple[Frames, dict[str, Any]]:
