@@ -263,6 +263,35 @@ def test_excess_is_the_resources_beyond_the_previous_revision_for_the_same_load(
     assert evidence["excess_instance_seconds"] == pytest.approx(extra_seconds, rel=0.02)
 
 
+def test_instance_billed_excess_follows_the_busiest_quarter_hour_of_each_step() -> None:
+    # Cloud Run keeps an instance until it has sat idle about 15 minutes, so under instance-based billing a
+    # step's instances are what the busiest of it and the three steps before it needed. The healthy
+    # revision's daily load had a spike of +40 requests/s every hour, the priced one's (1.5 x the
+    # instances per request) every two hours: 3 of every 11 steps between the reference's spikes still
+    # held a spike's instances, 3 of every 23 of the priced day's, so the reference's mean at a request
+    # rate was more than the counterfactual needed there. On each step's own rate the excess read 14 %
+    # of the true one; on the busiest rate of the step and the quarter hour before it, +0.6 %.
+    def served(every: int, per_instance: float, rev: RevisionInfo,
+               start: pd.Timestamp) -> tuple[pd.DataFrame, np.ndarray]:
+        load = _daily_load(576) + np.where(np.arange(576) % every == 0, 40.0, 0.0)
+        busiest = pd.Series(load).rolling(4, min_periods=1).max().to_numpy()
+        instances = np.ceil(busiest / per_instance)
+        return rows(rev, len(load), start=start, req_rate=load, requests=load * STEP, inst_active=instances,
+                    inst_idle=0.0, billable_s=instances * STEP, cpu_alloc_s=instances * STEP * rev.cpu_limit,
+                    mem_alloc_gibs=instances * STEP * rev.memory_limit_gib), busiest
+    good = info("svc-00001-good", request_based=False)
+    start_bad = T0 + pd.Timedelta(days=2)
+    bad = info("svc-00002-bad", request_based=False, created=start_bad)
+    reference, _ = served(12, 10.0, good, T0)
+    priced, busiest = served(24, 10.0 / 1.5, bad, start_bad)
+    view = view_of((good, reference), (bad, priced))
+    span = view.span("svc-00002-bad")
+    excess = cost.excess_cost(view, span, span.first_seen, TABLE, config())
+    assert excess is not None
+    extra_seconds = float((np.ceil(busiest / (10.0 / 1.5)) - np.ceil(busiest / 10.0)).sum()) * STEP
+    assert excess.instance_seconds == pytest.approx(extra_seconds, rel=0.02)
+
+
 def test_the_counterfactual_is_the_mean_for_the_load_and_follows_the_slope_below_the_reference() -> None:
     load = np.repeat(np.linspace(10.0, 100.0, 10), 8)
     skew = np.tile([1.0, 1.0, 1.0, 5.0], 20)  # per-step use is skewed: the mean is twice the median
@@ -630,12 +659,12 @@ def test_min_instances_what_ifs_agree_with_each_other_when_one_instance_is_alway
 
 
 def test_a_reference_without_load_neither_sets_a_level_nor_is_extended() -> None:
-    # A reference whose steps carry no request rate (or none at all) has no load range: the previous
+    # A reference whose steps carry no load (``cost._cost_load``; or no steps at all) has no load range: the previous
     # revision's level and the other revisions' steps above its busiest load are not asked, and the
     # excess falls back to what the reference alone gives (before, min/max of no load raised).
-    other = pd.DataFrame({"req_rate": [5.0, 6.0, 7.0] * 40, "billable_q": 300.0, "vcpu_s": 300.0, "gib_s": 150.0,
+    other = pd.DataFrame({"load": [5.0, 6.0, 7.0] * 40, "billable_q": 300.0, "vcpu_s": 300.0, "gib_s": 150.0,
                           "serving": "c"}, index=pd.date_range("2026-01-01", periods=120, freq="5min", tz="UTC"))
-    for empty in (other.iloc[:0], other.assign(req_rate=np.nan)):
+    for empty in (other.iloc[:0], other.assign(load=np.nan)):
         assert cost._level(empty, other, "billable_q", 300, 3.0) is None
         ref, joined = cost._extended(empty, other, other, [], 15, 300)
         assert ref is empty and joined == []
@@ -645,7 +674,7 @@ def test_the_previous_revisions_level_scales_the_counterfactual() -> None:
     # b used 10 % more per step than a's model predicts at b's own rates, inside a's range: its level is 1.1.
     index = pd.date_range("2026-01-01", periods=288, freq="5min", tz="UTC")
     load = np.tile(np.linspace(2.0, 20.0, 24), 12)
-    a = pd.DataFrame({"req_rate": load, "billable_q": 30.0 * load, "serving": "a"}, index=index)
-    b = pd.DataFrame({"req_rate": load[:100], "billable_q": 33.0 * load[:100], "serving": "b"}, index=index[:100])
+    a = pd.DataFrame({"load": load, "billable_q": 30.0 * load, "serving": "a"}, index=index)
+    b = pd.DataFrame({"load": load[:100], "billable_q": 33.0 * load[:100], "serving": "b"}, index=index[:100])
     assert cost._level(a, b, "billable_q", 300, 6.0) == pytest.approx(1.1, rel=0.01)
     assert cost._level(a, b, "billable_q", 300, 9.0) is None  # 100 steps are 8.3 h: under 9 h inside the range

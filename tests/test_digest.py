@@ -696,7 +696,7 @@ def test_the_fleet_digest_and_the_report_say_the_same_headline(demo_analysis: An
                for f in stored]
     text = fleet_headline(ongoing, at_risk=at_risk)
     assert text == ("llm-router: memory leak (rising baseline) and instance creep since llm-router-00042-xyz, "
-                    "instances OOM-killed 2 times, p95 latency +1,159 ms (+26%), ≈$73/month")
+                    "instances OOM-killed 2 times, p95 latency +1,159 ms (+26%), ≈$72/month")
 
 
 

@@ -58,6 +58,13 @@ def _excess_shares(name: str) -> tuple[dict[str, float], float, str]:
     # 0.2 % of the cost for a labelled 4.6 %; with the fix's first days joining the reference (the old
     # behaviour after the leak, as the predecessor is before it), 4.7 %.
     "excess_of_a_leak_fixed_priced_with_the_fix_that_ended_it",
+    # An incident on an instance-billed service (every instance's whole life billed): Cloud Run keeps an
+    # instance until it has sat idle about 15 minutes, so a step's instances follow the busiest load of the
+    # quarter hour before it. Modelled on each step's own request rate, the previous revision's mean at
+    # a rate (steps after a busier quarter hour among them) was more than the counterfactual needed there,
+    # and the excess read 19.2 % of the cost for a labelled 22.8 %; on the busiest rate of the step and
+    # the 15 minutes before it, 22.7 %.
+    "excess_instance_billed_incident_priced_on_the_busiest_quarter_hour",
 ])
 def test_the_excess_is_within_ten_percent_of_the_labelled_one(name: str) -> None:
     shares, labelled, reference = _excess_shares(name)

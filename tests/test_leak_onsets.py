@@ -33,7 +33,8 @@ def _frames(name: str) -> tuple[Frames, dict[str, str]]:
     revisions = {
         (KEY, name): RevisionInfo(KEY.project, KEY.region, KEY.service, name,
                                   create_time=pd.Timestamp(info["create_time"]).to_pydatetime(),
-                                  cpu_limit=info["cpu_limit"], memory_limit_gib=info["memory_limit_gib"])
+                                  cpu_limit=info["cpu_limit"], memory_limit_gib=info["memory_limit_gib"],
+                                  request_based_billing=info.get("request_based_billing"))
         for name, info in meta["revisions"].items()
     }
     start, end = (pd.Timestamp(t).to_pydatetime() for t in meta["window"])
