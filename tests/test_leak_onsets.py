@@ -253,6 +253,11 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # candidate, on the same typical troughs without that course, read them as climbing from the deploy
     # and must not date it there.
     "leak_flag_flipped_after_a_day_cut_12h_later_dated_by_the_fleet_against_its_warm_up",
+    # A leak of 14 % of the limit a day, replaced after 20 h: its typical troughs climbed 10 % of the limit in
+    # 10 h against the service's warm-up course, the sequential test's ratio reached 39 against a bar of 6.9,
+    # then fresh instances pulled the fleet's troughs back over its last third. Read as a stalled climb, the
+    # leak was lost; an alarm over STALL_OVERRULED_AT times its bar stands (at 8 times, it is lost again).
+    "leak_at_deploy_alarm_far_above_its_bar_while_fresh_instances_pull_the_fleet_troughs_back",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)
