@@ -580,7 +580,8 @@ def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, tabl
                 healthy_until: pd.Timestamp | None = None, level_of: RevisionSpan | None = None,
                 beyond: Sequence[RevisionSpan] = (), ended_by: RevisionSpan | None = None) -> Excess | None:
     """Resources beyond what the reference period (see ``_reference``) needed on average for the same
-    request rate, from ``onset`` while ``span`` served, priced at ``span``'s unit prices
+    load (``_cost_load``: the request rate, or under instance-based billing the busiest of the quarter
+    hour before each step), from ``onset`` while ``span`` served, priced at ``span``'s unit prices
     (``healthy_until``: the anomaly's earliest onset, when the excess counts from before it). None when
     there is too little reference data.
 
