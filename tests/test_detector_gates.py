@@ -108,6 +108,26 @@ def test_creep_needs_the_excess_fraction_of_the_revision_taken_whole() -> None:
     assert _creep([A_DAY_BEFORE, late(24.0)], until=96.0, diurnal=0.0) == "revision a"
 
 
+def _busy_hours_creep(extra: float, *, serves: float) -> str | None:
+    """A small service (1-2 instances) whose revision b, deployed at 08:00 on day three, runs ``extra``
+    times the instances its load needs until 20:00 each day (its busy half) and the same at night."""
+    def busy(age: np.ndarray) -> np.ndarray:
+        return np.where(age % 24.0 < 12.0, extra, 1.0)
+
+    return _creep([A_DAY_BEFORE, s.Rev("b", 56.0, instance_factor=busy)], until=56.0 + serves, peak_rps=4.0)
+
+
+def test_creep_of_a_revision_taken_whole_when_its_extra_instance_comes_and_goes_with_load() -> None:
+    # +1.1-1.6 instances in its busy hours, none at night: over 46 h, 0.6 of an instance and +45 % on
+    # average, but above 0.75 of an instance in only half its hours from any start (the held excess
+    # period's gate asks 60 %).
+    assert _busy_hours_creep(1.8, serves=46.0) == "revision a"
+    # The same after 22 h: younger than WHOLE_REVISION_HOURS.
+    assert _busy_hours_creep(1.8, serves=22.0) is None
+    # +0.5-0.8 instances in its busy hours: +25 % or more, but 0.3 of an instance on average.
+    assert _busy_hours_creep(1.4, serves=46.0) is None
+
+
 def test_a_creep_finding_shows_the_means_its_price_sums() -> None:
     # b runs 40 % more instances than a for its load, and three times as many one hour in four (a burst of
     # cold starts): the finding's figures are means over its excess period, so its instance-hours are its

@@ -113,6 +113,17 @@ def test_the_newcomers_instances_at_a_takeover_are_no_creep_of_the_revision_it_r
     assert found == []
 
 
+def test_a_warm_up_revisions_idle_instances_after_a_busy_quarter_hour_are_no_creep() -> None:
+    # A small service deploying every day or so (1-2 instances). auth-00244 held an extra instance
+    # after its busy minutes: judged against its predecessor's count at each step's own request rate,
+    # +56 % of the revision taken whole; judged at the busiest rate of the quarter hour before each
+    # step (what an idle instance is kept for), nothing.
+    frames, _ = _frames("warmup_no_creep_on_the_busiest_quarter_hour")
+    found = [(f.revision, f.summary) for f in analyze_frames(frames, AnalysisConfig()).findings
+             if f.kind.value == "instance_creep"]
+    assert found == []
+
+
 def test_a_glimpse_of_mid_life_is_judged_as_it_is_when_nothing_replaced_it() -> None:
     """The rule above is about a revision a later one replaced: the same hours, with the later revisions
     left out of the data (the revision serving to the end of what the window holds), are judged on

@@ -43,10 +43,6 @@ FIX_COMPARE_HOURS = 24.0  # the broken revision's last day is the "before" of a 
 # instance, then +40 %) and priced a quieter night at 60 % of the one instance it still kept busy.
 COST_BINS = 24
 COST_QUIET_SHARE = 1 / 3
-# Cloud Run removes a surplus instance after about this many idle minutes: under instance-based billing, which
-# bills every instance's whole life, a step's cost follows the busiest load of the steps that long before it
-# (``_cost_load``).
-SCALE_IN_MINUTES = 15
 STEP_COLUMNS = ("vcpu_s", "gib_s", "billable_s", "requests", "idle_s", "metered_usd", "idle_usd", "usd")
 
 
@@ -438,7 +434,7 @@ def _cost_load(totals: pd.DataFrame, info: RevisionInfo, step_seconds: int) -> p
     """``totals`` with the load its cost per step is modelled on (``load``; NaN where it has no request
     rate). Under request-based billing, the step's own request rate: an instance is billed while it
     serves. Under instance-based billing, the busiest request rate of the step and those of the
-    ``SCALE_IN_MINUTES`` before it: an instance started for a busy minute is billed until it has sat
+    ``load_model.SCALE_IN_MINUTES`` before it: an instance started for a busy minute is billed until it has sat
     idle that long, so the instances of a step at a given request rate are more after a busier quarter
     hour than before one, and the reference's mean at that rate is not the last day's. On the step's
     own rate, instance-billed anomalies of 10-20 % of the cost were priced within ±10 % of their
@@ -447,8 +443,7 @@ def _cost_load(totals: pd.DataFrame, info: RevisionInfo, step_seconds: int) -> p
     rate = totals["req_rate"]
     if info.request_based_billing is not False:
         return totals.assign(load=rate)
-    busiest = rate.rolling(pd.Timedelta(minutes=SCALE_IN_MINUTES) + pd.Timedelta(seconds=step_seconds)).max()
-    return totals.assign(load=busiest.where(rate.notna()))
+    return totals.assign(load=load_model.busiest_recent(rate, step_seconds))
 
 
 def _predict(reference: pd.DataFrame, target: pd.DataFrame, column: str) -> np.ndarray | None:

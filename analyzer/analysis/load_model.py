@@ -19,8 +19,21 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from analyzer.model import FloatArray
+
+# Cloud Run removes a surplus instance after about this many idle minutes.
+SCALE_IN_MINUTES = 15
+
+
+def busiest_recent(rate: pd.Series, step_seconds: int) -> pd.Series:
+    """The busiest request rate of each step and of the ``SCALE_IN_MINUTES`` before it (NaN where the
+    step has none): the load a step's instances answer to. An instance started for a busy minute stays
+    until it has sat idle that long, so a step's count (active and idle) is more after a busier quarter
+    hour than before one at the same rate of its own. ``rate``: per step, on a sorted time index."""
+    window = pd.Timedelta(minutes=SCALE_IN_MINUTES) + pd.Timedelta(seconds=step_seconds)
+    return rate.rolling(window).max().where(rate.notna())
 
 
 @dataclass(frozen=True, slots=True)
