@@ -39,9 +39,9 @@ ONSET_MIN_EXCESS_INSTANCES = 0.5
 # average (``ONSET_MIN_EXCESS_INSTANCES``), even where its excess comes and goes with the day's load:
 # a small service's extra instance at its busy hours and none at night never holds the detection gate's
 # 0.75 of an instance in median over 60 % of its hours. Not on younger revisions: a short revision's
-# first hours hold a warm-up's cold instances (seven warm-up negatives of 6-13 h on 35 draws passed
-# at 12 h). Thirty-five development draws: strict creep TP 879 -> 898, FP 30 -> 31, misses of
-# non-ambiguous labels 51 -> 34; at 12 h FP 35 (docs/detection-quality.md).
+# first hours hold a warm-up's cold instances (from 12 h, four more false findings on 35 draws, three
+# of them warm-up revisions of 12-13 h). Thirty-five development draws: strict creep TP 879 -> 898,
+# FP 30 -> 31, misses of non-ambiguous labels 51 -> 34 (docs/detection-quality.md).
 WHOLE_REVISION_HOURS = 24
 
 
