@@ -89,7 +89,9 @@ def test_creep_needs_the_excess_fraction() -> None:
 
 
 def test_creep_needs_the_excess_in_instances() -> None:
-    assert _more_instances(1.7, peak_rps=3.0) == "revision a"  # 1.5 instances, +1.05 (floor 0.75)
+    # 1.5 instances, +1.05 (floor 0.75), over 20 h: younger than WHOLE_REVISION_HOURS, so only the held
+    # excess period's gate can report it.
+    assert _more_instances(1.7, peak_rps=3.0, until=48.0 + 0.75 + 20.0) == "revision a"
     assert _more_instances(1.3, peak_rps=3.0) is None  # +30 %, but only 0.45 of an instance
 
 
