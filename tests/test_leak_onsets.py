@@ -395,10 +395,15 @@ def test_a_leak_far_faster_than_the_confirmed_climb_before_it_is_the_deploys_own
     "cpu_of_a_leak_dated_past_an_afternoon_of_instance_starts",
 ])
 def test_a_leaks_cpu_cost_is_dated_where_it_held_the_margin_not_where_instances_started(name: str) -> None:
+    _assert_found_once_within_two_hours(name, "cpu_regression")
+
+
+def _assert_found_once_within_two_hours(name: str, kind: str) -> None:
+    """The fixture's one finding of ``kind`` is on its label's revision, dated within 2 h of its onset."""
     frames, _ = _frames(name)
     label = next(x for x in json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))["labels"]
-                 if x["kind"] == "cpu_regression")
-    found = [f for f in analyze_frames(frames, AnalysisConfig()).findings if f.kind.value == "cpu_regression"]
+                 if x["kind"] == kind)
+    found = [f for f in analyze_frames(frames, AnalysisConfig()).findings if f.kind.value == kind]
     assert [f.revision for f in found] == [label["revision"]]
     off_by = (pd.Timestamp(found[0].onset) - pd.Timestamp(label["onset"])) / pd.Timedelta(hours=1)
     assert abs(off_by) <= 2.0, off_by
@@ -416,10 +421,4 @@ def test_a_leaks_cpu_cost_is_dated_where_it_held_the_margin_not_where_instances_
     "creep_at_a_latency_regression_dated_on_the_busiest_quarter_hour",
 ])
 def test_creep_is_found_on_its_revision_within_two_hours_of_its_onset(name: str) -> None:
-    frames, _ = _frames(name)
-    label = next(x for x in json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))["labels"]
-                 if x["kind"] == "instance_creep")
-    found = [f for f in analyze_frames(frames, AnalysisConfig()).findings if f.kind.value == "instance_creep"]
-    assert [f.revision for f in found] == [label["revision"]]
-    off_by = (pd.Timestamp(found[0].onset) - pd.Timestamp(label["onset"])) / pd.Timedelta(hours=1)
-    assert abs(off_by) <= 2.0, off_by
+    _assert_found_once_within_two_hours(name, "instance_creep")
