@@ -430,11 +430,12 @@ def expected_for_load(load: FloatArray, value: FloatArray) -> load_model.LoadMod
                           quiet_share=COST_QUIET_SHARE)
 
 
-def _cost_load(totals: pd.DataFrame, info: RevisionInfo, step_seconds: int) -> pd.DataFrame:
+def _cost_load(totals: pd.DataFrame, info: RevisionInfo, view: ServiceView) -> pd.DataFrame:
     """``totals`` with the load its cost per step is modelled on (``load``; NaN where it has no request
     rate). Under request-based billing, the step's own request rate: an instance is billed while it
     serves. Under instance-based billing, the busiest request rate of the step and those of the
-    ``load_model.SCALE_IN_MINUTES`` before it: an instance started for a busy minute is billed until it has sat
+    ``load_model.SCALE_IN_MINUTES`` before it (``view.busiest_load``; ``totals`` is ``view.totals`` with
+    columns joined): an instance started for a busy minute is billed until it has sat
     idle that long, so the instances of a step at a given request rate are more after a busier quarter
     hour than before one, and the reference's mean at that rate is not the last day's. On the step's
     own rate, instance-billed anomalies of 10-20 % of the cost were priced within ±10 % of their
@@ -443,7 +444,7 @@ def _cost_load(totals: pd.DataFrame, info: RevisionInfo, step_seconds: int) -> p
     rate = totals["req_rate"]
     if info.request_based_billing is not False:
         return totals.assign(load=rate)
-    return totals.assign(load=load_model.busiest_recent(rate, step_seconds))
+    return totals.assign(load=view.busiest_load())
 
 
 def _predict(reference: pd.DataFrame, target: pd.DataFrame, column: str) -> np.ndarray | None:
@@ -599,7 +600,7 @@ def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, tabl
     alone 0.6 point of the cost under their labelled excess in median (docs/cost-model.md)."""
     quantities = service_steps(view, table, config)[["billable_s", "vcpu_s", "gib_s"]]
     totals = _cost_load(view.totals.join(quantities.rename(columns={"billable_s": "billable_q"}), how="left"),
-                         span.info, view.step_seconds)
+                         span.info, view)
     # Steps without a request rate cannot be compared with anything: they are left out.
     mine = totals.loc[(totals["serving"] == span.name) & (totals.index >= onset) & totals["req_rate"].notna()]
     if mine.empty:
@@ -688,7 +689,7 @@ def fix_savings(view: ServiceView, broken: RevisionSpan, fixed: RevisionSpan, ta
     applied to the fixing revision's load after warm-up, minus the fix's actual cost. None when either
     side has too little data."""
     steps = service_steps(view, table, config)
-    totals = _cost_load(view.totals.join(steps[["usd"]], how="left"), broken.info, view.step_seconds)
+    totals = _cost_load(view.totals.join(steps[["usd"]], how="left"), broken.info, view)
     warm = pd.Timedelta(minutes=config.detection.warmup_minutes)
     before = totals.loc[(totals["serving"] == broken.name)
                         & (totals.index >= broken.last_seen - pd.Timedelta(hours=FIX_COMPARE_HOURS))

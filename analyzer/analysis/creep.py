@@ -16,7 +16,6 @@ then.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -64,14 +63,6 @@ def _instances(frame: pd.DataFrame) -> FloatArray:
     return np.where(np.isnan(active), 0.0, active) + np.where(np.isnan(idle), 0.0, idle)
 
 
-def _busiest_load(view: ServiceView) -> pd.Series:
-    """``load_model.busiest_recent`` of the service's request rate, once per view."""
-    key = ("creep load",)
-    if key not in view.derived:
-        view.derived[key] = load_model.busiest_recent(view.totals["req_rate"], view.step_seconds)
-    return cast(pd.Series, view.derived[key])
-
-
 def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig, *,
                  reference: RevisionSpan | None) -> CreepEvidence | None:
     cfg = config.creep
@@ -85,12 +76,12 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
         return None
     # Load is the request rate: "more instances than the previous revision needed for the same
     # traffic" is what the user pays for, whatever the cause (slower requests, a leak, a config change).
-    # The busiest of the quarter hour before each step (``load_model.busiest_recent``): the instances
+    # The busiest of the quarter hour before each step (``ServiceView.busiest_load``): the instances
     # counted, idle ones too, are what that needed. On the step's own rate, the expected count at a rate
     # was the mean over quieter and busier quarter hours, and the hourly excess swung with the load's
     # shape, not the revision's. Thirty-five development draws: strict creep FP 31 -> 21, misses of
     # non-ambiguous labels 34 -> 35 (docs/detection-quality.md).
-    load = _busiest_load(view)
+    load = view.busiest_load()
     rate = load.to_numpy(np.float64)[mask]
     # The revision's own first hours hide a change made at its deploy, the usual case: a few hours of
     # the reference revision are the better yardstick. (Its range check, ``_covers``, reads the busiest

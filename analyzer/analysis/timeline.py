@@ -14,7 +14,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import hourly
+from analyzer.analysis import hourly, load_model
 from analyzer.frames import Frames, rows_at
 from analyzer.model import FloatArray, RevisionInfo, ServiceKey
 
@@ -54,6 +54,14 @@ class ServiceView:
         if key not in self.derived:
             self.derived[key] = rows_at(self.rows, _positions(self.rows, self.derived).get(revision, _NONE))
         return cast(pd.DataFrame, self.derived[key])
+
+    def busiest_load(self) -> pd.Series:
+        """Per step of ``totals``, the busiest request rate of the step and the quarter hour before it
+        (``load_model.busiest_recent``): the load a step's instances, idle ones too, answer to."""
+        key = ("busiest load",)
+        if key not in self.derived:
+            self.derived[key] = load_model.busiest_recent(self.totals["req_rate"], self.step_seconds)
+        return cast(pd.Series, self.derived[key])
 
     def history_rows(self, revision: str) -> pd.DataFrame:
         """``revision``'s rows from before the window (empty unless a source read its first hours)."""
