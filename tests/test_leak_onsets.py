@@ -167,6 +167,12 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # climb of 2.5 % a day, its warm-up's pace as much as a leak's. A candidate is not given the next
     # revision's leak, however alike the paces.
     "slow_warmup_candidate_not_given_the_next_revisions_leak",
+    # What does give a candidate the next revision's leak: a leak from the deploy (5.9 % of the limit a day)
+    # on a revision replaced after 22 h by one that carries it on, found there from its deploy. The origin's
+    # own climb (its worst instance, 4.6 % a day) was only a candidate, but against the service's healthy
+    # course after a deploy its fleet's troughs climbed at the carrier's pace (a log likelihood ratio of 111
+    # against a bar of 6.9): the leak is the origin's, found at its deploy, not the carrier's a day late.
+    "leak_carried_from_a_young_revision_whose_candidate_climbed_like_it",
     # A leak of 34 % of the limit a day from its deploy, after a routine deploy that served 12 h (its troughs
     # up 2 %, a warm-up). The leak's worst instance reaches the limit within a day and is OOM-killed 41
     # times: over three days its troughs cycle, and read as a pace of a few percent a day, the predecessor's
