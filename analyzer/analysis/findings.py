@@ -450,10 +450,9 @@ def _merge_carried_leaks(view: ServiceView, evidence: list[RevisionEvidence], co
     draws, on a routine deploy's warm-up before a slow leak's deploy, and wrongly; its fixture passes
     without it.) A young revision with a candidate is given the leak as one without is: when, against the
     service's healthy course, its troughs climbed at the carrier's pace (``_carried_from_young_revision``).
-    And a
-    revision deployed before the window, seen mid-life without a confirmed leak, whose troughs at its end sit as far
-    above where the next revision's leak starts as that leak's pace over its age predicts, introduced the
-    leak before the data began (``_aged_at_the_carriers_pace``).
+    And a revision deployed before the window, seen mid-life without a confirmed leak, whose troughs at its
+    end sit as far above where the next revision's leak starts as that leak's pace over its age predicts,
+    introduced the leak before the data began (``_aged_at_the_carriers_pace``).
 
     A revision seen only for a glimpse of its mid-life (``_a_glimpse_of_mid_life``) keeps a leak of its
     own only when the next revision carries it on or its instances reached the limit: otherwise it is a
