@@ -211,6 +211,12 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # from the next deploy. Merged as carried on, the leak went to the glimpse, dated 17 days early; a
     # leak carried since that deploy would have put its troughs far above where they sat.
     "leak_not_carried_by_a_glimpse_of_mid_life_sitting_lower",
+    # The same glimpse through the young-revision rule: a revision deployed four days before the window, seen
+    # for its last 13 h, then a slow leak (2.4 % of the limit a day) from the next deploy, fixed 36 h later.
+    # Its window hours read against the service's after-deploy course as though it had just been deployed
+    # climbed at the leak's pace, and the leak went to it, dated four days early. Only a revision seen from
+    # its deploy is read against that course.
+    "leak_not_given_to_a_glimpse_of_mid_life_before_it",
     # An incident-like leak (12 % of the limit a day, per request): the oldest instance climbs from 35 % to
     # 55 % over 34 h, its peaks from 44 % to 63 %, and is replaced at half the limit (a drop of two bucket
     # steps, too small to split the troughs at); the younger ones after it sit at 46-50 % for the last

@@ -621,15 +621,22 @@ def _carried_from_young_revision(view: ServiceView, evidence: list[RevisionEvide
     a revision whose own climb was only a candidate (a young revision's climb is held back as a possible
     warm-up): the candidate alone gives it nothing (``_merge_carried_leaks``), the envelope test does. On
     thirty-six development draws (7,200 scenarios) that found two leaks on the revisions that introduced
-    them (one strong; their carriers' findings were false), lost none and added no false finding."""
-    if not young_enough(before.span, config.detection):
+    them (one strong; their carriers' findings were false), lost none and added no false finding.
+
+    Only a revision seen from its deploy: the hours of one deployed before the window are its mid-life,
+    and read against the after-deploy course as though it had just been deployed, a glimpse's day can
+    climb at any pace (628144-0191: a glimpse of 13 h was given the next revision's leak, dated four days
+    early; on thirty-seven development draws nothing else moved). A glimpse is given a leak by its height
+    (``_aged_at_the_carriers_pace``)."""
+    span = before.span
+    if not young_enough(span, config.detection) or (span.deploy_time_known and not seen_from_deploy(span)):
         return False
     healthy = [e.span for e in evidence
-               if e.leak is None and not e.findings and e.span.name not in (before.span.name, after.span.name)]
+               if e.leak is None and not e.findings and e.span.name not in (span.name, after.span.name)]
     envelope = build_envelope(view, healthy, config.detection)
-    if envelope is None or not climbs_like(view, before.span, after.span, envelope, config.detection):
+    if envelope is None or not climbs_like(view, span, after.span, envelope, config.detection):
         return False
-    served = hours_between(before.span.first_seen, before.span.last_seen)
+    served = hours_between(span.first_seen, span.last_seen)
     _give_leak_back(before, after, f"served {served:.0f} h, its memory already climbing at this pace")
     return True
 
