@@ -349,8 +349,15 @@ def _stalled(age: FloatArray, climb: FloatArray, pace: float) -> bool:
 
 
 def young_enough(span: RevisionSpan, config: DetectionConfig) -> bool:
-    """``span`` may be judged by the sequential test: it served no longer than the envelope covers
-    after its warm-up (``sequential_leak`` checks its troughs' ages exactly)."""
+    """``span`` may be judged against the envelope (the service's course after a deploy): its data start
+    at its deploy, and it served no longer than the envelope covers after its warm-up (``sequential_leak``
+    checks its troughs' ages exactly). A revision deployed before the window is seen mid-life, however few
+    hours the window holds of it: read from the window's first hour as though just deployed, its day can
+    climb at any pace against the course (628144-0191: a glimpse of 13 h was given the next revision's
+    leak, dated four days early; on thirty-seven development draws nothing else moved, the sequential
+    test's findings included)."""
+    if span.deploy_time_known and not seen_from_deploy(span):
+        return False
     served = (span.last_seen - span.first_seen) / pd.Timedelta(hours=1) - config.warmup_minutes / 60.0
     return served <= ENVELOPE_HOURS + 1.0
 

@@ -621,15 +621,11 @@ def _carried_from_young_revision(view: ServiceView, evidence: list[RevisionEvide
     a revision whose own climb was only a candidate (a young revision's climb is held back as a possible
     warm-up): the candidate alone gives it nothing (``_merge_carried_leaks``), the envelope test does. On
     thirty-six development draws (7,200 scenarios) that found two leaks on the revisions that introduced
-    them (one strong; their carriers' findings were false), lost none and added no false finding.
-
-    Only a revision seen from its deploy: the hours of one deployed before the window are its mid-life,
-    and read against the after-deploy course as though it had just been deployed, a glimpse's day can
-    climb at any pace (628144-0191: a glimpse of 13 h was given the next revision's leak, dated four days
-    early; on thirty-seven development draws nothing else moved). A glimpse is given a leak by its height
-    (``_aged_at_the_carriers_pace``)."""
+    them (one strong; their carriers' findings were false), lost none and added no false finding. Only a
+    revision seen from its deploy is young (``young_enough``): a glimpse of mid-life is given a leak by its
+    height (``_aged_at_the_carriers_pace``)."""
     span = before.span
-    if not young_enough(span, config.detection) or (span.deploy_time_known and not seen_from_deploy(span)):
+    if not young_enough(span, config.detection):
         return False
     healthy = [e.span for e in evidence
                if e.leak is None and not e.findings and e.span.name not in (span.name, after.span.name)]
