@@ -597,6 +597,13 @@ def test_the_course_is_the_least_squares_non_decreasing_fit() -> None:
     assert np.allclose(fitted, [0.0, 0.015, 0.015, 0.015, 0.015, 0.05])
 
 
+def test_the_best_single_step_is_the_least_squares_two_level_fit_split_by_split() -> None:
+    y = np.random.default_rng(11).standard_normal(9)
+    by_split = [((y[:k] - y[:k].mean()) ** 2).sum() + ((y[k:] - y[k:].mean()) ** 2).sum() for k in range(1, 9)]
+    assert np.isclose(stats.step_sse(y), min(by_split))
+    assert stats.step_sse(np.asarray([0.0, 0.0, 0.0, 0.04, 0.04])) == 0.0
+
+
 @pytest.mark.parametrize(("after", "ended"), [("a", "the rollback to a ended it"), ("c", "it ended when c took over")])
 def test_a_leaking_revision_rolled_back_or_fixed_after_fourteen_hours_gets_its_finding(after: str, ended: str) -> None:
     # b leaks 15 %/day and serves 14 h; then traffic goes back to a (a rollback) or to a new revision c.

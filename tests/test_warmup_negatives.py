@@ -86,6 +86,22 @@ from tests.test_leak_onsets import _frames
     # ratio passed the alarm at the bump and again in the last hour only: the climb reported must have
     # raised the alarm before that hour.
     "an_ended_revisions_last_hours_climb_after_an_alarm_it_had_dropped",
+    # Five hours after a deploy the worst instance's troughs sat at one level for three hours, then two
+    # bucket steps up (40 % -> 44 % of the limit) for two: the sequential test on the worst instance read it
+    # as a drift of 22 %/day (ratio 18.6 against a bar of 9.2). One step to a level it holds fits as well
+    # as a line: a step, not a drift.
+    "worst_instance_one_bucket_step_hours_after_a_deploy",
+    # A revision a day old whose worst instance climbed 5 % of the limit over its last 6 h (the day's traffic
+    # lifting one instance), flat before: against the previous revision's worst troughs a ratio of 25.6 where
+    # 13.5 is asked, from a start 18 h after the deploy. The worst instance is read for a leak from the deploy;
+    # a climb that starts later lifts every instance at once, and the fleet's troughs would show it too.
+    "worst_instance_climbs_in_the_last_hours_of_a_revisions_first_day",
+    # Deploys every few hours, each followed by a cache fill. Five hours after a deploy the worst instance had
+    # climbed from 53 % to 58 % of the limit (ratio 12.7 against 9.2): past the one revision that served the
+    # 12 h an envelope asks (a warm-up of 2 %), but no higher than the shorter revisions before it had at the
+    # same age. The trend test reads a young revision against those (``memory.rises_like_before``); the worst
+    # instance's sequential finding is read so too.
+    "worst_instance_warms_up_as_far_as_shorter_revisions_before_it",
 ])
 def test_no_leak_is_reported(name: str) -> None:
     frames, _ = _frames(name)

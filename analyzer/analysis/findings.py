@@ -27,11 +27,14 @@ from analyzer.analysis.envelope import (
 from analyzer.analysis.memory import (
     COLUMN,
     OOM_LEVEL,
+    TYPICAL,
+    WORST,
     YOUNG_HOURS,
     LeakEvidence,
     detect_leak,
     hours_to_limit,
     long_troughs,
+    rises_like_before,
     rises_like_later,
     typical_memory,
 )
@@ -260,20 +263,31 @@ def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagg
     """Revisions the trend test did not confirm (too young, rolled back after a day or two, a flag
     flipped late in their life) are tested again, sequentially, against how this service's other
     healthy revisions behaved after their deploys: never against an envelope learned from their own
-    data (a revision that served long enough to count as healthy may be the one that leaks)."""
+    data (a revision that served long enough to count as healthy may be the one that leaks). The
+    typical instance's troughs first, then the worst instance's (``envelope``, point 5)."""
     healthy = [e.span for e in evidence if e.span.name not in flagged]
     envelopes: dict[tuple[str, ...], Envelope | None] = {}
     for item in evidence:
         if (item.leak is not None and item.leak.confirmed) or not young_enough(item.span, config.detection):
             continue
         others = [s for s in healthy if s.name != item.span.name]
-        key = tuple(s.name for s in others)
-        if key not in envelopes:
-            envelopes[key] = build_envelope(view, others, config.detection)
-        envelope = envelopes[key]
-        if envelope is None:
-            continue
-        leak = sequential_leak(view, item.span, envelope, config.detection, candidate=item.leak)
+        leak = None
+        for signal in (TYPICAL, WORST):
+            key = (signal, *(s.name for s in others))
+            if key not in envelopes:
+                envelopes[key] = build_envelope(view, others, config.detection, signal)
+            envelope = envelopes[key]
+            if envelope is None:
+                continue
+            leak = sequential_leak(view, item.span, envelope, config.detection, candidate=item.leak)
+            # The worst instance's envelope holds only the healthy revisions that served 12 h. A climb no
+            # higher than a shorter earlier revision's at the same age is this service's warm-up, as the
+            # trend test reads a young revision (``memory.rises_like_before``).
+            if leak is not None and signal == WORST and rises_like_before(view, item.span, config.detection,
+                                                                          flagged, WORST):
+                leak = None
+            if leak is not None:
+                break
         if leak is not None:
             item.leak = leak
             item.findings = _findings(view, item, config, table)

@@ -660,7 +660,7 @@ def _bucket_tail(reading: _Reading, trend: _SignalTrend) -> int:
     scenario's 26 h revision, its worst instance climbing 4.8 %/day, at four runs)."""
     values = reading.bins[COLUMN[trend.name]].to_numpy(dtype=np.float64)[trend.positions]
     level = float(np.nanmedian(values[-3:])) if np.isfinite(values[-3:]).any() else math.nan
-    step = _bucket_step(values) * level
+    step = bucket_step(values) * level
     if not step > 0 or trend.slope <= 0:
         return 0
     return math.ceil(step / (trend.slope / 2) * 60.0 / reading.minutes)
@@ -684,6 +684,12 @@ def _rises_like_before(view: ServiceView, span: RevisionSpan, mine: pd.DataFrame
     what this service does after a deploy."""
     earlier = earlier_without(view, span, flagged)
     return _rises_like(view, mine, signal, config, earlier[-LOOKBACK:])
+
+
+def rises_like_before(view: ServiceView, span: RevisionSpan, config: DetectionConfig, flagged: Collection[str],
+                      signal: str) -> bool:
+    """``_rises_like_before`` on ``span``'s long troughs: for a climb another test found."""
+    return _rises_like_before(view, span, long_troughs(view, span, config), signal, config, flagged)
 
 
 def rises_like_later(view: ServiceView, span: RevisionSpan, config: DetectionConfig, flagged: Collection[str],
@@ -737,7 +743,7 @@ def _rises_like(view: ServiceView, mine: pd.DataFrame, signal: str, config: Dete
         # warm-up, however steep, not a leak. For the worst instance, read from the top bucket in
         # steps, "no higher" is within half a step: the median of two troughs a step apart sits half a
         # step above the lower.
-        step = _bucket_step(np.concatenate([own, level])) if signal == WORST else 0.0
+        step = bucket_step(np.concatenate([own, level])) if signal == WORST else 0.0
         if own_level <= got_to * (1.0 + step / 2.0):
             return True
         if since[-1] < age / 2 or not own_rise > 0:
@@ -757,7 +763,7 @@ def _held_high(levels: FloatArray) -> float:
     return -math.inf
 
 
-def _bucket_step(levels: FloatArray) -> float:
+def bucket_step(levels: FloatArray) -> float:
     """The relative step between the levels a signal read from a distribution's buckets takes (the
     median ratio of neighbouring distinct levels, less one): about 4.7 % for the worst instance under
     exponential buckets growing by 10^0.02. Measured, not assumed: the bucket layout is the metric's."""
@@ -929,7 +935,7 @@ def _long_climb(reading: _Reading, cfg: MemoryDetection, learned: Mapping[str, f
     end = int(np.flatnonzero(worst >= top)[-1]) if top > 0 else 0
     if end == 0 or end >= len(worst) - 1 or reading.hours[end] < LONG_CLIMB_HOURS:
         return None
-    if np.median(worst[end + 1:]) > top / (1.0 + _bucket_step(worst)) + 1e-9:
+    if np.median(worst[end + 1:]) > top / (1.0 + bucket_step(worst)) + 1e-9:
         return None  # level at the top after it: no drop
     trend = _worst_up_to(reading, end, cfg, learned)
     if (trend is not None and len(trend.segments) == 1 and trend.covered >= LONG_CLIMB_HOURS

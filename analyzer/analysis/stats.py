@@ -216,6 +216,19 @@ def linear_sse(x: FloatArray, y: FloatArray) -> float:
     return float((line_residuals(x, y) ** 2).sum())
 
 
+def step_sse(y: FloatArray) -> float:
+    """Residual sum of squares of the best single step: ``y`` as two flat levels, split where that fits
+    best (at least one value on each side; inf for fewer than two values)."""
+    n = len(y)
+    if n < 2:
+        return math.inf
+    ahead = np.arange(1, n)
+    left, left_sq = np.cumsum(y)[:-1], np.cumsum(y * y)[:-1]
+    right, right_sq = float(y.sum()) - left, float((y * y).sum()) - left_sq
+    sse = left_sq - left**2 / ahead + right_sq - right**2 / (n - ahead)
+    return float(sse.min())
+
+
 def pooled_slope(pairs: Iterable[tuple[FloatArray, FloatArray]]) -> float | None:
     """The least-squares slope through the origin of y on x over every pair pooled (each pair's x and y
     already taken about its own centre: a revision's means, or its line in time), a falling slope held
