@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -142,15 +143,8 @@ def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minu
     (``ServiceView.rows_from_deploy``): what a healthy revision teaches the envelope. A judged revision
     is read from the window only, as the trend test
     reads it (its first hours against a course the service may not have shown are not judged)."""
-    if history:
-        rows, first, seen = view.rows_from_deploy(span)
-    else:
-        rows, first, seen = view.revision_rows(span.name), span.first_seen, seen_from_deploy(span)
-    rows = between(rows, first + pd.Timedelta(minutes=config.warmup_minutes))
-    if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
-        return None
-    bins = troughs(rows, minutes)
-    if len(bins) < START_BINS + 2:
+    bins, seen = _troughs(view, span, config, minutes, history)
+    if bins is None or len(bins) < START_BINS + 2:
         return None
     stamps = pd.DatetimeIndex(bins.index)
     age = ((stamps - stamps[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64)
@@ -161,6 +155,24 @@ def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minu
         return None
     return _Series(age, level, load, stamps, seen,
                    bins["peak"].to_numpy(dtype=np.float64))
+
+
+def _troughs(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minutes: int,
+             history: bool) -> tuple[pd.DataFrame | None, bool]:
+    """``_series``' bins (None without memory data) and whether they start at the deploy, kept in the
+    view: both signals' series, and every judged revision's envelope, read the same bins."""
+    key = ("envelope troughs", span.name, minutes, history, config.warmup_minutes)
+    if key not in view.derived:
+        if history:
+            rows, first, seen = view.rows_from_deploy(span)
+        else:
+            rows, first, seen = view.revision_rows(span.name), span.first_seen, seen_from_deploy(span)
+        rows = between(rows, first + pd.Timedelta(minutes=config.warmup_minutes))
+        if rows["mem_mean"].notna().sum() + rows["mem_p50"].notna().sum() == 0:
+            view.derived[key] = (None, seen)
+        else:
+            view.derived[key] = (troughs(rows, minutes), seen)
+    return cast(tuple[pd.DataFrame | None, bool], view.derived[key])
 
 
 def _settled(series: _Series, hours: float) -> _Series | None:
