@@ -141,8 +141,8 @@ def _series(view: ServiceView, span: RevisionSpan, config: DetectionConfig, minu
     instance comes from the distribution, which a source may not give). With ``history``, from its
     deploy when a source read the first hours of a revision deployed before the window
     (``ServiceView.rows_from_deploy``): what a healthy revision teaches the envelope. A judged revision
-    is read from the window only, as the trend test
-    reads it (its first hours against a course the service may not have shown are not judged)."""
+    is read from the window only, as the trend test reads it (its first hours against a course the
+    service may not have shown are not judged)."""
     bins, seen = _troughs(view, span, config, minutes, history)
     if bins is None or len(bins) < START_BINS + 2:
         return None
