@@ -146,6 +146,24 @@ def test_a_creep_finding_shows_the_means_its_price_sums() -> None:
     assert creep.excess_instance_hours == pytest.approx((creep.actual - creep.expected) * creep.hours, rel=0.02)
 
 
+@pytest.mark.parametrize(("burst", "found"), [(2.2, True), (1.8, False)])
+def test_creep_of_the_revision_taken_whole_reads_what_it_paid_for_not_its_hourly_medians(burst: float,
+                                                                                        found: bool) -> None:
+    # b runs the instances its load needs, and ``burst`` times as many for a quarter of each hour (scale-outs
+    # that do not last): each hour's median excess is none, its mean +30 % (2.2) or +20 % (1.8), over 48 h.
+    # The revision taken whole is judged on the means, against the 25 % gate.
+    def bursts(age: np.ndarray) -> np.ndarray:
+        return np.where(np.round(age * 60.0) % 60.0 < 15.0, burst, 1.0)
+
+    view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0, instance_factor=bursts)], until=96.0, diurnal=0.0)
+    span = view.span("b")
+    creep = detect_creep(view, span, DEFAULTS,
+                         reference=reference_span(view, span, set(), DEFAULTS.creep.reference_hours))
+    assert (creep is not None) is found
+    if creep is not None:
+        assert creep.excess_fraction == pytest.approx(0.3, abs=0.05)
+
+
 def test_creep_is_judged_against_the_last_revision_that_served_reference_hours() -> None:
     # a0 served 30 h, then a only 16 h (less than reference_hours, 24 h): b's 50 % more instances are
     # judged against a0, and the finding says so.

@@ -438,6 +438,11 @@ def _assert_found_once_within_two_hours(name: str, kind: str) -> None:
     # rose. Judged at each step's own request rate, the expectation mixed quieter and busier quarter
     # hours and the excess held its margin from 18:00 only: dated 2.5 h late.
     "creep_at_a_latency_regression_dated_on_the_busiest_quarter_hour",
+    # The incident's shape (a per-request leak; cart-00238): 3.3 instances more than its load needed
+    # (12.9), +25.4 % by its label, most of it in the scale-outs of its busy hours. Read on hourly medians
+    # the revision taken whole ran +24.8 %, under the 25 % gate, and its creep went unreported; on the
+    # means of its steps, what it paid for, +25.2 %: a margin case, on the right side of it now.
+    "creep_of_the_incident_whose_bursts_the_hourly_medians_read_under_the_gate",
 ])
 def test_creep_is_found_on_its_revision_within_two_hours_of_its_onset(name: str) -> None:
     _assert_found_once_within_two_hours(name, "instance_creep")
