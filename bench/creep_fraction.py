@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quick import _load
+from quick import load_scenario
 
 from analyzer.analysis import creep
 from analyzer.analysis.timeline import build_view, reference_span
@@ -42,7 +42,7 @@ def main() -> None:
     detection = AnalysisConfig().detection
     rows: list[tuple[float, float, float]] = []
     for path in sorted(glob.glob(args.pattern)):
-        frames, labels = _load(path)
+        frames, labels = load_scenario(path)
         creeps = [label for label in labels["labels"] if label["kind"] == "instance_creep"]
         flagged = {label["revision"] for label in labels["labels"]}
         for key in frames.services:

@@ -103,7 +103,7 @@ def _hit(found: Found) -> dict[str, str | float | None]:
             "excess_fraction": found[7], "cost_reference": found[8]}
 
 
-def _load(path: str) -> tuple[Frames, dict[str, Any]]:
+def load_scenario(path: str) -> tuple[Frames, dict[str, Any]]:
     """A pickled scenario; one made before ``Frames.history`` existed gets none."""
     with open(path, "rb") as f:
         frames, labels = pickle.load(f)
@@ -123,7 +123,7 @@ def _window_start(labels: dict[str, Any]) -> float:
 
 def _analyze(path: str) -> tuple[str, dict[str, Any], list[Found], dict[str, pd.Timestamp]]:
     """The scenario's labels, the analyzer's findings and each revision's deploy time."""
-    frames, labels = _load(path)
+    frames, labels = load_scenario(path)
     deploys = {name: pd.Timestamp(info.create_time) for (_, name), info in frames.revisions.items()
                if info.create_time is not None}
     return path, labels, _found(analyze_frames(frames, AnalysisConfig())), deploys
@@ -222,7 +222,7 @@ def _cut(frames: Frames, at: pd.Timestamp) -> Frames:
 
 
 def _delay_one(path: str) -> list[tuple[str, float, float | None]]:
-    frames, labels = _load(path)
+    frames, labels = load_scenario(path)
     out = []
     for label in labels["labels"]:
         if label["kind"] != "memory_baseline_rise" or not label.get("strong") or label["onset_before_window"]:
@@ -260,7 +260,7 @@ CUT_HOURS = (5, 8, 12, 24, 48)
 def _cuts_one(path: str) -> list[tuple[str, str, float, bool]]:
     """A negative scenario cut at each deploy inside its window + ``CUT_HOURS``: whether the analysis of
     each cut has a memory finding (a false leak: a report run hours after a routine deploy)."""
-    frames, labels = _load(path)
+    frames, labels = load_scenario(path)
     if labels["positive"]:
         return []
     out = []
@@ -294,7 +294,7 @@ def _why_one(job: tuple[str, float | None]) -> list[str]:
     pipeline's own path, for reading: the warm-up yardstick and the envelope take every other revision, not
     only those without a finding."""
     path, hours = job
-    frames0, labels = _load(path)
+    frames0, labels = load_scenario(path)
     config = AnalysisConfig()
     detection, cfg = config.detection, config.detection.memory
     out = []
