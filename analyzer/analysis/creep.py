@@ -126,8 +126,7 @@ def hourly_excess(view: ServiceView, span: RevisionSpan, config: DetectionConfig
     # labelled fraction in median, 0.990 on the means, and the incident's creep (+25.4 % of the instances
     # its load needed, 693567-0036) read 24.8 % and went unreported (25.2 % on the means; strict creep TP
     # +1, nothing else moved; docs/detection-quality.md).
-    paid = np.asarray(hourly.means(by_hour, [step_excess])[0][held], dtype=np.float64)
-    needed = np.asarray(hourly.means(by_hour, [expected])[0][held], dtype=np.float64)
+    paid, needed = (np.asarray(mean[held], dtype=np.float64) for mean in hourly.means(by_hour, [step_excess, expected]))
     return HourlyExcess(by_hour.resampled(steps.name)[held], np.asarray(medians[held], dtype=np.float64), paid,
                         needed, described)
 
