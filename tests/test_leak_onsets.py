@@ -277,6 +277,11 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # Before, they were found 9 h and 12 h after their deploys.
     "leak_found_six_hours_after_its_deploy_by_the_worst_instance",
     "leak_found_six_hours_after_its_deploy_by_the_worst_instance_2",
+    # A per-hour leak of 21 %/day on a revision fixed after 46 h: its typical troughs climbed 19 % of the
+    # limit in 13 h (the sequential test's ratio 46 against a bar of 6.9), then fell back as its instances
+    # were replaced at the night's scale-in, and climbed again. Measured to its last hour, the climb's slope
+    # fell under the size gate; it was found 9 h after its deploy and lost once the revision had ended.
+    "leak_measured_to_its_alarms_peak_before_autoscaling_replaced_its_instances",
 ])
 def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
     found, label = _leak_onsets(name)
