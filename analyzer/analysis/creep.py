@@ -138,13 +138,11 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     if per_hour is None:
         return None
     values, paid, needed = per_hour.medians, per_hour.paid, per_hour.needed
-    if len(values) < max(3, cfg.min_duration_hours):
+    if len(values) < max(3, cfg.min_duration_hours) or per_hour.fraction < cfg.min_excess_fraction:
         return None
     start = _excess_start(values, cfg.min_excess_instances)
     tail = values[start:]
     hours = len(tail)
-    if per_hour.fraction < cfg.min_excess_fraction:
-        return None
     whole = len(values) >= WHOLE_REVISION_HOURS and float(np.mean(paid)) >= ONSET_MIN_EXCESS_INSTANCES
     held_period = (hours >= cfg.min_duration_hours and float(np.median(tail)) >= cfg.min_excess_instances
                    and float(np.mean(tail >= cfg.min_excess_instances)) >= 0.6)
