@@ -14,7 +14,7 @@ from typing import cast
 
 import numpy as np
 
-from analyzer.model import FloatArray
+from analyzer.model import FloatArray, IntArray
 
 
 @lru_cache(maxsize=4)
@@ -156,28 +156,43 @@ def ramp_fits(x: FloatArray, y: FloatArray, starts: FloatArray, *,
     return sse, level, slope
 
 
-def rising_ramp_errors(x: FloatArray, y: FloatArray, starts: FloatArray, covariate: FloatArray) -> FloatArray:
+def rising_ramp_errors(x: FloatArray, y: FloatArray, starts: FloatArray, covariate: FloatArray,
+                       groups: IntArray | None = None) -> FloatArray:
     """Per start: the squared error of the least-squares fit y = level + slope · max(x − start, 0) +
     effect · covariate with slope ≥ 0 and effect ≥ 0, in closed form over blocks of ``HINGE_BLOCK``
     starts (``ramp_fits`` with ``rising``, plus a covariate fitted jointly). Exact: of the four fits
     that hold none, one or both of the two at zero, the least error among those whose free
     coefficients keep their signs (the constrained optimum is one of them). A covariate without spread
-    adds nothing (``ramp_fits``'s errors)."""
-    z = covariate - covariate.mean()
+    adds nothing (``ramp_fits``'s errors).
+
+    ``groups``: the first index of each run of consecutive points that has a level of its own (sorted,
+    0 first), sharing the slope, the start and the effect: a climb reset at each group's start (an OOM
+    kill, an instance replaced) is one climb. Every column is then centred within its group."""
+    if groups is None:
+        def centre(values: FloatArray) -> FloatArray:
+            return cast(FloatArray, values - values.mean(axis=-1, keepdims=True))
+    else:
+        edges = np.asarray(groups, dtype=np.int64)
+        counts = np.diff(np.append(edges, len(y)))
+
+        def centre(values: FloatArray) -> FloatArray:
+            return values - np.repeat(np.add.reduceat(values, edges, axis=-1) / counts, counts, axis=-1)
+    z = centre(covariate)
     zz = float(z @ z)
-    if zz <= 0:
+    if zz <= 0 and groups is None:
         return ramp_fits(x, y, starts, rising=True)[0]
-    y_c = y - y.mean()
+    y_c = centre(y)
     yy, zy = float(y_c @ y_c), float(z @ y_c)
     # The covariate alone (slope 0), or nothing at all when its effect would be negative.
-    alone = yy - max(zy, 0.0) ** 2 / zz
+    alone = yy - max(zy, 0.0) ** 2 / zz if zz > 0 else yy
     errors = np.empty(len(starts))
-    for block, _, _, r in _ramp_blocks(x, starts):
+    for block, ramp, _, _ in _ramp_blocks(x, starts):
+        r = centre(ramp)
         rr, ry, rz = (r**2).sum(axis=1), r @ y_c, r @ z
         # The ramp alone (effect 0), its slope held at zero when falling.
         ramp_only = yy - np.divide(np.maximum(ry, 0.0) ** 2, rr, out=np.zeros(len(rr)), where=rr > 0)
         det = rr * zz - rz**2
-        solvable = det > 1e-12 * rr * zz
+        solvable = (det > 1e-12 * rr * zz) & (zz > 0)
         slope = np.divide(ry * zz - rz * zy, det, out=np.zeros(len(rr)), where=solvable)
         effect = np.divide(rr * zy - rz * ry, det, out=np.zeros(len(rr)), where=solvable)
         both = yy - slope * ry - effect * zy  # the joint fit's error (normal equations)
