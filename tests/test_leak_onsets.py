@@ -74,6 +74,11 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # and the flip was dated at the deploy, 31 h early. Every segment read, each its own level: dated at
     # the flip.
     "leak_flag_flipped_the_first_segments_too_short_or_across_a_reset",
+    # A per-request leak of 11 % of the limit a day from the deploy (314416-0042). Fresh instances and a
+    # night's scale-in kept both troughs within 0.29-0.35 of the limit for 36 h, then they climbed: a
+    # start there beat a climb from the deploy by 26 log(n), dated 37 h late. The highest instance's
+    # memory had climbed four bucket steps by then (0.38 -> 0.46): the leak was on, dated at the deploy.
+    "leak_from_the_deploy_its_troughs_flat_for_a_day_and_a_half_its_peak_climbing",
     # A flag flipped 27 h after the deploy, the data cut 6 h after it: too short a climb for the trend
     # test, and the revision had served long enough to count as healthy. The sequential test judges
     # it against the service's other revisions (not an envelope learned from itself), the drift's

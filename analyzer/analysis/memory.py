@@ -1074,7 +1074,8 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     the same bar. Asked in that order: on seven development draws the second reading dated five more
     flips within 2 h of their onset and no leak from its deploy later (docs/detection-quality.md,
     thirty-ninth session), but asked first it moved three flips the first segment dates right (onset
-    fixtures) 5-15 h off."""
+    fixtures) 5-15 h off. Either reading's later start is not taken when the worst instance's peak had
+    already climbed to it (``_peak_climbed_before``: a leak from the deploy whose troughs hid it)."""
     signals = [chosen]
     other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
     if other is not None and reading.agrees(other.name, cfg):
@@ -1109,7 +1110,34 @@ def _later_start(reading: _Reading, fits: list[_ClimbPoints]) -> float | None:
     either = np.minimum(cost(lambda hours: hours), cost(lambda hours: np.interp(hours, reading.hours, clock)))
     best = int(np.argmin(either))
     n = sum(len(fit.y) for fit in fits)
-    return float(starts[best]) if either[0] - either[best] > ONSET_EVIDENCE * math.log(n) else None
+    if either[0] - either[best] <= ONSET_EVIDENCE * math.log(n):
+        return None
+    start = float(starts[best])
+    return None if _peak_climbed_before(reading, start) else start
+
+
+PEAK_CLIMB_STEPS = 3  # the worst instance's peak this many bucket steps up before a later start: the leak was on
+PEAK_STEP_FLOOR = 0.045  # the relative step assumed where the peaks show no bucket layout (under Cloud Run's: 4.7 %)
+PEAK_BINS = 3  # the bins whose median peak is compared, at the reading's start and before the later start
+
+
+def _peak_climbed_before(reading: _Reading, hours: float) -> bool:
+    """The highest memory of any instance (the bins' ``peak``) climbed ``PEAK_CLIMB_STEPS`` bucket steps
+    or more from the reading's first bins to those before ``hours`` (medians of ``PEAK_BINS``): a leak
+    that was already on before the start its troughs show. Fresh instances dilute the typical troughs
+    and a night's scale-in replaces the oldest, so a leak from the deploy can keep both troughs flat for
+    a day or more, while the instance that lives longest carries its memory to a new high
+    (314416-0042: a per-request leak of 11 %/day whose troughs stayed within 0.29-0.35 of the limit for
+    36 h, dated 37 h after its deploy, while the peak climbed 0.38 -> 0.46). A flipped flag's peak
+    stays where it was until the flip, give or take the day's load: two steps apart on a flat revision
+    between a quiet night and a busy afternoon (989024-0006), so the guard asks three."""
+    peak = reading.bins["peak"].to_numpy(dtype=np.float64)
+    before = peak[(reading.hours < hours) & np.isfinite(peak)]
+    if len(before) < 2 * PEAK_BINS:
+        return False
+    step = max(bucket_step(peak), PEAK_STEP_FLOOR)
+    rise = float(np.median(before[-PEAK_BINS:]) / np.median(before[:PEAK_BINS]))
+    return bool(rise >= (1.0 + step) ** (PEAK_CLIMB_STEPS - 0.5))
 
 
 def request_clock(load: FloatArray, minutes: int) -> FloatArray:
