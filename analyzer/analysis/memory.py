@@ -1071,11 +1071,12 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
 
     Each signal is fitted on its first segment (``_climb_points``), and when that shows no later start,
     once more on every segment of its trend, each with a level of its own (``_segmented_points``), at
-    the same bar. Asked in that order: on seven development draws the second reading dated five more
-    flips within 2 h of their onset and no leak from its deploy later (docs/detection-quality.md,
-    thirty-ninth session), but asked first it moved three flips the first segment dates right (onset
-    fixtures) 5-15 h off. Either reading's later start is not taken when the worst instance's peak had
-    already climbed to it (``_peak_climbed_before``: a leak from the deploy whose troughs hid it)."""
+    the same bar. Asked in that order: on seven development draws the second reading dated two more
+    flips within 2 h of their onset and moved no other finding across the 2 h line
+    (docs/detection-quality.md, thirty-ninth session), but asked first it moved three flips the first
+    segment dates right (onset fixtures) 5-15 h off. Either reading's later start is not taken when
+    the worst instance's peak had already climbed to it (``_peak_climbed_before``: a leak from the
+    deploy whose troughs hid it)."""
     signals = [chosen]
     other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
     if other is not None and reading.agrees(other.name, cfg):

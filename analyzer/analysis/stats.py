@@ -186,8 +186,8 @@ def rising_ramp_errors(x: FloatArray, y: FloatArray, starts: FloatArray, covaria
     # The covariate alone (slope 0), or nothing at all when its effect would be negative.
     alone = yy - max(zy, 0.0) ** 2 / zz if zz > 0 else yy
     errors = np.empty(len(starts))
-    for block, ramp, _, _ in _ramp_blocks(x, starts):
-        r = centre(ramp)
+    for block, ramp, _, centred in _ramp_blocks(x, starts):
+        r = centred if groups is None else centre(ramp)
         rr, ry, rz = (r**2).sum(axis=1), r @ y_c, r @ z
         # The ramp alone (effect 0), its slope held at zero when falling.
         ramp_only = yy - np.divide(np.maximum(ry, 0.0) ** 2, rr, out=np.zeros(len(rr)), where=rr > 0)
