@@ -74,6 +74,31 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # and the flip was dated at the deploy, 31 h early. Every segment read, each its own level: dated at
     # the flip.
     "leak_flag_flipped_the_first_segments_too_short_or_across_a_reset",
+    # A per-hour leak of 13 % of the limit a day switched on 28 h after the deploy (880548-0050). Its
+    # troughs bend there by 4.4 log(n) in 2·log LR, under the 10 asked of a later start, and it was dated
+    # at the deploy, 28 h early. The highest instance's memory held one bucket level for the 27 h before
+    # the start, where the climb's pace run from the deploy would have lifted it four steps: dated at the
+    # flip (memory._peak_flat_before).
+    "leak_flag_flipped_its_troughs_bend_under_the_bar_its_peak_flat_to_the_flip",
+    # A per-hour leak of 12 % of the limit a day switched on 17 h after the deploy (880548-0172): a
+    # start there beats a climb from the deploy by 8.3 log(n), and the highest instance's memory moved
+    # one bucket step in the 16 h before it, where the climb's pace would have lifted it 2.2 steps. Dated
+    # at the flip; before, at the deploy, 18 h early.
+    "leak_flag_flipped_sixteen_hours_in_its_peak_flat_by_a_step",
+    # A per-request leak of 6 % of the limit a day from the deploy (528861-0028): its peak held within a
+    # bucket step for 17 h, and its troughs bend there by 2.4 log(n) alone, under FLAT_PEAK_EVIDENCE:
+    # dated at the deploy.
+    "leak_at_deploy_its_peak_flat_its_troughs_hinge_by_chance_at_two_log_n",
+    # A per-hour leak of 5.4 % of the limit a day from the deploy (880548-0112), the data cut 24 h after
+    # it: under a warm-up, its peak held within one and a half bucket steps for the first 12 h, and a
+    # start there read as a flag flipped. A stretch that short after a deploy is not read as flat
+    # (PEAK_FLAT_HOURS): dated at the deploy.
+    "leak_at_deploy_a_day_old_its_peak_flat_under_a_warm_up",
+    # A per-request leak of 4.7 % of the limit a day from the deploy (314416-0152): its troughs hint at a
+    # start 15 h in (6.5 log(n)), and its peak moved one bucket step before it. At the climb's own pace
+    # the peak would have risen under one step by then (PEAK_SHOWN_STEPS asks two), so its flat course
+    # says nothing: dated at the deploy.
+    "leak_fixed_slow_its_peak_one_step_up_before_its_troughs_hinge",
     # A per-request leak of 11 % of the limit a day from the deploy (314416-0042). Fresh instances and a
     # night's scale-in kept both troughs within 0.29-0.35 of the limit for 36 h, then they climbed: a
     # start there beat a climb from the deploy by 26 log(n), dated 37 h late. The highest instance's

@@ -1110,11 +1110,11 @@ def _later_start(reading: _Reading, fits: list[_ClimbPoints]) -> float | None:
 
     either = np.minimum(cost(lambda hours: hours), cost(lambda hours: np.interp(hours, reading.hours, clock)))
     best = int(np.argmin(either))
-    n = sum(len(fit.y) for fit in fits)
-    if either[0] - either[best] <= ONSET_EVIDENCE * math.log(n):
-        return None
+    gain = (either[0] - either[best]) / math.log(sum(len(fit.y) for fit in fits))
     start = float(starts[best])
-    return None if _peak_climbed_before(reading, start) else start
+    if gain > ONSET_EVIDENCE:
+        return None if _peak_climbed_before(reading, start) else start
+    return start if gain > FLAT_PEAK_EVIDENCE and _peak_flat_before(reading, start, fits[0]) else None
 
 
 PEAK_CLIMB_STEPS = 3  # the worst instance's peak this many bucket steps up before a later start: the leak was on
@@ -1139,6 +1139,59 @@ def _peak_climbed_before(reading: _Reading, hours: float) -> bool:
     step = max(bucket_step(peak), PEAK_STEP_FLOOR)
     rise = float(np.median(before[-PEAK_BINS:]) / np.median(before[:PEAK_BINS]))
     return bool(rise >= (1.0 + step) ** (PEAK_CLIMB_STEPS - 0.5))
+
+
+FLAT_PEAK_EVIDENCE = 4.0  # a later start under ONSET_EVIDENCE still taken above this, where the peak held flat to it
+PEAK_FLAT_STEPS = 1.5  # the widest the peak's course (medians of PEAK_BINS) before a start may span, in bucket steps
+PEAK_SHOWN_STEPS = 2.0  # the fewest bucket steps the climb's own pace would have lifted the peak by the start
+PEAK_FLAT_HOURS = 14.0  # the shortest flat stretch read: a deploy's first half-day can hold the peak flat over a leak
+
+
+def _peak_flat_before(reading: _Reading, hours: float, fit: _ClimbPoints) -> bool:
+    """The highest memory of any instance (the bins' ``peak``) held within ``PEAK_FLAT_STEPS`` bucket
+    steps over the ``PEAK_FLAT_HOURS`` or more (and ``2 · PEAK_BINS`` bins or more) before ``hours``
+    (its running median of ``PEAK_BINS``), where the climb's own pace after that start (``fit``'s
+    troughs, on the run the start falls in), had it run from the first bin, would have lifted it
+    ``PEAK_SHOWN_STEPS`` steps or more: a flag flipped at ``hours``, not a leak from the deploy. The
+    instance that lives longest carries a leak from the deploy to new highs while fresh instances and a
+    night's scale-in keep both troughs flat (``_peak_climbed_before``), so a flat peak is evidence for
+    a later start wherever the leak was fast enough to have shown on it.
+
+    On eight development draws (docs/detection-quality.md, fortieth session), a later start taken above
+    ``FLAT_PEAK_EVIDENCE`` · log(n) with this test dated five strong flips more within 2 h of their flip
+    (their best starts 4.3-9.6 log(n), against the 10 asked otherwise) and moved no finding that was
+    right. Each part refuses leaks that were on before the start: without the pace, three slow leaks
+    from their deploys (314416-0152: its peak would have climbed under one step by a start 15 h in);
+    measured from the peak's first bins to its last ones instead of over its range, a leak from before
+    the window whose peak fell at a reset and climbed again (314416-0078); over less than
+    ``PEAK_FLAT_HOURS``, two leaks from their deploys cut 24 h after them, whose peaks held flat over
+    their first 11-12 h under a warm-up (880548-0112, 314416-0019; the flip dated with the shortest
+    flat stretch, 880548-0172, held 15.8 h)."""
+    peak = reading.bins["peak"].to_numpy(dtype=np.float64)
+    before = peak[(reading.hours < hours) & np.isfinite(peak)]
+    if len(before) < 2 * PEAK_BINS or hours - float(reading.hours[0]) < PEAK_FLAT_HOURS:
+        return False
+    step = max(bucket_step(peak), PEAK_STEP_FLOOR)
+    course = pd.Series(before).rolling(PEAK_BINS, center=True, min_periods=1).median().to_numpy()
+    if math.log(float(course.max() / course.min())) >= PEAK_FLAT_STEPS * math.log1p(step):
+        return False
+    pace = _pace_after(fit, hours)
+    shown = pace * (hours - float(reading.hours[0])) / float(np.median(before))
+    return shown > 0 and math.log1p(shown) >= PEAK_SHOWN_STEPS * math.log1p(step)
+
+
+def _pace_after(fit: _ClimbPoints, hours: float) -> float:
+    """The straight-line pace (share of the limit per hour) of ``fit``'s troughs from ``hours`` to the
+    end of the run that point falls in (0 with fewer than three points there)."""
+    after = fit.x >= hours
+    if not after.any():
+        return 0.0
+    if fit.groups is not None:
+        run = np.searchsorted(fit.groups, np.arange(len(fit.x)), side="right")
+        after &= run == run[int(np.argmax(after))]
+    if int(after.sum()) < 3:
+        return 0.0
+    return float(np.polyfit(fit.x[after], fit.y[after], 1)[0])
 
 
 def request_clock(load: FloatArray, minutes: int) -> FloatArray:
