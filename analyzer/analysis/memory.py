@@ -1076,7 +1076,9 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     (docs/detection-quality.md, thirty-ninth session), but asked first it moved three flips the first
     segment dates right (onset fixtures) 5-15 h off. Either reading's later start is not taken when
     the worst instance's peak had already climbed to it (``_peak_climbed_before``: a leak from the
-    deploy whose troughs hid it)."""
+    deploy whose troughs hid it), and is taken under the bar, down to ``FLAT_PEAK_EVIDENCE``, when the
+    peak held flat to it (``_peak_flat_before``). When neither reading shows a later start, a third
+    fits the first segments again with the peak beside them (``_later_start_with_the_peak``)."""
     signals = [chosen]
     other = reading.signal(TYPICAL if chosen.name == WORST else WORST)
     if other is not None and reading.agrees(other.name, cfg):
@@ -1088,13 +1090,61 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
     start = _later_start(reading, climbs)
     if start is None:
         start = _later_start(reading, [_segmented_points(reading, signal) for signal in signals])
+    if start is None:
+        start = _later_start_with_the_peak(reading, climbs)
     return first if start is None or _at_limit_before(reading, start) else start
 
 
 def _later_start(reading: _Reading, fits: list[_ClimbPoints]) -> float | None:
-    """The start shared by the signals' climbs (``fits``: each signal's points, those under
-    ``MIN_ONSET_BINS`` left out) when one after the first bin beats a climb from the first bin by
-    ``ONSET_EVIDENCE`` · log(n) on either clock (``_onset_hours``), else None."""
+    """The start shared by the signals' climbs (``fits``: each signal's points) when one after the
+    first bin beats a climb from the first bin by ``ONSET_EVIDENCE`` · log(n) on either clock
+    (``_onset_hours``) and the peak had not climbed to it, or by ``FLAT_PEAK_EVIDENCE`` · log(n) and
+    the peak held flat to it; else None."""
+    fits = [fit for fit in fits if len(fit.y) >= MIN_ONSET_BINS]
+    best = _best_start(reading, fits)
+    if best is None:
+        return None
+    start, gain = best
+    if gain > ONSET_EVIDENCE:
+        return None if _peak_climbed_before(reading, start) else start
+    return start if gain > FLAT_PEAK_EVIDENCE and _peak_flat_before(reading, start, fits[0]) else None
+
+
+def _later_start_with_the_peak(reading: _Reading, climbs: list[_ClimbPoints]) -> float | None:
+    """The start shared by the signals' first segments and the peak over the same bins
+    (``_peak_points``), when it beats a climb from the first bin by ``ONSET_EVIDENCE`` · log(n), comes
+    ``PEAK_FLAT_HOURS`` or more after the first bin, and the peak neither climbed nor fell to it (else
+    None): the onset's third reading. Before a flag flips every instance sits at the revision's own
+    level, so the highest memory holds one bucket level for hours and climbs a step at a time from
+    the flip, while the troughs follow the day's traffic around it and can hide the bend
+    (146466-0157: troughs gaining 3.4 log(n) at their best start, 11 h early; with the peak, 12 log(n)
+    within 2 h of the flip). A leak from its deploy can show the same shape in its first hours, the
+    peak set by in-flight work until the leak outgrows it: on cut data three such leaks were dated
+    2.7-10 h after their deploys, which ``PEAK_FLAT_HOURS`` refuses. A peak that fell several steps
+    before the start was an instance replaced under a leak already on (314416-0078, a leak from
+    before the window; ``_peak_fell_before``). On eight development draws it dated two flips more
+    within 2 h and moved nothing else (docs/detection-quality.md, fortieth session)."""
+    best = _best_start(reading, [*climbs, _peak_points(reading, climbs[0])])
+    if best is None:
+        return None
+    start, gain = best
+    if gain <= ONSET_EVIDENCE or start - float(reading.hours[0]) < PEAK_FLAT_HOURS:
+        return None
+    return None if _peak_climbed_before(reading, start) or _peak_fell_before(reading, start) else start
+
+
+def _peak_points(reading: _Reading, climb: _ClimbPoints) -> _ClimbPoints:
+    """The bins' peak (the highest memory of any instance) on the bins of ``climb``, as a signal."""
+    column = reading.bins["peak"].to_numpy(dtype=np.float64)
+    picked = np.flatnonzero(np.isin(reading.hours, climb.x))
+    picked = picked[np.isfinite(column[picked])]
+    return _points(reading, column, reading.bins["load"].to_numpy(dtype=np.float64), picked)
+
+
+def _best_start(reading: _Reading, fits: list[_ClimbPoints]) -> tuple[float, float] | None:
+    """The start, on the onset's grid, shared by ``fits`` (those under ``MIN_ONSET_BINS`` left out)
+    that fits best on either clock, and by how much it beats a climb from the first bin, in log(n)
+    of 2·log likelihood ratio (None without a fit)."""
     fits = [fit for fit in fits if len(fit.y) >= MIN_ONSET_BINS]
     if not fits:
         return None
@@ -1110,11 +1160,7 @@ def _later_start(reading: _Reading, fits: list[_ClimbPoints]) -> float | None:
 
     either = np.minimum(cost(lambda hours: hours), cost(lambda hours: np.interp(hours, reading.hours, clock)))
     best = int(np.argmin(either))
-    gain = (either[0] - either[best]) / math.log(sum(len(fit.y) for fit in fits))
-    start = float(starts[best])
-    if gain > ONSET_EVIDENCE:
-        return None if _peak_climbed_before(reading, start) else start
-    return start if gain > FLAT_PEAK_EVIDENCE and _peak_flat_before(reading, start, fits[0]) else None
+    return float(starts[best]), float(either[0] - either[best]) / math.log(sum(len(fit.y) for fit in fits))
 
 
 PEAK_CLIMB_STEPS = 3  # the worst instance's peak this many bucket steps up before a later start: the leak was on
@@ -1132,11 +1178,9 @@ def _peak_climbed_before(reading: _Reading, hours: float) -> bool:
     36 h, dated 37 h after its deploy, while the peak climbed 0.38 -> 0.46). A flipped flag's peak
     stays where it was until the flip, give or take the day's load: two steps apart on a flat revision
     between a quiet night and a busy afternoon (989024-0006), so the guard asks three."""
-    peak = reading.bins["peak"].to_numpy(dtype=np.float64)
-    before = peak[(reading.hours < hours) & np.isfinite(peak)]
+    before, step = _peak_course(reading, hours)
     if len(before) < 2 * PEAK_BINS:
         return False
-    step = max(bucket_step(peak), PEAK_STEP_FLOOR)
     rise = float(np.median(before[-PEAK_BINS:]) / np.median(before[:PEAK_BINS]))
     return bool(rise >= (1.0 + step) ** (PEAK_CLIMB_STEPS - 0.5))
 
@@ -1145,6 +1189,31 @@ FLAT_PEAK_EVIDENCE = 4.0  # a later start under ONSET_EVIDENCE still taken above
 PEAK_FLAT_STEPS = 1.5  # the widest the peak's course (medians of PEAK_BINS) before a start may span, in bucket steps
 PEAK_SHOWN_STEPS = 2.0  # the fewest bucket steps the climb's own pace would have lifted the peak by the start
 PEAK_FLAT_HOURS = 14.0  # the shortest flat stretch read: a deploy's first half-day can hold the peak flat over a leak
+
+
+PEAK_FALL_STEPS = 3  # the peak's course this many bucket steps under its high before a start: an instance replaced
+
+
+def _peak_course(reading: _Reading, hours: float) -> tuple[FloatArray, float]:
+    """The bins' peak before ``hours`` (finite ones), and its bucket step (``bucket_step`` of all the
+    peaks, at least ``PEAK_STEP_FLOOR``)."""
+    peak = reading.bins["peak"].to_numpy(dtype=np.float64)
+    return peak[(reading.hours < hours) & np.isfinite(peak)], max(bucket_step(peak), PEAK_STEP_FLOOR)
+
+
+def _running_median(values: FloatArray) -> FloatArray:
+    return pd.Series(values).rolling(PEAK_BINS, center=True, min_periods=1).median().to_numpy()
+
+
+def _peak_fell_before(reading: _Reading, hours: float) -> bool:
+    """The peak's course before ``hours`` (its running median of ``PEAK_BINS``) fell ``PEAK_FALL_STEPS``
+    bucket steps or more under its high so far: the instance that held it was replaced (an OOM kill, a
+    scale-in), so whatever climbs after was on before."""
+    before, step = _peak_course(reading, hours)
+    if len(before) < PEAK_BINS:
+        return False
+    course = _running_median(before)
+    return bool(np.log(np.maximum.accumulate(course) / course).max() >= PEAK_FALL_STEPS * math.log1p(step))
 
 
 def _peak_flat_before(reading: _Reading, hours: float, fit: _ClimbPoints) -> bool:
@@ -1167,12 +1236,10 @@ def _peak_flat_before(reading: _Reading, hours: float, fit: _ClimbPoints) -> boo
     ``PEAK_FLAT_HOURS``, two leaks from their deploys cut 24 h after them, whose peaks held flat over
     their first 11-12 h under a warm-up (880548-0112, 314416-0019; the flip dated with the shortest
     flat stretch, 880548-0172, held 15.8 h)."""
-    peak = reading.bins["peak"].to_numpy(dtype=np.float64)
-    before = peak[(reading.hours < hours) & np.isfinite(peak)]
+    before, step = _peak_course(reading, hours)
     if len(before) < 2 * PEAK_BINS or hours - float(reading.hours[0]) < PEAK_FLAT_HOURS:
         return False
-    step = max(bucket_step(peak), PEAK_STEP_FLOOR)
-    course = pd.Series(before).rolling(PEAK_BINS, center=True, min_periods=1).median().to_numpy()
+    course = _running_median(before)
     if math.log(float(course.max() / course.min())) >= PEAK_FLAT_STEPS * math.log1p(step):
         return False
     pace = _pace_after(fit, hours)
