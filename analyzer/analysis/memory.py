@@ -1228,7 +1228,7 @@ def _peak_flat_before(reading: _Reading, hours: float, fit: _ClimbPoints) -> boo
 
     On eight development draws (docs/detection-quality.md, fortieth session), a later start taken above
     ``FLAT_PEAK_EVIDENCE`` · log(n) with this test dated five strong flips more within 2 h of their flip
-    (their best starts 4.3-9.6 log(n), against the 10 asked otherwise) and moved no finding that was
+    (their best starts 4.3-8.8 log(n), against the 10 asked otherwise) and moved no finding that was
     right. Each part refuses leaks that were on before the start: without the pace, three slow leaks
     from their deploys (314416-0152: its peak would have climbed under one step by a start 15 h in);
     measured from the peak's first bins to its last ones instead of over its range, a leak from before
