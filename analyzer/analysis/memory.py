@@ -1189,8 +1189,6 @@ FLAT_PEAK_EVIDENCE = 4.0  # a later start under ONSET_EVIDENCE still taken above
 PEAK_FLAT_STEPS = 1.5  # the widest the peak's course (medians of PEAK_BINS) before a start may span, in bucket steps
 PEAK_SHOWN_STEPS = 2.0  # the fewest bucket steps the climb's own pace would have lifted the peak by the start
 PEAK_FLAT_HOURS = 14.0  # the shortest flat stretch read: a deploy's first half-day can hold the peak flat over a leak
-
-
 PEAK_FALL_STEPS = 3  # the peak's course this many bucket steps under its high before a start: an instance replaced
 
 
@@ -1202,6 +1200,7 @@ def _peak_course(reading: _Reading, hours: float) -> tuple[FloatArray, float]:
 
 
 def _running_median(values: FloatArray) -> FloatArray:
+    """The centred running median of ``PEAK_BINS`` values: the peak's course, one bin's load spike left out."""
     return pd.Series(values).rolling(PEAK_BINS, center=True, min_periods=1).median().to_numpy()
 
 
@@ -1229,8 +1228,8 @@ def _peak_flat_before(reading: _Reading, hours: float, fit: _ClimbPoints) -> boo
     On eight development draws (docs/detection-quality.md, fortieth session), a later start taken above
     ``FLAT_PEAK_EVIDENCE`` · log(n) with this test dated five strong flips more within 2 h of their flip
     (their best starts 4.3-8.8 log(n), against the 10 asked otherwise) and moved no finding that was
-    right. Each part refuses leaks that were on before the start: without the pace, three slow leaks
-    from their deploys (314416-0152: its peak would have climbed under one step by a start 15 h in);
+    right. Each part refuses leaks that were on before the start: without the pace, three leaks from
+    their deploys (314416-0152: its peak would have climbed under one step by a start 15 h in);
     measured from the peak's first bins to its last ones instead of over its range, a leak from before
     the window whose peak fell at a reset and climbed again (314416-0078); over less than
     ``PEAK_FLAT_HOURS``, two leaks from their deploys cut 24 h after them, whose peaks held flat over
