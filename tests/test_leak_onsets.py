@@ -350,9 +350,9 @@ def test_the_leak_is_dated_within_two_hours_of_its_onset(name: str) -> None:
 def test_a_flip_under_the_bar_whose_peak_held_flat_is_dated_by_the_troughs_alone(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Flips whose troughs bend 4.4 and 8.3 log(n) at the flip, under ``ONSET_EVIDENCE``, their peak flat
-    before it: the troughs' own reading takes that start (``memory._peak_flat_before``), without the
-    reading that adds the peak (which dates them too, so the fixtures above alone would not notice the
-    first one's loss)."""
+    before it: the troughs' own reading takes that start (``memory._peak_flat_before``) with the reading
+    that adds the peak switched off. That reading dates both flips too, so the fixtures above alone
+    would not notice if the troughs' reading stopped taking them."""
     monkeypatch.setattr(memory, "_later_start_with_the_peak", lambda reading, climbs: None)
     found, label = _leak_onsets(name)
     [(revision, off_by)] = found
