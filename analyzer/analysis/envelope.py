@@ -297,9 +297,7 @@ def _lone_residual(relative: FloatArray, minutes: int) -> FloatArray:
     which with the hours' autocorrelation made the noise 20 times its hour-to-hour scatter (401076-0129:
     0.076 of the limit against 0.003), and a young revision's leak waited a day to pass the bar."""
     bins = round(LONE_SMOOTH_HOURS * 60.0 / minutes) | 1
-    course: FloatArray = pd.Series(relative).rolling(bins, center=True, min_periods=1).median().to_numpy(
-        dtype=np.float64)
-    return relative - course
+    return relative - stats.running_median(relative, bins)
 
 
 def build_envelope(view: ServiceView, healthy: list[RevisionSpan], config: DetectionConfig,

@@ -1085,7 +1085,7 @@ def _onset_hours(reading: _Reading, chosen: _SignalTrend, cfg: MemoryDetection) 
         signals.append(other)
     first = float(reading.hours[0])
     climbs = [_climb_points(reading, signal) for signal in signals]
-    if all(len(climb.y) < MIN_ONSET_BINS for climb in climbs):
+    if not _long_enough(climbs):
         return first
     start = _later_start(reading, climbs)
     if start is None:
@@ -1100,7 +1100,7 @@ def _later_start(reading: _Reading, fits: list[_ClimbPoints]) -> float | None:
     first bin beats a climb from the first bin by ``ONSET_EVIDENCE`` · log(n) on either clock
     (``_onset_hours``) and the peak had not climbed to it, or by ``FLAT_PEAK_EVIDENCE`` · log(n) and
     the peak held flat to it; else None."""
-    fits = [fit for fit in fits if len(fit.y) >= MIN_ONSET_BINS]
+    fits = _long_enough(fits)
     best = _best_start(reading, fits)
     if best is None:
         return None
@@ -1124,7 +1124,7 @@ def _later_start_with_the_peak(reading: _Reading, climbs: list[_ClimbPoints]) ->
     before the start was an instance replaced under a leak already on (314416-0078, a leak from
     before the window; ``_peak_fell_before``). On eight development draws it dated two flips more
     within 2 h and moved nothing else (docs/detection-quality.md, fortieth session)."""
-    best = _best_start(reading, [*climbs, _peak_points(reading, climbs[0])])
+    best = _best_start(reading, _long_enough([*climbs, _peak_points(reading, climbs[0])]))
     if best is None:
         return None
     start, gain = best
@@ -1141,11 +1141,15 @@ def _peak_points(reading: _Reading, climb: _ClimbPoints) -> _ClimbPoints:
     return _points(reading, column, reading.bins["load"].to_numpy(dtype=np.float64), picked)
 
 
+def _long_enough(fits: list[_ClimbPoints]) -> list[_ClimbPoints]:
+    """The fits of ``MIN_ONSET_BINS`` points or more: a signal's start is fitted on no fewer."""
+    return [fit for fit in fits if len(fit.y) >= MIN_ONSET_BINS]
+
+
 def _best_start(reading: _Reading, fits: list[_ClimbPoints]) -> tuple[float, float] | None:
-    """The start, on the onset's grid, shared by ``fits`` (those under ``MIN_ONSET_BINS`` left out)
+    """The start, on the onset's grid, shared by ``fits`` (each of ``MIN_ONSET_BINS`` points or more)
     that fits best on either clock, and by how much it beats a climb from the first bin, in log(n)
     of 2·log likelihood ratio (None without a fit)."""
-    fits = [fit for fit in fits if len(fit.y) >= MIN_ONSET_BINS]
     if not fits:
         return None
     first = float(reading.hours[0])
@@ -1199,11 +1203,6 @@ def _peak_course(reading: _Reading, hours: float) -> tuple[FloatArray, float]:
     return peak[(reading.hours < hours) & np.isfinite(peak)], max(bucket_step(peak), PEAK_STEP_FLOOR)
 
 
-def _running_median(values: FloatArray) -> FloatArray:
-    """The centred running median of ``PEAK_BINS`` values: the peak's course, one bin's load spike left out."""
-    return pd.Series(values).rolling(PEAK_BINS, center=True, min_periods=1).median().to_numpy()
-
-
 def _peak_fell_before(reading: _Reading, hours: float) -> bool:
     """The peak's course before ``hours`` (its running median of ``PEAK_BINS``) fell ``PEAK_FALL_STEPS``
     bucket steps or more under its high so far: the instance that held it was replaced (an OOM kill, a
@@ -1211,7 +1210,7 @@ def _peak_fell_before(reading: _Reading, hours: float) -> bool:
     before, step = _peak_course(reading, hours)
     if len(before) < PEAK_BINS:
         return False
-    course = _running_median(before)
+    course = stats.running_median(before, PEAK_BINS)  # one bin's load spike left out
     return bool(np.log(np.maximum.accumulate(course) / course).max() >= PEAK_FALL_STEPS * math.log1p(step))
 
 
@@ -1238,7 +1237,7 @@ def _peak_flat_before(reading: _Reading, hours: float, fit: _ClimbPoints) -> boo
     before, step = _peak_course(reading, hours)
     if len(before) < 2 * PEAK_BINS or hours - float(reading.hours[0]) < PEAK_FLAT_HOURS:
         return False
-    course = _running_median(before)
+    course = stats.running_median(before, PEAK_BINS)  # one bin's load spike left out
     if math.log(float(course.max() / course.min())) >= PEAK_FLAT_STEPS * math.log1p(step):
         return False
     pace = _pace_after(fit, hours)

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import cast
 
 import numpy as np
+import pandas as pd
 
 from analyzer.model import FloatArray, IntArray
 
@@ -274,3 +275,11 @@ def nondecreasing(values: FloatArray) -> FloatArray:
             means.pop()
             sizes.pop()
     return np.repeat(np.asarray(means, dtype=np.float64), sizes)
+
+
+def running_median(values: FloatArray, width: int) -> FloatArray:
+    """The centred running median of ``width`` values (fewer at either end): a course through a series
+    that one outlying value does not move."""
+    course: FloatArray = pd.Series(values).rolling(width, center=True, min_periods=1).median().to_numpy(
+        dtype=np.float64)
+    return course
