@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer.analysis import analyze_frames, envelope, memory, stats
+from analyzer.analysis import analyze_frames, envelope, memory, onset, stats
 from analyzer.analysis.creep import detect_creep
 from analyzer.analysis.memory import detect_leak
 from analyzer.analysis.regression import RegressionEvidence, detect_cpu, detect_latency
@@ -332,6 +332,20 @@ def _cpu_with_a_quiet_spell(b: s.Rev, start: float, end: float, *,
     found = detect_cpu(view, span, DEFAULTS, default_cpu=1.0,
                        reference=reference_span(view, span, set(), DEFAULTS.cpu.compare_hours))
     return found, span.deploy_time
+
+
+def test_three_hours_hold_a_margin_in_their_median_or_in_their_mean() -> None:
+    # Creep dates its excess on the median of three hours, CPU on their mean (``onset``): one hour three
+    # times the margin lifts a mean over it where two of three hours stay under.
+    spike = np.array([0.0, 0.0, 3.0, 0.2, 0.2, 1.2, 1.2, 1.2])
+    assert onset.held_start(spike, 1.0) == 4
+    assert onset.held_start(spike, 1.0, mean=True) == 2
+    assert not onset.ever_held(np.array([0.0, 3.0, 0.2, 0.0]), 1.0)
+    assert onset.ever_held(np.array([0.0, 3.0, 0.2, 0.0]), 1.0, mean=True)
+    # An extra instance two hours of three after a deploy: there from the start in their median, not in
+    # what was paid over the three (their mean).
+    assert onset.from_start(np.array([1.0, 1.0, 0.38, 0.0]), 0.82, 3)
+    assert not onset.from_start(np.array([1.0, 1.0, 0.38, 0.0]), 0.82, 3, mean=True)
 
 
 def test_extra_cpu_from_the_deploy_is_dated_at_the_deploy() -> None:

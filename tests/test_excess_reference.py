@@ -93,14 +93,19 @@ def test_creep_after_a_briefly_serving_revision_is_judged_against_it() -> None:
     assert abs(off_by) <= 2.0
 
 
-def test_creep_that_grew_with_a_leak_is_dated_where_it_held_a_margin_of_the_mean_count() -> None:
-    # A leak from the deploy: its instances grew from 2.8 over the expected count in the first hour to 10
-    # a day later. Against a quarter of the median count of its excess period (1.5 instances) the first
-    # hours already held the margin and the creep was dated at the deploy, 4.6 h before the labelled
-    # onset; against a quarter of the mean count over the revision's hours (the fraction gate's
-    # yardstick) it first held at 09:00, 1.9 h after it.
+def test_creep_that_grew_with_a_leak_its_first_hours_read_over_the_margin_is_dated_at_the_deploy() -> None:
+    # A leak from the deploy: its instances grew from 2.9 over the expected count in the first hour to 10
+    # a day later. Its first three hours after warm-up read 2.9, 2.5 and 2.4 instances over the load
+    # model's expectation, 2.6 in their mean against a margin of 2.5 (a quarter of the mean count over
+    # the revision's hours; against a quarter of the median count of its excess period, 1.5, it held
+    # from the deploy on any reading), so the creep is dated at its deploy, 4.6 h before its label: a
+    # known loss. The reference's load model expects 0.3-0.6 of an instance fewer at night than the
+    # counterfactual run used, so those hours' real excess was 2.3 in their mean, under the margin.
+    # On their median (2.47) it was dated 1.9 h after its label, but on twelve development draws the
+    # median of the first three hours dated four creeps 5.7-9.4 h off that their mean dates right
+    # (docs/detection-quality.md).
     _, off_by = _creep_against_its_label("creep_growing_with_a_leak_dated_where_it_held_a_margin_of_the_mean_count")
-    assert abs(off_by) <= 2.0, off_by
+    assert off_by == pytest.approx(-4.63, abs=0.1)
 
 
 def test_creep_with_slower_requests_at_a_quiet_deploy_is_dated_at_the_deploy() -> None:

@@ -6,11 +6,12 @@ from its first hours (``from_start``) is dated at its deploy; one whose excess g
 that follows a leak) is dated where the excess reached the margin the finding reports.
 
 1. The change point: where the cumulative excess over half the margin starts to climb (a CUSUM).
-2. From there, the first hour whose next ``RUN_HOURS`` hold the full margin (their median: two of three
-   hours), so an excess that grows slowly from nothing is dated where it became an anomaly, not where it
-   began to creep up. A median, not a mean: an hourly excess against a load model has single-hour spikes
-   (a quiet hour's expectation is small), and one of them lifted a three-hour mean over the margin hours
-   or days before the excess held.
+2. From there, the first hour whose next ``RUN_HOURS`` hold the full margin, so an excess that grows
+   slowly from nothing is dated where it became an anomaly, not where it began to creep up. Held in their
+   median (two of three hours) by default: an hourly excess of instances against a load model has
+   single-hour spikes (a quiet hour's expectation is small), and one of them lifted a three-hour mean
+   over the margin hours or days before the excess held. Or in their mean (``mean``), where the caller
+   measured that its hours are steadier and that the median dates an excess late (CPU, ``regression._dated``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from analyzer.model import FloatArray
 RUN_HOURS = 3  # hours whose median must hold above the margin for the excess to have begun
 
 
-def from_start(excess: FloatArray, level: float, hours: int) -> bool:
-    """The excess was there from the start: the median of its first ``hours`` (hourly, an hour without
-    one as none) is at or above ``level``. Each caller sets how many hours and how high, as measured on
-    its own labels (docs/detection-quality.md): the change point of a later, larger excess must not move
-    an excess that was there all along."""
+def from_start(excess: FloatArray, level: float, hours: int, *, mean: bool = False) -> bool:
+    """The excess was there from the start: the median (or with ``mean``, the mean) of its first ``hours``
+    (hourly, an hour without one as none) is at or above ``level``. Each caller sets how many hours, how
+    high and which of the two, as measured on its own labels (docs/detection-quality.md): the change
+    point of a later, larger excess must not move an excess that was there all along."""
     first = np.nan_to_num(np.asarray(excess[:hours], dtype=np.float64))
-    return bool(first.size) and float(np.median(first)) >= level
+    return bool(first.size) and float(np.mean(first) if mean else np.median(first)) >= level
 
 
 def rise_start(excess: FloatArray, level: float) -> int:
@@ -39,26 +40,26 @@ def rise_start(excess: FloatArray, level: float) -> int:
     return int(np.argmin(cumulative[:top + 1])) if top > 0 else 0
 
 
-def _run_medians(values: FloatArray) -> FloatArray:
-    """The median of every ``RUN_HOURS`` in a row (of all of them, when fewer)."""
-    run = min(RUN_HOURS, len(values))
-    medians: FloatArray = np.median(np.lib.stride_tricks.sliding_window_view(values, run), axis=1)
-    return medians
+def _runs(values: FloatArray, *, mean: bool = False) -> FloatArray:
+    """The median (or mean) of every ``RUN_HOURS`` in a row (of all of them, when fewer)."""
+    windows = np.lib.stride_tricks.sliding_window_view(values, min(RUN_HOURS, len(values)))
+    held: FloatArray = np.mean(windows, axis=1) if mean else np.median(windows, axis=1)
+    return held
 
 
-def ever_held(excess: FloatArray, margin: float) -> bool:
-    """Some ``RUN_HOURS`` in a row held the excess at ``margin`` or above (their median)."""
+def ever_held(excess: FloatArray, margin: float, *, mean: bool = False) -> bool:
+    """Some ``RUN_HOURS`` in a row held the excess at ``margin`` or above (their median, or mean)."""
     values = np.nan_to_num(np.asarray(excess, dtype=np.float64))
-    return len(values) >= RUN_HOURS and bool((_run_medians(values) >= margin).any())
+    return len(values) >= RUN_HOURS and bool((_runs(values, mean=mean) >= margin).any())
 
 
-def held_start(excess: FloatArray, margin: float) -> int:
+def held_start(excess: FloatArray, margin: float, *, mean: bool = False) -> int:
     """The hour (index into ``excess``, hourly) from which the excess is held above ``margin``: the
-    first ``RUN_HOURS`` whose median is at or above it after the CUSUM change point over ``margin / 2``;
-    the change point itself when no run reaches the margin."""
+    first ``RUN_HOURS`` whose median (or with ``mean``, mean) is at or above it after the CUSUM change
+    point over ``margin / 2``; the change point itself when no run reaches the margin."""
     values = np.nan_to_num(np.asarray(excess, dtype=np.float64))
     if len(values) == 0:
         return 0
     start = rise_start(values, margin / 2)
-    held = np.flatnonzero(_run_medians(values[start:]) >= margin)
+    held = np.flatnonzero(_runs(values[start:], mean=mean) >= margin)
     return start + (int(held[0]) if held.size else 0)
