@@ -65,6 +65,11 @@ def _excess_shares(name: str) -> tuple[dict[str, float], float, str]:
     # and the excess read 19.2 % of the cost for a labelled 22.8 %; on the busiest rate of the step and
     # the 15 minutes before it, 22.7 %.
     "excess_instance_billed_incident_priced_on_the_busiest_quarter_hour",
+    # cart-00342 leaked from its deploy and cart-00343 carried the leak on 45 h later; the carrier's CPU
+    # regression (the leak's GC work) went to cart-00342 with the price it had on the carrier's last day,
+    # against the carrier's level: 23.3 % of the cost beside the leak's 12.8 %, for a labelled 12.6 %. It
+    # takes the leak's price now: one excess per revision.
+    "excess_of_a_carried_leaks_cpu_cost_priced_with_the_leak",
 ])
 def test_the_excess_is_within_ten_percent_of_the_labelled_one(name: str) -> None:
     shares, labelled, reference = _excess_shares(name)

@@ -659,16 +659,15 @@ def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, tabl
     )
 
 
+EXCESS_EVIDENCE = ("excess_instance_seconds", "excess_vcpu_seconds", "excess_gib_seconds", "cost_now_usd_per_hour",
+                   "cost_counterfactual_usd_per_hour", "cost_reference")  # what ``excess_evidence`` writes
+
+
 def excess_evidence(excess: Excess) -> dict[str, float | str]:
     """The excess as a finding's evidence: resource-seconds beyond the counterfactual, and its basis."""
-    return {
-        "excess_instance_seconds": round(excess.instance_seconds),
-        "excess_vcpu_seconds": round(excess.vcpu_seconds),
-        "excess_gib_seconds": round(excess.gib_seconds),
-        "cost_now_usd_per_hour": round(excess.actual_usd_per_hour, 4),
-        "cost_counterfactual_usd_per_hour": round(excess.expected_usd_per_hour, 4),
-        "cost_reference": excess.reference,
-    }
+    values = (round(excess.instance_seconds), round(excess.vcpu_seconds), round(excess.gib_seconds),
+              round(excess.actual_usd_per_hour, 4), round(excess.expected_usd_per_hour, 4), excess.reference)
+    return dict(zip(EXCESS_EVIDENCE, values, strict=True))
 
 
 # --- savings of a fix ----------------------------------------------------------------------------------
