@@ -559,8 +559,8 @@ def _assert_found_once_within_two_hours(name: str, kind: str) -> None:
     "creep_of_the_incident_whose_bursts_the_hourly_medians_read_under_the_gate",
     # webhooks-00072 ran 4.0, 2.3 and 2.5 instances more than its load needed in its first three hours
     # after warm-up, against a margin of 2.58: their mean (2.94) held it, as its label does from the
-    # deploy; their median (2.47) did not, and the creep was dated 8.6 h after its deploy, where the
-    # night's excess read under the margin against a load model flat below the reference's load.
+    # deploy; their median (2.47) did not, and the creep was dated 8.6 h after its deploy: the hours
+    # between read under the margin against an expectation held at 7 instances while the load fell.
     "creep_from_the_deploy_its_first_hour_the_largest_dated_on_the_mean_of_three",
     # media-00364 ran one extra instance in its first two hours, 0.4 in the third and none for the
     # night, then one from 02:00, growing: the median of its first three hours (1.0) held the margin

@@ -169,7 +169,7 @@ def detect_creep(view: ServiceView, span: RevisionSpan, config: DetectionConfig,
     # comes and goes with its load, and the change point of the cumulative excess lands on the larger
     # return (a day or more late). Held in their mean, what the revision paid for over them: on their
     # median, a first hour far over the margin beside two just under it was no creep from the deploy
-    # (dated 8.6-9.4 h late, where the night's excess read under the margin), and an extra instance in
+    # (dated 8.6-9.4 h late, where the excess next held the margin), and an extra instance in
     # two of three hours was, though the three paid for less (dated 5.7-9.9 h early). Fourteen development
     # draws: strict creep TP 349 -> 353, FP 13 -> 9, nothing else moved (docs/detection-quality.md).
     if (onset.from_start(paid, margin, onset.RUN_HOURS, mean=True)

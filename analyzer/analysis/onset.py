@@ -12,6 +12,9 @@ that follows a leak) is dated where the excess reached the margin the finding re
    single-hour spikes (a quiet hour's expectation is small), and one of them lifted a three-hour mean
    over the margin hours or days before the excess held. Or in their mean (``mean``), where the caller
    measured that its hours are steadier and that the median dates an excess late (CPU, ``regression._dated``).
+
+Each caller also says whether "from the start" reads the first hours' median or their mean (creep reads
+what the revision paid for over them, their mean: ``creep.detect_creep``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from analyzer.model import FloatArray
 
-RUN_HOURS = 3  # hours whose median must hold above the margin for the excess to have begun
+RUN_HOURS = 3  # hours whose median (or mean) must hold above the margin for the excess to have begun
 
 
 def from_start(excess: FloatArray, level: float, hours: int, *, mean: bool = False) -> bool:

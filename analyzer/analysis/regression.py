@@ -454,9 +454,10 @@ def cpu_held_in(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, 
                 default_cpu: float) -> pd.Timestamp | None:
     """When ``span``'s CPU, against what ``reference`` used at the same traffic, first held the margin
     (``_dated`` on its hours after warm-up, against ``_for_dating``), or None when it never held
-    it for ``onset.RUN_HOURS`` (their median). For a regression a later revision carried on: a leak's GC
-    cost grows in the revision that introduced it and often reaches the margin before the carrier's
-    deploy, where the carrier's own hours (its instances fresh) reach it again only later."""
+    it for ``onset.RUN_HOURS`` (their mean, as ``_dated`` reads them). For a regression a later
+    revision carried on: a leak's GC cost grows in the revision that introduced it and often reaches
+    the margin before the carrier's deploy, where the carrier's own hours (its instances fresh) reach
+    it again only later."""
     _, before = _reference_cpu(view, span, reference, config, default_cpu)
     _, after = _own_cpu(view, span, config, default_cpu)
     ratio = _for_dating(before, after)
