@@ -526,6 +526,12 @@ def test_a_leak_far_faster_than_the_confirmed_climb_before_it_is_the_deploys_own
     # +22.2 % against the reference's drivers from 07:00, against the +15 % margin. Two of three hours
     # held it only from 10:00, 2.4 h after its label; their mean holds it from 09:00.
     "cpu_of_a_leak_dated_on_the_mean_of_three_hours_not_their_median",
+    # gateway-00201's leak drove its GC cost to +17.8 % of CPU per request over its 5 days (labelled).
+    # Its quieter hours (1,600-3,000 requests an hour) ran below the reference's quietest bin (about
+    # 4,200: its 36 h held one quieter hour), where the drift test's expectation stays flat at that bin's
+    # CPU and read them 0.56-0.9 of what they used; the revision taken whole read +8.7 %, under the +15 %
+    # margin: not found. Against the CPU's drivers (requests, instance starts, running instances), +17 %.
+    "cpu_of_a_leak_sized_on_its_drivers_past_its_quiet_hours",
 ])
 def test_a_leaks_cpu_cost_is_dated_where_it_held_the_margin_not_where_instances_started(name: str) -> None:
     _assert_found_once_within_two_hours(name, "cpu_regression")
