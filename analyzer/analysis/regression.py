@@ -336,8 +336,9 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     """CPU per request that rises later in a revision's life, as a leak's GC work or connection churn
     grows. Each hour's CPU is compared with what the previous revision used at that hour's traffic (a
     load model), so more traffic, quiet nights and idle minimum instances are not a regression. The
-    revision (12 h or more of it) must exceed that expectation by the margin, not only in its first
-    quarter (a warm-up), and significantly: most hours past that quarter higher (a broad shift), or
+    revision (12 h or more of it) must exceed that expectation by the margin (or the one learned on the
+    CPU's drivers, ``_on_drivers``, where that reads more), not only in its first quarter (a warm-up),
+    and significantly: most hours past that quarter higher (a broad shift), or
     hours in a row far higher while memory sits near the limit (GC thrash until an OOM kill resets
     the instance)."""
     cfg = config.cpu
