@@ -383,7 +383,7 @@ def _cpu_drift(view: ServiceView, span: RevisionSpan, previous: RevisionSpan, co
     # Dated on the expectation of ``_for_dating``, not the flat one judged above: on that, a slow leak's GC
     # cost that reached the margin in a quiet weekend was dated when traffic came back, a day or two late
     # (CPU strict TP +5, FP -5 on ten development draws, docs/detection-quality.md).
-    dating = _for_dating(before, after)
+    dating = _for_dating(before, after, on_drivers)
     began = _dated(pd.Series(ratio if dating is None else dating, index=after.index()), span, config)
     requests = float(after.req.sum())
     return RegressionEvidence(FindingKind.CPU_REGRESSION, span.name, previous.name, began, metric,
@@ -408,9 +408,10 @@ def _own_cpu(view: ServiceView, span: RevisionSpan, config: DetectionConfig, def
     return rows, _hourly_cpu(rows, span.info.cpu_limit or default_cpu)
 
 
-def _for_dating(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
+def _for_dating(before: HourlyCpu, after: HourlyCpu, on_drivers: FloatArray | None) -> FloatArray | None:
     """Each of ``after``'s hours' CPU against what the reference would have used in it, for dating an
-    excess: the reference's CPU learned as work per request plus the start-up burst of each new instance
+    excess (``on_drivers``: ``_on_drivers(before, after)``, which the caller may have for sizing the
+    excess too): the reference's CPU learned as work per request plus the start-up burst of each new instance
     plus the background of each running one (``load_model.fit_linear``, every part 0 or more), so an hour
     that started instances (traffic rising in the morning, a scale-out) or kept idle ones is not extra
     CPU. Against request rate alone those hours read 20-70 % over the expectation for hours in a row, and
@@ -418,9 +419,8 @@ def _for_dating(before: HourlyCpu, after: HourlyCpu) -> FloatArray | None:
     336 / 33 -> 349 / 20 on ten development draws, docs/detection-quality.md). Learned from
     ``DRIFT_REFERENCE_HOURS`` or more, as the load model; ``_against_falling`` when the drivers cannot be
     learned or predict no CPU for an hour; None when neither can."""
-    expected = _on_drivers(before, after)
-    if expected is not None:
-        ratio: FloatArray = after.cpu_s / expected
+    if on_drivers is not None:
+        ratio: FloatArray = after.cpu_s / on_drivers
         return ratio
     return _against_falling(before, after)
 
@@ -463,7 +463,7 @@ def _cpu_onset(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, c
     which a load model learned on busier hours overprices, must not move the change point."""
     _, before = _reference_cpu(view, span, reference, config, default_cpu)
     _, after = _own_cpu(view, span, config, default_cpu, config.cpu.compare_hours)
-    ratio = _for_dating(before, after)
+    ratio = _for_dating(before, after, _on_drivers(before, after))
     if ratio is None:
         return span.deploy_time
     return _dated(pd.Series(ratio, index=after.index()), span, config)
@@ -479,7 +479,7 @@ def cpu_held_in(view: ServiceView, span: RevisionSpan, reference: RevisionSpan, 
     it again only later."""
     _, before = _reference_cpu(view, span, reference, config, default_cpu)
     _, after = _own_cpu(view, span, config, default_cpu)
-    ratio = _for_dating(before, after)
+    ratio = _for_dating(before, after, _on_drivers(before, after))
     if ratio is None or not onset.ever_held(ratio - 1.0, config.cpu.min_increase, mean=True):
         return None
     return _dated(pd.Series(ratio, index=after.index()), span, config)
