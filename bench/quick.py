@@ -117,6 +117,16 @@ def _strict(label: dict[str, Any], found: Found, window_start: float) -> bool:
     return found[:2] == (label["kind"], label["service"]) and strict_pair(label, hit, window_start)
 
 
+FLIP_BUCKETS = (8.0, 14.0, 24.0)  # hours from a deploy to its flag flip that ``score`` reports flips by
+
+
+def _flip_bucket(hours: float) -> str:
+    """The bucket of ``FLIP_BUCKETS`` a flip that many hours after its deploy falls in ("8-14 h")."""
+    low = max((edge for edge in FLIP_BUCKETS if edge <= hours), default=0.0)
+    high = min((edge for edge in FLIP_BUCKETS if edge > hours), default=None)
+    return f"{low:02.0f}-{high:.0f} h" if high is not None else f"{low:.0f} h or more"
+
+
 def _window_start(labels: dict[str, Any]) -> float:
     return parse_time(labels["window"]["start"]).timestamp()
 
@@ -160,6 +170,7 @@ def score(args: argparse.Namespace) -> None:
     excess_errors: list[float] = []
     details = []
     missed: dict[str, int] = defaultdict(int)  # strong leaks not matched, by what was found instead
+    flips: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # strong flag flips found, by hours after the deploy
     for path, labels, found, deploys in results:
         name = os.path.basename(path)
         if not labels["positive"]:
@@ -171,6 +182,10 @@ def score(args: argparse.Namespace) -> None:
             is_strong = kind == "memory_baseline_rise" and label.get("strong")
             match = next((i for i, f in enumerate(found)
                           if i not in used and _strict(label, f, _window_start(labels))), None)
+            if is_strong and labels["class"] == "leak_delayed" and label["revision"] in deploys:
+                after = (pd.Timestamp(parse_time(label["onset"])) - deploys[label["revision"]]) / pd.Timedelta(hours=1)
+                flips[_flip_bucket(after)][0] += match is not None
+                flips[_flip_bucket(after)][1] += 1
             if match is None:
                 fn[kind] += 1
                 strong[1] += bool(is_strong)
@@ -205,6 +220,9 @@ def score(args: argparse.Namespace) -> None:
     if missed:
         ranked = sorted(missed.items(), key=lambda kv: -kv[1])
         print("strong leaks missed:", ", ".join(f"{why} {n}" for why, n in ranked))
+    if flips:
+        print("strong flag flips found, by hours from the deploy to the flip:",
+              ", ".join(f"{bucket} {n[0]}/{n[1]}" for bucket, n in sorted(flips.items())))
     off = np.abs(np.asarray(excess_errors))
     print(f"excess cost of found anomalies (labels >= {EXCESS_MIN_FRACTION:.0%}) within 10 % "
           f"{int((off <= 0.10).sum())}/{len(off)}, within 20 % {int((off <= 0.20).sum())}/{len(off)}")

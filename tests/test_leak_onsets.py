@@ -106,6 +106,13 @@ def _leak_onsets(name: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
     # it, and with the peak beside the troughs a start there beat a climb from the deploy by 34 log(n).
     # A flat stretch that short after a deploy is not read as a flip (PEAK_FLAT_HOURS): dated at the deploy.
     "leak_fixed_two_days_old_its_peak_flat_for_ten_hours_under_in_flight_work",
+    # A leak of 15 % of the limit a day switched on 10.6 h after the deploy (900341-0051): the worst
+    # instance's troughs held one level to 13:00 and climbed a bucket step every 4 h after, but their
+    # best start beat a climb from the deploy by 8.8 log(n) alone, under the bar; with the peak beside
+    # them, 15 log(n). A flat stretch under PEAK_FLAT_HOURS was refused, and it was dated at the
+    # deploy, 10.6 h early. At the climb's own pace the peak would have risen 2.5 bucket steps by the
+    # flip had it leaked from the deploy; it held flat: dated at the flip.
+    "leak_flag_flipped_ten_hours_in_fast_its_peak_flat_to_the_flip",
     # A per-hour leak of 5.4 % of the limit a day from the deploy (880548-0112), the data cut 24 h after
     # it: under a warm-up, its peak held within one and a half bucket steps for the first 12 h, and a
     # start there read as a flag flipped. A stretch that short after a deploy is not read as flat

@@ -1113,22 +1113,31 @@ def _later_start(reading: _Reading, fits: list[_ClimbPoints]) -> float | None:
 def _later_start_with_the_peak(reading: _Reading, climbs: list[_ClimbPoints]) -> float | None:
     """The start shared by the signals' first segments and the peak over the same bins
     (``_peak_points``), when it beats a climb from the first bin by ``ONSET_EVIDENCE`` · log(n), comes
-    ``PEAK_FLAT_HOURS`` or more after the first bin, and the peak neither climbed nor fell to it (else
-    None): the onset's third reading. Before a flag flips every instance sits at the revision's own
-    level, so the highest memory holds one bucket level for hours and climbs a step at a time from
-    the flip, while the troughs follow the day's traffic around it and can hide the bend
-    (146466-0157: troughs gaining 3.4 log(n) at their best start, 11 h early; with the peak, 12 log(n)
-    within 2 h of the flip). A leak from its deploy can show the same shape in its first hours, the
-    peak set by in-flight work until the leak outgrows it: on cut data three such leaks were dated
-    2.7-10 h after their deploys, which ``PEAK_FLAT_HOURS`` refuses. A peak that fell several steps
-    before the start was an instance replaced under a leak already on (314416-0078, a leak from
-    before the window; ``_peak_fell_before``). On eight development draws it dated two flips more
-    within 2 h and moved nothing else (docs/detection-quality.md, fortieth session)."""
+    ``PEAK_FLAT_HOURS`` or more after the first bin (or ``PEAK_SHORT_FLAT_HOURS`` or more, where the
+    climb's own pace would have shown on the peak by then: ``_peak_would_have_shown``), and the peak
+    neither climbed nor fell to it (else None): the onset's third reading. Before a flag flips every
+    instance sits at the revision's own level, so the highest memory holds one bucket level for hours
+    and climbs a step at a time from the flip, while the troughs follow the day's traffic around it
+    and can hide the bend (146466-0157: troughs gaining 3.4 log(n) at their best start, 11 h early;
+    with the peak, 12 log(n) within 2 h of the flip). A leak from its deploy can show the same shape in
+    its first hours, the peak set by in-flight work until the leak outgrows it: on cut data three such
+    leaks were dated 2.7-10 h after their deploys. They were slow (602260-0126: 5.5 % of the limit a
+    day, its peak a step up every 12 h after its start 10 h in), and a peak that holds flat for less
+    than the time the climb takes to lift it says nothing. Fast flips 9-13 h after their deploys
+    (15-30 % a day, 146466-0123, 900341-0051) were dated at the deploy while ``PEAK_FLAT_HOURS`` was
+    asked of every start; with the pace asked under it, five more flips within 2 h on fourteen
+    development draws, nothing else moved (docs/detection-quality.md, forty-second session). A peak
+    that fell several steps before the start was an instance replaced under a leak already on
+    (314416-0078, a leak from before the window; ``_peak_fell_before``). On eight development draws
+    the reading dated two flips more within 2 h and moved nothing else (fortieth session)."""
     best = _best_start(reading, _long_enough([*climbs, _peak_points(reading, climbs[0])]))
     if best is None:
         return None
     start, gain = best
-    if gain <= ONSET_EVIDENCE or start - float(reading.hours[0]) < PEAK_FLAT_HOURS:
+    flat = start - float(reading.hours[0])
+    if gain <= ONSET_EVIDENCE or flat < PEAK_SHORT_FLAT_HOURS:
+        return None
+    if flat < PEAK_FLAT_HOURS and not _peak_would_have_shown(reading, start, climbs[0]):
         return None
     return None if _peak_climbed_before(reading, start) or _peak_fell_before(reading, start) else start
 
@@ -1193,6 +1202,7 @@ FLAT_PEAK_EVIDENCE = 4.0  # a later start under ONSET_EVIDENCE still taken above
 PEAK_FLAT_STEPS = 1.5  # the widest the peak's course (medians of PEAK_BINS) before a start may span, in bucket steps
 PEAK_SHOWN_STEPS = 2.0  # the fewest bucket steps the climb's own pace would have lifted the peak by the start
 PEAK_FLAT_HOURS = 14.0  # the shortest flat stretch read: a deploy's first half-day can hold the peak flat over a leak
+PEAK_SHORT_FLAT_HOURS = 6.0  # shorter, read by the peak beside the troughs where the climb's pace would have shown
 PEAK_FALL_STEPS = 3  # the peak's course this many bucket steps under its high before a start: an instance replaced
 
 
@@ -1239,6 +1249,16 @@ def _peak_flat_before(reading: _Reading, hours: float, fit: _ClimbPoints) -> boo
         return False
     course = stats.running_median(before, PEAK_BINS)  # one bin's load spike left out
     if math.log(float(course.max() / course.min())) >= PEAK_FLAT_STEPS * math.log1p(step):
+        return False
+    return _peak_would_have_shown(reading, hours, fit)
+
+
+def _peak_would_have_shown(reading: _Reading, hours: float, fit: _ClimbPoints) -> bool:
+    """The climb's own pace after ``hours`` (``fit``'s troughs, on the run that point falls in), had it
+    run from the first bin, would have lifted the peak before ``hours`` (its median) ``PEAK_SHOWN_STEPS``
+    bucket steps or more: where it did not, a flat peak is no evidence of a later start."""
+    before, step = _peak_course(reading, hours)
+    if not len(before):
         return False
     pace = _pace_after(fit, hours)
     shown = pace * (hours - float(reading.hours[0])) / float(np.median(before))
