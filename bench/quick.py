@@ -121,7 +121,8 @@ FLIP_BUCKETS = (8.0, 14.0, 24.0)  # hours from a deploy to its flag flip that ``
 
 
 def _flip_bucket(hours: float) -> str:
-    """The bucket of ``FLIP_BUCKETS`` a flip that many hours after its deploy falls in ("8-14 h")."""
+    """The bucket of ``FLIP_BUCKETS`` a flip that many hours after its deploy falls in ("08-14 h", sorting
+    as the hours do)."""
     low = max((edge for edge in FLIP_BUCKETS if edge <= hours), default=0.0)
     high = min((edge for edge in FLIP_BUCKETS if edge > hours), default=None)
     return f"{low:02.0f}-{high:.0f} h" if high is not None else f"{low:.0f} h or more"

@@ -574,11 +574,12 @@ def _extended(ref: pd.DataFrame, mine: pd.DataFrame, totals: pd.DataFrame, other
 
 def _bounded_beyond_range(ref: pd.DataFrame, mine: pd.DataFrame, expected: FloatArray, used: FloatArray,
                           seconds: int) -> FloatArray:
-    """``expected`` (``column``'s counterfactual per step of ``mine``), with its steps quieter than the
-    reference's quietest and busier than its busiest each scaled, together, so that what the anomaly
-    adds there, as a share, lies between nothing and its share inside the range: ``used`` over
+    """``expected`` (one resource's counterfactual per step of ``mine``, of which ``used`` is the use),
+    with the steps quieter than the reference's quietest, and those busier than its busiest, scaled as
+    a group (the last day's apart from the days' before it) so that what the anomaly adds there, as a
+    share of the counterfactual, lies between nothing and its share inside the range: ``used`` over
     ``expected`` on its latest steps inside it (those of its last day, or its latest
-    ``BOUND_MIN_HOURS``; unchanged with fewer, or when it adds nothing there).
+    ``BOUND_MIN_HOURS``). Unchanged with fewer steps inside, or when it adds nothing there.
     Beyond the range the expectation is an extrapolation (a power of load below it, in proportion to
     load above it). A weekend at half the reference's quietest load, on a floor of one instance, read
     there as a saving bigger than the anomaly's cost: a CPU regression that added 8 % of the cost was
@@ -603,7 +604,7 @@ def _bounded_beyond_range(ref: pd.DataFrame, mine: pd.DataFrame, expected: Float
     if ratio <= 1.0:
         return expected
     bounded = expected.copy()
-    # The last day apart from the days before it: it sets the run-rate.
+    # The last day apart from the days before it: it sets the run-rate (``excess_cost``).
     for part in (quieter & last_day, busier & last_day, quieter & ~last_day, busier & ~last_day):
         predicted = float(expected[part].sum())
         if not part.any() or predicted <= 0:

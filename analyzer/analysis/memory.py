@@ -1121,9 +1121,9 @@ def _later_start_with_the_peak(reading: _Reading, climbs: list[_ClimbPoints]) ->
     and can hide the bend (146466-0157: troughs gaining 3.4 log(n) at their best start, 11 h early;
     with the peak, 12 log(n) within 2 h of the flip). A leak from its deploy can show the same shape in
     its first hours, the peak set by in-flight work until the leak outgrows it: on cut data three such
-    leaks were dated 2.7-10 h after their deploys. They were slow (602260-0126: 5.5 % of the limit a
-    day, its peak a step up every 12 h after its start 10 h in), and a peak that holds flat for less
-    than the time the climb takes to lift it says nothing. Fast flips 9-13 h after their deploys
+    leaks were dated 2.7-10 h after their deploys. The one dated 10 h late was slow (602260-0126: 5.5 %
+    of the limit a day, its peak a step up every 12 h after that start), and a peak that holds flat for
+    less than the time the climb takes to lift it says nothing. Fast flips 9-13 h after their deploys
     (15-30 % a day, 146466-0123, 900341-0051) were dated at the deploy while ``PEAK_FLAT_HOURS`` was
     asked of every start; with the pace asked under it, five more flips within 2 h on fourteen
     development draws, nothing else moved (docs/detection-quality.md, forty-second session). A peak
