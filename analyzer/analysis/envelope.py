@@ -67,12 +67,12 @@ from analyzer.analysis.memory import (
     COLUMN,
     LEVEL_OFF_MIN_BINS,
     OOM_LEVEL,
-    PEAK_STEP_FLOOR,
     TYPICAL,
     WORST,
     LeakEvidence,
     bucket_step,
     levels_off,
+    peak_step,
     request_clock,
     troughs,
 )
@@ -422,8 +422,7 @@ def _peak_kept_climbing(view: ServiceView, span: RevisionSpan, stamps: pd.Dateti
     after = peak[(ts >= cut) & np.isfinite(peak)]
     if not len(before) or not len(after):
         return False
-    step = max(bucket_step(peak), PEAK_STEP_FLOOR)
-    return bool(after.max() >= before.max() * (1.0 + step) * 0.999)  # a bucket's bounds are not exact steps
+    return bool(after.max() >= before.max() * (1.0 + peak_step(peak)) * 0.999)  # a bucket's bounds are not exact steps
 
 
 def young_enough(span: RevisionSpan, config: DetectionConfig) -> bool:

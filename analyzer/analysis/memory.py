@@ -1207,10 +1207,15 @@ PEAK_FALL_STEPS = 3  # the peak's course this many bucket steps under its high b
 
 
 def _peak_course(reading: _Reading, hours: float) -> tuple[FloatArray, float]:
-    """The bins' peak before ``hours`` (finite ones), and its bucket step (``bucket_step`` of all the
-    peaks, at least ``PEAK_STEP_FLOOR``)."""
+    """The bins' peak before ``hours`` (finite ones), and its bucket step (``peak_step`` of all the peaks)."""
     peak = reading.bins["peak"].to_numpy(dtype=np.float64)
-    return peak[(reading.hours < hours) & np.isfinite(peak)], max(bucket_step(peak), PEAK_STEP_FLOOR)
+    return peak[(reading.hours < hours) & np.isfinite(peak)], peak_step(peak)
+
+
+def peak_step(peak: FloatArray) -> float:
+    """The relative step between the levels the highest memory of any instance takes (``bucket_step``),
+    at least ``PEAK_STEP_FLOOR``: what a step up of the peak is measured in."""
+    return max(bucket_step(peak), PEAK_STEP_FLOOR)
 
 
 def _peak_fell_before(reading: _Reading, hours: float) -> bool:
@@ -1250,14 +1255,16 @@ def _peak_flat_before(reading: _Reading, hours: float, fit: _ClimbPoints) -> boo
     course = stats.running_median(before, PEAK_BINS)  # one bin's load spike left out
     if math.log(float(course.max() / course.min())) >= PEAK_FLAT_STEPS * math.log1p(step):
         return False
-    return _peak_would_have_shown(reading, hours, fit)
+    return _peak_would_have_shown(reading, hours, fit, (before, step))
 
 
-def _peak_would_have_shown(reading: _Reading, hours: float, fit: _ClimbPoints) -> bool:
+def _peak_would_have_shown(reading: _Reading, hours: float, fit: _ClimbPoints,
+                           course: tuple[FloatArray, float] | None = None) -> bool:
     """The climb's own pace after ``hours`` (``fit``'s troughs, on the run that point falls in), had it
     run from the first bin, would have lifted the peak before ``hours`` (its median) ``PEAK_SHOWN_STEPS``
-    bucket steps or more: where it did not, a flat peak is no evidence of a later start."""
-    before, step = _peak_course(reading, hours)
+    bucket steps or more: where it did not, a flat peak is no evidence of a later start. ``course``:
+    ``_peak_course(reading, hours)``, where the caller has it."""
+    before, step = course if course is not None else _peak_course(reading, hours)
     if not len(before):
         return False
     pace = _pace_after(fit, hours)
