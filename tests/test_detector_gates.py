@@ -291,6 +291,28 @@ def test_a_quieter_revision_that_uses_more_cpu_than_its_busier_reference_is_a_re
     assert cpu.increase == pytest.approx((0.9 + 0.02 * 0.2 * 13.3) / (0.3 + 0.02 * 13.3) - 1.0, rel=0.1)
 
 
+def _after_traffic_grew(growth: float, latency: float) -> RegressionEvidence | None:
+    """a serves 80 h, b (deployed at 80 h) three days at ``growth`` times a's traffic (requests,
+    instances and CPU alike) and ``latency`` times its latency. b's latency finding."""
+    frames = s.frames([s.Rev("a", 0.0), s.Rev("b", 80.0, latency_factor=s.step_up(latency))], until=152.0)
+    b = (frames.metrics["revision"] == "b").to_numpy()
+    for column in ("req_rate", "requests", "inst_active", "billable_s", "cpu_alloc_s", "mem_alloc_gibs"):
+        frames.metrics.loc[b, column] *= growth
+    view = build_view(frames, s.KEY)
+    span = view.span("b")
+    return detect_latency(view, span, DEFAULTS,
+                          reference=reference_span(view, span, set(), DEFAULTS.latency.compare_hours))
+
+
+def test_a_regression_after_traffic_grew_is_compared_on_more_hours_of_the_traffic_in_common() -> None:
+    # At 2.3 times a's traffic, b's first day shares only its quiet hours with a's busy ones: 3 of b's
+    # against 5 of a's, where a one-sided Mann-Whitney p cannot go under 0.018, however much slower b
+    # is. Three days of each share 10 and 16 hours.
+    found = _after_traffic_grew(2.3, 1.5)
+    assert found is not None and found.increase == pytest.approx(0.5, abs=0.05) and found.p_value < 1e-4
+    assert _after_traffic_grew(2.3, 1.08) is None  # the floor (+12 %) is still asked of them
+
+
 def test_the_synthetic_table_is_what_the_tests_assume() -> None:
     view = s.view([A_DAY_BEFORE, s.Rev("b", 48.0)], until=60.0)
     assert [span.name for span in view.spans] == ["a", "b"]
