@@ -4,7 +4,7 @@ them in seconds (evaluate.py re-simulates, writes and parses every scenario, whi
     python bench/quick.py make --seed 101 --count 120               # a draw in the suites' class mix
     python bench/quick.py make --seed 999 --classes warmup:25 big_sawtooth:25
     python bench/quick.py score 'bench/out/quick/*.pkl' [-v]        # P/R/onset/attribution, excess, negatives
-    python bench/quick.py delay 'bench/out/quick/*.pkl'             # strong leaks on data cut at onset + h
+    python bench/quick.py delay 'bench/out/quick/*.pkl' [--every]   # strong leaks on data cut at onset + h
     python bench/quick.py cuts 'bench/out/quick/*.pkl'              # negatives cut at each deploy + 5 ... 48 h
     python bench/quick.py why 'bench/out/quick/*.pkl' [--hours 12]  # why a strong leak is not found (strictly)
     python bench/quick.py score 'bench/out/quick/s101-*.pkl' --dump bench/out/s101.json   # for calibrate.py
@@ -240,7 +240,12 @@ def _cut(frames: Frames, at: pd.Timestamp) -> Frames:
     return dataclasses.replace(frames, metrics=metrics, revisions=revisions, window_end=at.to_pydatetime())
 
 
-def _delay_one(path: str) -> list[tuple[str, float, float | None]]:
+def _delay_one(job: tuple[str, bool]) -> list[tuple[str, float, float | None, list[tuple[float, str]]]]:
+    """Per strong leak of one pickled scenario: its slope, the first cut (onset + ``DELAY_HOURS``) whose
+    analysis finds it strictly (None: none within 48 h), and with ``every`` the later cuts that lost it
+    again, each with how ("dated off": a leak on its revision more than 2 h from its onset; "not
+    reported"). Without ``every``, the cuts after the first are not analysed."""
+    path, every = job
     frames, labels = load_scenario(path)
     out = []
     for label in labels["labels"]:
@@ -248,29 +253,42 @@ def _delay_one(path: str) -> list[tuple[str, float, float | None]]:
             continue
         start = pd.Timestamp(parse_time(label["onset"]))
         hours: float | None = None
+        lost: list[tuple[float, str]] = []
         for h in DELAY_HOURS:
             at = start + pd.Timedelta(hours=h)
             if at > pd.Timestamp(frames.window_end):
                 break
-            analysis = analyze_frames(_cut(frames, at), AnalysisConfig())
-            if any(_strict(label, f, _window_start(labels)) for f in _found(analysis)):
+            findings = _found(analyze_frames(_cut(frames, at), AnalysisConfig()))
+            found = any(_strict(label, f, _window_start(labels)) for f in findings)
+            if found and hours is None:
                 hours = h
-                break
-        out.append((os.path.basename(path), float(label["slope_pct_limit_per_day"]), hours))
+                if not every:
+                    break
+            elif not found and hours is not None:
+                dated = any(f[0] == label["kind"] and label["revision"] in (f[2], f[5]) for f in findings)
+                lost.append((float(h), "dated off" if dated else "not reported"))
+        out.append((os.path.basename(path), float(label["slope_pct_limit_per_day"]), hours, lost))
     return out
 
 
 def delay(args: argparse.Namespace) -> None:
     with Pool(args.workers) as pool:
-        rows = [r for rs in pool.map(_delay_one, sorted(glob.glob(args.pattern))) for r in rs]
-    hours = [h if h is not None else np.inf for _, _, h in rows]
-    for name, slope, h in rows:
-        print(f"{name} {slope:5.1f} %/day  {'not within 48 h' if h is None else f'+{h} h'}")
-    fast = [x for (_, slope, _), x in zip(rows, hours, strict=True) if slope >= FAST_LEAK_SLOPE]
+        jobs = [(path, args.every) for path in sorted(glob.glob(args.pattern))]
+        rows = [r for rs in pool.map(_delay_one, jobs) for r in rs]
+    hours = [h if h is not None else np.inf for _, _, h, _ in rows]
+    for name, slope, h, lost in rows:
+        again = f"  lost again at {', '.join(f'+{x:g} h ({how})' for x, how in lost)}" if lost else ""
+        print(f"{name} {slope:5.1f} %/day  {'not within 48 h' if h is None else f'+{h} h'}{again}")
+    fast = [x for (_, slope, _, _), x in zip(rows, hours, strict=True) if slope >= FAST_LEAK_SLOPE]
     for title, chosen in (("strong leaks", hours), (f"of {FAST_LEAK_SLOPE:.0f} %/day or more", fast)):
         by = {h: sum(x <= h for x in chosen) for h in DELAY_HOURS}
         median, p90 = (np.quantile(chosen, q, method="higher") if chosen else float("nan") for q in (0.5, 0.9))
         print(f"{len(chosen)} {title}, median {median} h, p90 {p90} h, found by:", by)
+    if args.every:
+        for how in ("not reported", "dated off"):
+            by = {h: sum((h, how) in lost for *_, lost in rows) for h in DELAY_HOURS}
+            print(f"found, then {how} at a later cut: {sum(any(x[1] == how for x in lost) for *_, lost in rows)} of "
+                  f"{sum(h is not None for _, _, h, _ in rows)} found; by cut:", by)
 
 
 CUT_HOURS = (5, 8, 12, 24, 48)
@@ -398,6 +416,8 @@ def main() -> None:
         p.add_argument("pattern", help="glob of pickled scenarios")
         p.add_argument("-v", "--verbose", action="store_true", help="list every miss and false positive")
         p.add_argument("--dump", help="score: also write labels and findings as JSON, for bench/calibrate.py")
+        p.add_argument("--every", action="store_true",
+                       help="delay: analyse every cut, and list the leaks a later cut lost again after one found them")
         p.set_defaults(run=run)
     p = sub.add_parser("why", help="why each strong leak was not found strictly: the detectors' path on its revision")
     p.add_argument("pattern", help="glob of pickled scenarios")
