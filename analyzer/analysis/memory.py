@@ -1035,8 +1035,8 @@ def _later_start_on_hourly_troughs(rows: pd.DataFrame, long_bins: pd.DataFrame, 
     the deploy: a per-request leak from its deploy at a quiet hour, its 2 h troughs flat for two bins
     and then climbing with the morning's traffic, read as a start 3.9 h in, and hourly troughs as a
     climb from the deploy (149585-0091; their mean 2.0 h in). Until the forty-third session a first-bin
-    start was passed over; taken, one strong leak more within 2 h on sixteen development draws, nothing
-    else moved, on the whole windows or on data cut 3-48 h after each onset."""
+    start was passed over; taken, one strong leak more within 2 h on sixteen development draws and
+    nothing else moved, nor on data cut 3-48 h after each onset (fourteen of them)."""
     if dated.minutes <= 60 or trough_minutes(rows, long_bins, cfg.trough_window_minutes) > 60:
         return start_hours
     aligned = _aligned(rows, 60, name, cfg, learned)
