@@ -680,6 +680,12 @@ def test_the_previous_revisions_level_scales_the_counterfactual() -> None:
     assert cost._level(a, b, "billable_q", 300, 9.0) is None  # 100 steps are 8.3 h: under 9 h inside the range
 
 
+def _sides(ref: pd.DataFrame, mine: pd.DataFrame) -> cost._AgainstRange | None:
+    """``mine``'s steps against ``ref``'s load range, its last day as ``excess_cost`` reads it."""
+    last_day = np.asarray(mine.index >= mine.index[-1] - pd.Timedelta(hours=cost.RUN_RATE_HOURS))
+    return cost._against_range(ref, mine, last_day)
+
+
 def test_an_excess_beyond_the_reference_range_lies_between_none_and_its_share_inside() -> None:
     # The reference served 10-20 req/s. Of the anomaly's twelve hours (5-minute steps), eight are inside
     # that range, using 1.2 times the counterfactual; two quieter ones read 0.5 times it (an
@@ -691,13 +697,13 @@ def test_an_excess_beyond_the_reference_range_lies_between_none_and_its_share_in
     ref = pd.DataFrame({"load": np.linspace(10.0, 20.0, 50)})
     expected = np.full(steps, 100.0)
     used = np.r_[np.full(96, 120.0), np.full(24, 50.0), np.full(24, 200.0)]
-    bounded = cost._bounded_beyond_range(ref, mine, expected, used, 300)
+    bounded = cost._bounded_beyond_range(_sides(ref, mine), expected, used, 300)
     assert bounded[:96] == pytest.approx(100.0)
     assert bounded[96:120] == pytest.approx(50.0)  # adds nothing there, not a saving
     assert bounded[120:] == pytest.approx(200.0 / 1.2)  # adds its share inside, no more
     # Fewer than BOUND_MIN_HOURS inside the range: nothing to bound by.
-    few = cost._bounded_beyond_range(ref, mine.iloc[90:], expected[90:], used[90:], 300)
+    few = cost._bounded_beyond_range(_sides(ref, mine.iloc[90:]), expected[90:], used[90:], 300)
     assert few == pytest.approx(expected[90:])
     # An anomaly that adds nothing inside the range is left to the extrapolation.
-    level = cost._bounded_beyond_range(ref, mine, expected, np.r_[np.full(96, 100.0), used[96:]], 300)
+    level = cost._bounded_beyond_range(_sides(ref, mine), expected, np.r_[np.full(96, 100.0), used[96:]], 300)
     assert level == pytest.approx(expected)

@@ -572,13 +572,35 @@ def _extended(ref: pd.DataFrame, mine: pd.DataFrame, totals: pd.DataFrame, other
     return (pd.concat(parts) if names else ref), names
 
 
-def _bounded_beyond_range(ref: pd.DataFrame, mine: pd.DataFrame, expected: FloatArray, used: FloatArray,
+@dataclass(frozen=True, slots=True)
+class _AgainstRange:
+    """Where each step of the anomaly (``mine``) lies against the reference's load range, and which
+    steps are its last day (``RUN_RATE_HOURS``, what the run-rate reads): the same for every resource
+    column, so worked out once per excess."""
+
+    quieter: np.ndarray  # below the reference's quietest step
+    busier: np.ndarray  # above its busiest
+    inside: np.ndarray
+    last_day: np.ndarray
+
+
+def _against_range(ref: pd.DataFrame, mine: pd.DataFrame, last_day: np.ndarray) -> _AgainstRange | None:
+    """``mine``'s steps against ``ref``'s load range (None when the reference has no load)."""
+    load = ref["load"].to_numpy(dtype=np.float64)
+    if not np.isfinite(load).any():
+        return None
+    low, high = float(np.nanmin(load)), float(np.nanmax(load))
+    theirs = mine["load"].to_numpy(dtype=np.float64)
+    return _AgainstRange(theirs < low, theirs > high, (theirs >= low) & (theirs <= high), last_day)
+
+
+def _bounded_beyond_range(sides: _AgainstRange | None, expected: FloatArray, used: FloatArray,
                           seconds: int) -> FloatArray:
-    """``expected`` (one resource's counterfactual per step of ``mine``, of which ``used`` is the use),
-    with the steps quieter than the reference's quietest, and those busier than its busiest, scaled as
-    a group (the last day's apart from the days' before it) so that what the anomaly adds there, as a
-    share of the counterfactual, lies between nothing and its share inside the range: ``used`` over
-    ``expected`` on its latest steps inside it (those of its last day, or its latest
+    """``expected`` (one resource's counterfactual per step of the anomaly, of which ``used`` is the
+    use), with the steps quieter than the reference's quietest, and those busier than its busiest
+    (``sides``), scaled as a group (the last day's apart from the days' before it) so that what the
+    anomaly adds there, as a share of the counterfactual, lies between nothing and its share inside the
+    range: ``used`` over ``expected`` on its latest steps inside it (those of its last day, or its latest
     ``BOUND_MIN_HOURS``). Unchanged with fewer steps inside, or when it adds nothing there.
     Beyond the range the expectation is an extrapolation (a power of load below it, in proportion to
     load above it). A weekend at half the reference's quietest load, on a floor of one instance, read
@@ -586,18 +608,15 @@ def _bounded_beyond_range(ref: pd.DataFrame, mine: pd.DataFrame, expected: Float
     priced at -29 %. With the bound, on fourteen development draws, priced findings within ±10 % of
     their labelled excess went 1,325 -> 1,331 of 1,442, beyond ±20 % 50 -> 43, priced below zero
     13 -> 4 (docs/cost-model.md)."""
-    load = ref["load"].to_numpy(dtype=np.float64)
-    theirs = mine["load"].to_numpy(dtype=np.float64)
-    if not np.isfinite(load).any():
+    if sides is None:
         return expected
-    low, high = float(np.nanmin(load)), float(np.nanmax(load))
     known = np.isfinite(expected) & np.isfinite(used)
-    quieter, busier = known & (theirs < low), known & (theirs > high)
-    inside = np.flatnonzero(known & (theirs >= low) & (theirs <= high))
+    quieter, busier = known & sides.quieter, known & sides.busier
+    inside = np.flatnonzero(known & sides.inside)
     need = int(np.ceil(BOUND_MIN_HOURS * 3600 / seconds))
     if not (quieter.any() or busier.any()) or len(inside) < need:
         return expected
-    last_day = np.asarray(mine.index >= mine.index[-1] - pd.Timedelta(hours=RUN_RATE_HOURS))
+    last_day = sides.last_day
     recent = inside[last_day[inside]] if last_day[inside].sum() >= need else inside[-need:]
     base = float(expected[recent].sum())
     ratio = float(used[recent].sum()) / base if base > 0 else 0.0
@@ -666,6 +685,9 @@ def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, tabl
         ref, extended = _extended(ref, mine, totals, beyond, warmup, view.step_seconds)
         described += "".join(f" and {name}" for name in extended) + (" above its busiest load" if extended else "")
         joined += extended
+    # The run-rate now: the last day of the anomaly, so a growing leak is priced as it stands.
+    last_day = np.asarray(mine.index >= mine.index[-1] - pd.Timedelta(hours=RUN_RATE_HOURS))
+    sides = _against_range(ref, mine, last_day)
     extra: dict[str, np.ndarray] = {}
     for column in EXCESS_COLUMNS:
         expected = _predict(ref, mine, column)
@@ -678,13 +700,11 @@ def excess_cost(view: ServiceView, span: RevisionSpan, onset: pd.Timestamp, tabl
             if column == "billable_q" and level_of is not None:
                 described += f", at the level of {level_of.name} ({level - 1:+.1%})"
         used = mine[column].to_numpy(dtype=np.float64)
-        extra[column] = used - _bounded_beyond_range(ref, mine, expected, used, view.step_seconds)
+        extra[column] = used - _bounded_beyond_range(sides, expected, used, view.step_seconds)
     prices = unit_prices(table, span.info, config.pricing)
     extra_usd = extra["vcpu_s"] * prices.cpu_vcpu_second + extra["gib_s"] * prices.memory_gib_second
     actual_usd = (mine["vcpu_s"].to_numpy(dtype=np.float64) * prices.cpu_vcpu_second
                   + mine["gib_s"].to_numpy(dtype=np.float64) * prices.memory_gib_second)
-    # The run-rate now: the last day of the anomaly, so a growing leak is priced as it stands.
-    last_day = mine.index >= mine.index[-1] - pd.Timedelta(hours=RUN_RATE_HOURS)
     seconds = float(last_day.sum()) * view.step_seconds
     rate = float(extra_usd[last_day].sum()) / seconds if seconds else 0.0
     per_hour = 3600.0 / view.step_seconds
