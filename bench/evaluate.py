@@ -27,7 +27,8 @@ are scored separately, and so are those that ran only 12-48 h in the window (sho
 back, fixed, or deployed near its end), and the pass rate (no finding at all) of each negative class.
 Detection delay: for every strong in-window leak of the draw (``--delay-scenarios`` caps the
 scenarios), the analysis is re-run on data cut at onset + 3, 6, 9, 12, 18, 24 and 48 h; the delay is
-the first cut at which a strictly matching finding appears.
+the first cut at which a strictly matching finding appears. The analyzer's later cuts are run too, and a
+leak it found and then lost at a later one (not reported, or dated more than 2 h off) is counted.
 """
 
 from __future__ import annotations
@@ -361,6 +362,7 @@ def _delays(raw: RawData, metrics: pd.DataFrame, labels: dict[str, Any]) -> list
         }
         for name, detect in methods.items():
             record[name] = None
+            lost: list[dict[str, Any]] = []
             for hours in DELAY_HOURS:
                 cut = onset + hours * 3600.0
                 if cut > end:
@@ -372,9 +374,17 @@ def _delays(raw: RawData, metrics: pd.DataFrame, labels: dict[str, Any]) -> list
                     problem = f"{name} at +{hours} h: {type(exc).__name__}: {exc}"
                     record.setdefault("errors", []).append(problem)
                     hits = []
-                if any(h.kind == "memory_baseline_rise" and strict_pair(label, h.plain(), start) for h in hits):
-                    record[name] = hours
-                    break
+                leaks = [h for h in hits if h.kind == "memory_baseline_rise"]
+                if any(strict_pair(label, h.plain(), start) for h in leaks):
+                    if record[name] is None:
+                        record[name] = hours
+                        if name != "analyzer":
+                            break
+                elif isinstance(record[name], int):  # found at an earlier cut, lost at this one
+                    dated = any(label["revision"] in (h.revision, h.carried_by) for h in leaks)
+                    lost.append({"hours": hours, "how": "dated off" if dated else "not reported"})
+            if name == "analyzer":
+                record["analyzer_lost_again"] = lost
         found.append(record)
     return found
 
@@ -576,6 +586,13 @@ def score(results: list[dict[str, Any]], method: str, *, strict: bool = True) ->
     }
 
 
+def _lost_again(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Leaks the analyzer found at one cut and lost at a later one: in all, and by how it lost them."""
+    losses = [{x["how"] for x in d.get("analyzer_lost_again") or ()} for d in records]
+    by_how = {how: sum(how in x for x in losses) for how in ("not reported", "dated off")}
+    return {"any": sum(map(bool, losses)), **by_how}
+
+
 FAST_LEAK_SLOPE = 10.0  # % of the limit a day: the leaks issue 14's delay target (6 h median, 12 h p90) is about
 
 
@@ -604,6 +621,9 @@ def delay_summary(results: list[dict[str, Any]], method: str, *, min_slope: floa
         "median_h": quantile(0.5),
         "p90_h": quantile(0.9),
         "within_h": {h: sum(1 for v in values if v <= h) for h in DELAY_HOURS},
+        # The analyzer's cuts go on after the first that finds a leak: found, then lost again at a later one
+        # (not reported, or dated more than 2 h off its onset). None for methods whose later cuts are not run.
+        "lost_again": _lost_again(records) if method == "analyzer" else None,
     }
 
 
@@ -704,6 +724,12 @@ def render(report: dict[str, Any]) -> str:
                 f"p90 {_fmt(d['p90_h'], 0)} h ({within}); not within 48 h: {d['not_detected_within_48h']}, "
                 f"window ended first: {d['window_ended_first']}"
             )
+            if d.get("lost_again"):
+                lost = d["lost_again"]
+                lines.append(
+                    f"  {'':22s} found, then lost again at a later cut: {lost['any']} of {d['detected']} "
+                    f"(not reported at one: {lost['not reported']}, dated off at one: {lost['dated off']})"
+                )
     lines.append("")
     lines.append("ambiguous labels (near-threshold, not scored) and how many each method reported:")
     for kind in KINDS:
