@@ -25,8 +25,10 @@ from analyzer.analysis.envelope import (
     young_enough,
 )
 from analyzer.analysis.memory import (
+    BUCKETED,
     COLUMN,
     OOM_LEVEL,
+    PEAK,
     TYPICAL,
     WORST,
     YOUNG_HOURS,
@@ -36,6 +38,7 @@ from analyzer.analysis.memory import (
     long_troughs,
     rises_like_before,
     rises_like_later,
+    signal_words,
     typical_memory,
 )
 from analyzer.analysis.regression import RegressionEvidence, cpu_held_in, detect_cpu, detect_latency
@@ -264,7 +267,8 @@ def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagg
     flipped late in their life) are tested again, sequentially, against how this service's other
     healthy revisions behaved after their deploys: never against an envelope learned from their own
     data (a revision that served long enough to count as healthy may be the one that leaks). The
-    typical instance's troughs first, then the worst instance's (``envelope``, point 5)."""
+    typical instance's troughs first, then the worst instance's (``envelope``, point 5), then its peaks
+    (point 6)."""
     healthy = [e.span for e in evidence if e.span.name not in flagged]
     envelopes: dict[tuple[str, ...], Envelope | None] = {}
     for item in evidence:
@@ -272,7 +276,7 @@ def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagg
             continue
         others = [s for s in healthy if s.name != item.span.name]
         leak = None
-        for signal in (TYPICAL, WORST):
+        for signal in (TYPICAL, WORST, PEAK):
             key = (signal, *(s.name for s in others))
             if key not in envelopes:
                 envelopes[key] = build_envelope(view, others, config.detection, signal)
@@ -280,11 +284,11 @@ def _sequential_leaks(view: ServiceView, evidence: list[RevisionEvidence], flagg
             if envelope is None:
                 continue
             leak = sequential_leak(view, item.span, envelope, config.detection, candidate=item.leak)
-            # The worst instance's envelope holds only the healthy revisions that served 12 h. A climb no
+            # The worst instance's envelopes hold only the healthy revisions that served 12 h. A climb no
             # higher than a shorter earlier revision's at the same age is this service's warm-up, as the
             # trend test reads a young revision (``memory.rises_like_before``).
-            if leak is not None and signal == WORST and rises_like_before(view, item.span, config.detection,
-                                                                          flagged, WORST):
+            if leak is not None and signal in BUCKETED and rises_like_before(view, item.span, config.detection,
+                                                                              flagged, signal):
                 leak = None
             if leak is not None:
                 break
@@ -309,13 +313,14 @@ def _leak_finding(view: ServiceView, span: RevisionSpan, leak: LeakEvidence, con
     # Without the revision's limit (no Admin API data) the level is not known well enough to forecast.
     to_limit = hours_to_limit(leak) if limit else None
     climb = f"(from {leak.trough_start:.0%} to {leak.trough_high:.0%} over {leak.hours:.0f} h)"
+    what, whose = signal_words(leak.signal)
     if container:
         size = f" {_size(limit)}" if limit else ""
-        summary = (f"Sidecar {container} leaks: its memory troughs ({leak.signal}) in {span.name} climb "
+        summary = (f"Sidecar {container} leaks: its memory {what} ({whose}) in {span.name} climb "
                    f"{leak.slope_per_day:.1%} of its{size} limit per day {climb}")
         at_limit, reaches = "it already reaches its limit", "in the worst instance it reaches its limit"
     else:
-        summary = (f"Memory troughs ({leak.signal}) of {span.name} climb {leak.slope_per_day:.1%} of the limit "
+        summary = (f"Memory {what} ({whose}) of {span.name} climb {leak.slope_per_day:.1%} of the limit "
                    f"per day {climb}")
         at_limit, reaches = "instances already reach their limit", "the worst instance reaches its limit"
     if leak.peak_max >= OOM_LEVEL:

@@ -34,8 +34,16 @@ from analyzer.analysis.timeline import RevisionSpan, ServiceView, between, earli
 from analyzer.config import DetectionConfig, MemoryDetection
 from analyzer.model import FloatArray, IntArray
 
-TYPICAL, WORST = "typical instance", "worst instance"  # the two signals, as the report names them
-COLUMN = {TYPICAL: "trough", WORST: "worst"}  # each signal's column in ``troughs``
+TYPICAL, WORST = "typical instance", "worst instance"  # the two trough signals, as the report names them
+PEAK = "worst instance's peaks"  # the highest memory of any instance: read by the sequential test only
+BUCKETED = (WORST, PEAK)  # the signals read from the top bucket of the memory distribution, in steps
+COLUMN = {TYPICAL: "trough", WORST: "worst", PEAK: "peak"}  # each signal's column in ``troughs``
+
+
+def signal_words(signal: str) -> tuple[str, str]:
+    """What of whose memory climbs, as the report says it: ("troughs", "typical instance"),
+    ("troughs", "worst instance") or ("peaks", "worst instance")."""
+    return ("peaks", WORST) if signal == PEAK else ("troughs", signal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -751,7 +759,7 @@ def _rises_like(view: ServiceView, mine: pd.DataFrame, signal: str, config: Dete
         # warm-up, however steep, not a leak. For the worst instance, read from the top bucket in
         # steps, "no higher" is within half a step: the median of two troughs a step apart sits half a
         # step above the lower.
-        step = bucket_step(np.concatenate([own, level])) if signal == WORST else 0.0
+        step = bucket_step(np.concatenate([own, level])) if signal in BUCKETED else 0.0
         if own_level <= got_to * (1.0 + step / 2.0):
             return True
         if since[-1] < age / 2 or not own_rise > 0:

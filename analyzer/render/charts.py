@@ -20,7 +20,7 @@ import pandas as pd
 
 from analyzer.analysis import ServiceResult, hourly
 from analyzer.analysis.findings import RevisionEvidence
-from analyzer.analysis.memory import LeakEvidence
+from analyzer.analysis.memory import LeakEvidence, signal_words
 from analyzer.analysis.timeline import RevisionSpan
 from analyzer.model import FindingKind, FloatArray
 
@@ -378,16 +378,18 @@ def _memory_limit_label(spans: list[RevisionSpan]) -> str:
 
 
 def _memory_series(rows: pd.DataFrame, evidence: list[RevisionEvidence], service: str) -> list[SeriesSpec]:
-    """Typical and worst instance, and the troughs and fitted trend of each confirmed leak (percent)."""
+    """Typical and worst instance, and the troughs (or the peaks, ``memory.PEAK``) and fitted trend of each
+    confirmed leak (percent)."""
     memory = [
         SeriesSpec("typical instance (mean)", "s1", _by_ts(rows, "mem_mean") * 100, 1.2),
         SeriesSpec("worst instance (max)", "s2", _by_ts(rows, "mem_max", "max") * 100, 1.0, how="max"),
     ]
     for item in evidence:
         if item.leak is not None and item.leak.confirmed:
+            what, whose = signal_words(item.leak.signal)
             memory.append(
                 SeriesSpec(
-                    f"troughs of {_short(item.span.name, service)} ({item.leak.signal})",
+                    f"{what} of {_short(item.span.name, service)} ({whose})",
                     "trough",
                     item.leak.troughs * 100,
                     2.2,
