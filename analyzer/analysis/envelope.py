@@ -392,7 +392,7 @@ def _climb_start(series: _Series, residual: FloatArray, minutes: int) -> int:
     return fit.index if n * math.log(linear / max(fit.sse, 1e-12)) > 2 * math.log(n) else 0
 
 
-def _stalled(age: FloatArray, climb: FloatArray, pace: float) -> bool:
+def _stalled(age: FloatArray, climb: FloatArray, pace: float, step: float = 0.0) -> bool:
     """The climb has stopped by the end of the data (a bump, a warm-up settling, a step to a new
     level): its last third falls, or rises at less than half ``pace`` and the climb as a whole fits
     rise-then-flat far better than a straight line (``memory.levels_off``). The last third alone is
@@ -403,8 +403,12 @@ def _stalled(age: FloatArray, climb: FloatArray, pace: float) -> bool:
     leak at any negative cut and no full-window finding changed on ten draws; levels_off alone (a
     slowly rising tail passing) let a healthy revision's last-hours bump through. A climb of fewer than
     ``LEVEL_OFF_MIN_BINS`` troughs is judged on its tail alone: a cache filled over 3 h and flat for 2
-    cannot show rise-then-flat yet."""
+    cannot show rise-then-flat yet. ``step``: for a signal read in bucket steps of that size (the worst
+    instance's peaks), a tail too short for ``pace`` to lift it two steps is not judged: it holds one level
+    whether or not the climb goes on."""
     tail = max(3, len(climb) // 3)
+    if step > 0 and pace * float(age[-1] - age[-tail]) < 2.0 * step:
+        return False
     tail_slope = stats.theil_sen(age[-tail:], climb[-tail:])[0]
     judged = len(climb) >= LEVEL_OFF_MIN_BINS  # fewer troughs cannot show rise-then-flat: the tail alone
     return bool(tail_slope < 0 or (tail_slope < pace / 2 and (not judged or levels_off(age, climb))))
@@ -527,12 +531,8 @@ def sequential_leak(view: ServiceView, span: RevisionSpan, envelope: Envelope, c
     # their bars); overruled, 3 leaks more found (the others were found otherwise or dated off) and none false.
     if envelope.signal in BUCKETED and stats.step_sse(climb) <= stats.linear_sse(age, climb):
         return None  # one bucket step (or two at once) to a level it holds: a step, not a drift
-    stalled = _stalled(age, climb, trend.slope) and not _peak_kept_climbing(view, span, series.stamps[start:])
-    if stalled and envelope.signal == PEAK:
-        # The peaks climb a bucket step at a time: a tail too short for the climb's pace to lift them two
-        # steps holds one level whether or not the climb goes on.
-        tail = age[-1] - age[-max(3, len(climb) // 3)]
-        stalled = trend.slope * tail >= 2.0 * peak_step(series.level) * float(np.median(series.level))
+    step = peak_step(series.level) * float(np.median(series.level)) if envelope.signal == PEAK else 0.0
+    stalled = _stalled(age, climb, trend.slope, step) and not _peak_kept_climbing(view, span, series.stamps[start:])
     if stalled and not overruled:
         return None
     warm_end = series.stamps[0]
