@@ -658,6 +658,17 @@ def test_the_best_single_step_is_the_least_squares_two_level_fit_split_by_split(
     assert stats.step_sse(np.asarray([0.0, 0.0, 0.0, 0.04, 0.04])) == 0.0
 
 
+@pytest.mark.parametrize(("step", "stalled"), [(0.0, True), (0.0095, True), (0.0105, False)])
+def test_a_climb_read_in_bucket_steps_is_not_judged_stalled_on_a_tail_too_short_to_climb_two_steps(
+        step: float, stalled: bool) -> None:
+    # 0.1 of the limit a day for 10 h, then flat for 8: rise-then-flat, a stall. Its last third (6 bins, 5 h) at
+    # that pace would have risen 0.02: read in bucket steps of up to half that, still a stall; in larger steps
+    # (the worst instance's peaks), one level held that long says nothing either way.
+    age = np.arange(18.0)
+    climb = 0.1 / 24 * np.minimum(age, 10.0)
+    assert envelope._stalled(age, climb, 0.1 / 24, step) is stalled
+
+
 @pytest.mark.parametrize(("after", "ended"), [("a", "the rollback to a ended it"), ("c", "it ended when c took over")])
 def test_a_leaking_revision_rolled_back_or_fixed_after_fourteen_hours_gets_its_finding(after: str, ended: str) -> None:
     # b leaks 15 %/day and serves 14 h; then traffic goes back to a (a rollback) or to a new revision c.
