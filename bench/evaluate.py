@@ -342,6 +342,16 @@ def run_task(task: Task) -> dict[str, Any]:
     return out
 
 
+LOST_HOW = ("not reported", "dated off")  # how a leak found at one cut was lost at a later one
+
+
+def how_lost(label: dict[str, Any], places: Iterable[tuple[str, str]]) -> str:
+    """How a later cut lost a leak it does not match strictly: "dated off" when a memory finding still sits on
+    the label's revision (``places``: each memory finding's revision and the revision that carried it on),
+    else "not reported"."""
+    return LOST_HOW[1] if any(label["revision"] in place for place in places) else LOST_HOW[0]
+
+
 def _delays(raw: RawData, metrics: pd.DataFrame, labels: dict[str, Any]) -> list[dict[str, Any]]:
     """Hours of data after the onset each method needed to report each strong leak (None: not within 48 h)."""
     found = []
@@ -381,8 +391,7 @@ def _delays(raw: RawData, metrics: pd.DataFrame, labels: dict[str, Any]) -> list
                         if name != "analyzer":
                             break
                 elif isinstance(record[name], int):  # found at an earlier cut, lost at this one
-                    dated = any(label["revision"] in (h.revision, h.carried_by) for h in leaks)
-                    lost.append({"hours": hours, "how": "dated off" if dated else "not reported"})
+                    lost.append({"hours": hours, "how": how_lost(label, ((h.revision, h.carried_by) for h in leaks))})
             if name == "analyzer":
                 record["analyzer_lost_again"] = lost
         found.append(record)
@@ -589,7 +598,7 @@ def score(results: list[dict[str, Any]], method: str, *, strict: bool = True) ->
 def _lost_again(records: list[dict[str, Any]]) -> dict[str, int]:
     """Leaks the analyzer found at one cut and lost at a later one: in all, and by how it lost them."""
     losses = [{x["how"] for x in d.get("analyzer_lost_again") or ()} for d in records]
-    by_how = {how: sum(how in x for x in losses) for how in ("not reported", "dated off")}
+    by_how = {how: sum(how in x for x in losses) for how in LOST_HOW}
     return {"any": sum(map(bool, losses)), **by_how}
 
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenarios
-from evaluate import EXCESS_MIN_FRACTION, FAST_LEAK_SLOPE, _excess_fraction, strict_pair
+from evaluate import EXCESS_MIN_FRACTION, FAST_LEAK_SLOPE, LOST_HOW, _excess_fraction, how_lost, strict_pair
 
 from analyzer.analysis import analyze_frames, calibration, envelope, memory
 from analyzer.analysis.timeline import between, build_view
@@ -265,8 +265,7 @@ def _delay_one(job: tuple[str, bool]) -> list[tuple[str, float, float | None, li
                 if not every:
                     break
             elif not found and hours is not None:
-                dated = any(f[0] == label["kind"] and label["revision"] in (f[2], f[5]) for f in findings)
-                lost.append((float(h), "dated off" if dated else "not reported"))
+                lost.append((float(h), how_lost(label, ((f[2], f[5]) for f in findings if f[0] == label["kind"]))))
         out.append((os.path.basename(path), float(label["slope_pct_limit_per_day"]), hours, lost))
     return out
 
@@ -285,7 +284,7 @@ def delay(args: argparse.Namespace) -> None:
         median, p90 = (np.quantile(chosen, q, method="higher") if chosen else float("nan") for q in (0.5, 0.9))
         print(f"{len(chosen)} {title}, median {median} h, p90 {p90} h, found by:", by)
     if args.every:
-        for how in ("not reported", "dated off"):
+        for how in LOST_HOW:
             by = {h: sum((h, how) in lost for *_, lost in rows) for h in DELAY_HOURS}
             print(f"found, then {how} at a later cut: {sum(any(x[1] == how for x in lost) for *_, lost in rows)} of "
                   f"{sum(h is not None for _, _, h, _ in rows)} found; by cut:", by)
