@@ -1201,20 +1201,48 @@ PEAK_BINS = 3  # the bins whose median peak is compared, at the reading's start 
 
 
 def _peak_climbed_before(reading: _Reading, hours: float) -> bool:
-    """The highest memory of any instance (the bins' ``peak``) climbed ``PEAK_CLIMB_STEPS`` bucket steps
-    or more from the reading's first bins to those before ``hours`` (medians of ``PEAK_BINS``): a leak
-    that was already on before the start its troughs show. Fresh instances dilute the typical troughs
-    and a night's scale-in replaces the oldest, so a leak from the deploy can keep both troughs flat for
-    a day or more, while the instance that lives longest carries its memory to a new high
-    (314416-0042: a per-request leak of 11 %/day whose troughs stayed within 0.29-0.35 of the limit for
-    36 h, dated 37 h after its deploy, while the peak climbed 0.38 -> 0.46). A flipped flag's peak
-    stays where it was until the flip, give or take the day's load: two steps apart on a flat revision
-    between a quiet night and a busy afternoon (989024-0006), so the guard asks three."""
+    """The highest memory of any instance (the bins' ``peak``), its load's effect taken out
+    (``_peak_at_first_load``), held ``PEAK_CLIMB_STEPS`` bucket steps or more above the reading's first
+    bins at some point before ``hours`` (running medians of ``PEAK_BINS``): a leak that was already on
+    before the start its troughs show. Fresh instances dilute the typical troughs and a night's scale-in
+    replaces the oldest, so a leak from the deploy can keep both troughs flat for a day or more, while the
+    instance that lives longest carries its memory to a new high (314416-0042: a per-request leak of
+    11 %/day whose troughs stayed within 0.29-0.35 of the limit for 36 h, dated 37 h after its deploy,
+    while the peak climbed 0.38 -> 0.46). A flipped flag's peak stays where it was until the flip, give or
+    take the day's load: two steps apart on a flat revision between a quiet night and a busy afternoon
+    (989024-0006), so the guard asks three.
+
+    The high so far, not the peak's level just before the start: that instance may have been replaced
+    by then (314416-0023: a leak of 10.6 %/day from its deploy whose peak climbed 0.46 -> 0.58 in 22 h,
+    fell back to 0.48-0.50 when its instance was replaced, and whose later bend, 29 h in, was taken for
+    the start). And at the first bins' load: a peak that only followed a busier afternoon up and back
+    (407122-0053, a flag flipped 30 h after its deploy, peak 0.30 -> 0.38 as the load per instance went
+    7 -> 24 requests/s) is no leak. On twenty development draws (4,000 scenarios) four leaks that were on
+    before such a bend (two strong from their deploys; two of 2-3 %/day, one from before the window) were
+    dated at their onsets instead of 17-156 h late, and no finding moved the other way
+    (docs/detection-quality.md, forty-fifth session)."""
     before, step = _peak_course(reading, hours)
     if len(before) < 2 * PEAK_BINS:
         return False
-    rise = float(np.median(before[-PEAK_BINS:]) / np.median(before[:PEAK_BINS]))
-    return bool(rise >= (1.0 + step) ** (PEAK_CLIMB_STEPS - 0.5))
+    adjusted = _peak_at_first_load(reading, hours, before)
+    high = float(stats.running_median(adjusted, PEAK_BINS)[PEAK_BINS:].max())
+    return bool(high / float(np.median(adjusted[:PEAK_BINS])) >= (1.0 + step) ** (PEAK_CLIMB_STEPS - 0.5))
+
+
+def _peak_at_first_load(reading: _Reading, hours: float, before: FloatArray) -> FloatArray:
+    """``before`` (the peak's course before ``hours``, ``_peak_course``) moved to the load per instance
+    of the reading's first ``PEAK_BINS`` bins: less a straight line's slope of peak on load fitted over
+    those bins (none where it comes out negative, or the load does not vary): in-flight work holds
+    memory, so a busier hour lifts the highest instance with it."""
+    peak = reading.bins["peak"].to_numpy(dtype=np.float64)
+    load = reading.bins["load"].to_numpy(dtype=np.float64)[(reading.hours < hours) & np.isfinite(peak)]
+    known = np.isfinite(load)
+    if known.sum() < 2 * PEAK_BINS or np.ptp(load[known]) <= 0:
+        return before
+    slope = max(float(np.polyfit(load[known], before[known], 1)[0]), 0.0)
+    first = float(np.median(load[:PEAK_BINS][known[:PEAK_BINS]])) if known[:PEAK_BINS].any() else float(
+        np.median(load[known]))
+    return before - slope * (np.where(known, load, first) - first)
 
 
 FLAT_PEAK_EVIDENCE = 4.0  # a later start under ONSET_EVIDENCE still taken above this, where the peak held flat to it
