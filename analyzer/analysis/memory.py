@@ -1236,14 +1236,13 @@ def _peak_at_first_load(reading: _Reading, hours: float, before: FloatArray) -> 
     holds memory, so a busier hour lifts the highest instance with it. A leak whose climb ran with a
     ramp of load loses some of its climb to that slope (246384-0106: a per-request leak whose traffic
     grew 54 -> 197 requests/s per instance over its first 14 h stays dated 27 h late)."""
-    peak = reading.bins["peak"].to_numpy(dtype=np.float64)
-    load = reading.bins["load"].to_numpy(dtype=np.float64)[(reading.hours < hours) & np.isfinite(peak)]
+    load = reading.bins["load"].to_numpy(dtype=np.float64)[_peak_bins_before(reading, hours)]
     known = np.isfinite(load)
     if known.sum() < 2 * PEAK_BINS or np.ptp(load[known]) <= 0:
         return before
     slope = max(float(np.polyfit(load[known], before[known], 1)[0]), 0.0)
-    first = float(np.median(load[:PEAK_BINS][known[:PEAK_BINS]])) if known[:PEAK_BINS].any() else float(
-        np.median(load[known]))
+    opening = load[:PEAK_BINS][known[:PEAK_BINS]]
+    first = float(np.median(opening if len(opening) else load[known]))
     return before - slope * (np.where(known, load, first) - first)
 
 
@@ -1255,10 +1254,18 @@ PEAK_SHORT_FLAT_HOURS = 6.0  # shorter, read by the peak beside the troughs wher
 PEAK_FALL_STEPS = 3  # the peak's course this many bucket steps under its high before a start: an instance replaced
 
 
-def _peak_course(reading: _Reading, hours: float) -> tuple[FloatArray, float]:
-    """The bins' peak before ``hours`` (finite ones), and its bucket step (``peak_step`` of all the peaks)."""
+def _peak_bins_before(reading: _Reading, hours: float) -> np.ndarray:
+    """Which bins the peak's course before ``hours`` is read on: those before it with a peak (one
+    definition, so that a column read beside the course lines up with it)."""
     peak = reading.bins["peak"].to_numpy(dtype=np.float64)
-    return peak[(reading.hours < hours) & np.isfinite(peak)], peak_step(peak)
+    return np.asarray((reading.hours < hours) & np.isfinite(peak), dtype=bool)
+
+
+def _peak_course(reading: _Reading, hours: float) -> tuple[FloatArray, float]:
+    """The bins' peak before ``hours`` (finite ones, ``_peak_bins_before``), and its bucket step
+    (``peak_step`` of all the peaks)."""
+    peak = reading.bins["peak"].to_numpy(dtype=np.float64)
+    return peak[_peak_bins_before(reading, hours)], peak_step(peak)
 
 
 def peak_step(peak: FloatArray) -> float:
